@@ -184,7 +184,8 @@ def cmd_report(a) -> int:
     if a.json: print(json.dumps(rows, indent=2)); return 0
     for r in rows:
         print(f"{r['experiment']:7} {r['state']:8} results={r['result_files']:<3} records={r['records']:<6} "
-              f"last run={r['last_run'] or '-'} ({r['wall_seconds'] or '-'} s) params={json.dumps(r['parameters']) if r['parameters'] else '-'}")
+              f"last run={r['last_run'] or '-'} ({r['wall_seconds'] or '-'} s) params={json.dumps(r['parameters']) if r['parameters'] else '-'}"
+              + (f"\n        {r['detail']}" if r.get("detail") else ""))
     return 0
 
 def cmd_paper(a) -> int:

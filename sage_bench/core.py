@@ -4,7 +4,7 @@
 
 # %% ../nbs/api/00_core.ipynb #a5b3a1a3
 from __future__ import annotations
-import dataclasses, hashlib, json, os, typing
+import dataclasses, hashlib, json, os, re, typing
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal, Optional, get_type_hints
@@ -13,10 +13,10 @@ from typing import Any, Iterable, Iterator, Literal, Optional, get_type_hints
 __all__ = ['RANDOM_SEED', 'BENCHMARK_LLM_TEMPERATURE', 'DEFAULT_LLM_PORT', 'DEFAULT_LLM_BASE_URL', 'DEFAULT_GPU_LLM_MODEL',
            'VLLM_GPU_MEMORY_UTILIZATION', 'DEFAULT_EMBEDDING_MODEL', 'ORIGINAL_EMBEDDING_MODEL',
            'OFFLINE_EMBEDDING_MODEL', 'CHALLENGES', 'SPLITS', 'Challenge', 'SAMPLE_TYPES', 'PARSE_STATUSES',
-           'sage_home', 'benchmark_dir', 'cache_dir', 'resources_dir', 'RecordError', 'Validated', 'Tool', 'PlanStep',
-           'Sample', 'TimingSample', 'PlanningSample', 'SelectionSample', 'sample_from_dict', 'Record', 'gold_of',
-           'text_of', 'LoadReport', 'iter_jsonl', 'read_jsonl', 'dumps', 'write_jsonl', 'write_json', 'stable_hash',
-           'ToolLibrary', 'Dataset', 'split_of']
+           'checkout_root', 'sage_home', 'benchmark_dir', 'cache_dir', 'resources_dir', 'RecordError', 'Validated',
+           'Tool', 'PlanStep', 'Sample', 'TimingSample', 'PlanningSample', 'SelectionSample', 'sample_from_dict',
+           'Record', 'gold_of', 'text_of', 'LoadReport', 'iter_jsonl', 'read_jsonl', 'dumps', 'write_jsonl',
+           'write_json', 'stable_hash', 'ToolLibrary', 'Dataset', 'split_of']
 
 # %% ../nbs/api/00_core.ipynb #6ddc6f57
 RANDOM_SEED = 42
@@ -34,9 +34,20 @@ SPLITS = ("train", "dev", "test")
 Challenge = Literal["timing", "planning", "tool_selection"]
 
 # %% ../nbs/api/00_core.ipynb #af100fa6
+def checkout_root(start: Path | str = ".") -> Path | None:
+    "The nearest folder at or above `start` whose `settings.ini` names `lib_name = sage_bench` (a sage-bench checkout)."
+    start = Path(start).resolve()
+    for d in (start, *start.parents):
+        s = d / "settings.ini"
+        try:
+            if s.is_file() and re.search(r"^lib_name\s*=\s*sage_bench\s*$", s.read_text(errors="ignore"), re.M): return d
+        except OSError: continue
+    return None
+
 def sage_home() -> Path:
-    "Root folder that holds `.sage/` (env `SAGE_BENCH_HOME`, else the current directory)."
-    return Path(os.environ.get("SAGE_BENCH_HOME", ".")).resolve()
+    "Root folder that holds `.sage/`: env `SAGE_BENCH_HOME`, else the checkout containing the current directory, else the current directory."
+    if os.environ.get("SAGE_BENCH_HOME"): return Path(os.environ["SAGE_BENCH_HOME"]).resolve()
+    return checkout_root(Path.cwd()) or Path.cwd().resolve()
 
 def benchmark_dir(root: Path | str | None = None) -> Path:
     "Where experiment outputs go: `<root>/.sage/benchmark`."
@@ -293,15 +304,18 @@ class LoadReport:
         s = f"{self.file}: {self.loaded} loaded, {len(self.skipped)} skipped"
         return s + "".join(f"\n  line {ln}: {msg}" for ln, msg in self.skipped[:10]) + ("\n  ..." if len(self.skipped) > 10 else "")
 
-def iter_jsonl(path: Path | str) -> Iterator[tuple[int, Any]]:
-    "Yield (line number, parsed JSON) for each non-empty line; a JSON error names file and line."
+def iter_jsonl(path: Path | str, on_error=None) -> Iterator[tuple[int, Any]]:
+    "Yield (line number, parsed JSON) for each non-empty line; a JSON error names file and line (raised, or passed to `on_error(line, err)`)."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"{path}: no such file")
     with open(path, encoding="utf-8") as f:
         for i, line in enumerate(f, 1):
             if not line.strip(): continue
             try: yield i, json.loads(line)
-            except json.JSONDecodeError as e: raise RecordError(f"invalid JSON ({e.msg} at column {e.colno})", str(path), i) from None
+            except json.JSONDecodeError as e:
+                err = RecordError(f"invalid JSON ({e.msg} at column {e.colno})", str(path), i)
+                if on_error is None: raise err from None
+                on_error(i, err)
 
 def read_jsonl(path: Path | str, parse=None, lenient: bool = False) -> tuple[list, LoadReport]:
     "Read and validate a JSONL file with `parse` (a `from_dict`); returns (items, report)."

@@ -133,13 +133,19 @@ def register_experiment(name: str, notebook: str, description: str = "", output:
     "Register a paper section: its notebook and its output folder under `.sage/benchmark/`."
     return _register("experiment", name, lambda: notebook, description=description, extra=dict(notebook=notebook, output=output, **extra))
 
-for _n, _nb, _d, _o in [
-    ("5.2", "05_2_main_eval.ipynb", "Main evaluation: every method on the sage test split, three challenges", "paper1/section_5_2_main"),
-    ("5.3", "05_3_analysis.ipynb", "Analysis: errors, scaling to 20k tools, robustness, ablations", "paper1/section_5_3_analysis"),
-    ("5.4", "05_4_cross_dataset.ipynb", "Cross-data-set: every method on every data set it applies to", "paper1/section_5_4_cross_dataset"),
-    ("5.5", "05_5_training.ipynb", "Training comparison: A, B1-B4 coresets, C continual, D combined", "paper1/section_5_5_training"),
-    ("paper2", "06_sage_agent.ipynb", "SAGE-Agent: SSIS, priority replay, cross-task attention; ablation, efficiency, online adaptation", "paper2"),
-]: register_experiment(_n, _nb, _d, _o)
+# the last column: the result files a complete run writes (what `sage-bench report` checks)
+for _n, _nb, _d, _o, _x in [
+    ("5.2", "05_2_main_eval.ipynb", "Main evaluation: every method on the sage test split, three challenges", "paper1/section_5_2_main",
+     ["timing_results.json", "planning_results.json", "selection_results.json"]),
+    ("5.3", "05_3_analysis.ipynb", "Analysis: errors, scaling to 20k tools, robustness, ablations", "paper1/section_5_3_analysis",
+     ["errors.json", "scaling.json", "robustness.json", "ablations.json"]),
+    ("5.4", "05_4_cross_dataset.ipynb", "Cross-data-set: every method on every data set it applies to", "paper1/section_5_4_cross_dataset",
+     ["cross_dataset_results.json"]),
+    ("5.5", "05_5_training.ipynb", "Training comparison: A, B1-B4 coresets, C continual, D combined", "paper1/section_5_5_training",
+     ["training_comparison.json"]),
+    ("paper2", "06_sage_agent.ipynb", "SAGE-Agent: SSIS, priority replay, cross-task attention; ablation, efficiency, online adaptation", "paper2",
+     ["efficiency_analysis.json", "online_adaptation.json"]),
+]: register_experiment(_n, _nb, _d, _o, expected=_x)
 
 # %% ../nbs/api/01_registry.ipynb #378fffe0
 PLUGIN_MODULES = [

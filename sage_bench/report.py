@@ -7,7 +7,7 @@ from __future__ import annotations
 import json, os, sys, time
 from pathlib import Path
 from typing import Callable, Sequence
-from .core import benchmark_dir, write_json, RANDOM_SEED, DEFAULT_LLM_BASE_URL
+from .core import benchmark_dir, sage_home, write_json, RANDOM_SEED, DEFAULT_LLM_BASE_URL
 from .registry import lookup, entries
 from .store import experiment_dir, figures_dir, tables_dir, now
 
@@ -42,12 +42,21 @@ def run_section(section: str, kernel: str | None = None, log_output: bool = Fals
     nb = notebooks_dir() / e.extra["notebook"]
     if not nb.exists(): raise FileNotFoundError(f"section {section}: notebook {nb} does not exist yet")
     p = section_params(**params)
-    out_root = benchmark_dir(p.get("output_dir"))
+    # the kernel runs in the notebook's folder: hand it this process's results folder and home (so its caches are
+    # ours too), so that the results land beside the executed copy, where `report`, `figures` and `paper` look
+    out_root = benchmark_dir(p.get("output_dir")).resolve()
+    p["output_dir"] = str(out_root)
     dest = out_root / e.extra["output"] / f"executed_{nb.name}"
     dest.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    pm.execute_notebook(str(nb), str(dest), parameters=p, kernel_name=kernel or os.environ.get("SAGE_BENCH_KERNEL", KERNEL),
-                        cwd=str(nb.parent), language="python", log_output=log_output, progress_bar=not log_output)
+    old_home = os.environ.get("SAGE_BENCH_HOME")
+    os.environ["SAGE_BENCH_HOME"] = str(sage_home())
+    try:
+        pm.execute_notebook(str(nb), str(dest), parameters=p, kernel_name=kernel or os.environ.get("SAGE_BENCH_KERNEL", KERNEL),
+                            cwd=str(nb.parent), language="python", log_output=log_output, progress_bar=not log_output)
+    finally:
+        if old_home is None: os.environ.pop("SAGE_BENCH_HOME", None)
+        else: os.environ["SAGE_BENCH_HOME"] = old_home
     write_json(dest.with_suffix(".run.json"), {"section": section, "notebook": str(nb), "parameters": p,
                                                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t0)),
                                                "wall_seconds": round(time.time() - t0, 1)})
@@ -120,8 +129,18 @@ def experiment_status(output_dir=None) -> list[dict]:
         run = next(iter(sorted(d.glob("*.run.json"))), None) if d.exists() else None
         info = json.loads(run.read_text()) if run else {}
         exp = e.extra.get("expected", [])
-        state = "missing" if not results and not recs else ("done" if run and results else "partial")
-        rows.append({"experiment": e.name, "description": e.description, "state": state, "result_files": len(results),
+        absent = [f for f in exp if not (d / f).exists()]
+        skipped = []                     # methods a run left out (no LLM server, --skip-llm), as the result files say
+        for f in exp:
+            try: payload = json.loads((d / f).read_text())
+            except (OSError, ValueError): continue
+            skipped += [s.get("method", "?") for s in payload.get("skipped", []) if isinstance(s, dict)] if isinstance(payload, dict) else []
+        state = ("missing" if not results and not recs else "done" if run and not absent and not skipped else "partial")
+        detail = "; ".join(x for x in (f"{len(exp) - len(absent)}/{len(exp)} result files" if absent else "",
+                                       f"skipped: {', '.join(dict.fromkeys(skipped))}" if skipped else "",
+                                       "no finished run" if not run and state != "missing" else "") if x)
+        rows.append({"experiment": e.name, "description": e.description, "state": state, "detail": detail, "result_files": len(results),
+                     "missing_files": absent, "skipped_methods": list(dict.fromkeys(skipped)),
                      "records": recs, "last_run": info.get("started_at"), "wall_seconds": info.get("wall_seconds"),
                      "parameters": info.get("parameters"), "folder": str(d)})
     return rows

@@ -5,6 +5,22 @@ import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 LLM_PORT = int(os.environ.get("SAGE_BENCH_TEST_LLM_PORT", "8901"))
+LLM_URL = os.environ.get("SAGE_BENCH_LLM_URL", f"http://127.0.0.1:{LLM_PORT}/v1").split(",")[0]
+
+
+def server_up(url: str = LLM_URL) -> bool:
+    "Whether an OpenAI-compatible server answers `GET /models` at `url` (a busy CPU server answers slowly)."
+    try:
+        import httpx
+        return httpx.get(url.rstrip("/") + "/models", timeout=20).status_code == 200
+    except Exception:  # noqa: BLE001 - any failure means no usable server
+        return False
+
+
+def real_server_mark():
+    """The skip marker of the real-server tests: call it at module level of a test file, which is imported at
+    collection, after `pytest_configure` has started the server (with SAGE_BENCH_TEST_LLM=1)."""
+    return pytest.mark.skipif(not server_up(), reason=f"no LLM server answers at {LLM_URL} (start one with `sage-bench llm start`)")
 
 
 @pytest.fixture(scope="session")

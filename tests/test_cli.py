@@ -10,9 +10,9 @@ SPEC_METHODS = ["timing.rule_based", "timing.embedding", "timing.llm_based", "ti
                 "selector.keyword", "selector.embedding", "selector.hybrid", "selector.gorilla", "selector.dfsdt", "selector.llm_direct"]
 
 
-def sb(*args, env=None, timeout=900):
+def sb(*args, env=None, timeout=900, cwd=None):
     e = dict(os.environ, **(env or {}))
-    return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=timeout, env=e)
+    return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=timeout, env=e, cwd=cwd)
 
 
 def test_help_lists_every_subcommand():
@@ -65,3 +65,19 @@ def test_report_lists_every_experiment(tmp_path):
     assert r.returncode == 0
     for e in ("5.2", "5.3", "5.4", "5.5", "paper2"):
         assert e in r.stdout
+
+
+def test_run_without_output_dir_writes_under_the_home(tmp_path):
+    """The section notebook's kernel runs in nbs/, yet `sage-bench run` without --output-dir must put the results
+    under the caller's .sage/benchmark, beside the executed notebook, where `report` finds them."""
+    env = {k: v for k, v in os.environ.items() if k != "SAGE_BENCH_HOME"}
+    r = subprocess.run([EXE, "run", "--section", "5.2", "--quick", "--skip-llm", "--challenge", "timing", "--methods", "timing.rule_based"],
+                       capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    d = tmp_path / ".sage/benchmark/paper1/section_5_2_main"
+    res = json.loads((d / "timing_results.json").read_text())
+    assert [x["method"] for x in res["results"]] == ["timing.rule_based"] and (d / "executed_05_2_main_eval.ipynb").exists()
+    assert (d / "records/sage/test/timing.rule_based.jsonl").exists()
+    rep = subprocess.run([EXE, "report"], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    line = next(l for l in rep.stdout.splitlines() if "5.2" in l)
+    assert "missing" not in line, rep.stdout

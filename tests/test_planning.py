@@ -1,5 +1,4 @@
 "Tests of the five planners (sage_bench.methods.planning)."
-import os
 import pytest
 from sage_bench.core import PlanningSample, PlanStep, Tool, ToolLibrary
 from sage_bench.methods.base import blind, Output
@@ -7,18 +6,9 @@ from sage_bench.methods.planning import (SimplePlanner, HierarchicalPlanner, LLM
                                          split_subgoals, tool_index, narrow_candidates, simulate_observation, PLAN_PROMPTS)
 from sage_bench.registry import get_method, lookup
 
-LLM_URL = os.environ.get("SAGE_BENCH_LLM_URL", "http://127.0.0.1:8901/v1").split(",")[0]
+from conftest import real_server_mark
 
-
-def _server_up() -> bool:
-    try:
-        import httpx
-        return httpx.get(LLM_URL.rstrip("/") + "/models", timeout=20).status_code == 200  # a busy CPU server answers slowly
-    except Exception:
-        return False
-
-
-needs_server = pytest.mark.skipif(not _server_up(), reason=f"no LLM server answers at {LLM_URL} (start one with `sage-bench llm start`)")
+needs_server = real_server_mark()
 
 
 def T(i, desc, params=(), cat="", returns=None):

@@ -1,5 +1,5 @@
 "Tests of the six tool-selection methods (sage_bench.methods.selection)."
-import json, math, re, urllib.request
+import json, math, re
 import numpy as np
 import pytest
 from sage_bench.core import Tool, ToolLibrary, SelectionSample
@@ -209,13 +209,9 @@ def test_dfsdt_deep_tree_and_unparsed_node():
     assert o.parse_status == "failed" and o.trace["n_llm_ranked"] >= 1 and o.trace["backtracks"] >= 1 and o.fallback is None
 
 
-def _server_up() -> bool:
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:8901/v1/models", timeout=3) as r: return r.status == 200
-    except Exception: return False
+from conftest import real_server_mark
 
-
-llm = pytest.mark.skipif(not _server_up(), reason="no LLM server answers at 127.0.0.1:8901 (start one with `sage-bench llm start`)")
+llm = real_server_mark()
 
 
 @llm

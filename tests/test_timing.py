@@ -1,5 +1,4 @@
 "Tests of the four timing methods (sage_bench.methods.timing)."
-import os
 import pytest
 from sage_bench.core import TimingSample, Tool, ToolLibrary
 from sage_bench.methods.base import blind, Output
@@ -7,18 +6,9 @@ from sage_bench.methods.timing import (RuleBasedTiming, EmbeddingTiming, LLMTimi
                                        rule_verdict, TIMING_SCHEMA, TIMING_PROMPTS, timing_messages)
 from sage_bench.registry import get_method, lookup
 
-LLM_URL = os.environ.get("SAGE_BENCH_LLM_URL", "http://127.0.0.1:8901/v1").split(",")[0]
+from conftest import real_server_mark
 
-
-def _server_up() -> bool:
-    try:
-        import httpx
-        return httpx.get(LLM_URL.rstrip("/") + "/models", timeout=20).status_code == 200  # a busy CPU server answers slowly
-    except Exception:
-        return False
-
-
-needs_server = pytest.mark.skipif(not _server_up(), reason=f"no LLM server answers at {LLM_URL} (start one with `sage-bench llm start`)")
+needs_server = real_server_mark()
 
 POS = ["What's the weather in Paris tomorrow?", "Book a table for two at Luigi's tonight at 8",
        "Send an email to bob@example.com saying the report is ready", "Check my calendar for Friday afternoon",

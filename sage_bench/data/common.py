@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast, json, re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
-from ..core import RecordError, LoadReport, Tool, ToolLibrary, Dataset, stable_hash, split_of
+from ..core import RecordError, LoadReport, iter_jsonl, Tool, ToolLibrary, Dataset, stable_hash, split_of
 
 # %% auto #0
 __all__ = ['json_schema_object', 'ToolCatalog', 'parse_calls', 'Guard', 'read_json_lines', 'read_json_file', 'read_json_array',
@@ -145,12 +145,7 @@ class Guard:
 def read_json_lines(path: Path | str, guard: Guard) -> Iterator[tuple[int, Any]]:
     "Yield (line, JSON value) of a JSON Lines file; a bad line raises or is skipped by `guard`."
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"{path}: no such file")
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip(): continue
-            try: yield i, json.loads(line)
-            except json.JSONDecodeError as e: guard.fail(path, i, RecordError(f"invalid JSON ({e.msg} at column {e.colno})"))
+    yield from iter_jsonl(path, on_error=lambda i, e: guard.fail(path, i, RecordError(e.msg)))
 
 def read_json_file(path: Path | str, guard: Guard) -> Any:
     "A whole JSON file; invalid JSON raises naming file and line, or (lenient) skips the file and returns None."

@@ -15,8 +15,8 @@ from ..engine import evaluate, results_table, HEADLINE
 
 # %% auto #0
 __all__ = ['SECTION', 'RESULT_FILES', 'SEARCH_METHODS', 'QUICK_SEARCH_SAMPLES', 'QUICK_SEARCH_CONFIG', 'QUICK_LLM_CONFIG',
-           'MAIN_METRIC', 'run_main_eval', 'load_results', 'main_table', 'fig_overall', 'fig_planning_by_length',
-           'fig_timing_confusion', 'build_5_2', 'summary_text']
+           'MAIN_METRIC', 'run_main_eval', 'llm_repeatability', 'repeatability_text', 'load_results', 'main_table',
+           'fig_overall', 'fig_planning_by_length', 'fig_timing_confusion', 'build_5_2', 'summary_text']
 
 # %% ../../nbs/api/61_main_eval.ipynb #dbf45f3b
 SECTION = "paper1/section_5_2_main"
@@ -72,6 +72,36 @@ def run_main_eval(quick: bool = True, seed: int = RANDOM_SEED, samples: int | No
                                                        "skip_llm": skip_llm, "llm_base_url": llm_base_url}, seed, started)
         payloads[ch] = payload
     return payloads
+
+# %% ../../nbs/api/61_main_eval.ipynb #c992e030
+def llm_repeatability(n: int = 4, seed: int = RANDOM_SEED, llm_base_url: str | None = None, output_dir=None, client=None) -> dict:
+    "Send `n` timing.llm_based requests twice, uncached; count identical replies and verdicts. Writes `repeatability.json`."
+    from sage_bench.llm import LLMClient
+    from sage_bench.registry import get_dataset, get_method
+    from sage_bench.engine import choose_samples
+    from sage_bench.methods.base import blind
+    ds = get_dataset("sage")
+    chosen = choose_samples(ds.select("timing", "test"), n, seed)
+    client = client or LLMClient(base_urls=llm_base_url.split(",") if llm_base_url else None, cache=False, seed=seed)
+    m = get_method("timing.llm_based", client=client)
+    xs, libs = [blind(s) for s in chosen], [ds.candidates(s) for s in chosen]
+    first, second = m.predict_batch(xs, libs), m.predict_batch(xs, libs)
+    verdict = lambda o: (o.prediction or {}).get("call_tool")
+    pairs = [{"sample_id": s.id, "same_reply": a.raw_output == b.raw_output, "same_verdict": verdict(a) == verdict(b),
+              "errors": [o.error for o in (a, b) if o.error]} for s, a, b in zip(chosen, first, second)]
+    ok = [p for p in pairs if not p["errors"]]
+    res = {"method": "timing.llm_based", "n": len(pairs), "answered": len(ok), "identical_replies": sum(p["same_reply"] for p in ok),
+           "identical_verdicts": sum(p["same_verdict"] for p in ok), "pairs": pairs, "seed": seed}
+    write_result(experiment_dir(SECTION, output_dir) / "repeatability.json", res, {"n": n, "llm_base_url": llm_base_url}, seed, now())
+    return res
+
+def repeatability_text(r: dict) -> str:
+    "One sentence on `llm_repeatability`'s result."
+    if not r["answered"]: return f"LLM repeatability: not measured (none of the {r['n']} requests was answered)."
+    same = r["identical_replies"] == r["answered"]
+    return (f"LLM repeatability: {r['identical_replies']} of {r['answered']} timing.llm_based requests sent twice without the cache got "
+            f"the same reply, {r['identical_verdicts']} the same verdict" + ("." if same else
+            "; the server is not deterministic, so cached replies are what make a rerun give the same numbers."))
 
 # %% ../../nbs/api/61_main_eval.ipynb #939df036
 def load_results(output_dir=None) -> dict:

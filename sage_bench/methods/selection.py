@@ -496,8 +496,10 @@ class GorillaSelector(LLMSelector):
 # %% ../../nbs/api/31_selection.ipynb #087049ce
 def direct_messages(query: str, lines: Sequence[str], max_choices: int, truncated: bool = False) -> list[dict]:
     note = " (the list was cut to fit; it is not the whole library)" if truncated else ""
+    # the tool list, the same for every request on a library, comes first: a server that caches prompt
+    # prefixes (llama.cpp, vLLM) then evaluates only the request's own tokens after the first sample
     return [{"role": "system", "content": SELECT_SYSTEM},
-            {"role": "user", "content": f"User request: {query}\n\nAvailable tools{note}:\n" + "\n".join(lines) + "\n\n"
+            {"role": "user", "content": f"Available tools{note}:\n" + "\n".join(lines) + f"\n\nUser request: {query}\n\n"
              f"Choose the tool(s) needed to fulfil the request, most important first (at most {max_choices}). "
              'Reply as JSON: {"ranking": [tool ids]}.'}]
 

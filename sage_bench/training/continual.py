@@ -14,7 +14,8 @@ from .coresets import select_coreset
 
 # %% auto #0
 __all__ = ['Round', 'make_stream', 'average_accuracy', 'forgetting', 'backward_transfer', 'forward_transfer', 'drift_per_round',
-           'stream_metrics', 'EWC', 'Reservoir', 'ContinualConfig', 'round_features', 'score_rounds', 'run_continual']
+           'stream_metrics', 'EWC', 'Reservoir', 'ContinualConfig', 'round_features', 'score_rounds', 'finish_stream',
+           'run_continual']
 
 # %% ../../nbs/api/52_training_continual.ipynb #bc2dc084
 @dataclass
@@ -146,6 +147,18 @@ def score_rounds(model, Fr: Sequence[Features], rounds: Sequence[Round]) -> list
     "`task_scores` of every round's test set under that round's library."
     return [task_scores(model, f, r.test) for f, r in zip(Fr, rounds)]
 
+def finish_stream(model, out: dict, R: list, b: list, select=None):
+    """Pack the accuracy matrix `R` (row i: after round i; column j: round j's test set), the untrained baselines `b`
+    and their stream metrics into `out` per score; with `select`, restore the dev-chosen checkpoint. Returns (model, out)."""
+    if R:
+        keys = [k for k in R[0][0] if k != "mean"] + ["mean"]
+        out["R"] = {k: [[row[j].get(k, np.nan) for j in range(len(row))] for row in R] for k in keys}
+        out["b"] = {k: [bj.get(k, np.nan) for bj in b] for k in keys}
+        out["metrics"] = {k: stream_metrics(out["R"][k], out["b"][k]) for k in keys}
+    if select is not None:
+        select.restore(model); out["selection"] = select.summary()
+    return model, out
+
 def run_continual(F: Features, rounds: Sequence[Round], cfg: ContinualConfig | None = None,
                   model_cfg: ModelConfig | None = None, seed: int = RANDOM_SEED, evaluate: bool = True, select=None):
     """Train over the rounds; returns (model, result dict with R, b, stream metrics and training figures).
@@ -180,11 +193,4 @@ def run_continual(F: Features, rounds: Sequence[Round], cfg: ContinualConfig | N
         if evaluate: R.append(score_rounds(model, Fr, rounds))
     out = {"config": asdict(cfg), "rounds": per_round, "train": log.summary(n_avail)}
     out["train"]["wall_s"] = round(sum(p["seconds"] for p in per_round), 3)   # includes EWC's Fisher passes
-    if evaluate:
-        keys = [k for k in R[0][0] if k != "mean"] + ["mean"]
-        out["R"] = {k: [[row[j].get(k, np.nan) for j in range(len(rounds))] for row in R] for k in keys}
-        out["b"] = {k: [bj.get(k, np.nan) for bj in b] for k in keys}
-        out["metrics"] = {k: stream_metrics(out["R"][k], out["b"][k]) for k in keys}
-    if select is not None:
-        select.restore(model); out["selection"] = select.summary()
-    return model, out
+    return finish_stream(model, out, R, b, select)

@@ -9,8 +9,8 @@ import numpy as np
 from ..core import RANDOM_SEED
 
 # %% auto #0
-__all__ = ['STRATEGIES', 'budget_size', 'random_coreset', 'stratified_coreset', 'cluster_coreset', 'difficulty_coreset',
-           'select_coreset']
+__all__ = ['STRATEGIES', 'budget_size', 'random_coreset', 'stratified_coreset', 'group_allocation', 'cluster_coreset',
+           'difficulty_coreset', 'select_coreset']
 
 # %% ../../nbs/api/51_training_coresets.ipynb #eab706d5
 def budget_size(n: int, budget: float) -> int:
@@ -48,17 +48,18 @@ def stratified_coreset(keys: Sequence, budget: float, seed: int = RANDOM_SEED) -
     return np.sort(np.concatenate(out)) if out else np.array([], int)
 
 # %% ../../nbs/api/51_training_coresets.ipynb #d593f9ac
+def group_allocation(n: int, budget: float, groups: Sequence | None = None) -> list[tuple[np.ndarray, int]]:
+    "(member indices, how many to keep) per group (all of `range(n)` when `groups` is None), proportional to group size; empty shares dropped."
+    groups = np.zeros(n, int) if groups is None else np.asarray([str(g) for g in groups])
+    members = [np.flatnonzero(groups == g) for g in sorted(set(groups.tolist()))]
+    alloc = _allocate([len(m) for m in members], budget_size(n, budget))
+    return [(m, int(k)) for m, k in zip(members, alloc) if k]
+
 def cluster_coreset(emb: np.ndarray, budget: float, seed: int = RANDOM_SEED, groups: Sequence | None = None) -> np.ndarray:
     "B3: within each group, k-means on `emb` and keep the member nearest each centroid."
     from sklearn.cluster import KMeans
-    n = len(emb)
-    groups = np.zeros(n, int) if groups is None else np.asarray([str(g) for g in groups])
-    names = sorted(set(groups.tolist()))
-    members = [np.flatnonzero(groups == g) for g in names]
-    alloc = _allocate([len(m) for m in members], budget_size(n, budget))
     out = []
-    for mem, k in zip(members, alloc):
-        if k == 0: continue
+    for mem, k in group_allocation(len(emb), budget, groups):
         if k >= len(mem): out.append(mem); continue
         X = emb[mem].astype(np.float64)
         km = KMeans(n_clusters=int(k), n_init=3, random_state=seed).fit(X)
@@ -76,14 +77,8 @@ def difficulty_coreset(losses: Sequence[float], budget: float, seed: int = RANDO
     "B4: bin samples by loss quantile (within each group) and spread the budget evenly over the bins."
     rng = np.random.default_rng(seed)
     losses = np.asarray(losses, float)
-    n = len(losses)
-    groups = np.zeros(n, int) if groups is None else np.asarray([str(g) for g in groups])
-    names = sorted(set(groups.tolist()))
-    members = [np.flatnonzero(groups == g) for g in names]
-    alloc = _allocate([len(m) for m in members], budget_size(n, budget))
     out = []
-    for mem, k in zip(members, alloc):
-        if k == 0: continue
+    for mem, k in group_allocation(len(losses), budget, groups):
         order = mem[np.argsort(losses[mem], kind="stable")]
         bins = [b for b in np.array_split(order, min(n_bins, len(order))) if len(b)]
         want = np.full(len(bins), k // len(bins)); want[:k % len(bins)] += 1

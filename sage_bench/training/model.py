@@ -465,8 +465,9 @@ def predict(model, F: Features, idx=None, top: int = 50, batch_size: int = 256) 
     return out
 
 # %% ../../nbs/api/50_training_model.ipynb #c4f53f44
-def task_scores(model, F: Features, idx=None, k: int = 5) -> dict:
-    "Timing accuracy, selection hit@k, planning plan success on samples `idx`, and `mean` of those present."
+def task_scores(model, F: Features, idx=None, k: int = 5, planning: str = "plan_success") -> dict:
+    "Timing accuracy, selection hit@k, planning `plan_success` (or `step_f1`) on samples `idx`, and `mean` of those present."
+    from sage_bench.metrics import step_prf
     idx = np.arange(len(F)) if idx is None else np.asarray(idx, dtype=int)
     P = predict(model, F, idx, top=k)
     acc = {"timing": [], "tool_selection": [], "planning": []}
@@ -474,6 +475,7 @@ def task_scores(model, F: Features, idx=None, k: int = 5) -> dict:
         t = TASKS[F.task[i]]
         if t == "timing": acc[t].append(float(p["call_tool"] == bool(F.y[i])))
         elif t == "tool_selection": acc[t].append(float(bool(set(p["ranking"][:k]) & {F.tool_ids[j] for j in F.relevant[i]})))
+        elif planning == "step_f1": acc[t].append(step_prf(p["steps"], [F.tool_ids[j] for j in F.plan[i]])[2])
         else: acc[t].append(float(p["steps"] == [F.tool_ids[j] for j in F.plan[i]]))
     out = {t: float(np.mean(v)) for t, v in acc.items() if v}
     out["mean"] = float(np.mean(list(out.values()))) if out else float("nan")
@@ -482,18 +484,7 @@ def task_scores(model, F: Features, idx=None, k: int = 5) -> dict:
 # %% ../../nbs/api/50_training_model.ipynb #dd6e8909
 def dev_scores(model, F: Features, idx, k: int = 5) -> dict:
     "Timing accuracy, selection hit@k and planning step F1 on samples `idx` of `F`, and `mean` of those present."
-    from sage_bench.metrics import step_prf
-    idx = np.asarray(idx, dtype=int)
-    P = predict(model, F, idx, top=k)
-    acc = {"timing": [], "tool_selection": [], "planning": []}
-    for p, i in zip(P, idx):
-        t = TASKS[F.task[i]]
-        if t == "timing": acc[t].append(float(p["call_tool"] == bool(F.y[i])))
-        elif t == "tool_selection": acc[t].append(float(bool(set(p["ranking"][:k]) & {F.tool_ids[j] for j in F.relevant[i]})))
-        else: acc[t].append(step_prf(p["steps"], [F.tool_ids[j] for j in F.plan[i]])[2])
-    out = {t: float(np.mean(v)) for t, v in acc.items() if v}
-    out["mean"] = float(np.mean(list(out.values()))) if out else float("nan")
-    return out
+    return task_scores(model, F, idx, k, planning="step_f1")
 
 class DevSelector:
     "Best-checkpoint selection: each call scores the model on dev samples `idx` of `F` (`dev_scores`) and keeps the best state."

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 from ..core import RANDOM_SEED
 from .model import Features, ModelConfig, TrainLog, build_model, make_optimizer, sample_stats, train_step
-from .continual import Round, round_features, score_rounds, stream_metrics
+from .continual import Round, round_features, score_rounds, finish_stream
 
 # %% auto #0
 __all__ = ['ABLATIONS', 'SumTree', 'PriorityReplay', 'SSISConfig', 'SSIS', 'SageConfig', 'sage_config', 'run_sage']
@@ -281,11 +281,4 @@ def run_sage(F: Features, rounds: Sequence[Round], cfg: SageConfig | None = None
     out = {"config": asdict(cfg), "model_config": asdict(mc), "rounds": per_round,
            "train": {**log.summary(n_arrived), "wall_s": round(wall, 3)},
            "ssis_components": {k: {"mean": float(np.mean(v)), "sd": float(np.std(v))} for k, v in comp_log.items() if v}}
-    if evaluate:
-        keys = [k for k in R[0][0] if k != "mean"] + ["mean"]
-        out["R"] = {k: [[row[j].get(k, np.nan) for j in range(len(rounds))] for row in R] for k in keys}
-        out["b"] = {k: [bj.get(k, np.nan) for bj in b] for k in keys}
-        out["metrics"] = {k: stream_metrics(out["R"][k], out["b"][k]) for k in keys}
-    if select is not None:
-        select.restore(model); out["selection"] = select.summary()
-    return model, out
+    return finish_stream(model, out, R, b, select)
