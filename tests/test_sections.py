@@ -63,3 +63,25 @@ def test_figures_and_tables_rebuild_from_saved_results(section_5_2, section_5_3,
                  "fig_5_3_scaling.pdf", "fig_5_3_robustness.pdf", "fig_5_3_errors.pdf", "fig_5_4_heatmap.pdf",
                  "table_5_2_timing.tex", "table_5_3_scaling.tex", "table_5_4_tool_selection.tex"):
         assert name in made, (name, sorted(made))
+
+
+NON_LLM_5_2 = "timing.rule_based,timing.embedding,planner.simple,planner.hierarchical,selector.keyword,selector.embedding,selector.hybrid"
+
+
+def test_same_seed_same_results(tmp_path):
+    """Section 5.2's non-LLM methods run twice with one seed give identical metrics, CIs and predictions;
+    another seed draws another sample subset and other bootstrap resamples."""
+    from sage_bench.experiments.main_eval import run_main_eval
+    run = lambda seed, name: run_main_eval(quick=True, seed=seed, samples=40, methods=NON_LLM_5_2, skip_llm=True,
+                                           output_dir=tmp_path / name, progress=False)
+    a, b, c = run(42, "a"), run(42, "b"), run(7, "c")
+    scores = lambda p: [(r["method"], {k: v for k, v in r["metrics"].items() if k != "latency_s_mean"}) for r in p["results"]]
+    assert set(a) == set(CHALLENGES)
+    for ch in CHALLENGES:
+        assert scores(a[ch]) == scores(b[ch]), ch
+        assert [r["method"] for r in a[ch]["results"]] == [r["method"] for r in c[ch]["results"]]
+    assert any(scores(a[ch]) != scores(c[ch]) for ch in CHALLENGES)
+    preds = lambda name: {(f.name, json.loads(l)["sample_id"]): json.loads(l)["prediction"]
+                          for f in (tmp_path / name).rglob("records/**/*.jsonl") for l in f.read_text().splitlines()}
+    pa, pc = preds("a"), preds("c")
+    assert pa == preds("b") and len(pa) == 7 * 40 and set(pa) != set(pc)
