@@ -143,10 +143,9 @@ def cmd_run(a) -> int:
         t0 = time.time()
         dest = run_section(s, quick=a.quick, seed=a.seed, samples=a.samples, methods=a.methods, skip_llm=a.skip_llm,
                            challenge=CHALLENGE_ALIASES.get(a.challenge) if a.challenge else None,
-                           llm_base_url=a.llm_base_url, output_dir=a.output_dir)
+                           llm_base_url=a.llm_base_url, output_dir=a.output_dir, stream=True)
+        # what the notebook printed (progress, result tables) was streamed above as it ran
         print(f"section {s} done in {time.time() - t0:.0f} s; executed notebook: {dest}")
-        summary = dest.parent / "summary.txt"
-        if summary.exists(): print(summary.read_text())
     return 0
 
 def cmd_train(a) -> int:

@@ -98,7 +98,10 @@ def evaluate(method: str | Method, dataset: str | Dataset, split: str = "test", 
         config["fit_seconds"] = round(time.perf_counter() - t0, 3)
         bar = None
         if progress:
-            from tqdm.auto import tqdm
+            import warnings
+            with warnings.catch_warnings():   # a kernel without ipywidgets gets the text bar; no warning about it
+                warnings.simplefilter("ignore")
+                from tqdm.auto import tqdm
             bar = tqdm(total=len(chosen), initial=n_resumed, desc=f"{name} on {ds.name}/{split}", leave=False)
         try:
             for i in range(0, len(todo), batch_size):

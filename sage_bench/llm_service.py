@@ -14,8 +14,9 @@ from .core import DEFAULT_GPU_LLM_MODEL, DEFAULT_LLM_PORT, VLLM_GPU_MEMORY_UTILI
 
 # %% auto #0
 __all__ = ['MODELS', 'DEFAULT_CPU_MODEL', 'TEST_MODEL', 'LLMServiceError', 'models_dir', 'state_dir', 'sha256_file',
-           'verify_model', 'gpu_available', 'default_threads', 'vllm_available', 'choose_backend', 'build_command',
-           'is_our_process', 'port_in_use', 'start_llm_service', 'stop_llm_service', 'check_llm_status', 'llm_cli']
+           'verify_model', 'gpu_available', 'cpu_busy', 'default_threads', 'vllm_available', 'choose_backend',
+           'build_command', 'is_our_process', 'port_in_use', 'start_llm_service', 'stop_llm_service',
+           'check_llm_status', 'llm_cli']
 
 # %% ../nbs/api/21_llm_service.ipynb #fb8dbbcf
 MODELS = {
@@ -78,15 +79,25 @@ def gpu_available() -> bool:
     try: return subprocess.run([exe, "-L"], capture_output=True, timeout=20).returncode == 0
     except (OSError, subprocess.SubprocessError): return False
 
+def cpu_busy(seconds: float = 1.0) -> float | None:
+    "How many CPUs' worth of work the machine does now (sampled over `seconds` from /proc/stat); None where unreadable."
+    def snap():
+        v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = v[3] + (v[4] if len(v) > 4 else 0)       # idle + iowait
+        return sum(v[:8]), idle
+    try:
+        t0, i0 = snap(); time.sleep(seconds); t1, i1 = snap()
+    except (OSError, ValueError, IndexError): return None
+    total = t1 - t0
+    return (os.cpu_count() or 1) * (1 - (i1 - i0) / total) if total > 0 else 0.0
+
 def default_threads() -> int:
-    """llama.cpp threads: `$SAGE_BENCH_LLM_THREADS`, else every logical CPU on an idle machine and half of
-    them on a busy one (1-minute load average above half the CPUs): on a loaded 2-core machine one
-    thread was much faster than two (measurements above), on an idle one two are faster."""
+    """llama.cpp threads: `$SAGE_BENCH_LLM_THREADS`, else every logical CPU, or half of them when other processes
+    keep more than half the CPUs busy right now (threads spinning at barriers stall on a shared machine; see above)."""
     if os.environ.get("SAGE_BENCH_LLM_THREADS"): return max(1, int(os.environ["SAGE_BENCH_LLM_THREADS"]))
     n = os.cpu_count() or 2
-    try: busy = os.getloadavg()[0] > n / 2
-    except OSError: busy = False
-    return max(1, n // 2) if busy else n
+    busy = cpu_busy()
+    return max(1, n // 2) if busy is not None and busy > n / 2 else n
 
 def vllm_available() -> bool:
     return shutil.which("vllm") is not None or importlib.util.find_spec("vllm") is not None

@@ -35,8 +35,9 @@ def section_params(quick=True, seed=RANDOM_SEED, samples=None, methods=None, ski
              output_dir=str(Path(output_dir).resolve()) if output_dir else None)
     return {k: v for k, v in p.items() if v is not None}
 
-def run_section(section: str, kernel: str | None = None, log_output: bool = False, **params) -> Path:
-    "Execute the notebook of `section` with papermill; returns the executed copy's path."
+def run_section(section: str, kernel: str | None = None, log_output: bool = False, stream: bool = False, **params) -> Path:
+    """Execute the notebook of `section` with papermill; returns the executed copy's path.
+    `stream=True` writes what the notebook prints (its progress bars included) to this process's stdout/stderr as it runs."""
     import papermill as pm
     e = lookup("experiment", section)
     nb = notebooks_dir() / e.extra["notebook"]
@@ -52,8 +53,10 @@ def run_section(section: str, kernel: str | None = None, log_output: bool = Fals
     old_home = os.environ.get("SAGE_BENCH_HOME")
     os.environ["SAGE_BENCH_HOME"] = str(sage_home())
     try:
+        out = dict(stdout_file=sys.stdout, stderr_file=sys.stderr) if stream else {}
         pm.execute_notebook(str(nb), str(dest), parameters=p, kernel_name=kernel or os.environ.get("SAGE_BENCH_KERNEL", KERNEL),
-                            cwd=str(nb.parent), language="python", log_output=log_output, progress_bar=not log_output)
+                            cwd=str(nb.parent), language="python", log_output=log_output,
+                            progress_bar=not (log_output or stream), **out)
     finally:
         if old_home is None: os.environ.pop("SAGE_BENCH_HOME", None)
         else: os.environ["SAGE_BENCH_HOME"] = old_home
@@ -136,7 +139,7 @@ def experiment_status(output_dir=None) -> list[dict]:
             except (OSError, ValueError): continue
             skipped += [s.get("method", "?") for s in payload.get("skipped", []) if isinstance(s, dict)] if isinstance(payload, dict) else []
         state = ("missing" if not results and not recs else "done" if run and not absent and not skipped else "partial")
-        detail = "; ".join(x for x in (f"{len(exp) - len(absent)}/{len(exp)} result files" if absent else "",
+        detail = "" if state == "missing" else "; ".join(x for x in (f"{len(exp) - len(absent)}/{len(exp)} result files" if absent else "",
                                        f"skipped: {', '.join(dict.fromkeys(skipped))}" if skipped else "",
                                        "no finished run" if not run and state != "missing" else "") if x)
         rows.append({"experiment": e.name, "description": e.description, "state": state, "detail": detail, "result_files": len(results),
