@@ -4,7 +4,7 @@
 
 # %% ../nbs/api/40_engine.ipynb #c30f5517
 from __future__ import annotations
-import random, time, traceback
+import random, time, traceback, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -12,6 +12,11 @@ from .core import Record, Dataset, Sample, gold_of, RANDOM_SEED, benchmark_dir, 
 from .registry import get_method, get_dataset
 from .methods.base import Method, Output, blind
 from .store import RecordStore, now, provenance
+
+# in a Jupyter kernel without ipywidgets (papermill runs), tqdm.auto falls back to the text bar, which is what
+# `sage-bench run` streams to the terminal; the warning it prints about it (from whichever library imports it
+# first) says nothing useful there
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 # %% auto #0
 __all__ = ['HEADLINE', 'choose_samples', 'EvalResult', 'evaluate', 'evaluate_many', 'fmt_ci', 'results_table']
@@ -98,10 +103,7 @@ def evaluate(method: str | Method, dataset: str | Dataset, split: str = "test", 
         config["fit_seconds"] = round(time.perf_counter() - t0, 3)
         bar = None
         if progress:
-            import warnings
-            with warnings.catch_warnings():   # a kernel without ipywidgets gets the text bar; no warning about it
-                warnings.simplefilter("ignore")
-                from tqdm.auto import tqdm
+            from tqdm.auto import tqdm
             bar = tqdm(total=len(chosen), initial=n_resumed, desc=f"{name} on {ds.name}/{split}", leave=False)
         try:
             for i in range(0, len(todo), batch_size):

@@ -499,9 +499,9 @@ def skipped_sentence(payload) -> str:
     reasons: dict = {}
     for x in sk:
         if isinstance(x, dict):
-            what = " on ".join(str(x[k]) for k in ("method", "dataset") if x.get(k))
+            what = str(x["name"]) if x.get("name") else " on ".join(str(x[k]) for k in ("method", "dataset") if x.get(k))
             reasons.setdefault(_short(str(x.get("reason", "no reason recorded"))), []).append(what or "?")
-    return " ".join(f"Not run in this build: {', '.join(tt(w) for w in ws)} ({tex_escape(why)})." for why, ws in reasons.items())
+    return " ".join(f"Not run in this build: {', '.join(tt(w) for w in dict.fromkeys(ws))} ({tex_escape(why)})." for why, ws in reasons.items())
 
 SUMMARISERS = {"errors.json": errors_paragraph, "scaling.json": scaling_paragraph, "robustness.json": robustness_paragraph,
                "training_comparison.json": training_paragraph, "efficiency_analysis.json": efficiency_paragraph,

@@ -242,10 +242,13 @@ def ablation_grid(quick: bool, skip_llm: bool) -> list[tuple[str, str, dict]]:
     return g
 
 def run_ablations(quick: bool = True, skip_llm: bool = False, samples: int | None = None, llm_samples: int | None = None,
-                  seed: int = RANDOM_SEED, output_dir=None, progress=True) -> dict:
+                  seed: int = RANDOM_SEED, output_dir=None, progress=True, skip_reason: str = "skipped by request (--skip-llm)") -> dict:
+    "Every ablation of the grid; with `skip_llm`, the LLM ones are listed under `skipped` with the reason, not left out silently."
     base = get_dataset("sage")
     out = experiment_dir(SECTION, output_dir)
     rows = []
+    ran = {name for name, _, _ in ablation_grid(quick, skip_llm)}
+    skipped = [{"name": name, "method": mid, "reason": skip_reason} for name, mid, _ in ablation_grid(quick, False) if name not in ran]
     for name, mid, cfg in ablation_grid(quick, skip_llm):
         e = lookup("method", mid)
         n = llm_samples if e.needs_llm else samples
@@ -255,7 +258,7 @@ def run_ablations(quick: bool = True, skip_llm: bool = False, samples: int | Non
         except TypeError as err:  # a configuration key the method does not take is a bug to report, not to hide
             rows.append({"name": name, "method": mid, "config": cfg, "error": str(err)}); continue
         rows.append({**r.row(), "name": name, "method": mid, "config": cfg})
-    return {"rows": rows}
+    return {"rows": rows, "skipped": skipped}
 
 # %% ../../nbs/api/62_analysis.ipynb #a243ca8f
 def run_analysis(quick: bool = True, seed: int = RANDOM_SEED, samples: int | None = None, llm_samples: int | None = None,
@@ -266,6 +269,7 @@ def run_analysis(quick: bool = True, seed: int = RANDOM_SEED, samples: int | Non
     if isinstance(methods, str): methods = [m.strip() for m in methods.split(",") if m.strip()]
     if llm_samples is None: llm_samples = 8 if quick else samples
     out = experiment_dir(SECTION, output_dir)
+    why = "skipped by request (--skip-llm)"
     if not skip_llm:
         from sage_bench.experiments.main_eval import _llm_up
         ok, why = _llm_up(llm_base_url)
@@ -281,7 +285,8 @@ def run_analysis(quick: bool = True, seed: int = RANDOM_SEED, samples: int | Non
             evaluate(m, "sage", "test", experiment="section_5_2_main", output_dir=experiment_dir(S52, output_dir), seed=seed,
                      samples=llm_samples if lookup("method", m).needs_llm else samples, progress=progress, write=False)
         res["errors"] = error_analysis(experiment_dir(S52, output_dir), get_dataset("sage"))
-        write_result(out / "errors.json", {"errors": res["errors"]}, cfg, seed, t0)
+        left_out = [{"method": m, "reason": why} for m in (methods or method_ids()) if m not in ids and not m.startswith("trained.")]
+        write_result(out / "errors.json", {"errors": res["errors"], "skipped": left_out}, cfg, seed, t0)
     sel_fast = [m for m in (methods or ["selector.keyword", "selector.embedding", "selector.hybrid"]) if lookup("method", m).challenge == "tool_selection" and not lookup("method", m).needs_llm]
     if "scaling" in parts:
         t0 = now()
@@ -294,7 +299,7 @@ def run_analysis(quick: bool = True, seed: int = RANDOM_SEED, samples: int | Non
         write_result(out / "robustness.json", res["robustness"], cfg, seed, t0)
     if "ablations" in parts:
         t0 = now()
-        res["ablations"] = run_ablations(quick, skip_llm, samples, llm_samples, seed, output_dir, progress)
+        res["ablations"] = run_ablations(quick, skip_llm, samples, llm_samples, seed, output_dir, progress, skip_reason=why)
         write_result(out / "ablations.json", res["ablations"], cfg, seed, t0)
     return res
 
