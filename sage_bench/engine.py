@@ -4,14 +4,14 @@
 
 # %% ../nbs/api/40_engine.ipynb #c30f5517
 from __future__ import annotations
-import random, time, traceback, warnings
+import random, sys, time, traceback, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 from .core import Record, Dataset, Sample, gold_of, RANDOM_SEED, benchmark_dir, write_json
 from .registry import get_method, get_dataset
 from .methods.base import Method, Output, blind
-from .store import RecordStore, now, provenance
+from .store import RecordStore, ConfigMismatch, now, provenance
 
 # in a Jupyter kernel without ipywidgets (papermill runs), tqdm.auto falls back to the text bar, which is what
 # `sage-bench run` streams to the terminal; the warning it prints about it (from whichever library imports it
@@ -79,7 +79,7 @@ def evaluate(method: str | Method, dataset: str | Dataset, split: str = "test", 
              output_dir: Path | str | None = None, samples: int | None = None, seed: int = RANDOM_SEED,
              resume: bool = True, method_config: dict | None = None, name: str | None = None,
              fit_split: str = "train", batch_size: int = 16, progress: bool = True, n_boot: int = 1000,
-             write: bool = True) -> EvalResult:
+             write: bool = True, replace_changed: bool = False) -> EvalResult:
     "Run `method` over `dataset`'s `split`, store a record per sample, and score them."
     from sage_bench.metrics import score_records
     ds = get_dataset(dataset) if isinstance(dataset, str) else dataset
@@ -93,7 +93,13 @@ def evaluate(method: str | Method, dataset: str | Dataset, split: str = "test", 
               "seed": seed, "fit_split": fit_split, "experiment": experiment, "n_chosen": len(chosen)}
     started = now()
     rec_path = store.path(ds.name, split, name)
-    if not resume and rec_path.exists(): rec_path.unlink()
+    if not resume: store.reset(ds.name, split, name)
+    try: store.check_config(ds.name, split, name, config["method_description"])   # resume only what this configuration made
+    except ConfigMismatch as e:
+        if not replace_changed: raise
+        config["replaced_records"] = str(store.archive(ds.name, split, name))      # kept aside, never mixed in
+        print(f"{name}: {e}; the old records were moved to {config['replaced_records']} and this run starts over", file=sys.stderr)
+        store.check_config(ds.name, split, name, config["method_description"])
     done = {r.sample_id: r for r in store.load(ds.name, split, name)}
     todo = [s for s in chosen if s.id not in done]
     n_resumed = len(chosen) - len(todo)

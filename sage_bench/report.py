@@ -128,7 +128,7 @@ def experiment_status(output_dir=None) -> list[dict]:
     for e in entries("experiment"):
         d = root / e.extra["output"]
         results = sorted(p for p in d.rglob("*.json") if not p.name.endswith(".run.json") and "records" not in p.parts) if d.exists() else []
-        recs = sum(sum(1 for _ in open(p)) for p in d.rglob("records/**/*.jsonl")) if d.exists() else 0
+        recs = sum(sum(1 for _ in open(p)) for p in d.rglob("records/**/*.jsonl") if "replaced" not in p.parts) if d.exists() else 0
         run = next(iter(sorted(d.glob("*.run.json"))), None) if d.exists() else None
         info = json.loads(run.read_text()) if run else {}
         exp = e.extra.get("expected", [])

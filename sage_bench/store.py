@@ -4,19 +4,22 @@
 
 # %% ../nbs/api/03_store.ipynb #f051a788
 from __future__ import annotations
-import datetime as _dt, importlib.metadata as _md, os, platform, subprocess, sys
+import datetime as _dt, importlib.metadata as _md, json, os, platform, subprocess, sys
 from pathlib import Path
 from typing import Iterable
 from .core import Record, RecordError, read_jsonl, write_json, dumps, benchmark_dir, RANDOM_SEED
 
 # %% auto #0
-__all__ = ['RecordStore', 'git_info', 'package_versions', 'scrub', 'now', 'provenance', 'write_result', 'experiment_dir',
-           'figures_dir', 'tables_dir']
+__all__ = ['ConfigMismatch', 'RecordStore', 'git_info', 'package_versions', 'scrub', 'now', 'provenance', 'write_result',
+           'experiment_dir', 'figures_dir', 'tables_dir']
 
 # %% ../nbs/api/03_store.ipynb #8a5f5095
 def _safe(name: str) -> str:
     "A file-system-safe version of a method or data set name."
     return "".join(c if c.isalnum() or c in "._-@+" else "_" for c in name)
+
+class ConfigMismatch(ValueError):
+    "Stored records were made with another method configuration than the one asked for."
 
 class RecordStore:
     "Append-only per-sample records of one experiment."
@@ -53,6 +56,40 @@ class RecordStore:
 
     def done_ids(self, dataset: str, split: str, method: str) -> set[str]:
         return {r.sample_id for r in self.load(dataset, split, method)}
+
+    def config_path(self, dataset: str, split: str, method: str) -> Path:
+        "The method configuration the records of (data set, split, method) were made with, beside them."
+        return self.path(dataset, split, method).with_suffix(".config.json")
+
+    def check_config(self, dataset: str, split: str, method: str, description: dict) -> None:
+        """Records are reused only under the configuration that made them: the first run writes it beside the records,
+        a later run with another configuration under the same name raises `ConfigMismatch` (records from before this
+        check existed are adopted as they are)."""
+        p, cp = self.path(dataset, split, method), self.config_path(dataset, split, method)
+        want = json.loads(dumps(description, sort_keys=True))
+        if cp.exists():
+            have = json.loads(cp.read_text(encoding="utf-8"))
+            if have != want and p.exists() and p.stat().st_size:
+                diff = sorted(k for k in set(have.get("config", {})) | set(want.get("config", {}))
+                              if have.get("config", {}).get(k) != want.get("config", {}).get(k))
+                raise ConfigMismatch(f"{p}: these records were made with another configuration of {method} (differs in: "
+                                     f"{', '.join(diff) or 'description'}); run under another name, or without resuming to start over")
+        if not cp.exists() or not p.exists() or not p.stat().st_size: write_json(cp, want)
+
+    def reset(self, dataset: str, split: str, method: str) -> None:
+        "Forget the records of (data set, split, method) and their configuration."
+        for q in (self.path(dataset, split, method), self.config_path(dataset, split, method)):
+            if q.exists(): q.unlink()
+
+    def archive(self, dataset: str, split: str, method: str) -> Path | None:
+        "Move the records of (data set, split, method) and their configuration to `replaced/<time>/` beside them (kept, not read)."
+        p = self.path(dataset, split, method)
+        if not p.exists(): return None
+        dest = p.parent / "replaced" / _dt.datetime.now().strftime("%Y%m%dT%H%M%S%f")
+        dest.mkdir(parents=True, exist_ok=True)
+        for q in (p, self.config_path(dataset, split, method)):
+            if q.exists(): q.rename(dest / q.name)
+        return dest / p.name
 
     def runs(self) -> list[tuple[str, str, str]]:
         "Every (data set, split, method) with records in this experiment."

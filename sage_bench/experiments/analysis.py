@@ -278,12 +278,14 @@ def run_analysis(quick: bool = True, seed: int = RANDOM_SEED, samples: int | Non
     res = {}
     if "errors" in parts:
         t0 = now()
-        from sage_bench.experiments.main_eval import SECTION as S52
+        from sage_bench.experiments.main_eval import SECTION as S52, run_plan, saved_run_params
         ids = [m for m in (methods or method_ids(skip_llm=skip_llm)) if not m.startswith("trained.")]
-        # the records of section 5.2: reused where 5.2 ran, completed (without touching 5.2's result files) where not
+        # the records of section 5.2, with 5.2's own sample counts and method configurations (those it saved, else this
+        # run's mode): reused where 5.2 ran, completed (without touching 5.2's result files) where not
+        p52 = saved_run_params(output_dir) or {"quick": quick, "samples": samples, "llm_samples": None}
         for m in ids:
             evaluate(m, "sage", "test", experiment="section_5_2_main", output_dir=experiment_dir(S52, output_dir), seed=seed,
-                     samples=llm_samples if lookup("method", m).needs_llm else samples, progress=progress, write=False)
+                     progress=progress, write=False, **run_plan(m, bool(p52["quick"]), p52["samples"], p52["llm_samples"]))
         res["errors"] = error_analysis(experiment_dir(S52, output_dir), get_dataset("sage"))
         left_out = [{"method": m, "reason": why} for m in (methods or method_ids()) if m not in ids and not m.startswith("trained.")]
         write_result(out / "errors.json", {"errors": res["errors"], "skipped": left_out}, cfg, seed, t0)

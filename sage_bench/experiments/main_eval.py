@@ -15,8 +15,9 @@ from ..engine import evaluate, results_table, HEADLINE
 
 # %% auto #0
 __all__ = ['SECTION', 'RESULT_FILES', 'SEARCH_METHODS', 'QUICK_SEARCH_SAMPLES', 'QUICK_SEARCH_CONFIG', 'QUICK_LLM_CONFIG',
-           'MAIN_METRIC', 'run_main_eval', 'llm_repeatability', 'repeatability_text', 'load_results', 'main_table',
-           'fig_overall', 'fig_planning_by_length', 'fig_timing_confusion', 'build_5_2', 'summary_text']
+           'MAIN_METRIC', 'run_plan', 'saved_run_params', 'run_main_eval', 'llm_repeatability', 'repeatability_text',
+           'load_results', 'main_table', 'fig_overall', 'fig_planning_by_length', 'fig_timing_confusion', 'build_5_2',
+           'summary_text']
 
 # %% ../../nbs/api/61_main_eval.ipynb #dbf45f3b
 SECTION = "paper1/section_5_2_main"
@@ -40,6 +41,24 @@ def _llm_up(llm_base_url: str | None) -> tuple[bool, str]:
     ok = c.available()
     return ok, "" if ok else f"no LLM server answered at {llm_base_url or os.environ.get('SAGE_BENCH_LLM_URL') or 'the default URL'} (start one with `sage-bench llm start`)"
 
+def run_plan(method: str, quick: bool, samples: int | None = None, llm_samples: int | None = None) -> dict:
+    "How section 5.2 runs `method`: `samples`, `method_config` and `batch_size` for `engine.evaluate` (5.3 reuses it to read 5.2's records)."
+    needs_llm = lookup("method", method).needs_llm
+    if llm_samples is None: llm_samples = 6 if quick else samples
+    search = quick and method in SEARCH_METHODS
+    n = (min(llm_samples, QUICK_SEARCH_SAMPLES) if search and llm_samples is not None else llm_samples) if needs_llm else samples
+    cfg = (QUICK_SEARCH_CONFIG.get(method) or QUICK_LLM_CONFIG.get(method)) if quick else None
+    return {"samples": n, "method_config": cfg, "batch_size": 1 if search else 4 if needs_llm else 64}
+
+def saved_run_params(output_dir=None) -> dict | None:
+    "`quick`, `samples` and `llm_samples` of the saved section 5.2 results (None when 5.2 has not run)."
+    for f in RESULT_FILES.values():
+        p = experiment_dir(SECTION, output_dir) / f
+        if p.exists():
+            c = json.loads(p.read_text()).get("provenance", {}).get("config", {})
+            return {k: c.get(k) for k in ("quick", "samples", "llm_samples")}
+    return None
+
 def run_main_eval(quick: bool = True, seed: int = RANDOM_SEED, samples: int | None = None, llm_samples: int | None = None,
                   methods: Sequence[str] | str | None = None, skip_llm: bool = False, challenge: str | None = None,
                   llm_base_url: str | None = None, output_dir=None, progress: bool = True) -> dict:
@@ -59,11 +78,10 @@ def run_main_eval(quick: bool = True, seed: int = RANDOM_SEED, samples: int | No
         for m in ids:
             needs_llm = lookup("method", m).needs_llm
             if needs_llm and not llm_ok: skipped.append({"method": m, "reason": why}); continue
-            n = (min(llm_samples, QUICK_SEARCH_SAMPLES) if quick and m in SEARCH_METHODS else llm_samples) if needs_llm else samples
-            search = quick and m in SEARCH_METHODS
-            results.append(evaluate(m, "sage", "test", experiment="section_5_2_main", output_dir=out, samples=n, seed=seed,
-                                    method_config=(QUICK_SEARCH_CONFIG.get(m) or QUICK_LLM_CONFIG.get(m)) if quick else None,
-                                    batch_size=1 if search else 4 if needs_llm else 64, progress=progress))
+            # a quick run after a full one (or the reverse) changes some methods' configuration: their old records are
+            # moved aside (records/.../replaced/) rather than mixed with the new ones
+            results.append(evaluate(m, "sage", "test", experiment="section_5_2_main", output_dir=out, seed=seed, progress=progress,
+                                    replace_changed=True, **run_plan(m, quick, samples, llm_samples)))
         payload = {"challenge": ch, "dataset": "sage", "split": "test", "quick": quick,
                    "results": [{"method": r.method, "n": r.metrics["n"], "samples": r.config["samples"],
                                 "method_description": r.config["method_description"], "metrics": r.metrics} for r in results],
