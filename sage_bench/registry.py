@@ -4,15 +4,16 @@
 
 # %% ../nbs/api/01_registry.ipynb #61ce070d
 from __future__ import annotations
-import difflib, importlib, os
+import difflib, importlib, inspect, os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 from .core import CHALLENGES, Dataset
 
 # %% auto #0
-__all__ = ['PLUGIN_MODULES', 'UnknownNameError', 'Entry', 'lookup', 'entries', 'register_method', 'get_method', 'method_ids',
-           'register_dataset', 'get_dataset', 'dataset_names', 'find_data_dir', 'register_experiment', 'load_plugins']
+__all__ = ['PLUGIN_MODULES', 'UnknownNameError', 'Entry', 'lookup', 'entries', 'register_method', 'config_keys', 'get_method',
+           'method_ids', 'register_dataset', 'get_dataset', 'dataset_names', 'find_data_dir', 'register_experiment',
+           'load_plugins']
 
 # %% ../nbs/api/01_registry.ipynb #6a937894
 class UnknownNameError(KeyError):
@@ -66,9 +67,26 @@ def register_method(id: str, challenge: str, needs_llm: bool = False, descriptio
         return factory
     return deco
 
+def config_keys(factory) -> set[str] | None:
+    """The configuration keys a method class takes: the named parameters of `__init__` along its class hierarchy, plus
+    `client` and `llm` (None for a factory that is not a class: anything goes)."""
+    if not isinstance(factory, type): return None
+    keys = {"client", "llm"}
+    for k in factory.__mro__:
+        init = k.__dict__.get("__init__")
+        if init is None or k is object: continue
+        try: ps = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError): continue
+        keys |= {p.name for p in ps if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"}
+    return keys
+
 def get_method(id: str, **config):
-    "Build the method registered as `id`."
-    return lookup("method", id).factory(**config)
+    "Build the method registered as `id`; a configuration key it does not take is an error, not silently ignored."
+    f = lookup("method", id).factory
+    keys = config_keys(f)
+    bad = sorted(set(config) - keys) if keys is not None else []
+    if bad: raise TypeError(f"{id} takes no configuration {', '.join(map(repr, bad))}; it takes: {', '.join(sorted(keys - {'client', 'llm'}))}")
+    return f(**config)
 
 def method_ids(challenge: str | None = None, skip_llm: bool = False) -> list[str]:
     "Registered method ids (optionally of one challenge, optionally without the LLM ones)."

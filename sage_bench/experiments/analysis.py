@@ -235,7 +235,7 @@ def ablation_grid(quick: bool, skip_llm: bool) -> list[tuple[str, str, dict]]:
          ("selector.hybrid", "selector.hybrid", {})]
     g += [(f"selector.hybrid@rrf_k={k}", "selector.hybrid", {"rrf_k": k}) for k in (1, 10, 200)]
     if not skip_llm:
-        g += [(f"selector.gorilla@top_m={m}", "selector.gorilla", {"top_m": m}) for m in ((5, 20) if quick else (5, 10, 20, 40))]
+        g += [(f"selector.gorilla@top_m={m}", "selector.gorilla", {"m": m}) for m in ((5, 20) if quick else (5, 10, 20, 40))]
         g += [(f"timing.hybrid@threshold={t}", "timing.hybrid", {"threshold": t}) for t in ((0.5, 0.9) if quick else (0.3, 0.5, 0.7, 0.9))]
         for mid in ("timing.llm_based", "planner.llm_based", "selector.llm_direct"):
             g += [(f"{mid}@prompt={p}", mid, {"prompt": p}) for p in ("default", "zero_shot_minimal")]

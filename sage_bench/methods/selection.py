@@ -16,8 +16,8 @@ from .base import Method, Output
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'BM25_CACHE_SIZE', 'SELECT_SYSTEM', 'Tokenizer', 'keyword_text', 'topk_desc', 'BM25Index', 'bm25_index',
-           'fixture_library', 'fixture_samples', 'SelectionMethod', 'RetrievalMethod', 'KeywordSelector',
+__all__ = ['log', 'BM25_CACHE_SIZE', 'SELECT_SYSTEM', 'SELECT_PROMPTS', 'Tokenizer', 'keyword_text', 'topk_desc', 'BM25Index',
+           'bm25_index', 'fixture_library', 'fixture_samples', 'SelectionMethod', 'RetrievalMethod', 'KeywordSelector',
            'EmbeddingSelector', 'rrf', 'HybridSelector', 'LLMUnavailable', 'LLMLog', 'drive', 'tool_line',
            'LLMSelector', 'ScriptedLLM', 'gorilla_messages', 'GorillaSelector', 'direct_messages', 'fit_lines',
            'LLMDirectSelector', 'Node', 'build_tree', 'expand_messages', 'judge_messages', 'dfsdt_search',
@@ -448,8 +448,20 @@ class ScriptedLLM:
 SELECT_SYSTEM = ("You are an expert at choosing tools (APIs) for a user's request. "
                  "Answer only with JSON that follows the given schema.")
 
-def gorilla_messages(query: str, cands: Sequence[Tool], max_desc: int = 160) -> list[dict]:
+# prompt variants (section 5.3's ablation): `default` has the system instruction and spelled-out task; `zero_shot_minimal`
+# is a single bare user turn with the list, the request and the JSON form
+SELECT_PROMPTS = ("default", "zero_shot_minimal")
+
+def _check_prompt(prompt: str) -> None:
+    if prompt not in SELECT_PROMPTS: raise ValueError(f"prompt must be one of {SELECT_PROMPTS}, got {prompt!r}")
+
+def _minimal(tools_txt: str, query: str) -> list[dict]:
+    return [{"role": "user", "content": f"Tools:\n{tools_txt}\n\nRequest: {query}\n\nReply with JSON {{\"ranking\": [tool ids, best first]}}."}]
+
+def gorilla_messages(query: str, cands: Sequence[Tool], max_desc: int = 160, prompt: str = "default") -> list[dict]:
+    _check_prompt(prompt)
     lines = "\n".join(tool_line(t, max_desc) for t in cands)
+    if prompt == "zero_shot_minimal": return _minimal(lines, query)
     return [{"role": "system", "content": SELECT_SYSTEM},
             {"role": "user", "content": f"User request: {query}\n\nCandidate tools:\n{lines}\n\n"
              'Rank the candidate tools from most to least useful for fulfilling the request (you may leave out tools '
@@ -459,16 +471,17 @@ def gorilla_messages(query: str, cands: Sequence[Tool], max_desc: int = 160) -> 
                  description="embedding retrieval of the top M tools, re-ranked by the LLM (Gorilla-style, Patil et al. 2023)")
 class GorillaSelector(LLMSelector):
     "Retrieve the top M tools by embedding, the LLM re-ranks them (answer constrained to the candidate ids)."
-    def __init__(self, m: int = 10, model: str | None = None, max_desc: int = 160, client=None, llm: dict | None = None,
-                 top_k: int | None = 50, seed: int = RANDOM_SEED, **config):
-        super().__init__(client=client, llm=llm, top_k=top_k, seed=seed, m=m, model=model, max_desc=max_desc, **config)
-        self.m, self.max_desc = m, max_desc
+    def __init__(self, m: int = 10, model: str | None = None, max_desc: int = 160, prompt: str = "default", client=None,
+                 llm: dict | None = None, top_k: int | None = 50, seed: int = RANDOM_SEED, **config):
+        _check_prompt(prompt)
+        super().__init__(client=client, llm=llm, top_k=top_k, seed=seed, m=m, model=model, max_desc=max_desc, prompt=prompt, **config)
+        self.m, self.max_desc, self.prompt = m, max_desc, prompt
         self.retriever = EmbeddingSelector(model=model, top_k=None)
 
     def _one(self, query, lib, idx, log_):
         ret = _ids(lib, idx)
         cand = ret[:self.m]
-        r = yield from _ask(log_, gorilla_messages(query, [lib[c] for c in cand], self.max_desc), _ranking_schema(cand, len(cand)))
+        r = yield from _ask(log_, gorilla_messages(query, [lib[c] for c in cand], self.max_desc, self.prompt), _ranking_schema(cand, len(cand)))
         ok, bad = _valid_ids(r.parsed, "ranking", cand)
         tr = {"candidates": cand, "retriever": "selector.embedding"}
         if bad: tr["dropped_ids"] = bad[:10]
@@ -494,7 +507,9 @@ class GorillaSelector(LLMSelector):
         d = super().describe(); d["embedding_model"] = self.retriever.embedder.name; return d
 
 # %% ../../nbs/api/31_selection.ipynb #087049ce
-def direct_messages(query: str, lines: Sequence[str], max_choices: int, truncated: bool = False) -> list[dict]:
+def direct_messages(query: str, lines: Sequence[str], max_choices: int, truncated: bool = False, prompt: str = "default") -> list[dict]:
+    _check_prompt(prompt)
+    if prompt == "zero_shot_minimal": return _minimal("\n".join(lines), query)
     note = " (the list was cut to fit; it is not the whole library)" if truncated else ""
     # the tool list, the same for every request on a library, comes first: a server that caches prompt
     # prefixes (llama.cpp, vLLM) then evaluates only the request's own tokens after the first sample
@@ -516,11 +531,12 @@ def fit_lines(tools: Sequence[Tool], budget_chars: int, max_desc: int = 160) -> 
                  description="the LLM picks tools from the full list (cut to what fits the context, recorded per sample)")
 class LLMDirectSelector(LLMSelector):
     "The LLM chooses from the whole tool list (cut to what fits; the record says so)."
-    def __init__(self, max_prompt_tokens: int = 3000, max_choices: int = 10, max_desc: int = 160, client=None, llm: dict | None = None,
-                 top_k: int | None = 50, seed: int = RANDOM_SEED, **config):
+    def __init__(self, max_prompt_tokens: int = 3000, max_choices: int = 10, max_desc: int = 160, prompt: str = "default", client=None,
+                 llm: dict | None = None, top_k: int | None = 50, seed: int = RANDOM_SEED, **config):
+        _check_prompt(prompt)
         super().__init__(client=client, llm=llm, top_k=top_k, seed=seed, max_prompt_tokens=max_prompt_tokens,
-                         max_choices=max_choices, max_desc=max_desc, **config)
-        self.max_prompt_tokens, self.max_choices, self.max_desc = max_prompt_tokens, max_choices, max_desc
+                         max_choices=max_choices, max_desc=max_desc, prompt=prompt, **config)
+        self.max_prompt_tokens, self.max_choices, self.max_desc, self.prompt = max_prompt_tokens, max_choices, max_desc, prompt
         self.padder = KeywordSelector(top_k=None)
 
     def _one(self, query, lib, pad_idx, log_):
@@ -530,7 +546,7 @@ class LLMDirectSelector(LLMSelector):
         shown = lib.ids[:len(lines)]
         trunc = len(shown) < len(lib)
         tr = {"shown": len(shown), "library_size": len(lib), "truncated": trunc, "padding": "selector.keyword"}
-        r = yield from _ask(log_, direct_messages(query, lines, self.max_choices, trunc), _ranking_schema(shown, min(self.max_choices, len(shown))))
+        r = yield from _ask(log_, direct_messages(query, lines, self.max_choices, trunc, self.prompt), _ranking_schema(shown, min(self.max_choices, len(shown))))
         ok, bad = _valid_ids(r.parsed, "ranking", shown)
         if bad: tr["dropped_ids"] = bad[:10]
         if not ok:
