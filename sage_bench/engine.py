@@ -98,7 +98,8 @@ def evaluate(method: str | Method, dataset: str | Dataset, split: str = "test", 
     except ConfigMismatch as e:
         if not replace_changed: raise
         config["replaced_records"] = str(store.archive(ds.name, split, name))      # kept aside, never mixed in
-        print(f"{name}: {e}; the old records were moved to {config['replaced_records']} and this run starts over", file=sys.stderr)
+        print(f"{name}: the saved records were made with another configuration (differs in: {', '.join(e.differs) or 'description'}); "
+              f"moved them to {config['replaced_records']}, this run starts over", file=sys.stderr)
         store.check_config(ds.name, split, name, config["method_description"])
     done = {r.sample_id: r for r in store.load(ds.name, split, name)}
     todo = [s for s in chosen if s.id not in done]

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import datetime as _dt, importlib.metadata as _md, json, os, platform, subprocess, sys
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 from .core import Record, RecordError, read_jsonl, write_json, dumps, benchmark_dir, RANDOM_SEED
 
 # %% auto #0
@@ -19,7 +19,9 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-@+" else "_" for c in name)
 
 class ConfigMismatch(ValueError):
-    "Stored records were made with another method configuration than the one asked for."
+    "Stored records were made with another method configuration than the one asked for (`differs`: the keys)."
+    def __init__(self, msg: str, differs: Sequence[str] = ()):
+        super().__init__(msg); self.differs = list(differs)
 
 class RecordStore:
     "Append-only per-sample records of one experiment."
@@ -73,7 +75,7 @@ class RecordStore:
                 diff = sorted(k for k in set(have.get("config", {})) | set(want.get("config", {}))
                               if have.get("config", {}).get(k) != want.get("config", {}).get(k))
                 raise ConfigMismatch(f"{p}: these records were made with another configuration of {method} (differs in: "
-                                     f"{', '.join(diff) or 'description'}); run under another name, or without resuming to start over")
+                                     f"{', '.join(diff) or 'description'}); run under another name, or without resuming to start over", diff)
         if not cp.exists() or not p.exists() or not p.stat().st_size: write_json(cp, want)
 
     def reset(self, dataset: str, split: str, method: str) -> None:
