@@ -141,7 +141,7 @@ def experiment_status(output_dir=None) -> list[dict]:
         state = ("missing" if not results and not recs else "done" if run and not absent and not skipped else "partial")
         detail = "" if state == "missing" else "; ".join(x for x in (f"{len(exp) - len(absent)}/{len(exp)} result files" if absent else "",
                                        f"skipped: {', '.join(dict.fromkeys(skipped))}" if skipped else "",
-                                       "no finished run" if not run and state != "missing" else "") if x)
+                                       "" if run else "no finished run") if x)
         rows.append({"experiment": e.name, "description": e.description, "state": state, "detail": detail, "result_files": len(results),
                      "missing_files": absent, "skipped_methods": list(dict.fromkeys(skipped)),
                      "records": recs, "last_run": info.get("started_at"), "wall_seconds": info.get("wall_seconds"),

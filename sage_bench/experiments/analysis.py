@@ -247,10 +247,10 @@ def run_ablations(quick: bool = True, skip_llm: bool = False, samples: int | Non
     base = get_dataset("sage")
     out = experiment_dir(SECTION, output_dir)
     rows = []
-    ran = {name for name, _, _ in ablation_grid(quick, skip_llm)}
-    skipped = [{"name": name, "method": mid, "reason": skip_reason} for name, mid, _ in ablation_grid(quick, False) if name not in ran]
-    for name, mid, cfg in ablation_grid(quick, skip_llm):
+    skipped = []
+    for name, mid, cfg in ablation_grid(quick, False):
         e = lookup("method", mid)
+        if skip_llm and e.needs_llm: skipped.append({"name": name, "method": mid, "reason": skip_reason}); continue
         n = llm_samples if e.needs_llm else samples
         try:
             r = evaluate(mid, base, "test", experiment="section_5_3_analysis", output_dir=out, samples=n, seed=seed,

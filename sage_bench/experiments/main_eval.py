@@ -14,15 +14,16 @@ from ..report import save_figure, latex_table, register_builder
 from ..engine import evaluate, results_table, HEADLINE
 
 # %% auto #0
-__all__ = ['SECTION', 'RESULT_FILES', 'SEARCH_METHODS', 'QUICK_SEARCH_SAMPLES', 'QUICK_SEARCH_CONFIG', 'QUICK_LLM_CONFIG',
-           'MAIN_METRIC', 'run_plan', 'saved_run_params', 'run_main_eval', 'llm_repeatability', 'repeatability_text',
-           'load_results', 'main_table', 'fig_overall', 'fig_planning_by_length', 'fig_timing_confusion', 'build_5_2',
-           'summary_text']
+__all__ = ['SECTION', 'RESULT_FILES', 'QUICK_LLM_SAMPLES', 'SEARCH_METHODS', 'QUICK_SEARCH_SAMPLES', 'QUICK_SEARCH_CONFIG',
+           'QUICK_LLM_CONFIG', 'MAIN_METRIC', 'run_plan', 'saved_run_params', 'run_main_eval', 'llm_repeatability',
+           'repeatability_text', 'load_results', 'main_table', 'fig_overall', 'fig_planning_by_length',
+           'fig_timing_confusion', 'build_5_2', 'summary_text']
 
 # %% ../../nbs/api/61_main_eval.ipynb #dbf45f3b
 SECTION = "paper1/section_5_2_main"
 RESULT_FILES = {"timing": "timing_results.json", "planning": "planning_results.json", "tool_selection": "selection_results.json"}
 
+QUICK_LLM_SAMPLES = 6                                                 # LLM methods' samples per challenge in quick mode
 SEARCH_METHODS = ("planner.tot", "planner.react", "selector.dfsdt")  # many LLM calls per sample
 QUICK_SEARCH_SAMPLES = 3
 # quick mode on a CPU: the search planners see 15 retrieved candidate tools instead of 30 (shorter
@@ -44,7 +45,7 @@ def _llm_up(llm_base_url: str | None) -> tuple[bool, str]:
 def run_plan(method: str, quick: bool, samples: int | None = None, llm_samples: int | None = None) -> dict:
     "How section 5.2 runs `method`: `samples`, `method_config` and `batch_size` for `engine.evaluate` (5.3 reuses it to read 5.2's records)."
     needs_llm = lookup("method", method).needs_llm
-    if llm_samples is None: llm_samples = 6 if quick else samples
+    if llm_samples is None: llm_samples = QUICK_LLM_SAMPLES if quick else samples
     search = quick and method in SEARCH_METHODS
     n = (min(llm_samples, QUICK_SEARCH_SAMPLES) if search and llm_samples is not None else llm_samples) if needs_llm else samples
     cfg = (QUICK_SEARCH_CONFIG.get(method) or QUICK_LLM_CONFIG.get(method)) if quick else None
@@ -65,7 +66,7 @@ def run_main_eval(quick: bool = True, seed: int = RANDOM_SEED, samples: int | No
     "Run section 5.2; returns {challenge: result payload} and writes the result files."
     if llm_base_url: os.environ["SAGE_BENCH_LLM_URL"] = llm_base_url
     if isinstance(methods, str): methods = [m.strip() for m in methods.split(",") if m.strip()]
-    if llm_samples is None: llm_samples = 6 if quick else samples
+    if llm_samples is None: llm_samples = QUICK_LLM_SAMPLES if quick else samples
     out = experiment_dir(SECTION, output_dir)
     chosen = methods or method_ids()
     llm_ok, why = (False, "skipped by request (--skip-llm)") if skip_llm else _llm_up(llm_base_url)
@@ -98,6 +99,7 @@ def llm_repeatability(n: int = 4, seed: int = RANDOM_SEED, llm_base_url: str | N
     from sage_bench.registry import get_dataset, get_method
     from sage_bench.engine import choose_samples
     from sage_bench.methods.base import blind
+    started = now()
     ds = get_dataset("sage")
     chosen = choose_samples(ds.select("timing", "test"), n, seed)
     client = client or LLMClient(base_urls=llm_base_url.split(",") if llm_base_url else None, cache=False, seed=seed)
@@ -110,7 +112,7 @@ def llm_repeatability(n: int = 4, seed: int = RANDOM_SEED, llm_base_url: str | N
     ok = [p for p in pairs if not p["errors"]]
     res = {"method": "timing.llm_based", "n": len(pairs), "answered": len(ok), "identical_replies": sum(p["same_reply"] for p in ok),
            "identical_verdicts": sum(p["same_verdict"] for p in ok), "pairs": pairs, "seed": seed}
-    write_result(experiment_dir(SECTION, output_dir) / "repeatability.json", res, {"n": n, "llm_base_url": llm_base_url}, seed, now())
+    write_result(experiment_dir(SECTION, output_dir) / "repeatability.json", res, {"n": n, "llm_base_url": llm_base_url}, seed, started)
     return res
 
 def repeatability_text(r: dict) -> str:
