@@ -4,14 +4,14 @@
 
 # %% ../nbs/api/03_store.ipynb #f051a788
 from __future__ import annotations
-import datetime as _dt, importlib.metadata as _md, json, os, platform, subprocess, sys
+import datetime as _dt, importlib.metadata as _md, json, os, platform, re, subprocess, sys
 from pathlib import Path
 from typing import Iterable, Sequence
 from .core import Record, RecordError, read_jsonl, write_json, dumps, benchmark_dir, RANDOM_SEED
 
 # %% auto #0
-__all__ = ['ConfigMismatch', 'RecordStore', 'git_info', 'package_versions', 'scrub', 'now', 'provenance', 'write_result',
-           'experiment_dir', 'figures_dir', 'tables_dir']
+__all__ = ['ConfigMismatch', 'repair_tail', 'RecordStore', 'git_info', 'package_versions', 'redact_url', 'scrub', 'now',
+           'provenance', 'write_result', 'experiment_dir', 'figures_dir', 'tables_dir']
 
 # %% ../nbs/api/03_store.ipynb #8a5f5095
 def _safe(name: str) -> str:
@@ -23,6 +23,34 @@ class ConfigMismatch(ValueError):
     def __init__(self, msg: str, differs: Sequence[str] = ()):
         super().__init__(msg); self.differs = list(differs)
 
+def repair_tail(path: Path | str, quiet: bool = False) -> int:
+    """Make `path` end with a complete line before anything is appended to it: a last line without its newline that
+    is a whole JSON object gets the newline; anything else after the last newline (a record cut off by a full disk or
+    a killed process) is truncated away, and stderr says so. Returns the number of bytes dropped."""
+    p = Path(path)
+    try: size = p.stat().st_size
+    except FileNotFoundError: return 0
+    if not size: return 0
+    with open(p, "rb+") as f:
+        f.seek(size - 1)
+        if f.read(1) == b"\n": return 0
+        cut, pos = 0, size
+        while pos > 0:                      # the last newline, reading backwards in blocks
+            start = max(0, pos - (1 << 16)); f.seek(start)
+            i = f.read(pos - start).rfind(b"\n")
+            if i >= 0: cut = start + i + 1; break
+            pos = start
+        f.seek(cut); tail = f.read()
+        try: whole = isinstance(json.loads(tail), dict)
+        except ValueError: whole = False     # UnicodeDecodeError (a cut UTF-8 character) included
+        if whole: f.seek(size); f.write(b"\n")
+        else: f.truncate(cut)
+        f.flush(); os.fsync(f.fileno())
+    if not whole and not quiet:
+        print(f"sage-bench: {p}: the last record was cut off (a full disk or a killed run?); dropped its "
+              f"{size - cut} byte(s) before appending", file=sys.stderr, flush=True)
+    return 0 if whole else size - cut
+
 class RecordStore:
     "Append-only per-sample records of one experiment."
     def __init__(self, root: Path | str, experiment: str):
@@ -32,11 +60,12 @@ class RecordStore:
         return self.root / "records" / _safe(dataset) / _safe(split) / f"{_safe(method)}.jsonl"
 
     def append(self, records: Iterable[Record]) -> int:
-        "Append records (grouped by file), flushed and fsynced."
+        "Append records (grouped by file), flushed and fsynced, after cutting a torn last line off the file."
         by_path = {}
         for r in records: by_path.setdefault(self.path(r.dataset, r.split, r.method), []).append(r)
         for p, rs in by_path.items():
             p.parent.mkdir(parents=True, exist_ok=True)
+            repair_tail(p)
             with open(p, "a", encoding="utf-8") as f:
                 for r in rs: f.write(dumps(r.to_dict(), sort_keys=True) + "\n")
                 f.flush(); os.fsync(f.fileno())
@@ -120,12 +149,19 @@ def package_versions(names=_PACKAGES) -> dict:
     return out
 
 _SECRET_WORDS = ("key", "token", "secret", "password")
+# scheme://user[:password]@ in a URL; greedy within the authority (a raw '@' in a password), which ends at / ? # or space
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^\s/?#@]*(?:@[^\s/?#@]*)*@")
+
+def redact_url(s: str) -> str:
+    "`s` with the user-info (`user:password@`) of every URL in it removed."
+    return _USERINFO.sub(r"\1", s) if isinstance(s, str) and "@" in s else s
 
 def scrub(cfg):
-    "Drop configuration entries whose name looks like a secret."
+    "Drop configuration entries whose name looks like a secret, and credentials inside URLs in every string."
     if isinstance(cfg, dict):
         return {k: scrub(v) for k, v in cfg.items() if not any(w in str(k).lower() for w in _SECRET_WORDS)}
     if isinstance(cfg, (list, tuple)): return [scrub(v) for v in cfg]
+    if isinstance(cfg, str): return redact_url(cfg)
     return cfg
 
 def now() -> str: return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
