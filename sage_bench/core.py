@@ -270,6 +270,12 @@ class Record(Validated):
     trace: dict = field(default_factory=dict)
     seed: int = RANDOM_SEED
     created_at: str = ""
+    transport_error: bool = False   # no reply came back (server down, 5xx, timeout): not final, a rerun retries it
+
+    @property
+    def final(self) -> bool:
+        "A reply that came back (parsed, repaired or unparseable) or a non-LLM outcome is final; a transport failure is not."
+        return not self.transport_error
 
     def validate(self):
         if self.challenge not in CHALLENGES: raise RecordError(f"challenge must be one of {CHALLENGES}", field="challenge")

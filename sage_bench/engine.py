@@ -19,7 +19,8 @@ from .store import RecordStore, ConfigMismatch, now, provenance
 warnings.filterwarnings("ignore", message="IProgress not found")
 
 # %% auto #0
-__all__ = ['HEADLINE', 'choose_samples', 'EvalResult', 'evaluate', 'evaluate_many', 'fmt_ci', 'results_table']
+__all__ = ['HEADLINE', 'choose_samples', 'EvalResult', 'evaluate', 'evaluate_many', 'fmt_ci', 'no_answer_note',
+           'IncompleteResults', 'check_complete', 'results_table']
 
 # %% ../nbs/api/40_engine.ipynb #147d2645
 def choose_samples(pool: Sequence[Sample], n: int | None, seed: int = RANDOM_SEED) -> list[Sample]:
@@ -59,7 +60,7 @@ class EvalResult:
         for k in metrics or HEADLINE[self.challenge]:
             m = self.metrics.get("metrics", {}).get(k)
             if m: r[k], r[k + "_lo"], r[k + "_hi"] = m["value"], m["ci_low"], m["ci_high"]
-        for k in ("parse_failure_rate", "fallback_rate", "error_rate", "latency_s_mean", "prompt_tokens", "completion_tokens", "llm_calls", "cached_calls"):
+        for k in ("n_transport_failures", "n_failed_replies", "parse_failure_rate", "fallback_rate", "error_rate", "latency_s_mean", "prompt_tokens", "completion_tokens", "llm_calls", "cached_calls"):
             if k in self.metrics: r[k] = self.metrics[k]
         return r
 
@@ -72,8 +73,28 @@ def _records_for(outs: list[Output], batch: list[Sample], experiment, dataset, s
                            parse_status=o.parse_status, fallback=o.fallback, latency_s=float(o.latency_s or 0.0),
                            prompt_tokens=int(o.prompt_tokens), completion_tokens=int(o.completion_tokens),
                            llm_calls=int(o.llm_calls), cached_calls=int(o.cached_calls), error=o.error,
-                           trace=o.trace or {}, seed=seed, created_at=now()))
+                           trace=o.trace or {}, seed=seed, created_at=now(), transport_error=bool(o.transport_error)))
     return recs
+
+class _Heartbeat:
+    "While a batch waits on the LLM, show on the progress bar what the client is doing (waiting, retrying), once a second."
+    def __init__(self, bar, method, every_s: float = 1.0):
+        self.bar, self.method, self.every_s = bar, method, every_s
+    def __enter__(self):
+        import threading
+        self._stop = threading.Event()
+        client = getattr(self.method, "_client", None) or getattr(self.method, "client", None) if getattr(self.method, "needs_llm", False) else None
+        if self.bar is not None and hasattr(client, "status_line"):
+            self._t = threading.Thread(target=self._run, args=(client,), daemon=True); self._t.start()
+        return self
+    def _run(self, client):
+        shown = ""
+        while not self._stop.wait(self.every_s):
+            line = client.status_line()
+            if line != shown: self.bar.set_postfix_str(line, refresh=True); shown = line
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self.bar is not None and hasattr(self, "_t"): self._t.join(); self.bar.set_postfix_str("", refresh=False)
 
 def evaluate(method: str | Method, dataset: str | Dataset, split: str = "test", *, experiment: str = "adhoc",
              output_dir: Path | str | None = None, samples: int | None = None, seed: int = RANDOM_SEED,
@@ -102,8 +123,12 @@ def evaluate(method: str | Method, dataset: str | Dataset, split: str = "test", 
               f"moved them to {config['replaced_records']}, this run starts over", file=sys.stderr)
         store.check_config(ds.name, split, name, config["method_description"])
     done = {r.sample_id: r for r in store.load(ds.name, split, name)}
-    todo = [s for s in chosen if s.id not in done]
+    # a transport failure (no reply came back) is not final: the sample is predicted again
+    todo = [s for s in chosen if s.id not in done or not done[s.id].final]
+    n_retried = sum(1 for s in todo if s.id in done)
     n_resumed = len(chosen) - len(todo)
+    config["n_retried"] = n_retried
+    if getattr(ds, "load_summary", None): config["data_load"] = ds.load_summary()
     if todo:
         t0 = time.perf_counter()
         m.fit(ds.select(challenge, fit_split), ds)
@@ -117,7 +142,8 @@ def evaluate(method: str | Method, dataset: str | Dataset, split: str = "test", 
                 batch = todo[i:i + batch_size]
                 t1 = time.perf_counter()
                 try:
-                    outs = m.predict_batch([blind(s) for s in batch], [ds.candidates(s) for s in batch])
+                    with _Heartbeat(bar, m):
+                        outs = m.predict_batch([blind(s) for s in batch], [ds.candidates(s) for s in batch])
                     if len(outs) != len(batch): raise RuntimeError(f"predict_batch returned {len(outs)} outputs for {len(batch)} samples")
                 except Exception as e:
                     tb = traceback.format_exc(limit=3)
@@ -137,7 +163,7 @@ def evaluate(method: str | Method, dataset: str | Dataset, split: str = "test", 
     if write:
         res.path = out / "results" / ds.name / split / f"{rec_path.stem}.json"
         write_json(res.path, {"method": name, "dataset": ds.name, "split": split, "challenge": challenge,
-                              "n_new": len(todo), "n_resumed": n_resumed, "metrics": metrics,
+                              "n_new": len(todo), "n_resumed": n_resumed, "n_retried": n_retried, "metrics": metrics,
                               "provenance": provenance(config, seed, started)})
     return res
 
@@ -163,19 +189,35 @@ def fmt_ci(v, lo, hi, pct: bool = True) -> str:
     if pct: return f"{100*v:.1f} [{100*lo:.1f}, {100*hi:.1f}]"
     return f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
 
+def no_answer_note(metrics: dict) -> str | None:
+    "'failed: 45/45 no answer' (every sample) or 'incomplete: 3/45 no answer' when LLM calls got no reply; None otherwise."
+    k, n = int(metrics.get("n_transport_failures") or 0), int(metrics.get("n") or 0)
+    if not k: return None
+    return f"{'failed' if k >= n else 'incomplete'}: {k}/{n} no answer"
+
+class IncompleteResults(RuntimeError):
+    "Some method got no reply from the LLM for some samples: its scores are not reported; a rerun retries exactly those."
+
+def check_complete(results: Sequence[EvalResult]) -> None:
+    "Raise `IncompleteResults` (one line per method) when any result holds transport failures."
+    bad = [f"{r.method} on {r.dataset}/{r.split}: {no_answer_note(r.metrics)}" for r in results if no_answer_note(r.metrics)]
+    if bad: raise IncompleteResults("\n".join(bad + ["rerun the same command to retry the samples that got no answer"]))
+
 def results_table(results: Sequence[EvalResult], metrics: Sequence[str] | None = None):
-    "A pandas DataFrame: one row per result, each headline metric as 'value [CI]' in percent."
+    "A pandas DataFrame: one row per result, each headline metric as 'value [CI]' in percent (or the no-answer count)."
     import pandas as pd
     rows = []
     for r in results:
         row = r.row(metrics)
         d = {"challenge": r.challenge, "dataset": r.dataset, "method": r.method, "n": row["n"]}
+        failed = no_answer_note(r.metrics)
         for k in metrics or HEADLINE[r.challenge]:
-            d[k] = fmt_ci(row.get(k), row.get(k + "_lo"), row.get(k + "_hi"))
+            d[k] = failed or fmt_ci(row.get(k), row.get(k + "_lo"), row.get(k + "_hi"))
         if r.metrics.get("llm_calls"):
             d["parse_fail%"] = f"{100*r.metrics.get('parse_failure_rate', 0):.1f}"
             d["tokens"] = r.metrics.get("prompt_tokens", 0) + r.metrics.get("completion_tokens", 0)
         if r.metrics.get("fallback_rate"): d["fallback%"] = f"{100*r.metrics['fallback_rate']:.1f}"
         if r.metrics.get("error_rate"): d["error%"] = f"{100*r.metrics['error_rate']:.1f}"
+        if r.metrics.get("n_transport_failures"): d["no answer"] = f"{r.metrics['n_transport_failures']}/{r.metrics['n']}"
         rows.append(d)
     return pd.DataFrame(rows)

@@ -12,12 +12,14 @@ from typing import Any, Iterable, Optional, Sequence
 
 import httpx
 
+from .store import redact_url
 from .core import (BENCHMARK_LLM_TEMPERATURE, DEFAULT_LLM_BASE_URL, RANDOM_SEED, PARSE_STATUSES,
                              cache_dir, dumps)
 
 # %% auto #0
-__all__ = ['parse_json', 'LLMResponse', 'combine_usage', 'request_key', 'default_cache_path', 'LLMCache', 'response_format_for',
-           'backend_of', 'LLMClient', 'available', 'achat', 'achat_many', 'chat', 'chat_many', 'get_client']
+__all__ = ['DEFAULT_TIMEOUT_S', 'DEFAULT_ATTEMPTS', 'parse_json', 'LLMResponse', 'combine_usage', 'request_key',
+           'default_cache_path', 'LLMCache', 'response_format_for', 'backend_of', 'TransportError', 'LLMClient',
+           'available', 'status_line', 'achat', 'achat_many', 'chat', 'chat_many', 'get_client']
 
 # %% ../nbs/api/20_llm.ipynb #af6ac786
 _THINK = re.compile(r"<think>.*?</think>", re.S)
@@ -154,6 +156,7 @@ class LLMResponse:
     base_url: Optional[str] = None
     attempts: int = 0
     key: Optional[str] = None
+    transport_error: bool = False   # no reply came back (server down, 5xx, timeout): not final, a rerun retries it
 
     @property
     def ok(self) -> bool: return self.error is None
@@ -162,7 +165,7 @@ class LLMResponse:
         "Keyword arguments for `Output(...)`: raw text, parse status, tokens, calls, latency, error."
         return dict(raw_output=self.text, parse_status=self.parse_status, prompt_tokens=self.prompt_tokens,
                     completion_tokens=self.completion_tokens, llm_calls=1, cached_calls=int(self.cached),
-                    latency_s=self.latency_s, error=self.error)
+                    latency_s=self.latency_s, error=self.error, transport_error=self.transport_error)
 
     def to_dict(self) -> dict: return asdict(self)
 
@@ -176,7 +179,7 @@ def combine_usage(responses: Sequence[LLMResponse]) -> dict:
     return dict(parse_status=status, prompt_tokens=sum(r.prompt_tokens for r in rs),
                 completion_tokens=sum(r.completion_tokens for r in rs), llm_calls=len(rs),
                 cached_calls=sum(r.cached for r in rs), latency_s=sum(r.latency_s for r in rs),
-                error="; ".join(errors) if errors else None)
+                error="; ".join(errors) if errors else None, transport_error=any(r.transport_error for r in rs))
 
 # %% ../nbs/api/20_llm.ipynb #23014f6e
 def request_key(model: str, messages: list, params: dict, schema: Optional[dict] = None, json_mode: bool = False) -> str:
@@ -250,6 +253,20 @@ def backend_of(models_payload: dict) -> str:
 
 # %% ../nbs/api/20_llm.ipynb #2fec8ae1
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+_FINAL_STATUS = {400, 413, 422}     # the server read the request and refused it: a reply, final (others: not final)
+DEFAULT_TIMEOUT_S, DEFAULT_ATTEMPTS = 120.0, 3
+
+class TransportError(RuntimeError):
+    "No reply came back from any replica (down, 5xx, timeout, a body that is not a completion): not final."
+
+def _env_number(name: str, default, cast, minimum):
+    "A number from the environment (`SAGE_BENCH_LLM_TIMEOUT`, ...), checked; a bad value is a clear ValueError."
+    v = os.environ.get(name, "").strip()
+    if not v: return default
+    try: x = cast(v)
+    except ValueError: raise ValueError(f"{name}={v!r} is not a number") from None
+    if not x >= minimum: raise ValueError(f"{name}={v!r} must be at least {minimum}")
+    return x
 
 def _norm_urls(base_urls) -> list[str]:
     if base_urls is None: base_urls = os.environ.get("SAGE_BENCH_LLM_URL") or DEFAULT_LLM_BASE_URL
@@ -289,16 +306,20 @@ def _run_sync(coro):
 class LLMClient:
     "An async client for one or more OpenAI-compatible replicas, with retries, a limit, a cache and JSON parsing."
     def __init__(self, base_urls: str | Sequence[str] | None = None, model: Optional[str] = None,
-                 temperature: float = BENCHMARK_LLM_TEMPERATURE, max_tokens: int = 512, timeout_s: float = 600.0,
-                 max_retries: int = 4, concurrency: int = 4, cache: bool | LLMCache = True,
+                 temperature: float = BENCHMARK_LLM_TEMPERATURE, max_tokens: int = 512, timeout_s: float | None = None,
+                 max_retries: int | None = None, concurrency: int = 4, cache: bool | LLMCache = True,
                  cache_path: Path | str | None = None, backend: str = "auto", seed: Optional[int] = RANDOM_SEED,
                  backoff_s: float = 0.5, max_backoff_s: float = 30.0, connect_timeout_s: float = 10.0,
                  replica_cooldown_s: float = 5.0, api_key: Optional[str] = None):
         self.base_urls = _norm_urls(base_urls)
         self.model = model or os.environ.get("SAGE_BENCH_LLM_MODEL") or None
         self.temperature, self.max_tokens, self.seed = temperature, max_tokens, seed
-        self.timeout_s, self.connect_timeout_s = timeout_s, connect_timeout_s
-        self.max_retries, self.concurrency = max_retries, max(1, int(concurrency))
+        # time limits: arguments, else SAGE_BENCH_LLM_TIMEOUT / SAGE_BENCH_LLM_ATTEMPTS (the CLI's --llm-timeout/--llm-attempts)
+        self.timeout_s = float(timeout_s) if timeout_s is not None else _env_number("SAGE_BENCH_LLM_TIMEOUT", DEFAULT_TIMEOUT_S, float, 0.001)
+        self.connect_timeout_s = min(connect_timeout_s, self.timeout_s)
+        self.max_retries = int(max_retries) if max_retries is not None else _env_number("SAGE_BENCH_LLM_ATTEMPTS", DEFAULT_ATTEMPTS, int, 1) - 1
+        self.concurrency = max(1, int(concurrency))
+        self.activity = {}                      # what the client is doing now (in flight, waiting since, last retry): `status_line()`
         self.backoff_s, self.max_backoff_s, self.replica_cooldown_s = backoff_s, max_backoff_s, replica_cooldown_s
         if backend not in ("auto", "vllm", "llama.cpp", "openai"): raise ValueError(f"unknown backend {backend!r}")
         self._backend = None if backend == "auto" else backend
@@ -313,8 +334,11 @@ class LLMClient:
         self._lock = threading.Lock()
         self._loops = weakref.WeakKeyDictionary()
 
+    @property
+    def shown_urls(self) -> list[str]: return [redact_url(u) for u in self.base_urls]
+
     def __repr__(self):
-        return (f"LLMClient(base_urls={self.base_urls}, model={self.model!r}, backend={self._backend or 'auto'}, "
+        return (f"LLMClient(base_urls={self.shown_urls}, model={self.model!r}, backend={self._backend or 'auto'}, "
                 f"temperature={self.temperature}, max_tokens={self.max_tokens}, concurrency={self.concurrency}, "
                 f"cache={'on' if self.cache else 'off'})")
 
@@ -373,7 +397,7 @@ async def _discover(self: LLMClient) -> None:
                 if not ids: raise ValueError(f"{url}/models lists no model")
                 self.model = ids[0]
             return
-        except Exception as e: last = f"{url}: {type(e).__name__}: {e}"
+        except Exception as e: last = redact_url(f"{url}: {type(e).__name__}: {e}")
     raise ConnectionError(f"no LLM server answered /models ({last}); start one with `sage-bench llm start`")
 
 LLMClient._discover = _discover
@@ -409,40 +433,61 @@ def _backoff(self: LLMClient, attempt: int, retry_after: Optional[str] = None) -
 LLMClient._backoff = _backoff
 
 async def _post(self: LLMClient, body: dict) -> tuple[dict, str, int, float]:
-    "POST a chat completion with retries; returns (payload, base_url, attempts, latency_s) or raises RuntimeError."
+    """POST a chat completion with retries; returns (payload, base_url, attempts, latency_s). Raises `TransportError`
+    when no reply came back (not final) and `RuntimeError` when the server refused the request (400/413/422: final)."""
     http, _ = self._loop_state()
-    t0, last, attempt = time.perf_counter(), "", 0
-    for attempt in range(self.max_retries + 1):
-        if attempt:
-            self.stats["retries"] += 1
-        i = self._pick()
-        url, down, wait, retry_after = self.base_urls[i], False, True, None
-        try:
-            self.stats["requests"] += 1; self.replica_requests[url] += 1
-            r = await http.post(url + "/chat/completions", json=body)
-            if r.status_code == 200:
-                try:
-                    payload = r.json()
-                    payload["choices"][0]["message"]
-                    return payload, url, attempt + 1, time.perf_counter() - t0
-                except (ValueError, KeyError, IndexError, TypeError):
-                    last = f"{url}: 200 with a body that is not a chat completion: {r.text[:200]!r}"
-            elif r.status_code in _RETRY_STATUS:
-                last, retry_after = f"{url}: HTTP {r.status_code}: {r.text[:200]}", r.headers.get("retry-after")
-            else:
-                raise RuntimeError(f"{url}: HTTP {r.status_code} (not retried): {r.text[:300]}")
-        except httpx.TimeoutException as e:
-            last = f"{url}: timeout after {self.timeout_s:g}s ({type(e).__name__})"
-        except httpx.TransportError as e:
-            last, down = f"{url}: {type(e).__name__}: {e or 'connection failed'}", True
-        finally:
-            self._release(i, down)
-        if attempt < self.max_retries:
-            # a dead replica is skipped next time; only wait when no other replica is left to try
-            now = time.monotonic()
-            other_up = down and any(t <= now for t in self._down_until)
-            if not other_up: await asyncio.sleep(self._backoff(attempt, retry_after))
-    raise RuntimeError(f"gave up after {attempt + 1} attempt(s): {last}")
+    t0, last, attempt, n = time.perf_counter(), "", 0, self.max_retries + 1
+    token = object()
+    self.activity.setdefault("inflight", {})[token] = time.monotonic()
+    try:
+        for attempt in range(n):
+            if attempt:
+                self.stats["retries"] += 1
+                self.activity["retry"] = (time.monotonic(), f"retrying (attempt {attempt + 1}/{n}) after {last}")
+            i = self._pick()
+            url, down, retry_after = self.base_urls[i], False, None
+            shown = redact_url(url)
+            try:
+                self.stats["requests"] += 1; self.replica_requests[shown] += 1
+                r = await http.post(url + "/chat/completions", json=body)
+                if r.status_code == 200:
+                    try:
+                        payload = r.json()
+                        payload["choices"][0]["message"]
+                        return payload, shown, attempt + 1, time.perf_counter() - t0
+                    except (ValueError, KeyError, IndexError, TypeError):
+                        last = f"{shown}: 200 with a body that is not a chat completion: {r.text[:200]!r}"
+                elif r.status_code in _RETRY_STATUS:
+                    last, retry_after = f"{shown}: HTTP {r.status_code}: {r.text[:200]}", r.headers.get("retry-after")
+                elif r.status_code in _FINAL_STATUS:
+                    raise RuntimeError(f"{shown}: HTTP {r.status_code}, the server refused the request: {r.text[:300]}")
+                else:   # 401, 403, 404 ...: a set-up problem; not retried now, not final either
+                    raise TransportError(f"{shown}: HTTP {r.status_code} (not retried): {r.text[:300]}")
+            except httpx.TimeoutException as e:
+                last = f"{shown}: no reply within {self.timeout_s:g} s ({type(e).__name__})"
+            except httpx.TransportError as e:
+                last, down = f"{shown}: {type(e).__name__}: {redact_url(str(e)) or 'connection failed'}", True
+            finally:
+                self._release(i, down)
+            if attempt < self.max_retries:
+                # a dead replica is skipped next time; only wait when no other replica is left to try
+                now = time.monotonic()
+                other_up = down and any(t <= now for t in self._down_until)
+                if not other_up: await asyncio.sleep(self._backoff(attempt, retry_after))
+        raise TransportError(f"no reply after {attempt + 1} attempt(s) in {time.perf_counter() - t0:.1f} s: {last}")
+    finally:
+        self.activity["inflight"].pop(token, None)
+
+def status_line(self: LLMClient, recent_s: float = 30.0) -> str:
+    "What the client is waiting for now, for a progress display: '' when idle."
+    now, parts = time.monotonic(), []
+    inflight = list(self.activity.get("inflight", {}).values())
+    if inflight: parts.append(f"LLM: {len(inflight)} request(s) in flight, oldest {now - min(inflight):.0f} s")
+    retry = self.activity.get("retry")
+    if retry and now - retry[0] <= recent_s: parts.append(retry[1][:160])
+    return "; ".join(parts)
+
+LLMClient.status_line = status_line
 
 LLMClient._post = _post
 
@@ -453,11 +498,12 @@ async def achat(self: LLMClient, messages, schema: Optional[dict] = None, *, jso
     msgs = _norm_messages(messages)
     params = self._params(sampling)
     want_json = schema is not None or json_mode
+    t0 = time.perf_counter()
     if self.model is None:
         try: await self._discover()
         except ConnectionError as e:
             self.stats["errors"] += 1
-            return LLMResponse(error=str(e), parse_status="n/a")
+            return LLMResponse(error=str(e), parse_status="n/a", transport_error=True, latency_s=time.perf_counter() - t0)
     key = request_key(self.model, msgs, params, schema, want_json)
     hit = self.cache.get(key) if (self.cache is not None and use_cache) else None
     if hit is not None:
@@ -476,9 +522,10 @@ async def achat(self: LLMClient, messages, schema: Optional[dict] = None, *, jso
             if rf: body["response_format"] = rf
             try:
                 payload, url, attempts, latency = await self._post(body)
-            except RuntimeError as e:
+            except RuntimeError as e:   # TransportError: no reply (not final); else a refused request (final)
                 self.stats["errors"] += 1
-                return LLMResponse(error=str(e), model=self.model, key=key, parse_status="n/a")
+                return LLMResponse(error=str(e), model=self.model, key=key, parse_status="n/a",
+                                   transport_error=isinstance(e, TransportError), latency_s=time.perf_counter() - t0)
         choice = payload["choices"][0]
         usage = payload.get("usage") or {}
         resp = LLMResponse(text=choice["message"].get("content"), prompt_tokens=int(usage.get("prompt_tokens") or 0),

@@ -307,6 +307,9 @@ def score_records(challenge: str, records: Iterable, ks: Sequence[int] = (1, 3, 
            "parse_failure_rate": _rate([_get(r, "parse_status") == "failed" for r in records], n),
            "fallback_rate": _rate([bool(_get(r, "fallback")) for r in records], n),
            "error_rate": _rate([bool(_get(r, "error")) for r in records], n),
+           # no reply came back (not final: a rerun retries them) vs. a reply that could not be parsed (final)
+           "n_transport_failures": sum(bool(_get(r, "transport_error", False)) for r in records),
+           "n_failed_replies": sum(_get(r, "parse_status") == "failed" for r in records),
            "no_prediction_rate": _rate([p is None for p in preds], n),
            "latency_s_mean": (sum(lat) / len(lat)) if lat else None}
     for k in ("prompt_tokens", "completion_tokens", "llm_calls", "cached_calls"):

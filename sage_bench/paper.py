@@ -308,7 +308,14 @@ def challenge_paragraph(frag: Fragment, rel: str, payload: dict) -> str:
     ch = payload.get("challenge", "?")
     name = CHALLENGE_NAMES.get(ch, ch)
     rows = [(["results", i], r) for i, r in enumerate(payload.get("results", []))]
+    # a method whose LLM calls got no reply has no score to report: it is named, with its count, and left out of the ranking
+    failed = [(p, r) for p, r in rows if (r.get("metrics") or {}).get("n_transport_failures")]
+    rows = [x for x in rows if x not in failed]
     s = []
+    for p, r in failed:
+        k, n = r["metrics"]["n_transport_failures"], r["metrics"].get("n")
+        frag.claim(rel, p + ["metrics", "n_transport_failures"], k, f"{r['method']} no answer")
+        s.append(f"{tt(r['method'])} got no answer from the LLM on {k} of {n} samples; its scores are not reported {cite_file(rel)}.")
     if rows:
         ns = [r.get("n", r.get("metrics", {}).get("n")) for _, r in rows]
         for (p, r), n in zip(rows, ns): frag.claim(rel, p + ["n"], n, f"{r['method']} n")
@@ -319,7 +326,7 @@ def challenge_paragraph(frag: Fragment, rel: str, payload: dict) -> str:
             b = best_sentence(frag, rel, rows, metric, "Among them, " if j == 0 else "")
             if b: s.append(b)
         s += _rate_sentences(frag, rel, payload)
-    else:
+    elif not failed:
         s.append(f"No method was run on {name} {cite_file(rel)}.")
     sk = payload.get("skipped") or []
     if sk:

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 from .core import benchmark_dir, sage_home, write_json, RANDOM_SEED, DEFAULT_LLM_BASE_URL
 from .registry import lookup, entries
-from .store import experiment_dir, figures_dir, tables_dir, now
+from .store import experiment_dir, figures_dir, tables_dir, now, redact_url
 
 # %% auto #0
-__all__ = ['KERNEL', 'notebooks_dir', 'section_params', 'run_section', 'save_figure', 'latex_table', 'register_builder',
-           'rebuild', 'experiment_status']
+__all__ = ['KERNEL', 'notebooks_dir', 'section_params', 'run_section', 'no_answer_in', 'save_figure', 'latex_table',
+           'register_builder', 'rebuild', 'experiment_status']
 
 # %% ../nbs/api/60_report.ipynb #4b845659
 def notebooks_dir() -> Path:
@@ -50,20 +50,54 @@ def run_section(section: str, kernel: str | None = None, log_output: bool = Fals
     dest = out_root / e.extra["output"] / f"executed_{nb.name}"
     dest.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    old_home = os.environ.get("SAGE_BENCH_HOME")
-    os.environ["SAGE_BENCH_HOME"] = str(sage_home())
+    env = {"SAGE_BENCH_HOME": str(sage_home())}
+    url = p.get("llm_base_url")
+    if url and redact_url(url) != url:    # credentials in the URL reach the kernel through its environment, never the notebook
+        env["SAGE_BENCH_LLM_URL"] = p.pop("llm_base_url")
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         out = dict(stdout_file=sys.stdout, stderr_file=sys.stderr) if stream else {}
         pm.execute_notebook(str(nb), str(dest), parameters=p, kernel_name=kernel or os.environ.get("SAGE_BENCH_KERNEL", KERNEL),
                             cwd=str(nb.parent), language="python", log_output=log_output,
                             progress_bar=not (log_output or stream), **out)
     finally:
-        if old_home is None: os.environ.pop("SAGE_BENCH_HOME", None)
-        else: os.environ["SAGE_BENCH_HOME"] = old_home
+        for k, v in old.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
     write_json(dest.with_suffix(".run.json"), {"section": section, "notebook": str(nb), "parameters": p,
                                                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t0)),
                                                "wall_seconds": round(time.time() - t0, 1)})
+    missing = no_answer_in(out_root / e.extra["output"])
+    if missing:
+        from sage_bench.engine import IncompleteResults
+        raise IncompleteResults(f"section {section}: LLM calls got no reply, so these scores are not reported:\n" + "\n".join(
+            f"  {m}" for m in missing) + "\nrerun the same command to retry exactly those samples")
     return dest
+
+def _no_answer(obj, where: str = "") -> list[str]:
+    "'method: failed: k/n no answer' for every scored block in a result payload whose LLM calls got no reply."
+    out = []
+    if isinstance(obj, dict):
+        m = obj.get("metrics") if isinstance(obj.get("metrics"), dict) else obj    # nested metrics, or a flat table row
+        if m.get("n_transport_failures"):
+            from sage_bench.engine import no_answer_note
+            out.append(f"{obj.get('method') or obj.get('name') or where or '?'}: {no_answer_note(m)}")
+        for k, v in obj.items():
+            if k not in ("metrics", "provenance"): out += _no_answer(v, obj.get("method") or where)
+    elif isinstance(obj, list):
+        for v in obj: out += _no_answer(v, where)
+    return out
+
+def no_answer_in(folder: Path) -> list[str]:
+    "Every method in the result files under `folder` (records and executed copies aside) with samples that got no LLM reply."
+    out = []
+    for f in sorted(Path(folder).rglob("*.json")) if Path(folder).exists() else []:
+        if "records" in f.parts or f.name.endswith((".run.json", ".config.json")): continue
+        try: payload = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError): continue
+        out += [f"{x} ({f.relative_to(folder)})" for x in _no_answer(payload)]
+    return list(dict.fromkeys(out))
 
 # %% ../nbs/api/60_report.ipynb #6343ef00
 def save_figure(fig, name: str, output_dir=None) -> list[Path]:
@@ -138,12 +172,14 @@ def experiment_status(output_dir=None) -> list[dict]:
             try: payload = json.loads((d / f).read_text())
             except (OSError, ValueError): continue
             skipped += [s.get("method", "?") for s in payload.get("skipped", []) if isinstance(s, dict)] if isinstance(payload, dict) else []
-        state = ("missing" if not results and not recs else "done" if run and not absent and not skipped else "partial")
+        failed = no_answer_in(d)         # methods whose LLM calls got no reply: their scores are not reported
+        state = ("missing" if not results and not recs else "done" if run and not absent and not skipped and not failed else "partial")
         detail = "" if state == "missing" else "; ".join(x for x in (f"{len(exp) - len(absent)}/{len(exp)} result files" if absent else "",
                                        f"skipped: {', '.join(dict.fromkeys(skipped))}" if skipped else "",
+                                       "no answer: " + "; ".join(failed) if failed else "",
                                        "" if run else "no finished run") if x)
         rows.append({"experiment": e.name, "description": e.description, "state": state, "detail": detail, "result_files": len(results),
-                     "missing_files": absent, "skipped_methods": list(dict.fromkeys(skipped)),
+                     "missing_files": absent, "skipped_methods": list(dict.fromkeys(skipped)), "no_answer": failed,
                      "records": recs, "last_run": info.get("started_at"), "wall_seconds": info.get("wall_seconds"),
                      "parameters": info.get("parameters"), "folder": str(d)})
     return rows

@@ -102,14 +102,14 @@ def test_gives_up_with_an_error_not_an_exception(fake):
     fake.default = ("status", 502)
     c = client(fake.url, max_retries=2)
     r = c.chat("hi", schema={"type": "object"})
-    assert not r.ok and r.text is None and r.parsed is None and "gave up after 3 attempt(s)" in r.error
+    assert not r.ok and r.text is None and r.parsed is None and "no reply after 3 attempt(s)" in r.error and r.transport_error
     assert "502" in r.error and len(fake.posts) == 3 and c.stats["errors"] == 1
 
 
 def test_client_error_is_not_retried(fake):
     fake.script = [("status", 400)]
     r = client(fake.url).chat("hi")
-    assert not r.ok and "not retried" in r.error and len(fake.posts) == 1
+    assert not r.ok and "refused" in r.error and len(fake.posts) == 1 and not r.transport_error   # a reply: final
 
 
 def test_timeout_then_retry_succeeds(fake):
@@ -122,7 +122,7 @@ def test_timeout_then_retry_succeeds(fake):
 def test_timeout_exhausted_reports_timeout(fake):
     fake.default = ("sleep", 1.0, "late")
     r = client(fake.url, timeout_s=0.2, max_retries=1).chat("hi")
-    assert not r.ok and "timeout" in r.error
+    assert not r.ok and "no reply within 0.2 s" in r.error and r.transport_error
 
 
 def test_non_completion_body_and_dropped_connection_are_retried(fake):
@@ -140,7 +140,7 @@ def test_available_tells_busy_from_absent(fake):
 
 def test_server_down_is_an_error():
     r = client("http://127.0.0.1:9/v1", max_retries=1, connect_timeout_s=1).chat("hi")
-    assert not r.ok and "gave up" in r.error
+    assert not r.ok and "no reply" in r.error and r.transport_error
 
 
 def test_no_model_and_no_server_is_an_error_response():

@@ -61,12 +61,12 @@ def load_cross(output_dir=None) -> dict:
 def cross_table(payload: dict):
     "Methods x data sets of each challenge's main metric (percent, with the CI)."
     import pandas as pd
-    from sage_bench.engine import fmt_ci
+    from sage_bench.engine import fmt_ci, no_answer_note
     rows = []
     for r in payload["results"]:
         k = r["main_metric"]
         rows.append({"challenge": r["challenge"], "method": r["method"], "dataset": r["dataset"],
-                     "cell": fmt_ci(r.get(k), r.get(k + "_lo"), r.get(k + "_hi"))})
+                     "cell": no_answer_note(r.get("metrics") or r) or fmt_ci(r.get(k), r.get(k + "_lo"), r.get(k + "_hi"))})
     df = pd.DataFrame(rows)
     if df.empty: return df
     t = df.pivot_table(index=["challenge", "method"], columns="dataset", values="cell", aggfunc="first").fillna("-").reset_index()
@@ -79,7 +79,7 @@ def build_5_4(output_dir=None) -> list[Path]:
     import matplotlib; matplotlib.use("Agg")
     import matplotlib.pyplot as plt, numpy as np, pandas as pd
     p = load_cross(output_dir)
-    df = pd.DataFrame([{"challenge": r["challenge"], "method": r["method"], "dataset": r["dataset"], "v": r.get(r["main_metric"])} for r in p["results"]])
+    df = pd.DataFrame([{"challenge": r["challenge"], "method": r["method"], "dataset": r["dataset"], "v": None if r.get("n_transport_failures") else r.get(r["main_metric"])} for r in p["results"]])
     if df.empty: raise FileNotFoundError("section 5.4 results hold no rows")
     chs = [c for c in CHALLENGES if c in set(df.challenge)]
     fig, axes = plt.subplots(len(chs), 1, figsize=(1.1 * df.dataset.nunique() + 3, sum(0.45 * df[df.challenge == c].method.nunique() + 1.2 for c in chs)), squeeze=False)

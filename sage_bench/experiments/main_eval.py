@@ -35,12 +35,13 @@ QUICK_LLM_CONFIG = {"selector.llm_direct": {"max_prompt_tokens": 1500}}
 def _llm_up(llm_base_url: str | None) -> tuple[bool, str]:
     try:
         from sage_bench.llm import get_client
+        from sage_bench.store import redact_url
     except ModuleNotFoundError as e:
         return False, f"LLM client not available ({e})"
     kw = {"base_urls": llm_base_url.split(",")} if llm_base_url else {}
     c = get_client(**kw)
     ok = c.available()
-    return ok, "" if ok else f"no LLM server answered at {llm_base_url or os.environ.get('SAGE_BENCH_LLM_URL') or 'the default URL'} (start one with `sage-bench llm start`)"
+    return ok, "" if ok else f"no LLM server answered at {redact_url(llm_base_url or os.environ.get('SAGE_BENCH_LLM_URL')) or 'the default URL'} (start one with `sage-bench llm start`)"
 
 def run_plan(method: str, quick: bool, samples: int | None = None, llm_samples: int | None = None) -> dict:
     "How section 5.2 runs `method`: `samples`, `method_config` and `batch_size` for `engine.evaluate` (5.3 reuses it to read 5.2's records)."
@@ -134,13 +135,14 @@ def load_results(output_dir=None) -> dict:
 def main_table(payload: dict):
     "A DataFrame: one row per method, headline metrics as 'value [95% CI]' in percent, LLM health columns."
     import pandas as pd
-    from sage_bench.engine import fmt_ci
+    from sage_bench.engine import fmt_ci, no_answer_note
     rows = []
     for r in payload["results"]:
         m = r["metrics"]; d = {"method": r["method"], "n": m["n"]}
+        failed = no_answer_note(m)     # a score over samples that got no reply is not shown
         for k in HEADLINE[payload["challenge"]]:
             v = m["metrics"].get(k)
-            d[k] = fmt_ci(v["value"], v["ci_low"], v["ci_high"]) if v else "-"
+            d[k] = failed or (fmt_ci(v["value"], v["ci_low"], v["ci_high"]) if v else "-")
         d["parse fail %"] = f"{100*m['parse_failure_rate']:.1f}" if m.get("llm_calls") else "-"
         d["fallback %"] = f"{100*m['fallback_rate']:.1f}" if m.get("fallback_rate") else "-"
         d["tokens"] = str(m["prompt_tokens"] + m["completion_tokens"]) if m.get("llm_calls") else "-"
@@ -156,12 +158,14 @@ def fig_overall(res: dict, output_dir=None) -> list[Path]:
     chs = [c for c in CHALLENGES if c in res and res[c]["results"]]
     fig, axes = plt.subplots(1, len(chs), figsize=(5.2 * len(chs), 3.8), squeeze=False)
     for ax, ch in zip(axes[0], chs):
-        rs = res[ch]["results"]; ms = MAIN_METRIC[ch]; x = np.arange(len(rs)); w = 0.8 / len(ms)
+        rs = [r for r in res[ch]["results"] if not r["metrics"].get("n_transport_failures")]
+        ms = MAIN_METRIC[ch]; x = np.arange(len(rs)); w = 0.8 / len(ms)
         for j, k in enumerate(ms):
             v = np.array([r["metrics"]["metrics"][k]["value"] for r in rs])
             lo = np.array([r["metrics"]["metrics"][k]["ci_low"] for r in rs]); hi = np.array([r["metrics"]["metrics"][k]["ci_high"] for r in rs])
             ax.bar(x + j * w - 0.4 + w / 2, v, w, yerr=[v - lo, hi - v], capsize=2, label=k)
         ax.set_xticks(x); ax.set_xticklabels([r["method"].split(".", 1)[1] for r in rs], rotation=35, ha="right")
+        if len(rs) < len(res[ch]["results"]): ax.set_xlabel("not shown (no LLM answer): " + ", ".join(r["method"] for r in res[ch]["results"] if r not in rs), fontsize=7)
         ax.set_ylim(0, 1.05); ax.set_title(ch.replace("_", " ")); ax.legend(fontsize=7)
     fig.suptitle("Section 5.2: methods on the sage test split (95% bootstrap CI)", fontsize=10)
     fig.tight_layout()
@@ -173,6 +177,7 @@ def fig_planning_by_length(res: dict, output_dir=None) -> list[Path]:
     if "planning" not in res or not res["planning"]["results"]: return []
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for r in res["planning"]["results"]:
+        if r["metrics"].get("n_transport_failures"): continue
         bl = r["metrics"].get("by_length", {})
         ls = sorted(bl, key=int)
         for ax, k in zip(axes, ("plan_success", "step_f1")):
@@ -186,7 +191,8 @@ def fig_timing_confusion(res: dict, output_dir=None) -> list[Path]:
     import matplotlib; matplotlib.use("Agg")
     import matplotlib.pyplot as plt, numpy as np
     if "timing" not in res or not res["timing"]["results"]: return []
-    rs = res["timing"]["results"]
+    rs = [r for r in res["timing"]["results"] if not r["metrics"].get("n_transport_failures")]
+    if not rs: return []
     fig, axes = plt.subplots(1, len(rs), figsize=(3 * len(rs), 3), squeeze=False)
     for ax, r in zip(axes[0], rs):
         c = r["metrics"]["confusion"]; mat = np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]])

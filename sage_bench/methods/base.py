@@ -27,6 +27,7 @@ class Output:
     llm_calls: int = 0
     cached_calls: int = 0
     latency_s: Optional[float] = None
+    transport_error: bool = False   # an LLM call got no reply (server down, 5xx, timeout): the engine retries the sample on a rerun
 
     @classmethod
     def failed(cls, error: str, **kw) -> "Output":

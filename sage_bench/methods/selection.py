@@ -331,6 +331,7 @@ class LLMLog:
     latency_s: float = 0.0
     statuses: list = field(default_factory=list)
     raw: list = field(default_factory=list)
+    transport_error: bool = False
 
     def add(self, r):
         self.prompt_tokens += int(getattr(r, "prompt_tokens", 0) or 0)
@@ -340,6 +341,7 @@ class LLMLog:
         self.latency_s += float(getattr(r, "latency_s", 0.0) or 0.0)
         self.statuses.append(getattr(r, "parse_status", "failed") or "failed")
         self.raw.append(getattr(r, "text", None))
+        self.transport_error = self.transport_error or bool(getattr(r, "transport_error", False))
 
     @property
     def parse_status(self) -> str:
@@ -347,7 +349,7 @@ class LLMLog:
 
     def fill(self, o: Output) -> Output:
         o.prompt_tokens, o.completion_tokens, o.llm_calls, o.cached_calls = self.prompt_tokens, self.completion_tokens, self.llm_calls, self.cached_calls
-        o.parse_status = self.parse_status
+        o.parse_status, o.transport_error = self.parse_status, o.transport_error or self.transport_error
         if o.raw_output is None: o.raw_output = self.raw[0] if len(self.raw) == 1 else (json.dumps(self.raw, ensure_ascii=False) if self.raw else None)
         return o
 
@@ -436,7 +438,7 @@ class ScriptedLLM:
         self.calls.append((messages, schema))
         base = dict(text=None, parsed=None, parse_status="n/a", prompt_tokens=0, completion_tokens=0, latency_s=0.0, cached=False, error=None)
         try: r = self.reply(messages, schema)
-        except ConnectionError as e: return SimpleNamespace(**(base | dict(error=str(e))))
+        except ConnectionError as e: return SimpleNamespace(**(base | dict(error=str(e), transport_error=True)))
         if isinstance(r, str): return SimpleNamespace(**(base | dict(text=r, parse_status="failed", prompt_tokens=10, completion_tokens=5)))
         return SimpleNamespace(**(base | dict(text=json.dumps(r), parsed=r, parse_status="strict", prompt_tokens=10, completion_tokens=5)))
 

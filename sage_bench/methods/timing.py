@@ -30,6 +30,7 @@ def add_usage(out: Output, resp) -> Output:
     out.completion_tokens += int(getattr(resp, "completion_tokens", 0) or 0)
     if getattr(resp, "error", None) is None: out.llm_calls += 1
     out.cached_calls += int(bool(getattr(resp, "cached", False)))
+    out.transport_error = out.transport_error or bool(getattr(resp, "transport_error", False))
     return out
 
 def run_coro(coro):
@@ -338,7 +339,7 @@ class ScriptedLLM:
         self.calls.append((messages, schema))
         base = dict(text=None, parsed=None, parse_status="n/a", prompt_tokens=0, completion_tokens=0, latency_s=0.0, cached=False, error=None)
         try: r = self.reply(messages, schema)
-        except ConnectionError as e: return SimpleNamespace(**base | dict(error=str(e)))
+        except ConnectionError as e: return SimpleNamespace(**base | dict(error=str(e), transport_error=True))
         if isinstance(r, str): return SimpleNamespace(**base | dict(text=r, parse_status="failed", prompt_tokens=10, completion_tokens=5))
         return SimpleNamespace(**base | dict(text=_json.dumps(r), parsed=r, parse_status="strict", prompt_tokens=10, completion_tokens=5))
 
