@@ -310,18 +310,34 @@ class LoadReport:
         s = f"{self.file}: {self.loaded} loaded, {len(self.skipped)} skipped"
         return s + "".join(f"\n  line {ln}: {msg}" for ln, msg in self.skipped[:10]) + ("\n  ..." if len(self.skipped) > 10 else "")
 
+    def entries(self) -> list[dict]:
+        "The skips as {file, line, reason} (the reason without the file:line prefix the message starts with)."
+        out = []
+        for ln, msg in self.skipped:
+            where = ":".join(str(x) for x in (self.file, ln) if x is not None) + ": "
+            out.append({"file": self.file, "line": ln, "reason": msg[len(where):] if msg.startswith(where) else msg})
+        return out
+
+def _json_line(raw: bytes) -> Any:
+    "One JSON Lines line (bytes) parsed; bytes that are not UTF-8 or text that is not JSON raise a RecordError."
+    try: text = raw.decode("utf-8")
+    except UnicodeDecodeError as e: raise RecordError(f"not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})") from None
+    try: return json.loads(text)
+    except json.JSONDecodeError as e: raise RecordError(f"invalid JSON ({e.msg} at column {e.colno})") from None
+
 def iter_jsonl(path: Path | str, on_error=None) -> Iterator[tuple[int, Any]]:
-    "Yield (line number, parsed JSON) for each non-empty line; a JSON error names file and line (raised, or passed to `on_error(line, err)`)."
+    "Yield (line number, parsed JSON) for each non-empty line; a bad line (not JSON, not UTF-8) names file and line (raised, or passed to `on_error(line, err)`)."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"{path}: no such file")
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip(): continue
-            try: yield i, json.loads(line)
-            except json.JSONDecodeError as e:
-                err = RecordError(f"invalid JSON ({e.msg} at column {e.colno})", str(path), i)
+    with open(path, "rb") as f:
+        for i, raw in enumerate(f, 1):
+            if not raw.strip(): continue
+            try: v = _json_line(raw)
+            except RecordError as e:
+                err = RecordError(e.msg, str(path), i)
                 if on_error is None: raise err from None
-                on_error(i, err)
+                on_error(i, err); continue
+            yield i, v
 
 def read_jsonl(path: Path | str, parse=None, lenient: bool = False) -> tuple[list, LoadReport]:
     "Read and validate a JSONL file with `parse` (a `from_dict`); returns (items, report)."
@@ -329,13 +345,10 @@ def read_jsonl(path: Path | str, parse=None, lenient: bool = False) -> tuple[lis
     parse = parse or (lambda d: d)
     rep, out = LoadReport(str(path)), []
     if not path.exists(): raise FileNotFoundError(f"{path}: no such file")
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip(): continue
-            try:
-                try: d = json.loads(line)
-                except json.JSONDecodeError as e: raise RecordError(f"invalid JSON ({e.msg} at column {e.colno})")
-                out.append(parse(d))
+    with open(path, "rb") as f:
+        for i, raw in enumerate(f, 1):
+            if not raw.strip(): continue
+            try: out.append(parse(_json_line(raw)))
             except RecordError as e:
                 err = RecordError(e.msg, str(path), i, e.field)
                 if not lenient: raise err from None
@@ -421,6 +434,7 @@ class Dataset:
     samples: list[Sample]
     notes: list[str] = field(default_factory=list)
     skipped: list[LoadReport] = field(default_factory=list)
+    lenient: bool = False   # set by the loader: damaged records were skipped (and counted in `skipped`) instead of raising
 
     def __post_init__(self):
         self._by_id = {}
@@ -430,6 +444,11 @@ class Dataset:
         self._libs = {}
 
     def sample(self, sid: str) -> Sample: return self._by_id[sid]
+
+    def load_summary(self) -> dict:
+        "How the data set was loaded, for result files: lenient or not, and every record skipped (file, line, reason)."
+        sk = [e for r in self.skipped for e in r.entries()]
+        return {"lenient": self.lenient, "n_skipped": len(sk), "skipped": sk}
 
     def select(self, challenge: str | None = None, split: str | None = None) -> list[Sample]:
         "Samples of a challenge and split (None = all)."

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from sage_bench.core import RecordError, split_of
+from sage_bench.data.common import DataFileError
 from sage_bench.registry import find_data_dir, get_dataset
 from sage_bench.data.bfcl import (load_bfcl, BFCL_TIMING_POSITIVE, BFCL_TIMING_NEGATIVE, BFCL_SELECTION,
                                   BFCL_MULTI_TURN, parse_call)
@@ -101,7 +102,9 @@ def test_bfcl_corrupted_line_strict_and_lenient(bfcl, bfcl_copy):
     assert "function" in rep.skipped[1][1]
     assert len(ds.select("tool_selection")) == len(bfcl.select("tool_selection")) - 2
     assert len(ds.select("timing")) == len(bfcl.select("timing")) - 2
-    assert any("skipped 2" in n for n in ds.notes)
+    assert any("2 record(s) skipped" in n for n in ds.notes)
+    sm = ds.load_summary()
+    assert sm["lenient"] and sm["n_skipped"] == 2 and [x["line"] for x in sm["skipped"]] == [5, 10]
 
 def test_bfcl_answer_not_among_candidates_is_an_error(bfcl_copy):
     f = bfcl_copy / "data" / "possible_answer" / "BFCL_v4_multiple.json"
@@ -176,13 +179,12 @@ def test_toolbench_corrupted_strict_and_lenient(tmp_path, tb_dir, tb):
     ds = load_toolbench(data_dir=dst, lenient=True)
     assert len(ds.samples) == len(tb.samples) - 1
     assert [ln for ln, _ in ds.skipped[0].skipped] == [starts[3]]
-    # broken JSON syntax: strict names file and line; lenient keeps the records before the break
+    # a cut document has lost an unknown number of records: an error naming file and line in both modes
     f.write_text(text[: len(text) // 2])
-    with pytest.raises(RecordError) as e:
-        load_toolbench(data_dir=dst)
-    assert e.value.file.endswith("G1_tool.json") and e.value.line > 1
-    ds = load_toolbench(data_dir=dst, lenient=True)
-    assert 0 < sum(s.meta["group"] == "G1_tool" for s in ds.samples) < len(rows)
+    for lenient in (False, True):
+        with pytest.raises(DataFileError) as e:
+            load_toolbench(data_dir=dst, lenient=lenient)
+        assert e.value.file.endswith("G1_tool.json") and e.value.line == text[: len(text) // 2].count("\n") + 1
 
 # ---------------------------------------------------------------- MetaTool
 

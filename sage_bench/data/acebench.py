@@ -5,6 +5,7 @@
 # %% ../../nbs/api/11_data_acebench.ipynb #d7e5aeec
 from __future__ import annotations
 import re
+from functools import partial
 from pathlib import Path
 from typing import Optional
 from ..core import (Dataset, PlanStep, PlanningSample, RecordError, SelectionSample, TimingSample,
@@ -68,6 +69,7 @@ def convert_record(category: str, q: dict, a: dict, cat: ToolCatalog, min_candid
     meta = {"category": category, "source_id": qid, "n_candidates": len(fns)}
     for k in ("time", "profile"):
         if k in q: meta[k] = q[k]
+    if "ground_truth" not in a: raise RecordError("the answer has no ground truth", field="ground_truth")
     gt = a["ground_truth"]
     out = []
 
@@ -95,12 +97,14 @@ def convert_record(category: str, q: dict, a: dict, cat: ToolCatalog, min_candid
         if reason in ("incomplete", "error_param") and not isinstance(gt, dict): raise RecordError("expected an object", field="ground_truth")
         timing(False, reason=reason, timing_kind="irrelevance" if reason == "irrelevant" else "ask_user", gold_answer=gt)
     elif category.startswith("agent_"):
-        ms = a["mile_stone"]
+        ms = a.get("mile_stone")
+        if not isinstance(ms, list) or not ms: raise RecordError("expected a non-empty list of milestone calls", field="mile_stone")
         seqs = ms if ms and all(isinstance(x, list) for x in ms) else [ms]
         plans = []
         for seq in seqs:
             steps = []
             for call in seq:
+                if not isinstance(call, str): raise RecordError(f"a milestone must be a call string, got {call!r}", field="mile_stone")
                 parsed = parse_calls(call)
                 if not parsed: raise RecordError(f"cannot parse milestone {call!r}", field="mile_stone")
                 for name, args in parsed:
@@ -124,6 +128,16 @@ def convert_record(category: str, q: dict, a: dict, cat: ToolCatalog, min_candid
 def _categories(folder: Path) -> list[str]:
     return sorted(p.stem[len("data_"):] for p in folder.glob("data_*.json"))
 
+def _question(c: str, q, af: Path, answers: dict, cat: ToolCatalog, min_candidates: int, timing_positives: str) -> list:
+    "One question with its answer -> sample makers; a fault in the answer's gold names the answer file and line."
+    if not isinstance(q, dict) or not isinstance(q.get("id"), str): raise RecordError("question without a string 'id'", field="id")
+    if q["id"] not in answers: raise RecordError(f"no answer for {q['id']!r} in {af.name}")
+    aln, a = answers[q["id"]]
+    try: return convert_record(c, q, a, cat, min_candidates, timing_positives)
+    except RecordError as e:
+        if e.field in ("ground_truth", "mile_stone"): raise RecordError(e.msg, str(af), aln, e.field) from None
+        raise
+
 @register_dataset("acebench", description="ACEBench (English): selection + timing from normal_*, timing negatives from "
                   "special_*, planning from agent milestones", url=ACEBENCH_URL)
 def load_acebench(data_dir=None, lenient: bool = False, language: str = "en", min_candidates: int = 2,
@@ -139,18 +153,13 @@ def load_acebench(data_dir=None, lenient: bool = False, language: str = "en", mi
         if not af.exists(): raise FileNotFoundError(f"acebench: answer file {af} is missing (question file {qf.name})")
         answers = {}
         for ln, a in read_json_lines(af, guard):
-            if isinstance(a, dict) and isinstance(a.get("id"), str): answers[a["id"]] = a
-            else: guard.fail(af, ln, RecordError("answer without a string 'id'"))
+            if not isinstance(a, dict) or not isinstance(a.get("id"), str): guard.fail(af, ln, RecordError("answer without a string 'id'", field="id"))
+            elif guard.first("answer id", a["id"], af, ln): answers[a["id"]] = (ln, a)
         for ln, q in read_json_lines(qf, guard):
-            def conv(q=q):
-                if not isinstance(q, dict) or "id" not in q: raise RecordError("question without 'id'")
-                if q["id"] not in answers: raise RecordError(f"no answer for {q['id']!r} in {af.name}")
-                fs = convert_record(c, q, answers[q["id"]], cat, min_candidates, timing_positives)
-                if c.startswith("normal_") and len(q["function"]) < min_candidates: excluded[c] = excluded.get(c, 0) + 1
-                return fs
-            fs = guard(qf, ln, conv)
-            if fs: makers.extend(fs)
-    samples = [m(cat.ids_of) for m in makers]
+            fs = guard(qf, ln, _question, c, q, af, answers, cat, min_candidates, timing_positives)
+            if fs is None: continue
+            if c.startswith("normal_") and len(q["function"]) < min_candidates: excluded[c] = excluded.get(c, 0) + 1
+            makers.extend((qf, ln, partial(m, cat.ids_of)) for m in fs)
     notes = [f"source: {ACEBENCH_REPO} @ {ACEBENCH_COMMIT[:12]}, data_{language}",
              "timing negatives: special_irrelevant (no candidate fits), special_incomplete (required parameters missing: ask the user), "
              "special_error_param (a value violates the schema: point it out, ask the user); timing positives: every normal_* question"
@@ -161,4 +170,4 @@ def load_acebench(data_dir=None, lenient: bool = False, language: str = "en", mi
     if excluded:
         notes.append(f"excluded from selection: {sum(excluded.values())} normal_* samples with fewer than {min_candidates} candidate "
                      f"function(s) (trivial ranking; pass min_candidates=1 to keep): " + ", ".join(f"{k} {v}" for k, v in sorted(excluded.items())))
-    return finish_dataset("acebench", cat, samples, notes, guard)
+    return finish_dataset("acebench", cat, makers, notes, guard)

@@ -4,16 +4,17 @@
 
 # %% ../../nbs/api/12_data_apibank.ipynb #bb786711
 from __future__ import annotations
-import ast, csv, json, re
+import ast, json, re
+from functools import partial
 from pathlib import Path
 from typing import Optional
 from ..core import Dataset, PlanStep, PlanningSample, RecordError, SelectionSample, TimingSample, split_of, dumps
 from ..registry import find_data_dir, register_dataset
-from .common import Guard, ToolCatalog, finish_dataset, parse_calls, read_json_array, read_json_lines
+from .common import Guard, ToolCatalog, finish_dataset, parse_calls, read_csv, read_json_items, read_json_lines
 
 # %% auto #0
-__all__ = ['APIBANK_REPO', 'APIBANK_COMMIT', 'APIBANK_URL', 'apibank_dir', 'api_schema', 'prompt_apis', 'clean_dialogue',
-           'dialogue_turns', 'load_apibank']
+__all__ = ['APIBANK_REPO', 'APIBANK_COMMIT', 'APIBANK_URL', 'APIBANK_EMPTY_IN_SOURCE', 'apibank_dir', 'api_schema', 'prompt_apis',
+           'clean_dialogue', 'dialogue_turns', 'load_apibank']
 
 # %% ../../nbs/api/12_data_apibank.ipynb #a1d4a224
 APIBANK_REPO = "https://github.com/AlibabaResearch/DAMO-ConvAI"
@@ -56,21 +57,21 @@ def clean_dialogue(text: str, drop_toolsearcher: bool = False) -> str:
     return "\n".join(lines).strip()
 
 # %% ../../nbs/api/12_data_apibank.ipynb #1b7b6cc9
-def _csv_apis(path: Path) -> list[dict]:
-    "API definitions from `data/all_apis.csv` (its `api_info` column is Python: description = ..., input_parameters = {...})."
+def _csv_apis(path: Path, guard: Guard) -> list[tuple[int, dict]]:
+    "(line, API definition) from `data/all_apis.csv` (its `api_info` column is Python: description = ..., input_parameters = {...})."
     out = []
-    with open(path, encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            name, info = (row.get("类名") or "").strip(), row.get("api_info") or ""
-            if not name: continue
-            d = {"name": name, "description": "", "input_parameters": {}, "output_parameters": {}, "parsed": True}
-            try:
-                for node in ast.parse(info).body:
-                    if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id in d:
-                        d[node.targets[0].id] = ast.literal_eval(node.value)
-            except (SyntaxError, ValueError):
-                d["description"], d["parsed"] = info.strip() or row.get("API名称", ""), False
-            out.append(d)
+    for ln, _, row in read_csv(path, guard, ("类名", "api_info")):
+        name, info = row["类名"].strip(), row["api_info"]
+        if not name: guard.fail(path, ln, RecordError("no API name", field="类名")); continue
+        if not guard.first("API name", name, path, ln): continue
+        d = {"name": name, "description": "", "input_parameters": {}, "output_parameters": {}, "parsed": True}
+        try:
+            for node in ast.parse(info).body:
+                if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id in d:
+                    d[node.targets[0].id] = ast.literal_eval(node.value)
+        except (SyntaxError, ValueError):
+            d["description"], d["parsed"] = info.strip() or row.get("API名称", ""), False
+        out.append((ln, d))
     return out
 
 def _toolsearcher_results(obj) -> list[dict]:
@@ -79,15 +80,24 @@ def _toolsearcher_results(obj) -> list[dict]:
     return [x for x in items if isinstance(x, dict) and "name" in x and "description" in x]
 
 # %% ../../nbs/api/12_data_apibank.ipynb #3fbaa31f
+def _check_row(r) -> dict:
+    "A dialogue row with the fields `dialogue_turns` reads, of the right types."
+    if not isinstance(r, dict): raise RecordError(f"expected an object, got {type(r).__name__}")
+    if r.get("role") not in ("User", "AI", "API"): raise RecordError(f"unknown role {r.get('role')!r}", field="role")
+    if r["role"] == "API":
+        if not isinstance(r.get("api_name"), str) or not r["api_name"]: raise RecordError("an API row needs an api_name", field="api_name")
+        if not isinstance(r.get("result"), (dict, type(None))): raise RecordError("expected an object", field="result")
+    elif not isinstance(r.get("text"), str): raise RecordError("expected a string", field="text")
+    return r
+
 def dialogue_turns(rows: list[dict]) -> list[tuple[int, str, list[dict], bool]]:
     "For each user turn that gets an answer: (index, message, context, answer contains an API call)."
     def ctx_turn(r):
         if r["role"] == "User": return {"role": "user", "content": r["text"]}
         if r["role"] == "AI": return {"role": "assistant", "content": r["text"]}
         return {"role": "tool", "name": r["api_name"], "content": dumps({"input": r.get("param_dict"), "output": (r.get("result") or {}).get("output")})}
-    out = []
+    rows, out = [_check_row(r) for r in rows], []
     for i, r in enumerate(rows):
-        if r["role"] not in ("User", "AI", "API"): raise RecordError(f"unknown role {r['role']!r}", field="role")
         if r["role"] != "User": continue
         answer = []
         for nxt in rows[i + 1:]:
@@ -98,9 +108,39 @@ def dialogue_turns(rows: list[dict]) -> list[tuple[int, str, list[dict], bool]]:
     return out
 
 # %% ../../nbs/api/12_data_apibank.ipynb #c8ec582d
+APIBANK_EMPTY_IN_SOURCE = ("level-1-given-desc/SearchEngine-level-1-1.jsonl",)   # empty in the published repository too
+
 def _file_apis(stem: str) -> list[str]:
     "API names in a dialogue file name: 'AddAgenda-AddAlarm-GetUserToken-level-2-1' -> [AddAgenda, AddAlarm, GetUserToken]."
     return [x for x in re.split(r"-level-\d.*$", stem)[0].split("-") if x]
+
+def _step_defs(it) -> list[dict]:
+    "A level-1/2 step's fields checked; the API definitions in its prompt."
+    if not isinstance(it, dict): raise RecordError(f"expected an object, got {type(it).__name__}")
+    for k in ("file", "instruction", "input", "expected_output"):
+        if not isinstance(it.get(k), str): raise RecordError("expected a string", field=k)
+    if not isinstance(it.get("id"), (int, str)) or isinstance(it["id"], bool): raise RecordError("expected an integer id", field="id")
+    defs = prompt_apis(it["instruction"])
+    if not all(isinstance(d, dict) and isinstance(d.get("name"), str) for d in defs): raise RecordError("an API description without a name", field="instruction")
+    return defs
+
+def _level3_defs(it) -> list[dict]:
+    "A level-3 requirement's fields checked; the API definitions in its ToolSearcher results."
+    if not isinstance(it, dict): raise RecordError(f"expected an object, got {type(it).__name__}")
+    if not isinstance(it.get("requirement"), str): raise RecordError("expected a string", field="requirement")
+    apis = it.get("apis")
+    if not isinstance(apis, list) or not all(isinstance(a, dict) and isinstance(a.get("api_name"), str) for a in apis):
+        raise RecordError("expected a list of {api_name, input, output}", field="apis")
+    if not all(isinstance(a.get("input"), (dict, type(None))) for a in apis): raise RecordError("call input must be an object", field="apis")
+    return [d for a in apis if a["api_name"] == "ToolSearcher" for d in _toolsearcher_results(((a.get("output") or {}).get("output")))]
+
+def _read_dialogue(p: Path, allow_empty: bool) -> list[tuple[int, dict]]:
+    "(line, row) of a dialogue file; its first bad line is an error for the whole dialogue (a dialogue with a hole is not used)."
+    rows = []
+    for ln, r in read_json_lines(p, Guard(), allow_empty):
+        try: rows.append((ln, _check_row(r)))
+        except RecordError as e: raise RecordError(e.msg, str(p), ln, e.field) from None
+    return rows
 
 @register_dataset("apibank", description="API-Bank: level-1/2 selection, level-3 planning, dialogue-turn timing", url=APIBANK_URL)
 def load_apibank(data_dir=None, lenient: bool = False, min_candidates: int = 2) -> Dataset:
@@ -108,42 +148,41 @@ def load_apibank(data_dir=None, lenient: bool = False, min_candidates: int = 2) 
     root = apibank_dir(data_dir)
     td = root / "test-data"
     guard, cat = Guard(lenient, root), ToolCatalog("apibank", source="apibank")
-    defs: dict[str, tuple[int, dict]] = {}   # name -> (priority, definition); lower priority wins
+    defs: dict[str, tuple] = {}   # name -> (priority, definition, file, line); lower priority wins
 
-    def define(d: dict, prio: int):
-        if d["name"] not in defs or prio < defs[d["name"]][0]: defs[d["name"]] = (prio, d)
+    def define(d: dict, prio: int, f: Path, ln: int):
+        if d["name"] not in defs or prio < defs[d["name"]][0]: defs[d["name"]] = (prio, d, f, ln)
 
-    l1 = list(read_json_array(td / "level-1-api.json", guard))
-    l2 = list(read_json_array(td / "level-2-api.json", guard))
-    l3 = list(read_json_array(td / "level-3.json", guard))
-    # 1. definitions: prompts, then ToolSearcher results, then the CSV
-    for f, items in ((td / "level-1-api.json", l1), (td / "level-2-api.json", l2)):
-        for ln, it in items:
-            for d in guard(f, ln, lambda it=it: prompt_apis(it["instruction"])) or []: define(d, 0)
-    for ln, it in l3:
-        for a in (it.get("apis") or []) if isinstance(it, dict) else []:
-            if isinstance(a, dict) and a.get("api_name") == "ToolSearcher":
-                for d in _toolsearcher_results(((a.get("output") or {}).get("output"))): define(d, 1)
+    # 1. the records, and the definitions they carry: prompts, then ToolSearcher results, then the CSV
+    steps = {1: [], 2: [], 3: []}   # level -> [(line, position, record)]
+    for level, fn in ((1, _step_defs), (2, _step_defs), (3, _level3_defs)):
+        f = td / (f"level-{level}-api.json" if level < 3 else "level-3.json")
+        for ln, k, it in read_json_items(f, guard):
+            found = guard(f, ln, fn, it)
+            if found is None: continue
+            steps[level].append((ln, k, it))
+            for d in found: define(d, 0 if level < 3 else 1, f, ln)
     dialogues = []
     for sub in ("level-1-given-desc", "level-2-toolsearcher"):
         folder = root / "lv1-lv2-samples" / sub
         for p in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
-            rows = []
-            for ln, r in read_json_lines(p, guard):
-                rows.append((ln, r))
-                if isinstance(r, dict) and r.get("role") == "API" and r.get("api_name") == "ToolSearcher":
-                    for d in _toolsearcher_results(((r.get("result") or {}).get("output"))): define(d, 1)
+            rows = guard.attempt(p, None, _read_dialogue, p, f"{sub}/{p.name}" in APIBANK_EMPTY_IN_SOURCE)
+            if rows is None: continue
+            for ln, r in rows:
+                if r["role"] == "API" and r["api_name"] == "ToolSearcher":
+                    for d in _toolsearcher_results(((r.get("result") or {}).get("output"))): define(d, 1, p, ln)
             dialogues.append((sub, p, rows))
     csv_path = root / "data" / "all_apis.csv"
     unparsed = []
     if csv_path.exists():
-        for d in _csv_apis(csv_path):
-            define(d, 2)
+        for ln, d in _csv_apis(csv_path, guard):
+            define(d, 2, csv_path, ln)
             if not d["parsed"]: unparsed.append(d["name"])
     handle = {}
-    for name, (_, d) in sorted(defs.items()):
-        handle[name] = cat.add(name, d.get("description", ""), api_schema(d.get("input_parameters")),
-                               returns=api_schema(d.get("output_parameters")) if d.get("output_parameters") else None)
+    for name, (_, d, f, ln) in sorted(defs.items()):
+        hd = guard.attempt(f, ln, lambda d=d: cat.add(d["name"], d.get("description", ""), api_schema(d.get("input_parameters")),
+                                                       returns=api_schema(d.get("output_parameters")) if d.get("output_parameters") else None))
+        if hd is not None: handle[name] = hd
 
     def h(name: str) -> str:
         if name not in handle: raise RecordError(f"API {name!r} has no description in the data set")
@@ -152,8 +191,9 @@ def load_apibank(data_dir=None, lenient: bool = False, min_candidates: int = 2) 
     makers, n_single, n_ts = [], 0, 0
 
     # 2. level-1 and level-2 selection
-    for level, f, items in ((1, td / "level-1-api.json", l1), (2, td / "level-2-api.json", l2)):
-        for ln, it in items:
+    for level in (1, 2):
+        f = td / f"level-{level}-api.json"
+        for ln, _, it in steps[level]:
             def conv(it=it, level=level):
                 calls = parse_calls(it["expected_output"])
                 if len(calls) != 1: raise RecordError(f"expected one API call, got {it['expected_output']!r}", field="expected_output")
@@ -172,46 +212,47 @@ def load_apibank(data_dir=None, lenient: bool = False, min_candidates: int = 2) 
             r = guard(f, ln, conv)
             if r == "single": n_single += 1
             elif r == "toolsearcher": n_ts += 1
-            elif r: makers.append(r)
+            elif r: makers.append((f, ln, partial(r, cat.ids_of)))
 
     # 3. level-3 planning
-    for k, (ln, it) in enumerate(l3):
+    for ln, k, it in steps[3]:
         def conv(it=it, k=k):
             req = it["requirement"].strip()
             calls = [a for a in it["apis"] if a["api_name"] != "ToolSearcher"]
             if not calls: raise RecordError("no API call besides ToolSearcher", field="apis")
-            steps = [(h(a["api_name"]), a.get("input")) for a in calls]
+            steps_ = [(h(a["api_name"]), a.get("input")) for a in calls]
             ch = [h(c) for c in everything]
             meta = {"level": 3, "source_id": k, "n_toolsearcher": len(it["apis"]) - len(calls)}
             return lambda id_of: PlanningSample(id=f"level-3/{k}/planning", dataset="apibank", split=split_of(f"apibank:level-3:{req}"),
-                                                request=req, steps=[PlanStep(tool_id=cat.id_of(s), arguments=a) for s, a in steps],
+                                                request=req, steps=[PlanStep(tool_id=cat.id_of(s), arguments=a) for s, a in steps_],
                                                 candidate_tools=id_of(ch), meta=meta)
         r = guard(td / "level-3.json", ln, conv)
-        if r: makers.append(r)
+        if r: makers.append((td / "level-3.json", ln, partial(r, cat.ids_of)))
 
     # 4. timing from the dialogues
     empty, unanswered, unknown_names = [], 0, set()
     for sub, p, rows in dialogues:
         if not rows: empty.append(f"{sub}/{p.name}"); continue
         def conv(sub=sub, p=p, rows=rows):
+            for ln, r in rows:
+                if r["role"] == "API" and r["api_name"] not in handle:
+                    raise RecordError(f"calls API {r['api_name']!r}, which has no description in the data set", str(p), ln, "api_name")
             rs = [r for _, r in rows]
             called = list(dict.fromkeys(r["api_name"] for r in rs if r["role"] == "API"))
             named = ["ToolSearcher"] if sub == "level-2-toolsearcher" else _file_apis(p.stem)
             unknown_names.update(n for n in named if n not in handle)
-            cands = [n for n in named if n in handle] or called
-            ch = [h(c) for c in cands]
+            ch = [h(c) for c in ([n for n in named if n in handle] or called)]
             out = []
             for i, msg, ctx, call in dialogue_turns(rs):
                 sid = f"{sub}/{p.stem}/turn-{i}/timing"
                 meta = {"source_file": f"{sub}/{p.name}", "turn": i, "timing_kind": "relevance" if call else "no_call"}
-                out.append(lambda id_of, sid=sid, msg=msg, ctx=ctx, call=call, meta=meta: TimingSample(
+                out.append((rows[i][0], lambda id_of, sid=sid, msg=msg, ctx=ctx, call=call, meta=meta: TimingSample(
                     id=sid, dataset="apibank", split=split_of("apibank:" + p.name), message=msg, should_call_tool=call,
-                    context=ctx, candidate_tools=id_of(ch), meta=meta))
+                    context=ctx, candidate_tools=id_of(ch), meta=meta)))
             return out, sum(1 for r in rs if r["role"] == "User") - len(out)
         r = guard(p, rows[0][0], conv)
-        if r: makers.extend(r[0]); unanswered += r[1]
+        if r: makers.extend((p, ln, partial(m, cat.ids_of)) for ln, m in r[0]); unanswered += r[1]
 
-    samples = [m(cat.ids_of) for m in makers]
     notes = [f"source: {APIBANK_REPO} @ {APIBANK_COMMIT[:12]}, folder api-bank/",
              f"selection: level-1 steps with >= {min_candidates} APIs in the prompt ({n_single} single-API steps excluded: trivial ranking; "
              f"min_candidates=1 keeps them); level-2 steps ranked over the whole library ({n_ts} ToolSearcher steps are not selection samples)",
@@ -221,4 +262,4 @@ def load_apibank(data_dir=None, lenient: bool = False, min_candidates: int = 2) 
     if unknown_names: notes.append(f"timing candidates: API names in dialogue file names with no description anywhere in the data (left out of the candidates): {', '.join(sorted(unknown_names))}")
     if empty: notes.append(f"empty dialogue file(s) in the source: {', '.join(empty)}")
     if unparsed: notes.append(f"data/all_apis.csv rows whose api_info is not valid Python (description kept as text, no parameters): {', '.join(unparsed)}")
-    return finish_dataset("apibank", cat, samples, notes, guard)
+    return finish_dataset("apibank", cat, makers, notes, guard)

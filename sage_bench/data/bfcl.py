@@ -5,11 +5,12 @@
 # %% ../../nbs/api/15_data_bfcl.ipynb #6eba847e
 from __future__ import annotations
 import ast, json, re
+from functools import partial
 from pathlib import Path
 from ..core import (Tool, TimingSample, PlanningSample, SelectionSample, PlanStep, ToolLibrary, Dataset,
                     LoadReport, RecordError, split_of, stable_hash)
 from ..registry import register_dataset, find_data_dir
-from .common import Guard, read_json_lines
+from .common import Guard, finish_dataset, read_json_lines
 
 # %% auto #0
 __all__ = ['BFCL_URL', 'BFCL_TIMING_NEGATIVE', 'BFCL_TIMING_POSITIVE', 'BFCL_SELECTION', 'BFCL_MULTI_TURN', 'BFCL_CATEGORIES',
@@ -109,6 +110,7 @@ def _last_user(msgs: list[dict]) -> tuple[str, list[dict]]:
     return msgs[idx]["content"], msgs[:idx]
 
 def _answers(root: Path, cat: str, guard: Guard) -> dict:
+    "{id: (file, line, ground truth)} of a category's possible_answer file."
     f = _category_file(root, cat, "possible_answer")
     if f is None: raise FileNotFoundError(f"data set 'bfcl': no possible_answer file for {cat!r} under {root / 'possible_answer'}")
     out = {}
@@ -117,7 +119,7 @@ def _answers(root: Path, cat: str, guard: Guard) -> dict:
             if not isinstance(d.get("id"), str): raise RecordError("missing id", field="id")
             if not isinstance(d.get("ground_truth"), list): raise RecordError("ground_truth must be a list", field="ground_truth")
         except RecordError as e: guard.fail(f, ln, e); continue
-        out[d["id"]] = d["ground_truth"]
+        if guard.first(f"{cat} answer id", d["id"], f, ln): out[d["id"]] = (f, ln, d["ground_truth"])
     return out
 
 # %% ../../nbs/api/15_data_bfcl.ipynb #a994f69d
@@ -148,23 +150,24 @@ def load_bfcl(data_dir=None, lenient: bool = False, categories=None) -> Dataset:
             if not f.exists(): raise FileNotFoundError(f"data set 'bfcl': {f}: no such file (function docs of {cls})")
             class_fns[cls] = []
             for ln, d in _jsonl(f, guard):
-                try: class_fns[cls].append(add_fn(d, cls))
-                except RecordError as e: guard.fail(f, ln, e); continue
-                guard.report(f).loaded += 1
+                if isinstance(d.get("name"), str) and not guard.first(f"{cls} function", d["name"], f, ln): continue
+                key = guard(f, ln, add_fn, d, cls)
+                if key is not None: class_fns[cls].append(key)
 
-    specs = []   # (file, line, builder) -- built after tool ids are known
+    specs, one = [], 0   # (file, line, builder) -- built after tool ids are known
     for cat in cats:
         f = _category_file(root, cat)
         if f is None:
             raise FileNotFoundError(f"data set 'bfcl': no file BFCL_v*_{cat}.json under {root}")
         ans = _answers(root, cat, guard) if (cat in BFCL_TIMING_POSITIVE and cat != "live_relevance") or cat in BFCL_MULTI_TURN else {}
         for ln, d in _jsonl(f, guard):
-            try:
-                rid = d.get("id")
-                if not isinstance(rid, str) or not rid: raise RecordError("missing id", field="id")
-                if cat in BFCL_MULTI_TURN: specs.append((f, ln, _multi_turn_spec(d, cat, ans, class_fns, params_of)))
-                else: specs.extend((f, ln, s) for s in _single_turn_specs(d, cat, ans, add_fn))
-            except RecordError as e: guard.fail(f, ln, e)
+            if not isinstance(d.get("id"), str) or not d["id"]: guard.fail(f, ln, RecordError("missing id", field="id")); continue
+            built = guard(f, ln, _multi_turn_spec, d, cat, ans, class_fns, params_of) if cat in BFCL_MULTI_TURN else \
+                guard(f, ln, _single_turn_specs, d, cat, ans, add_fn)
+            if built is None: continue
+            built = [built] if callable(built) else built
+            specs.extend((f, ln, s) for s in built)
+            one += cat in BFCL_SELECTION and len(built) == 1
 
     # tool ids: the name when every definition agrees, name#hash8 otherwise
     ids, tools = {}, []
@@ -175,15 +178,7 @@ def load_bfcl(data_dir=None, lenient: bool = False, categories=None) -> Dataset:
             ids[(name, h)] = tid
             tools.append(Tool(id=tid, name=name, description=d["description"], parameters=d["parameters"],
                               category=tool_cat[(name, h)], source="bfcl", returns=d.get("returns")))
-    samples, seen = [], set()
-    for f, ln, build in specs:
-        try:
-            s = build(ids)
-            if s.id in seen: raise RecordError(f"duplicate sample id {s.id!r}", field="id")
-            seen.add(s.id); samples.append(s); guard.report(f).loaded += 1
-        except RecordError as e: guard.fail(f, ln, e)
     multi = sum(1 for v in defs.values() if len(v) > 1)
-    one = sum(1 for s in samples if s.challenge == "timing" and s.meta["category"] in BFCL_SELECTION and len(s.candidate_tools) < 2)
     if one: notes.append(f"{one} multiple/live_multiple samples offer a single function: timing only, not selection")
     notes += [f"{len(tools)} tool definitions under {len(defs)} function names; {multi} names have several "
               f"definitions and get ids name#<hash8>",
@@ -193,9 +188,7 @@ def load_bfcl(data_dir=None, lenient: bool = False, categories=None) -> Dataset:
               "multi_turn_miss_func: the functions BFCL withholds until a later turn are in the candidate list",
               "4 live_irrelevance samples offer no function at all (meta no_functions_offered); their empty "
               "candidate_tools means Dataset.candidates() gives the whole library"]
-    skipped = guard.skipped()
-    if skipped: notes.append(f"lenient load skipped {sum(len(r.skipped) for r in skipped)} records (see Dataset.skipped)")
-    return Dataset("bfcl", ToolLibrary(tools, "bfcl"), samples, notes=notes, skipped=skipped).check()
+    return finish_dataset("bfcl", ToolLibrary(tools, "bfcl"), [(f, ln, partial(b, ids)) for f, ln, b in specs], notes, guard)
 
 # %% ../../nbs/api/15_data_bfcl.ipynb #a80ad162
 def _single_turn_specs(d: dict, cat: str, ans: dict, add_fn) -> list:
@@ -210,22 +203,22 @@ def _single_turn_specs(d: dict, cat: str, ans: dict, add_fn) -> list:
     gold_names = None
     if cat in BFCL_TIMING_POSITIVE and cat != "live_relevance":
         if rid not in ans: raise RecordError(f"no possible_answer for {rid!r}", field="id")
-        gt = ans[rid]
+        af, aln, gt = ans[rid]
         if not gt or not all(isinstance(c, dict) and len(c) == 1 for c in gt):
-            raise RecordError("ground_truth must be a non-empty list of {function: arguments}", field="ground_truth")
+            raise RecordError("ground_truth must be a non-empty list of {function: arguments}", str(af), aln, "ground_truth")
         gold_names = list(dict.fromkeys(next(iter(c)) for c in gt))
+        missing = [n for n in gold_names if n not in by_name]
+        if missing: raise RecordError(f"answer names functions that are not among the sample's functions: {missing}", str(af), aln, "ground_truth")
     split = split_of(rid)
     meta = {"category": cat, "source_id": rid, **({"no_functions_offered": True} if not fns else {})}
     out = []
     def timing(ids):
         m = dict(meta)
-        if gold_names is not None: m["gold_functions"] = [ids[by_name[n]] if n in by_name else n for n in gold_names]
+        if gold_names is not None: m["gold_functions"] = [ids[by_name[n]] for n in gold_names]
         return TimingSample(id=f"timing/{rid}", dataset="bfcl", split=split, message=message, context=context,
                             should_call_tool=cat in BFCL_TIMING_POSITIVE, candidate_tools=[ids[k] for k in keys], meta=m)
     out.append(timing)
     if cat in BFCL_SELECTION and len(set(keys)) >= 2:   # one candidate would make selection trivial
-        missing = [n for n in gold_names if n not in by_name]
-        if missing: raise RecordError(f"answer names functions that are not among the sample's functions: {missing}", field="ground_truth")
         def selection(ids):
             return SelectionSample(id=f"selection/{rid}", dataset="bfcl", split=split, query=message,
                                    relevant_tools=[ids[by_name[n]] for n in gold_names],
@@ -246,11 +239,26 @@ def _multi_turn_spec(d: dict, cat: str, ans: dict, class_fns: dict, params_of):
     if not isinstance(classes, list) or not classes: raise RecordError("missing involved_classes", field="involved_classes")
     unknown = [c for c in classes if c not in class_fns]
     if unknown: raise RecordError(f"unknown API classes {unknown}", field="involved_classes")
+    if not isinstance(d.get("excluded_function") or [], list): raise RecordError("expected a list of names", field="excluded_function")
     excluded = set(d.get("excluded_function") or [])
     keys = [k for c in classes for k in class_fns[c] if k[0] not in excluded]
     by_name = {n: (n, h) for n, h in keys}
     if rid not in ans: raise RecordError(f"no possible_answer for {rid!r}", field="id")
-    gt = ans[rid]
+    af, aln, gt = ans[rid]
+    try: calls, per_turn = _gold_calls(gt, turns, by_name, classes, params_of)
+    except RecordError as e: raise RecordError(e.msg, str(af), aln, e.field or "ground_truth") from None
+    request = "\n".join(f"Turn {i + 1}: {t}" for i, t in enumerate(texts) if t.strip())
+    split = split_of(rid)
+    def build(ids):
+        return PlanningSample(id=f"planning/{rid}", dataset="bfcl", split=split, request=request,
+                              steps=[PlanStep(tool_id=ids[k], arguments=a) for k, a in calls],
+                              candidate_tools=[ids[k] for k in keys],
+                              meta={"category": cat, "source_id": rid, "turns": texts, "involved_classes": classes,
+                                    "gold_steps_per_turn": per_turn, "gold_path": d.get("path", [])})
+    return build
+
+def _gold_calls(gt, turns: list, by_name: dict, classes: list, params_of) -> tuple[list, list[int]]:
+    "The answer's calls per turn -> ([(function key, arguments)], calls per turn)."
     if not isinstance(gt, list) or len(gt) != len(turns):
         raise RecordError(f"ground_truth has {len(gt) if isinstance(gt, list) else '?'} turns, question has {len(turns)}", field="ground_truth")
     calls, per_turn = [], []
@@ -263,12 +271,4 @@ def _multi_turn_spec(d: dict, cat: str, ans: dict, class_fns: dict, params_of):
             if name not in by_name: raise RecordError(f"answer calls {name!r}, not a function of {classes}", field="ground_truth")
             calls.append((by_name[name], parse_call(c, params_of(by_name[name]))[1]))
     if not calls: raise RecordError("no calls in any turn", field="ground_truth")
-    request = "\n".join(f"Turn {i + 1}: {t}" for i, t in enumerate(texts) if t.strip())
-    split = split_of(rid)
-    def build(ids):
-        return PlanningSample(id=f"planning/{rid}", dataset="bfcl", split=split, request=request,
-                              steps=[PlanStep(tool_id=ids[k], arguments=a) for k, a in calls],
-                              candidate_tools=[ids[k] for k in keys],
-                              meta={"category": cat, "source_id": rid, "turns": texts, "involved_classes": classes,
-                                    "gold_steps_per_turn": per_turn, "gold_path": d.get("path", [])})
-    return build
+    return calls, per_turn

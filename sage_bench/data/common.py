@@ -4,14 +4,16 @@
 
 # %% ../../nbs/api/18_data_common.ipynb #2bf6fc31
 from __future__ import annotations
-import ast, json, re
+import ast, csv, io, json, re, sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
-from ..core import RecordError, LoadReport, iter_jsonl, Tool, ToolLibrary, Dataset, stable_hash, split_of
+from ..core import (RecordError, LoadReport, Tool, ToolLibrary, Dataset, Sample, SelectionSample, PlanningSample,
+                             stable_hash, split_of)
 
 # %% auto #0
-__all__ = ['json_schema_object', 'ToolCatalog', 'parse_calls', 'Guard', 'read_json_lines', 'read_json_file', 'read_json_array',
-           'finish_dataset']
+__all__ = ['MAX_FIELD_CHARS', 'json_schema_object', 'ToolCatalog', 'parse_calls', 'DataFileError', 'Guard', 'read_text',
+           'check_size', 'read_json_lines', 'read_json_file', 'read_json_items', 'read_json_array', 'read_json_object',
+           'read_csv', 'print_skips', 'finish_dataset']
 
 # %% ../../nbs/api/18_data_common.ipynb #cea9797b
 _TYPE_ALIASES = {"dict": "object", "list": "array", "str": "string", "int": "integer", "float": "number",
@@ -106,16 +108,24 @@ def parse_calls(text: str) -> list[tuple[str, Optional[dict]]]:
     return [(m, None) for m in _CALL_NAME.findall(s)]
 
 # %% ../../nbs/api/18_data_common.ipynb #805cdf48
+MAX_FIELD_CHARS = 1 << 20   # 1 MiB; the longest string in the seven published data sets is 23 KB (ToolAlpaca)
+
+class DataFileError(RecordError):
+    "Damage to a whole data file (not UTF-8, empty, cut or broken JSON document, unreadable CSV, no records): raised in strict and lenient mode."
+
+def _describe(exc: Exception) -> str:
+    "A conversion failure as a reason a reader understands."
+    if isinstance(exc, KeyError): return f"missing field {exc.args[0]!r}" if exc.args else "missing field"
+    if isinstance(exc, (TypeError, AttributeError)): return f"a field has the wrong type ({exc})"
+    if isinstance(exc, IndexError): return f"a list is shorter than expected ({exc})"
+    return f"{type(exc).__name__}: {exc}"
+
 class Guard:
-    "Strict/lenient conversion of published records with per-file `LoadReport`s."
+    "Strict/lenient handling of damaged records with per-file `LoadReport`s; a `DataFileError` always propagates."
     def __init__(self, lenient: bool = False, root: Path | str | None = None):
         self.lenient, self.root = lenient, Path(root) if root else None
         self.reports: dict[str, LoadReport] = {}
-
-    def _name(self, file) -> str:
-        p = Path(file)
-        try: return str(p.relative_to(self.root)) if self.root else str(p)
-        except ValueError: return str(p)
+        self._seen: dict[tuple, tuple[str, Optional[int]]] = {}
 
     def report(self, file) -> LoadReport:
         k = str(file)
@@ -123,66 +133,213 @@ class Guard:
         return self.reports[k]
 
     def fail(self, file, line, exc: Exception):
-        "Raise (strict) or record (lenient) a failure at file:line."
-        msg = exc.msg if isinstance(exc, RecordError) else f"{type(exc).__name__}: {exc}"
-        err = RecordError(msg, str(file), line, getattr(exc, "field", None))
+        "Raise (strict) or record (lenient) a damaged record at file:line; a RecordError that names its own file keeps it."
+        if isinstance(exc, DataFileError): raise exc
+        if isinstance(exc, RecordError) and exc.file is not None: file, line = exc.file, exc.line
+        msg, fld = (exc.msg, exc.field) if isinstance(exc, RecordError) else (_describe(exc), None)
+        err = RecordError(msg, str(file), line, fld)
         if not self.lenient: raise err from None
         self.report(file).skipped.append((line, str(err)))
 
-    def __call__(self, file, line, fn: Callable, *args, **kw):
+    def attempt(self, file, line, fn: Callable, *args, **kw):
         "Run `fn(*args, **kw)`; a failure raises or is recorded. Returns fn's result or None."
-        try:
-            out = fn(*args, **kw)
+        try: return fn(*args, **kw)
+        except DataFileError: raise
         except (RecordError, KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
             self.fail(file, line, e); return None
-        self.report(file).loaded += 1
+
+    def __call__(self, file, line, fn: Callable, *args, **kw):
+        "`attempt`, counting the record as loaded when it converts."
+        out = self.attempt(file, line, fn, *args, **kw)
+        if out is not None: self.report(file).loaded += 1
         return out
+
+    def first(self, kind: str, key, file, line) -> bool:
+        "True the first time `key` of `kind` is seen; a repeat is a damaged record naming both places (raised, or skipped: False)."
+        if (kind, key) not in self._seen:
+            self._seen[(kind, key)] = (str(file), line); return True
+        f0, l0 = self._seen[(kind, key)]
+        self.fail(file, line, RecordError(f"duplicate {kind} {key!r} (first at {'line ' if f0 == str(file) else f0 + ':'}{l0})"))
+        return False
 
     def skipped(self) -> list[LoadReport]: return [r for r in self.reports.values() if r.skipped]
 
     def n_skipped(self) -> int: return sum(len(r.skipped) for r in self.reports.values())
 
-def read_json_lines(path: Path | str, guard: Guard) -> Iterator[tuple[int, Any]]:
-    "Yield (line, JSON value) of a JSON Lines file; a bad line raises or is skipped by `guard`."
+# %% ../../nbs/api/18_data_common.ipynb #a61af5d8
+def read_text(path: Path | str, allow_empty: bool = False) -> str:
+    "A data file's text; bytes that are not UTF-8, or (unless `allow_empty`) no content, are a `DataFileError` naming the file."
     path = Path(path)
-    yield from iter_jsonl(path, on_error=lambda i, e: guard.fail(path, i, RecordError(e.msg)))
+    if not path.is_file(): raise FileNotFoundError(f"{path}: no such file")
+    b = path.read_bytes()
+    try: s = b.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataFileError(f"not UTF-8 text (byte 0x{b[e.start]:02x} at offset {e.start}): the whole file is unreadable",
+                            str(path), b.count(b"\n", 0, e.start) + 1) from None
+    if not s.strip() and not allow_empty: raise DataFileError("the file is empty: no records", str(path))
+    return s.removeprefix("\ufeff")
 
-def read_json_file(path: Path | str, guard: Guard) -> Any:
-    "A whole JSON file; invalid JSON raises naming file and line, or (lenient) skips the file and returns None."
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"{path}: no such file")
-    try: return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        guard.fail(path, e.lineno, RecordError(f"invalid JSON ({e.msg} at column {e.colno}); the whole file is unreadable"))
-        return None
+def _long_value(v, limit: int, at: str = "") -> Optional[tuple[str, int]]:
+    "(field path, length) of the first string in `v` longer than `limit`, else None."
+    if isinstance(v, str): return (at, len(v)) if len(v) > limit else None
+    items = v.items() if isinstance(v, dict) else enumerate(v) if isinstance(v, list) else ()
+    for k, x in items:
+        sub = f"{at}[{k}]" if isinstance(k, int) else f"{at}.{k}" if at else str(k)
+        if isinstance(k, str) and len(k) > limit: return (sub[:60] + "...", len(k))
+        hit = _long_value(x, limit, sub)
+        if hit: return hit
+    return None
 
-def read_json_array(path: Path | str, guard: Guard) -> Iterator[tuple[int, Any]]:
-    "Yield (line where the item starts, item) of a JSON array file; invalid JSON raises naming file and line, or (lenient) ends the file there."
+def check_size(value, n_chars: int, limit: int = MAX_FIELD_CHARS):
+    "Reject a record holding a string over `limit` characters (searched only when its `n_chars` of JSON text exceed the limit)."
+    hit = _long_value(value, limit) if n_chars > limit else None
+    if hit: raise RecordError(f"a value of {hit[1]:,} characters, over the limit of {limit:,} (MAX_FIELD_CHARS): damaged or not this data set",
+                              field=hit[0] or None)
+
+def read_json_lines(path: Path | str, guard: Guard, allow_empty: bool = False) -> Iterator[tuple[int, Any]]:
+    "Yield (line, JSON value) of a JSON Lines file; a bad line raises or is skipped by `guard`; whole-file damage is a `DataFileError`."
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"{path}: no such file")
-    s = path.read_text(encoding="utf-8")
-    dec, ws = json.JSONDecoder(), re.compile(r"\s*")
-    i = ws.match(s, 0).end()
-    if not s.startswith("[", i):
-        guard.fail(path, s.count("\n", 0, i) + 1, RecordError("expected a JSON array")); return
-    i = ws.match(s, i + 1).end()
-    if s.startswith("]", i): return
+    for i, line in enumerate(read_text(path, allow_empty).split("\n"), 1):
+        if not line.strip(): continue
+        try:
+            try: v = json.loads(line)
+            except json.JSONDecodeError as e: raise RecordError(f"invalid JSON ({e.msg} at column {e.colno})") from None
+            check_size(v, len(line))
+        except RecordError as e: guard.fail(path, i, e); continue
+        yield i, v
+
+# %% ../../nbs/api/18_data_common.ipynb #405a8795
+_WS, _DEC = re.compile(r"\s*"), json.JSONDecoder()
+
+def _broken(path, s: str, at: int, msg: str) -> DataFileError:
+    ln, col = s.count("\n", 0, at) + 1, at - s.rfind("\n", 0, at)
+    return DataFileError(f"invalid JSON ({msg} at line {ln}, column {col}): the document is cut or broken, so none of it is used", str(path), ln)
+
+def _members(path, s: str, i: int) -> tuple[list, int]:
+    "Members of the JSON array or object opening at s[i]: ([(line, key or index, value, offset, length)], end offset)."
+    close, out = ("]" if s[i] == "[" else "}"), []
+    line, pos, i = s.count("\n", 0, i) + 1, i, _WS.match(s, i + 1).end()
+    try:
+        if s.startswith(close, i): return out, i + 1
+        while True:
+            line, pos, key = line + s.count("\n", pos, i), i, len(out)
+            if close == "}":
+                if not s.startswith('"', i): raise _broken(path, s, i, "expected a quoted key")
+                key, i = _DEC.raw_decode(s, i)
+                i = _WS.match(s, i).end()
+                if not s.startswith(":", i): raise _broken(path, s, i, "expected ':'")
+                i = _WS.match(s, i + 1).end()
+            v, j = _DEC.raw_decode(s, i)
+            out.append((line, key, v, i, j - i))
+            i = _WS.match(s, j).end()
+            if s.startswith(",", i): i = _WS.match(s, i + 1).end(); continue
+            if s.startswith(close, i): return out, i + 1
+            raise _broken(path, s, i, f"expected ',' or '{close}'")
+    except json.JSONDecodeError as e: raise _broken(path, s, e.pos, e.msg) from None
+
+def _document(path: Path, want: str, key: str | None = None) -> list:
+    "The members of a file's top-level JSON array (`want` '[') or object ('{'), or of the array under `key` of a top-level object."
+    s = read_text(path)
+    i = _WS.match(s).end()
+    what = f"a JSON {'array' if want == '[' else 'object'}" + (f" under {key!r}" if key is not None else "")
+    if not s.startswith("{" if key is not None else want, i):
+        raise DataFileError(f"expected {what}, found {s[i:i + 30]!r}", str(path), s.count("\n", 0, i) + 1)
+    members, end = _members(path, s, i)
+    if _WS.match(s, end).end() < len(s): raise _broken(path, s, _WS.match(s, end).end(), "extra data after the document")
+    if key is None: return members
+    hit = [m for m in members if m[1] == key]
+    if not hit or not isinstance(hit[0][2], list): raise DataFileError(f"expected {what}", str(path), hit[0][0] if hit else None)
+    return _members(path, s, hit[0][3])[0]
+
+# %% ../../nbs/api/18_data_common.ipynb #eefbd43f
+def read_json_file(path: Path | str, guard: Guard | None = None) -> Any:
+    "A whole JSON document; one that does not parse is a `DataFileError` naming file and line."
+    path = Path(path)
+    s = read_text(path)
+    try: return json.loads(s)
+    except json.JSONDecodeError as e: raise _broken(path, s, e.pos, e.msg) from None
+
+def read_json_items(path: Path | str, guard: Guard, key: str | None = None) -> Iterator[tuple[int, int, Any]]:
+    "Yield (line where it starts, position, item) of a JSON array file (or of the array under `key` of an object file); an oversized item raises or is skipped by `guard`."
+    path = Path(path)
+    items = _document(path, "[", key)
+    if not items: raise DataFileError(f"no records: the {'array' if key is None else repr(key) + ' array'} is empty", str(path))
+    for line, pos, item, _, n in items:
+        try: check_size(item, n)
+        except RecordError as e: guard.fail(path, line, e); continue
+        yield line, pos, item
+
+def read_json_array(path: Path | str, guard: Guard, key: str | None = None) -> Iterator[tuple[int, Any]]:
+    "`read_json_items` without the positions: (line, item)."
+    for line, _, item in read_json_items(path, guard, key): yield line, item
+
+def read_json_object(path: Path | str, guard: Guard) -> Iterator[tuple[int, str, Any]]:
+    "Yield (line, key, value) of each member of a JSON object file; a repeated key or an oversized value raises or is skipped by `guard`."
+    path, seen = Path(path), {}
+    members = _document(path, "{")
+    if not members: raise DataFileError("no records: the object is empty", str(path))
+    for line, k, v, _, n in members:
+        try:
+            if k in seen: raise RecordError(f"duplicate key {k!r} (first at line {seen[k]})")
+            seen[k] = line
+            check_size({k: v}, n + len(k))
+        except RecordError as e: guard.fail(path, line, e); continue
+        yield line, k, v
+
+# %% ../../nbs/api/18_data_common.ipynb #a9bdfdc8
+def read_csv(path: Path | str, guard: Guard, columns: Iterable[str] = ()) -> Iterator[tuple[int, int, dict]]:
+    "Yield (line where the row starts, row position, {column: value}) of a CSV file whose header has `columns`; a row with the wrong column count raises or is skipped."
+    path = Path(path)
+    rd = csv.reader(io.StringIO(read_text(path), newline=""), strict=True)
+    def unreadable(e, ln): return DataFileError(f"unreadable CSV ({e}) in the row starting at line {ln}: the quoting is broken, "
+                                                "so the rows after it cannot be trusted", str(path), ln)
+    try: head = [h.strip() for h in next(rd)]
+    except csv.Error as e: raise unreadable(e, 1) from None
+    missing = [c for c in columns if c not in head]
+    if missing: raise DataFileError(f"the header {head} lacks the column(s) {missing}", str(path), 1)
+    n = 0
     while True:
-        line = s.count("\n", 0, i) + 1
-        try: item, i = dec.raw_decode(s, i)
-        except json.JSONDecodeError as e:
-            guard.fail(path, e.lineno, RecordError(f"invalid JSON ({e.msg} at column {e.colno}); the rest of the file is unreadable")); return
-        yield line, item
-        i = ws.match(s, i).end()
-        if s.startswith(",", i): i = ws.match(s, i + 1).end(); continue
-        if s.startswith("]", i): return
-        guard.fail(path, s.count("\n", 0, i) + 1, RecordError("expected ',' or ']' between array items")); return
+        ln = rd.line_num + 1
+        try: row = next(rd)
+        except StopIteration: break
+        except csv.Error as e:
+            if "field larger than field limit" not in str(e): raise unreadable(e, ln) from None
+            row = None   # the reader drops that line and goes on with the next
+        if row == []: continue
+        n += 1
+        if row is None: guard.fail(path, ln, RecordError(f"a field over the CSV limit of {csv.field_size_limit():,} characters: damaged or not this data set"))
+        elif len(row) != len(head): guard.fail(path, ln, RecordError(f"{len(row)} column(s) where the header has {len(head)}"))
+        else: yield ln, n - 1, dict(zip(head, row))
+    if n == 0: raise DataFileError("no records: nothing after the header", str(path))
 
 # %% ../../nbs/api/18_data_common.ipynb #08d74e37
-def finish_dataset(name: str, catalog: ToolCatalog, samples: list, notes: list[str], guard: Guard,
-                   keep_unused_tools: bool = True) -> Dataset:
-    "Assemble and check a Dataset: library from the catalog, notes, and the lenient-load reports."
-    lib = catalog.library()
-    if guard.n_skipped(): notes = [*notes, f"lenient load: {guard.n_skipped()} record(s) skipped (see Dataset.skipped)"]
-    ds = Dataset(name=name, tools=lib, samples=samples, notes=list(notes), skipped=guard.skipped())
-    return ds.check()
+def _named_tools(s: Sample) -> list[tuple[str, str]]:
+    "(field, tool id) for every tool a sample names."
+    out = [("candidate_tools", t) for t in getattr(s, "candidate_tools", None) or []]
+    if isinstance(s, SelectionSample): out += [("relevant_tools", t) for t in s.relevant_tools]
+    if isinstance(s, PlanningSample): out += [("steps", t) for t in s.tool_sequence]
+    return out
+
+def print_skips(ds: Dataset, limit: int = 50):
+    "Say on stderr that a load was lenient and what it skipped (file:line: reason), with the count."
+    sm = ds.load_summary()
+    out = [f"{ds.name}: lenient load, {sm['n_skipped']} record(s) skipped"]
+    out += [f"  {x['file']}{'' if x['line'] is None else ':' + str(x['line'])}: {x['reason']}" for x in sm["skipped"][:limit]]
+    if sm["n_skipped"] > limit: out.append(f"  ... and {sm['n_skipped'] - limit} more (Dataset.load_summary() lists them all)")
+    print("\n".join(out), file=sys.stderr)
+
+def finish_dataset(name: str, tools, items: Iterable[tuple], notes: list[str], guard: Guard) -> Dataset:
+    "A checked Dataset from `tools` (a ToolCatalog or ToolLibrary) and (file, line, sample or zero-argument builder) items."
+    lib = tools.library() if isinstance(tools, ToolCatalog) else tools
+    samples = []
+    for file, line, it in items:
+        s = guard.attempt(file, line, it) if callable(it) else it
+        if s is None: continue
+        missing = [(f, t) for f, t in _named_tools(s) if t not in lib]
+        if missing:
+            guard.fail(file, line, RecordError(f"names tools that are not in the catalogue: {sorted({t for _, t in missing})[:5]}", field=missing[0][0]))
+        elif guard.first("sample id", s.id, file, line): samples.append(s)
+    if guard.n_skipped(): notes = [*notes, f"lenient load: {guard.n_skipped()} record(s) skipped (Dataset.load_summary() lists them)"]
+    ds = Dataset(name, lib, samples, notes=list(notes), skipped=guard.skipped(), lenient=guard.lenient).check()
+    if guard.lenient: print_skips(ds)
+    return ds

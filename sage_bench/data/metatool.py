@@ -4,11 +4,10 @@
 
 # %% ../../nbs/api/17_data_metatool.ipynb #85135c1a
 from __future__ import annotations
-import csv
 from pathlib import Path
 from ..core import Tool, TimingSample, SelectionSample, ToolLibrary, Dataset, RecordError, split_of
 from ..registry import register_dataset, find_data_dir
-from .common import Guard, read_json_array, read_json_file
+from .common import Guard, finish_dataset, read_csv, read_json_items, read_json_object
 
 # %% auto #0
 __all__ = ['METATOOL_URL', 'METATOOL_PARTS', 'metatool_tools', 'load_metatool']
@@ -26,13 +25,10 @@ def _metatool_root(data_dir) -> Path:
 
 def metatool_tools(path: Path, guard: Guard) -> ToolLibrary:
     "The 199 tools of `plugin_des.json` (name, description; MetaTool tools have no parameter schema)."
-    raw = read_json_file(path, guard)
-    if not isinstance(raw, dict) or not raw:
-        raise RecordError("plugin_des.json must be a non-empty object {tool: description}", str(path))
     def tool(name, desc):
         if not isinstance(desc, str): raise RecordError(f"description of {name!r} must be a string, got {type(desc).__name__}")
         return Tool(id=name, name=name, description=desc, source="metatool")
-    tools = [t for t in (guard(path, None, tool, n, d) for n, d in raw.items()) if t is not None]
+    tools = [t for ln, n, d in read_json_object(path, guard) if (t := guard(path, ln, tool, n, d)) is not None]
     return ToolLibrary(tools, "metatool")
 
 # %% ../../nbs/api/17_data_metatool.ipynb #443f8592
@@ -44,14 +40,15 @@ def _timing(d, i: int, lib: ToolLibrary) -> TimingSample:
     if not isinstance(q, str) or not q.strip(): raise RecordError("missing query", field="query")
     if label not in ("positive", "negative"): raise RecordError(f"label must be positive/negative, got {label!r}", field="label")
     meta = {"source_index": i}
-    if label == "positive" and d.get("tool"):
+    if label == "positive":   # the tool the query needs: gold information, so it must be a tool of the catalogue
+        if not isinstance(d.get("tool"), str): raise RecordError("a positive example names its tool", field="tool")
+        if d["tool"] not in lib: raise RecordError(f"tool {d['tool']!r} is not in plugin_des.json", field="tool")
         meta["gold_tool"] = d["tool"]
     return TimingSample(id=f"task1/{i}", dataset="metatool", split=_split(q), message=q.strip(),
                         should_call_tool=label == "positive", meta=meta)
 
-def _single(row: list, i: int, lib: ToolLibrary) -> SelectionSample:
-    if len(row) != 2: raise RecordError(f"expected 2 columns (Query, Tool), got {len(row)}")
-    q, tool = row[0], row[1].strip()
+def _single(row: dict, i: int, lib: ToolLibrary) -> SelectionSample:
+    q, tool = row["Query"], row["Tool"].strip()
     if not q.strip(): raise RecordError("empty query", field="Query")
     if tool not in lib: raise RecordError(f"tool {tool!r} is not in plugin_des.json", field="Tool")
     return SelectionSample(id=f"single/{i}", dataset="metatool", split=_split(q), query=q.strip(),
@@ -80,37 +77,24 @@ def load_metatool(data_dir=None, lenient: bool = False, parts=METATOOL_PARTS) ->
     base = _metatool_root(data_dir)
     guard = Guard(lenient)
     lib = metatool_tools(base / "plugin_des.json", guard)
-    samples, notes = [], [f"source: {base}"]
+    items, notes = [], [f"source: {base}"]
     if "timing" in parts:
         f = base / "tmp_dataset" / "Task1.json"
-        for i, (ln, d) in enumerate(read_json_array(f, guard)):
+        for ln, i, d in read_json_items(f, guard):
             s = guard(f, ln, _timing, d, i, lib)
-            if s is not None: samples.append(s)
+            if s is not None: items.append((f, ln, s))
     if "single" in parts:
         f = base / "data" / "all_clean_data.csv"
-        if not f.exists(): raise FileNotFoundError(f"{f}: no such file")
-        with open(f, encoding="utf-8", newline="") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            if header is None or [h.strip() for h in header[:2]] != ["Query", "Tool"]:
-                guard.fail(f, 1, RecordError(f"expected the header Query,Tool, got {header}"))
-            i = 0
-            while True:
-                try: row = next(reader)
-                except StopIteration: break
-                except csv.Error as e: guard.fail(f, reader.line_num, RecordError(f"CSV error: {e}")); continue
-                if not row: continue
-                s = guard(f, reader.line_num, _single, row, i, lib)
-                i += 1
-                if s is not None: samples.append(s)
+        for ln, i, row in read_csv(f, guard, ("Query", "Tool")):
+            s = guard(f, ln, _single, row, i, lib)
+            if s is not None: items.append((f, ln, s))
     if "multi" in parts:
         f = base / "data" / "multi_tool_query_golden.json"
-        for i, (ln, d) in enumerate(read_json_array(f, guard)):
+        for ln, i, d in read_json_items(f, guard):
             s = guard(f, ln, _multi, d, i, lib)
-            if s is not None: samples.append(s)
+            if s is not None: items.append((f, ln, s))
     notes += ["splits are split_of('metatool:' + query): a query is in the same split in timing and selection",
               "single-tool CSV kept whole (20,614 rows incl. 51 duplicate rows); selection ranks all 199 tools",
               "not used: Task2-Subtask3 (reliability: no relevant tool among the candidates), Task2-Subtask4 (candidate "
               "lists only inside prompt text), similar-choice and scenario subtasks (not published as data)"]
-    if guard.n_skipped(): notes.append(f"lenient load skipped {guard.n_skipped()} records (see Dataset.skipped)")
-    return Dataset("metatool", lib, samples, notes=notes, skipped=guard.skipped()).check()
+    return finish_dataset("metatool", lib, items, notes, guard)

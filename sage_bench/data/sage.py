@@ -8,8 +8,9 @@ import random, re
 from dataclasses import dataclass, field
 from pathlib import Path
 from ..core import (CHALLENGES, Dataset, PlanStep, PlanningSample, Sample, SelectionSample, TimingSample, Tool,
-                             ToolLibrary, read_jsonl, resources_dir, sample_from_dict, write_jsonl)
+                             ToolLibrary, resources_dir, sample_from_dict, write_jsonl)
 from ..registry import register_dataset
+from .common import Guard, finish_dataset, read_json_lines
 
 # %% auto #0
 __all__ = ['SAGE_SEED', 'CITIES', 'PEOPLE', 'STREETS', 'DATES', 'TIMES', 'EMAILS', 'PHONES', 'FIELDS', 'CATEGORIES', 'LINKABLE',
@@ -2330,12 +2331,16 @@ def load_sage(data_dir: str | Path | None = None, lenient: bool = False, **kw) -
         if not (d / f).exists():
             raise FileNotFoundError(f"sage data set: {d / f} is missing; regenerate it with "
                                     f"`python -c 'from sage_bench.data.sage import write_sage; write_sage()'`")
-    tools, rt = read_jsonl(d / "tools.jsonl", Tool.from_dict, lenient=lenient)
-    samples, rs = read_jsonl(d / "samples.jsonl", sample_from_dict, lenient=lenient)
-    ds = Dataset("sage", ToolLibrary(tools, "sage"), samples,
-                 notes=["synthetic, generated from hand-written material by sage_bench.data.sage (seed 42)"],
-                 skipped=[r for r in (rt, rs) if r.skipped])
-    return ds.check()
+    guard, tf, sf = Guard(lenient), d / "tools.jsonl", d / "samples.jsonl"
+    tools, items = [], []
+    for ln, r in read_json_lines(tf, guard):
+        t = guard(tf, ln, Tool.from_dict, r)
+        if t is not None and guard.first("tool id", t.id, tf, ln): tools.append(t)
+    for ln, r in read_json_lines(sf, guard):
+        s = guard(sf, ln, sample_from_dict, r)
+        if s is not None: items.append((sf, ln, s))
+    return finish_dataset("sage", ToolLibrary(tools, "sage"), items,
+                          ["synthetic, generated from hand-written material by sage_bench.data.sage (seed 42)"], guard)
 
 # %% ../../nbs/api/10_data_sage.ipynb #e2d54c59
 _SYN_MODES = [("batch", "Batch variant: takes up to 100 inputs in one call and returns one result per input."),

@@ -5,11 +5,12 @@
 # %% ../../nbs/api/14_data_taskbench.ipynb #88c3ff78
 from __future__ import annotations
 import json, warnings
+from functools import partial
 from pathlib import Path
 from typing import Optional
 from ..core import Dataset, PlanStep, PlanningSample, RecordError, SelectionSample, split_of
 from ..registry import find_data_dir, register_dataset
-from .common import Guard, ToolCatalog, finish_dataset, read_json_array, read_json_lines
+from .common import Guard, ToolCatalog, finish_dataset, read_json_array, read_json_lines, read_text
 
 # %% auto #0
 __all__ = ['TASKBENCH_REPO', 'TASKBENCH_COMMIT', 'TASKBENCH_URL', 'TASKBENCH_DOMAINS', 'NO_LABELS', 'taskbench_dir',
@@ -93,8 +94,22 @@ def convert_record(domain: str, r: dict, handles: dict) -> list:
 # %% ../../nbs/api/14_data_taskbench.ipynb #ed9e1e06
 def _records(path: Path, guard: Guard):
     "data.json as published (JSON Lines) or as one JSON array."
-    with open(path, encoding="utf-8") as f: first = f.read(64).lstrip()
-    return read_json_array(path, guard) if first.startswith("[") else read_json_lines(path, guard)
+    return read_json_array(path, guard) if read_text(path).lstrip().startswith("[") else read_json_lines(path, guard)
+
+def _tool_node(domain: str, n: dict, cat: ToolCatalog) -> str:
+    "A tool_desc.json node checked and added to the catalogue; its handle."
+    if not isinstance(n.get("id"), str) or not n["id"].strip(): raise RecordError("a tool node needs a string id", field="id")
+    if not isinstance(n.get("desc", ""), str): raise RecordError("expected a string", field="desc")
+    for k in ("parameters", "input-type", "output-type"):
+        if not isinstance(n.get(k) or [], list): raise RecordError("expected a list", field=k)
+    return cat.add(f"{domain}/{n['id']}", n.get("desc", ""), tool_schema(n), category=domain, label=n["id"],
+                   returns={"output-type": n["output-type"]} if n.get("output-type") else None)
+
+def _request(r) -> bool:
+    "A user_requests.json line has a string id and request."
+    if not isinstance(r, dict) or not isinstance(r.get("id"), str): raise RecordError("a request needs a string id", field="id")
+    if not isinstance(r.get("user_request"), str) or not r["user_request"].strip(): raise RecordError("expected a request text", field="user_request")
+    return True
 
 def taskbench_requests(data_dir=None, domain: str = "huggingface") -> list[dict]:
     "The unlabelled user requests of a domain ({id, user_request}); for running methods, not for scoring."
@@ -112,22 +127,21 @@ def load_taskbench(data_dir=None, lenient: bool = False, domains=TASKBENCH_DOMAI
         folder = root / f"data_{d}"
         tf = folder / "tool_desc.json"
         if not tf.exists(): raise FileNotFoundError(f"taskbench: {tf} is missing (domains: {', '.join(TASKBENCH_DOMAINS)})")
-        doc = json.loads(tf.read_text(encoding="utf-8"))
         handles = {}
-        for n in doc["nodes"]:
-            handles[n["id"]] = cat.add(f"{d}/{n['id']}", n.get("desc", ""), tool_schema(n), category=d, label=n["id"],
-                                       returns={"output-type": n["output-type"]} if n.get("output-type") else None)
+        for ln, n in read_json_array(tf, guard, key="nodes"):
+            if isinstance(n, dict) and isinstance(n.get("id"), str) and not guard.first(f"{d} tool", n["id"], tf, ln): continue
+            hd = guard(tf, ln, _tool_node, d, n, cat)
+            if hd is not None: handles[n["id"]] = hd
         rq = folder / "user_requests.json"
-        if rq.exists(): n_requests[d] = sum(1 for line in open(rq, encoding="utf-8") if line.strip())
+        if rq.exists(): n_requests[d] = sum(1 for ln, r in read_json_lines(rq, guard) if guard(rq, ln, _request, r))   # ids repeat in the source
         lf = next((p for p in ([Path(labels_dir) / f"data_{d}" / "data.json"] if labels_dir else []) + [folder / "data.json"] if p.exists()), None)
         if lf is None: unlabelled.append(d); continue
         labelled.append(d)
         for ln, r in _records(lf, guard):
             fs = guard(lf, ln, convert_record, d, r, handles)
-            if fs: makers.extend(fs)
+            if fs: makers.extend((lf, ln, partial(m, cat.ids_of)) for m in fs)
     if unlabelled and require_labels:
         raise FileNotFoundError(NO_LABELS.format(where=", ".join(str(root / f"data_{d}") for d in unlabelled)))
-    samples = [m(cat.ids_of) for m in makers]
     notes = [f"source: {TASKBENCH_REPO} @ {TASKBENCH_COMMIT[:12]}, folder taskbench/; domains: {', '.join(domains)}"]
     if unlabelled:
         msg = NO_LABELS.format(where=", ".join(f"data_{d}/" for d in unlabelled))
@@ -137,4 +151,4 @@ def load_taskbench(data_dir=None, lenient: bool = False, domains=TASKBENCH_DOMAI
         warnings.warn(f"taskbench: {msg}", stacklevel=2)
     if labelled: notes.append(f"labelled domains: {', '.join(labelled)}: selection from every record, planning from records with >= 2 nodes")
     notes.append("no timing samples: every TaskBench request needs tools")
-    return finish_dataset("taskbench", cat, samples, notes, guard)
+    return finish_dataset("taskbench", cat, makers, notes, guard)

@@ -71,6 +71,7 @@ def _golden(seq) -> tuple[list[tuple[str, Optional[dict]]], bool, list[int]]:
     if not isinstance(seq, list): raise RecordError("golden answer must be a list of actions", field="Golden_Answers")
     steps, asks, optional = [], False, []
     for a in seq:
+        if not isinstance(a, dict) or not isinstance(a.get("Action"), str): raise RecordError("each golden action needs an 'Action' string", field="Golden_Answers")
         act = a["Action"].strip()
         if act == "getDetails": asks = True; continue
         if act.startswith("[Optional]"): act = act[len("[Optional]"):].strip(); optional.append(len(steps))
@@ -93,14 +94,17 @@ def load_toolalpaca(data_dir=None, lenient: bool = False, sets=TOOLALPACA_SETS, 
         f = folder / f"eval_{st}.json"
         for ln, x in read_json_array(f, guard):
             def conv(x=x, st=st):
-                name = x["Name"]
-                fd = {k: v for k, v in x["Function_Description"].items() if k != "components"}
+                name, fd, ins = x["Name"], x["Function_Description"], x["Instructions"]
+                if not isinstance(name, str) or not name.strip(): raise RecordError("expected a toolset name", field="Name")
+                if not isinstance(fd, dict) or not all(isinstance(v, str) for v in fd.values()): raise RecordError("expected {function: description}", field="Function_Description")
+                if not isinstance(ins, list) or not all(isinstance(q, str) and q.strip() for q in ins): raise RecordError("expected a list of instructions", field="Instructions")
+                fd = {k: v for k, v in fd.items() if k != "components"}
                 h = {}
                 for fn, text in fd.items():
                     d, schema, out = parse_function_description(text)
                     h[fn] = cat.add(f"{name}.{fn}", d, schema, category=x.get("Category", ""),
                                     returns={"description": out} if out else None)
-                ins, gold = x["Instructions"], x["Golden_Answers"]
+                gold = x["Golden_Answers"]
                 if len(ins) != len(gold): raise RecordError(f"{len(ins)} instructions but {len(gold)} golden answers", field="Golden_Answers")
                 parsed = [_golden(g) for g in gold]
                 missing = {fn for steps, _, _ in parsed for fn, _ in steps if fn not in h}
@@ -112,12 +116,12 @@ def load_toolalpaca(data_dir=None, lenient: bool = False, sets=TOOLALPACA_SETS, 
                         h[fn] = cat.add(f"{name}.{fn}", op.get("description") or op.get("summary", ""), _openapi_schema(op),
                                         category=x.get("Category", ""))
                         from_doc.append(f"{name}.{fn}")
-                return [(st, name, i, q, steps, asks, opt, h) for i, (q, (steps, asks, opt)) in enumerate(zip(ins, parsed))]
+                return [(f, ln, st, name, i, q, steps, asks, opt, h) for i, (q, (steps, asks, opt)) in enumerate(zip(ins, parsed))]
             r = guard(f, ln, conv)
             if r: pending.extend(r)
     makers, n_single = [], 0
     all_h = None
-    for st, name, i, q, steps, asks, opt, h in pending:
+    for f, ln, st, name, i, q, steps, asks, opt, h in pending:
         key = f"toolalpaca:{st}:{name}:{i}"
         sid = f"{st}/{name}/{i}"
         cand_h = list(h.values())
@@ -128,15 +132,14 @@ def load_toolalpaca(data_dir=None, lenient: bool = False, sets=TOOLALPACA_SETS, 
         meta = {"set": st, "toolset": name, "index": i, "n_candidates": len(cand_h), "n_calls": len(steps), "asks_user": asks,
                 "optional_steps": opt}
         if len(cand_h) >= min_candidates:
-            makers.append(lambda id_of, sid=sid, q=q, rel_h=rel_h, cand_h=cand_h, meta=meta, key=key: SelectionSample(
+            makers.append((f, ln, lambda id_of=cat.ids_of, sid=sid, q=q, rel_h=rel_h, cand_h=cand_h, meta=meta, key=key: SelectionSample(
                 id=f"{sid}/selection", dataset="toolalpaca", split=split_of(key), query=q, relevant_tools=id_of(rel_h),
-                candidate_tools=id_of(cand_h), meta=meta))
+                candidate_tools=id_of(cand_h), meta=meta)))
         else: n_single += 1
         if len(steps) >= 2:
-            makers.append(lambda id_of, sid=sid, q=q, steps=steps, h=h, cand_h=cand_h, meta=meta, key=key: PlanningSample(
+            makers.append((f, ln, lambda id_of=cat.ids_of, sid=sid, q=q, steps=steps, h=h, cand_h=cand_h, meta=meta, key=key: PlanningSample(
                 id=f"{sid}/planning", dataset="toolalpaca", split=split_of(key), request=q,
-                steps=[PlanStep(tool_id=cat.id_of(h[fn]), arguments=a) for fn, a in steps], candidate_tools=id_of(cand_h), meta=meta))
-    samples = [m(cat.ids_of) for m in makers]
+                steps=[PlanStep(tool_id=cat.id_of(h[fn]), arguments=a) for fn, a in steps], candidate_tools=id_of(cand_h), meta=meta)))
     notes = [f"source: {TOOLALPACA_REPO} @ {TOOLALPACA_COMMIT[:12]}, eval sets: {', '.join(sets)}",
              "no timing samples: every ToolAlpaca instruction needs a call (no negative class)",
              "getDetails (ask the user) dropped from the gold; [Optional]fn kept as fn (meta.optional_steps)",
@@ -145,4 +148,4 @@ def load_toolalpaca(data_dir=None, lenient: bool = False, sets=TOOLALPACA_SETS, 
     if n_single: notes.append(f"excluded from selection: {n_single} instruction(s) with fewer than {min_candidates} candidate function(s) "
                               f"(trivial ranking; min_candidates=1 keeps them)")
     if from_doc: notes.append(f"functions taken from the OpenAPI Documentation because Function_Description lacks them: {', '.join(from_doc)}")
-    return finish_dataset("toolalpaca", cat, samples, notes, guard)
+    return finish_dataset("toolalpaca", cat, makers, notes, guard)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from ..core import Tool, SelectionSample, ToolLibrary, Dataset, RecordError, split_of
 from ..registry import register_dataset, find_data_dir
-from .common import Guard, read_json_array, read_json_file
+from .common import Guard, finish_dataset, read_json_array, read_json_object
 
 # %% auto #0
 __all__ = ['TOOLBENCH_URL', 'TOOLBENCH_GROUPS', 'TOOLBENCH_SETTINGS', 'toolbench_tool_id', 'toolbench_parameters',
@@ -97,7 +97,7 @@ def load_toolbench(data_dir=None, lenient: bool = False, setting: str = "union",
     if setting not in TOOLBENCH_SETTINGS: raise ValueError(f"setting must be one of {TOOLBENCH_SETTINGS}, got {setting!r}")
     inst, ids_dir = _toolbench_dirs(data_dir)
     guard = Guard(lenient)
-    apis, conflicts, samples, notes = {}, set(), [], [f"source: {inst}", f"setting: {setting}"]
+    apis, conflicts, items, notes = {}, set(), [], [f"source: {inst}", f"setting: {setting}"]
     present = [g for g in TOOLBENCH_GROUPS if (inst / f"{g}.json").exists()]
     for g in groups or TOOLBENCH_GROUPS:
         if g not in TOOLBENCH_GROUPS: raise ValueError(f"unknown group {g!r}; known: {', '.join(TOOLBENCH_GROUPS)}")
@@ -109,14 +109,18 @@ def load_toolbench(data_dir=None, lenient: bool = False, setting: str = "union",
         if ids_dir is not None:
             for cand in (ids_dir / f"{g}.json", ids_dir / f"{g}_test_query_ids.json"):
                 if cand.exists():
-                    raw = read_json_file(cand, guard)
-                    keep = {str(k) for k in raw} if isinstance(raw, (dict, list)) else None
+                    keep = {k: (cand, ln) for ln, k, _ in read_json_object(cand, guard)}
                     break
-        n_out = 0
+        n_out, seen = 0, set()
         for ln, d in read_json_array(f, guard):
-            if keep is not None and isinstance(d, dict) and str(d.get("query_id")) not in keep: n_out += 1; continue
+            qid = d.get("query_id") if isinstance(d, dict) else None
+            if isinstance(qid, (int, str)) and not isinstance(qid, bool):
+                seen.add(str(qid))
+                if keep is not None and str(qid) not in keep: n_out += 1; continue
             s = guard(f, ln, _query, d, setting, g, apis, conflicts)
-            if s is not None: samples.append(s)
+            if s is not None: items.append((f, ln, s))
+        for qid, (cf, ln) in (keep or {}).items():
+            if qid not in seen: guard.fail(cf, ln, RecordError(f"query id {qid!r} is not in {f.name}"))
         if n_out: notes.append(f"{g}: {n_out} queries not in test_query_ids/{g}.json were left out")
     if not present: raise FileNotFoundError(f"data set 'toolbench': no G*_*.json files in {inst}")
     if conflicts: notes.append(f"{len(conflicts)} (tool, API) pairs appear with different metadata in different queries; "
@@ -124,9 +128,8 @@ def load_toolbench(data_dir=None, lenient: bool = False, setting: str = "union",
     notes.append("splits are split_of(sample id) (hash 70/15/15) of an evaluation set")
     notes.append("not available: ToolBench's retrieval corpus (corpus.tsv, ~16k APIs) and qrels; the union setting ranks the "
                  "2,479 candidate APIs of the test queries instead")
-    if guard.n_skipped(): notes.append(f"lenient load skipped {guard.n_skipped()} records (see Dataset.skipped)")
     name = "toolbench" if setting == "union" else "toolbench_per_query"
-    return Dataset(name, ToolLibrary(apis.values(), name), samples, notes=notes, skipped=guard.skipped()).check()
+    return finish_dataset(name, ToolLibrary(apis.values(), name), items, notes, guard)
 
 @register_dataset("toolbench_per_query", description="ToolBench test queries: selection over each query's own "
                   "candidate APIs", url=TOOLBENCH_URL)
