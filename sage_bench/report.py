@@ -91,13 +91,14 @@ def _no_answer(obj, where: str = "") -> list[str]:
 
 def no_answer_in(folder: Path) -> list[str]:
     "Every method in the result files under `folder` (records and executed copies aside) with samples that got no LLM reply."
-    out = []
-    for f in sorted(Path(folder).rglob("*.json")) if Path(folder).exists() else []:
+    found = {}                     # one line per method and count, citing the section's own file before the engine's
+    files = sorted(Path(folder).rglob("*.json"), key=lambda f: (len(f.parts), str(f))) if Path(folder).exists() else []
+    for f in files:
         if "records" in f.parts or f.name.endswith((".run.json", ".config.json")): continue
         try: payload = json.loads(f.read_text(encoding="utf-8"))
         except (OSError, ValueError): continue
-        out += [f"{x} ({f.relative_to(folder)})" for x in _no_answer(payload)]
-    return list(dict.fromkeys(out))
+        for x in _no_answer(payload): found.setdefault(x, f.relative_to(folder))
+    return [f"{x} ({f})" for x, f in found.items()]
 
 # %% ../nbs/api/60_report.ipynb #6343ef00
 def save_figure(fig, name: str, output_dir=None) -> list[Path]:

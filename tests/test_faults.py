@@ -6,7 +6,7 @@ timeout, and prose where JSON was asked. The engine must record transport failur
 show a method that got no answer as failed (never as a measured 0%), and on a rerun recompute
 exactly the samples that got no answer.
 """
-import socket
+import os, socket, subprocess, sys
 
 import pytest
 
@@ -141,3 +141,35 @@ def test_every_llm_method_marks_a_down_server_as_no_answer(mid, tmp_path):
     assert asked and all(x.transport_error for x in asked), [(x.sample_id, x.error, x.transport_error) for x in r.records]
     assert r.metrics["n_transport_failures"] == len(asked)
     with pytest.raises(IncompleteResults): check_complete([r])
+
+
+EXE = os.path.join(os.path.dirname(sys.executable), "sage-bench")
+
+
+def _sb(*args, cwd, timeout=900):
+    env = {**os.environ, "SAGE_BENCH_HOME": str(cwd), "SAGE_BENCH_CACHE": str(cwd / "cache")}
+    return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
+
+
+def test_failing_server_section_run_exits_nonzero_and_names_the_method(fake, tmp_path):
+    """`sage-bench run --section 5.2` against a server that lists its model but answers every completion with HTTP 500:
+    exit 1, the method that got no answer is named, and `report` calls 5.2 partial; with the server back, a rerun
+    completes it. Credentials in the URL appear in no file written."""
+    fake.default = ("status", 500)
+    url = fake.url.replace("http://", "http://user:SECRETKEY@")
+    args = ["run", "--section", "5.2", "--quick", "--challenge", "timing", "--methods", "timing.llm_based",
+            "--llm-base-url", url, "--llm-attempts", "1", "--output-dir", str(tmp_path / "out")]
+    r = _sb(*args, cwd=tmp_path)
+    assert r.returncode == 1, (r.returncode, r.stderr[-3000:])
+    assert "timing.llm_based" in r.stderr and "no answer" in r.stderr and "Traceback" not in r.stderr, r.stderr[-3000:]
+    rep = _sb("report", "--output-dir", str(tmp_path / "out"), cwd=tmp_path)
+    lines = rep.stdout.splitlines()
+    i = next(i for i, l in enumerate(lines) if l.lstrip().startswith("5.2"))
+    assert "partial" in lines[i] and "no answer: timing.llm_based" in lines[i + 1], rep.stdout
+    summary = (tmp_path / "out" / "paper1" / "section_5_2_main" / "summary.txt").read_text()
+    assert "failed:" in summary and "no answer" in summary, summary
+    fake.default = ("ok", '{"call_tool": true, "confidence": 0.9, "reason": "x"}')
+    r2 = _sb(*args, cwd=tmp_path)
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    for f in (tmp_path / "out").rglob("*"):
+        if f.is_file(): assert b"SECRETKEY" not in f.read_bytes(), f

@@ -2,7 +2,8 @@
 import pytest
 from sage_bench.core import PlanningSample, PlanStep, Tool, ToolLibrary
 from sage_bench.methods.base import blind, Output
-from sage_bench.methods.planning import (SimplePlanner, HierarchicalPlanner, LLMPlanner, ReActPlanner, ToTPlanner, ScriptedLLM,
+from sage_bench.testing import ScriptedLLM
+from sage_bench.methods.planning import (SimplePlanner, HierarchicalPlanner, LLMPlanner, ReActPlanner, ToTPlanner,
                                          split_subgoals, tool_index, narrow_candidates, simulate_observation, PLAN_PROMPTS)
 from sage_bench.registry import get_method, lookup
 

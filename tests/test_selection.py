@@ -6,7 +6,8 @@ from sage_bench.core import Tool, ToolLibrary, SelectionSample
 from sage_bench.methods.base import blind
 from sage_bench.registry import get_method, method_ids
 from sage_bench.methods import selection as S
-from sage_bench.methods.selection import (ScriptedLLM, fixture_library, fixture_samples, rrf, bm25_index, keyword_text,
+from sage_bench.testing import ScriptedLLM
+from sage_bench.methods.selection import (fixture_library, fixture_samples, rrf, bm25_index, keyword_text,
                                           Tokenizer, KeywordSelector, EmbeddingSelector, HybridSelector, GorillaSelector,
                                           LLMDirectSelector, DFSDTSelector, build_tree)
 

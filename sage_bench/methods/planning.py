@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 from ..core import PlanningSample, Tool, ToolLibrary, Dataset, RANDOM_SEED
 from .base import Method, Output
-from .timing import LLMMixin, ScriptedLLM, add_usage, run_coro, worst_parse_status
+from .timing import LLMMixin, add_usage, run_coro, worst_parse_status
 from ..registry import register_method
 
 # %% auto #0

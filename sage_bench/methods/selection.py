@@ -19,9 +19,8 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'BM25_CACHE_SIZE', 'SELECT_SYSTEM', 'SELECT_PROMPTS', 'Tokenizer', 'keyword_text', 'topk_desc', 'BM25Index',
            'bm25_index', 'fixture_library', 'fixture_samples', 'SelectionMethod', 'RetrievalMethod', 'KeywordSelector',
            'EmbeddingSelector', 'rrf', 'HybridSelector', 'LLMUnavailable', 'LLMLog', 'drive', 'tool_line',
-           'LLMSelector', 'ScriptedLLM', 'gorilla_messages', 'GorillaSelector', 'direct_messages', 'fit_lines',
-           'LLMDirectSelector', 'Node', 'build_tree', 'expand_messages', 'judge_messages', 'dfsdt_search',
-           'DFSDTSelector']
+           'LLMSelector', 'gorilla_messages', 'GorillaSelector', 'direct_messages', 'fit_lines', 'LLMDirectSelector',
+           'Node', 'build_tree', 'expand_messages', 'judge_messages', 'dfsdt_search', 'DFSDTSelector']
 
 # %% ../../nbs/api/31_selection.ipynb #3fc04d56
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
@@ -427,24 +426,6 @@ class LLMSelector(SelectionMethod):
         log_.fill(o)
         o.latency_s = t_retrieval + log_.latency_s
         return o
-
-# %% ../../nbs/api/31_selection.ipynb #115c0845
-class ScriptedLLM:
-    "A deterministic fake LLM client (tests of parsing/control flow only)."
-    def __init__(self, reply: Callable): self.reply, self.calls = reply, []
-
-    def _resp(self, messages, schema):
-        from types import SimpleNamespace
-        self.calls.append((messages, schema))
-        base = dict(text=None, parsed=None, parse_status="n/a", prompt_tokens=0, completion_tokens=0, latency_s=0.0, cached=False, error=None)
-        try: r = self.reply(messages, schema)
-        except ConnectionError as e: return SimpleNamespace(**(base | dict(error=str(e), transport_error=True)))
-        if isinstance(r, str): return SimpleNamespace(**(base | dict(text=r, parse_status="failed", prompt_tokens=10, completion_tokens=5)))
-        return SimpleNamespace(**(base | dict(text=json.dumps(r), parsed=r, parse_status="strict", prompt_tokens=10, completion_tokens=5)))
-
-    def chat(self, messages, schema=None, **kw): return self._resp(messages, schema)
-    def chat_many(self, requests, **kw): return [self._resp(m, s) for m, s in requests]
-    def available(self): return True
 
 # %% ../../nbs/api/31_selection.ipynb #2c65a8f8
 SELECT_SYSTEM = ("You are an expert at choosing tools (APIs) for a user's request. "

@@ -14,7 +14,7 @@ from ..registry import register_method
 # %% auto #0
 __all__ = ['TIMING_RULES', 'TIMING_PROTOTYPES', 'TIMING_SCHEMA', 'TIMING_PROMPTS', 'worst_parse_status', 'add_usage', 'run_coro',
            'LLMMixin', 'RuleVerdict', 'tool_overlap', 'rule_verdict', 'RuleBasedTiming', 'EmbeddingTiming',
-           'timing_messages', 'parse_timing_verdict', 'LLMTiming', 'ScriptedLLM', 'HybridTiming']
+           'timing_messages', 'parse_timing_verdict', 'LLMTiming', 'HybridTiming']
 
 # %% ../../nbs/api/32_timing.ipynb #e733db78
 _PARSE_ORDER = {"n/a": 0, "strict": 1, "fenced": 2, "lenient": 3, "failed": 4}
@@ -326,27 +326,6 @@ class LLMTiming(_LLMTimingBase):
     def predict_batch(self, samples, libs) -> list[Output]:
         resps = self.client.chat_many(self._requests(samples, libs))
         return [self._from_response(r) for r in resps]
-
-# %% ../../nbs/api/32_timing.ipynb #e3aef471
-class ScriptedLLM:
-    """A fake LLM client for unit tests of parsing and control flow: `reply(messages, schema)` returns
-    the parsed JSON (or a `str` for raw unparseable text, or raises `ConnectionError` for a down server)."""
-    def __init__(self, reply): self.reply, self.calls = reply, []
-
-    def _resp(self, messages, schema):
-        import json as _json
-        from types import SimpleNamespace
-        self.calls.append((messages, schema))
-        base = dict(text=None, parsed=None, parse_status="n/a", prompt_tokens=0, completion_tokens=0, latency_s=0.0, cached=False, error=None)
-        try: r = self.reply(messages, schema)
-        except ConnectionError as e: return SimpleNamespace(**base | dict(error=str(e), transport_error=True))
-        if isinstance(r, str): return SimpleNamespace(**base | dict(text=r, parse_status="failed", prompt_tokens=10, completion_tokens=5))
-        return SimpleNamespace(**base | dict(text=_json.dumps(r), parsed=r, parse_status="strict", prompt_tokens=10, completion_tokens=5))
-
-    def chat(self, messages, schema=None, **kw): return self._resp(messages, schema)
-    async def achat(self, messages, schema=None, **kw): return self._resp(messages, schema)
-    def chat_many(self, requests, **kw): return [self._resp(m, s) for m, s in requests]
-    def available(self): return True
 
 # %% ../../nbs/api/32_timing.ipynb #ad717272
 @register_method("timing.hybrid", "timing", needs_llm=True, description="Rules first; the LLM decides where rule confidence < threshold")
