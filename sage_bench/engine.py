@@ -19,7 +19,7 @@ from .store import RecordStore, ConfigMismatch, now, provenance
 warnings.filterwarnings("ignore", message="IProgress not found")
 
 # %% auto #0
-__all__ = ['HEADLINE', 'choose_samples', 'EvalResult', 'evaluate', 'evaluate_many', 'fmt_ci', 'no_answer_note',
+__all__ = ['HEADLINE', 'choose_samples', 'EvalResult', 'apply_fallback', 'evaluate', 'evaluate_many', 'fmt_ci', 'no_answer_note',
            'IncompleteResults', 'check_complete', 'results_table']
 
 # %% ../nbs/api/40_engine.ipynb #147d2645
@@ -75,6 +75,16 @@ def _records_for(outs: list[Output], batch: list[Sample], experiment, dataset, s
                            llm_calls=int(o.llm_calls), cached_calls=int(o.cached_calls), error=o.error,
                            trace=o.trace or {}, seed=seed, created_at=now(), transport_error=bool(o.transport_error)))
     return recs
+
+def apply_fallback(fb: Method, fb_id: str, samples: list[Sample], libs: list, outs: list[Output]) -> list[Output]:
+    "Answer the samples whose output has no prediction with the fallback method `fb`; the record says so and keeps the LLM's error."
+    idx = [i for i, o in enumerate(outs) if o.prediction is None]
+    if not idx: return outs
+    for i, fo in zip(idx, fb.predict_batch([blind(samples[i]) for i in idx], [libs[i] for i in idx])):
+        o = outs[i]
+        o.trace = {**(o.trace or {}), "llm_error": o.error, "fallback_error": fo.error}
+        o.prediction, o.error, o.fallback = fo.prediction, fo.error, fb_id
+    return outs
 
 class _Heartbeat:
     "While a batch waits on the LLM, show on the progress bar what the client is doing (waiting, retrying), once a second."
@@ -132,6 +142,9 @@ def evaluate(method: str | Method, dataset: str | Dataset, split: str = "test", 
     if todo:
         t0 = time.perf_counter()
         m.fit(ds.select(challenge, fit_split), ds)
+        fb_id = (m.config or {}).get("fallback")          # the one failure policy: see methods.base.LLMMethod
+        fb = get_method(fb_id) if fb_id else None
+        if fb: fb.fit(ds.select(challenge, fit_split), ds)
         config["fit_seconds"] = round(time.perf_counter() - t0, 3)
         bar = None
         if progress:
@@ -142,9 +155,11 @@ def evaluate(method: str | Method, dataset: str | Dataset, split: str = "test", 
                 batch = todo[i:i + batch_size]
                 t1 = time.perf_counter()
                 try:
+                    libs = [ds.candidates(s) for s in batch]
                     with _Heartbeat(bar, m):
-                        outs = m.predict_batch([blind(s) for s in batch], [ds.candidates(s) for s in batch])
+                        outs = m.predict_batch([blind(s) for s in batch], libs)
                     if len(outs) != len(batch): raise RuntimeError(f"predict_batch returned {len(outs)} outputs for {len(batch)} samples")
+                    if fb: outs = apply_fallback(fb, fb_id, batch, libs, outs)
                 except Exception as e:
                     tb = traceback.format_exc(limit=3)
                     outs = [Output.failed(f"{type(e).__name__}: {e}", trace={"traceback": tb}) for _ in batch]

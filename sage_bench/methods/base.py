@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 from ..core import Sample, TimingSample, PlanningSample, SelectionSample, ToolLibrary, Dataset
 
 # %% auto #0
-__all__ = ['Output', 'blind', 'Method']
+__all__ = ['Output', 'blind', 'Method', 'LLMMethod']
 
 # %% ../../nbs/api/30_methods_base.ipynb #d5a08798
 @dataclass
@@ -74,3 +74,27 @@ class Method:
     def describe(self) -> dict:
         "The configuration that identifies this method's results."
         return {"id": self.id, "challenge": self.challenge, "needs_llm": self.needs_llm, "config": self.config}
+
+# %% ../../nbs/api/30_methods_base.ipynb #b5bb4d4b
+class LLMMethod(Method):
+    "Base of every LLM method: the client (`client=`, else `llm.get_client(**llm)`) and an optional `fallback` method id."
+    needs_llm = True
+
+    def __init__(self, client=None, llm: Optional[dict] = None, fallback: Optional[str] = None, **config):
+        if fallback is not None: _check_fallback(fallback, self.challenge)
+        self._client = client
+        super().__init__(llm=llm or {}, fallback=fallback, **config)
+
+    @property
+    def client(self):
+        if getattr(self, "_client", None) is None:
+            from sage_bench.llm import get_client
+            self._client = get_client(**(self.config.get("llm") or {}))
+        return self._client
+
+def _check_fallback(fallback: str, challenge: str) -> None:
+    "A fallback is a registered method of the same challenge that needs no LLM (raises a clear error otherwise)."
+    from sage_bench.registry import lookup
+    e = lookup("method", fallback)             # an unknown id raises with 'did you mean'
+    if e.challenge != challenge: raise ValueError(f"fallback {fallback!r} is a {e.challenge} method, not a {challenge} one")
+    if e.needs_llm: raise ValueError(f"fallback {fallback!r} needs the LLM itself; choose a method that does not")
