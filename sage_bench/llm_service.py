@@ -15,8 +15,8 @@ from .core import DEFAULT_GPU_LLM_MODEL, DEFAULT_LLM_PORT, VLLM_GPU_MEMORY_UTILI
 # %% auto #0
 __all__ = ['MODELS', 'DEFAULT_CPU_MODEL', 'TEST_MODEL', 'LLMServiceError', 'models_dir', 'state_dir', 'sha256_file',
            'verify_model', 'gpu_available', 'cpu_busy', 'default_threads', 'vllm_available', 'choose_backend',
-           'build_command', 'is_our_process', 'port_in_use', 'start_llm_service', 'stop_llm_service',
-           'check_llm_status', 'llm_cli']
+           'build_command', 'is_our_process', 'port_in_use', 'is_loopback', 'listen_urls', 'start_llm_service',
+           'stop_llm_service', 'check_llm_status', 'llm_cli']
 
 # %% ../nbs/api/21_llm_service.ipynb #fb8dbbcf
 MODELS = {
@@ -182,7 +182,38 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 # %% ../nbs/api/21_llm_service.ipynb #97bf436b
 _CHILDREN: dict = {}   # pid -> Popen, so that a server started by this process can be reaped
 
-def _client_host(host: str) -> str: return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+_ANY = ("0.0.0.0", "", "::")
+
+def _client_host(host: str) -> str: return "127.0.0.1" if host in _ANY else host
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}/v1" if ":" in host else f"http://{host}:{port}/v1"
+
+def is_loopback(host: str) -> bool:
+    "Does `host` (an address or a name) reach this machine only, so that no other machine can use a server bound there?"
+    import ipaddress
+    if host in _ANY: return False
+    try: return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError: pass
+    if host.lower() == "localhost": return True
+    try: addrs = {a[4][0] for a in socket.getaddrinfo(host, None)}
+    except (OSError, UnicodeError): return False
+    return bool(addrs) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addrs)
+
+def listen_urls(host: str, port: int) -> list[str]:
+    """The URLs by which other machines reach a server bound to `host`: that host itself, or for a wildcard host
+    (0.0.0.0, ::) this machine's own non-loopback addresses (its host name where none is found)."""
+    if host not in _ANY: return [_url(host, port)]
+    import ipaddress
+    addrs = []
+    try:                            # the address of the default route (a UDP connect sends nothing)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("10.254.254.254", 1)); addrs.append(s.getsockname()[0])
+    except OSError: pass
+    try: addrs += [a[4][0] for a in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)]
+    except OSError: pass
+    addrs = list(dict.fromkeys(a for a in addrs if not ipaddress.ip_address(a).is_loopback and a != "0.0.0.0"))
+    return [_url(a, port) for a in addrs] or [_url(socket.gethostname(), port)]
 
 def _log_tail(path, n: int = 25) -> str:
     try: lines = Path(path).read_text(errors="replace").splitlines()
@@ -199,13 +230,19 @@ def start_llm_service(model: Optional[str] = None, port: int = DEFAULT_LLM_PORT,
                       gpu_memory_utilization: float = VLLM_GPU_MEMORY_UTILIZATION, tensor_parallel_size: int = 1,
                       backend: str = "auto", n_ctx: int = 8192, n_threads: Optional[int] = None, chat_format: Optional[str] = None,
                       timeout_s: float = 600.0, extra_args: Sequence[str] = (), api_key_env: Optional[str] = None,
-                      root: Path | str | None = None) -> dict:
-    "Start an OpenAI-compatible server and wait until it answers: {url, model, port, pid, backend, ...}."
+                      root: Path | str | None = None, allow_remote: bool = False) -> dict:
+    """Start an OpenAI-compatible server and wait until it answers: {url, model, port, pid, backend, ...}.
+    A `host` other machines can reach (0.0.0.0, a network address) needs `allow_remote=True`."""
     port = int(port)
-    url = f"http://{_client_host(host)}:{port}/v1"
+    if not 0 < port < 65536: raise LLMServiceError(f"port {port} is out of range: a TCP port is 1-65535")
+    if not is_loopback(host) and not allow_remote:
+        raise LLMServiceError(f"host {host!r} is reachable from other machines, and the server has no access control "
+                              "unless api_key_env is set; pass allow_remote=True (sage-bench llm start --allow-remote) "
+                              "to serve it there, or use 127.0.0.1")
+    url = _url(_client_host(host), port)
     old = _read_state(port, root)
     if old and is_our_process(old):     # ours runs there (it may be busy: /models waits for completions)
-        return {k: old.get(k) for k in ("url", "model", "port", "pid", "backend", "log")} | {"already_running": True}
+        return {k: old.get(k) for k in ("url", "model", "port", "pid", "backend", "log", "host")} | {"already_running": True}
     if old: _state_file(port, root).unlink(missing_ok=True)           # stale: that server is gone
     if port_in_use(port, host):
         raise LLMServiceError(f"port {port} on {host} is already in use by another process; pick another port "
@@ -241,7 +278,7 @@ def start_llm_service(model: Optional[str] = None, port: int = DEFAULT_LLM_PORT,
             raise LLMServiceError(f"the {be} server did not answer within {timeout_s:g}s (stopped it); "
                                   f"end of {log}:\n{_log_tail(log)}")
         time.sleep(0.5)
-    return {"url": url, "model": served, "port": port, "pid": proc.pid, "backend": be, "log": str(log),
+    return {"url": url, "model": served, "port": port, "pid": proc.pid, "backend": be, "log": str(log), "host": host,
             "already_running": False}
 
 # %% ../nbs/api/21_llm_service.ipynb #f8dcd4f9
@@ -336,9 +373,18 @@ def llm_cli(action: str, **kw) -> int:
         kw = {k: v for k, v in kw.items() if k in inspect.signature(fns[action]).parameters}
     try:
         if action == "start":
-            print(f"starting the LLM server on port {kw.get('port', DEFAULT_LLM_PORT)} (this can take a minute)...", flush=True)
+            host, port = kw.get("host", "127.0.0.1"), kw.get("port", DEFAULT_LLM_PORT)
+            remote = not is_loopback(host)
+            if remote and kw.get("allow_remote"):
+                print(f"warning: the LLM server will listen on {host}:{port}"
+                      f"{' (every network interface)' if host in _ANY else ''}: any machine that reaches it can use it"
+                      f"{'' if kw.get('api_key_env') else ', and it asks for no API key'}", file=sys.stderr, flush=True)
+            print(f"starting the LLM server on {host}:{port} (this can take a minute)...", flush=True)
             r = start_llm_service(**kw)
-            print(f"LLM server {'already running' if r['already_running'] else 'up'}: {r['url']}  model={r['model']}  "
+            where = r["url"]
+            if remote and r.get("host", host) == host:
+                where = ", ".join(listen_urls(host, port)) + (f" (this machine: {r['url']})" if host in _ANY else "")
+            print(f"LLM server {'already running' if r['already_running'] else 'up'}: {where}  model={r['model']}  "
                   f"backend={r['backend']}  pid={r['pid']}")
             print(f"log: {r['log']}  stop with: sage-bench llm stop --port {r['port']}")
             return 0

@@ -146,3 +146,21 @@ def test_status_of_a_busy_server(tmp_path):
         assert st["up"] and st["busy"] and "busy" in st["error"] and st["latency_s"] is None
     finally:
         httpd.shutdown(); httpd.server_close()
+
+
+def test_remote_host_needs_allow_remote_and_warns(tmp_path, capsys):
+    """0.0.0.0 binds every interface: refused without allow_remote (nothing started); with it, a warning and the
+    addresses other machines use are printed, not 127.0.0.1."""
+    assert llm_cli("start", model=TEST_MODEL, host="0.0.0.0", port=PORT, root=tmp_path) == 1
+    assert "allow-remote" in capsys.readouterr().err and not (tmp_path / f"{PORT}.json").exists()
+    try:
+        assert llm_cli("start", model=TEST_MODEL, host="0.0.0.0", port=PORT, root=tmp_path, allow_remote=True) == 0
+        cap = capsys.readouterr()
+        assert "warning" in cap.err and "every network interface" in cap.err
+        up = next(l for l in cap.out.splitlines() if l.startswith("LLM server up"))
+        assert re.search(rf"up: http://[^ ]+:{PORT}/v1", up) and not up.startswith(f"LLM server up: http://127.0.0.1")
+        state = json.loads((tmp_path / f"{PORT}.json").read_text())
+        assert state["cmd"][state["cmd"].index("--host") + 1] == "0.0.0.0"
+        assert check_llm_status(PORT, root=tmp_path, test=False)["up"]
+    finally:
+        stop_llm_service(PORT, root=tmp_path)
