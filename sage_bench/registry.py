@@ -12,8 +12,8 @@ from .core import CHALLENGES, Dataset
 
 # %% auto #0
 __all__ = ['PLUGIN_MODULES', 'UnknownNameError', 'Entry', 'lookup', 'entries', 'register_method', 'config_keys', 'get_method',
-           'method_ids', 'register_dataset', 'get_dataset', 'dataset_names', 'find_data_dir', 'register_experiment',
-           'load_plugins']
+           'method_ids', 'register_dataset', 'is_builtin', 'get_dataset', 'dataset_names', 'find_data_dir',
+           'register_experiment', 'load_plugins']
 
 # %% ../nbs/api/01_registry.ipynb #6a937894
 class UnknownNameError(KeyError):
@@ -101,11 +101,17 @@ def register_dataset(name: str, description: str = "", url: str = "", **extra):
         return loader
     return deco
 
+def is_builtin(e: Entry) -> bool:
+    "Is the data set of entry `e` shipped inside the package (registered with `builtin=True` or `url='built in'`)?"
+    return bool(e.extra.get("builtin")) or e.extra.get("url") == "built in"
+
 _DS_CACHE: dict = {}
 
 def get_dataset(name: str, data_dir: str | Path | None = None, lenient: bool = False, cache: bool = True, **kw) -> Dataset:
     "Load the data set registered as `name` (memoised per arguments)."
     e = lookup("dataset", name)
+    if data_dir and is_builtin(e):      # a folder of external data sets: the shipped copy, unless it holds <name>/
+        data_dir = Path(data_dir).expanduser() / name if (Path(data_dir).expanduser() / name).is_dir() else None
     key = (name, str(data_dir), lenient, tuple(sorted(kw.items())))
     if cache and key in _DS_CACHE: return _DS_CACHE[key]
     ds = e.factory(data_dir=data_dir, lenient=lenient, **kw)
