@@ -92,6 +92,29 @@ class LLMMethod(Method):
             self._client = get_client(**(self.config.get("llm") or {}))
         return self._client
 
+    async def arun(self, sample: Sample, tools: ToolLibrary) -> Output:
+        "One sample, its LLM calls awaited in sequence (`await self.client.achat(...)`). Every LLM method implements this."
+        raise NotImplementedError
+
+    def predict(self, sample, tools) -> Output: return self.predict_batch([sample], [tools])[0]
+
+    def predict_batch(self, samples, libs) -> list[Output]:
+        """The one LLM driver: the samples run concurrently, each one's calls in sequence; the client bounds the requests
+        in flight (a server with parallel slots sees several at once). An exception fails its own sample only."""
+        import asyncio
+        from sage_bench.llm import _run_sync
+        async def one(s, lib):
+            t0 = time.perf_counter()
+            try: o = await self.arun(s, lib)
+            except Exception as e: o = Output.failed(f"{type(e).__name__}: {e}")
+            if o.latency_s is None: o.latency_s = time.perf_counter() - t0
+            return o
+        async def all_():
+            try: return await asyncio.gather(*[one(s, lib) for s, lib in zip(samples, libs)])
+            finally:
+                if hasattr(self.client, "aclose"): await self.client.aclose()   # this event loop's HTTP connections
+        return list(_run_sync(all_()))
+
 def _check_fallback(fallback: str, challenge: str) -> None:
     "A fallback is a registered method of the same challenge that needs no LLM (raises a clear error otherwise)."
     from sage_bench.registry import lookup
