@@ -4,75 +4,149 @@
 
 # %% ../nbs/api/70_cli.ipynb #f5dccacd
 from __future__ import annotations
-import argparse, json, os, sys, time
+import argparse, json, math, os, signal, sys, time
 from pathlib import Path
-from .core import RANDOM_SEED, CHALLENGES, DEFAULT_LLM_PORT, VLLM_GPU_MEMORY_UTILIZATION
+from .core import RANDOM_SEED, CHALLENGES, DEFAULT_LLM_PORT, VLLM_GPU_MEMORY_UTILIZATION, RecordError
 from .registry import UnknownNameError, entries, lookup, dataset_names, get_dataset, method_ids
+from .store import ConfigMismatch, redact_url
 
 # %% auto #0
-__all__ = ['SECTIONS', 'CHALLENGE_ALIASES', 'build_parser', 'NotBuilt', 'cmd_list', 'cmd_eval', 'cmd_run', 'cmd_train', 'cmd_llm',
-           'cmd_build', 'cmd_report', 'cmd_paper', 'cmd_interactive', 'main']
+__all__ = ['SECTIONS', 'CHALLENGE_ALIASES', 'SPLITS', 'LLM_ENV', 'COUNT', 'SEED', 'PORT', 'UsageError', 'int_in', 'float_in',
+           'existing_dir', 'http_urls', 'build_parser', 'NotBuilt', 'writable_dir', 'check_methods', 'cmd_list',
+           'cmd_eval', 'cmd_run', 'cmd_train', 'cmd_llm', 'cmd_build', 'cmd_report', 'cmd_paper', 'cmd_interactive',
+           'records_added', 'main']
 
 # %% ../nbs/api/70_cli.ipynb #cff4b3b3
 SECTIONS = ("5.2", "5.3", "5.4", "5.5", "paper2")
 CHALLENGE_ALIASES = {"timing": "timing", "planning": "planning", "tool_selection": "tool_selection", "selection": "tool_selection"}
+SPLITS = ("train", "dev", "test", "all")
+LLM_ENV = {"llm_timeout": "SAGE_BENCH_LLM_TIMEOUT", "llm_attempts": "SAGE_BENCH_LLM_ATTEMPTS"}
+
+class UsageError(Exception):
+    "A command line that cannot run as given: `main` prints it as one line and exits 2."
+
+class _Parser(argparse.ArgumentParser):
+    "argparse, with a usage error as one line on stderr (what is wrong, where to read more) and exit 2."
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
 
 def _split_list(s): return [x.strip() for x in s.split(",") if x.strip()] if s else None
 
+def int_in(lo: int, hi: int | None = None):
+    "An argparse type: a whole number from `lo` to `hi`."
+    def conv(s: str) -> int:
+        try: v = int(s)
+        except ValueError: raise argparse.ArgumentTypeError(f"expected a whole number, got {s!r}") from None
+        if v < lo or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"must be {f'from {lo} to {hi}' if hi is not None else f'at least {lo}'}, got {v}")
+        return v
+    return conv
+
+def float_in(lo: float, hi: float | None = None, at_least: float | None = None):
+    "An argparse type: a finite number above `lo` (and at least `at_least`) and at most `hi`."
+    def conv(s: str) -> float:
+        try: v = float(s)
+        except ValueError: raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+        if not math.isfinite(v) or v <= lo or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"must be a number above {lo:g}{f' and at most {hi:g}' if hi is not None else ''}, got {s}")
+        if at_least is not None and v < at_least: raise argparse.ArgumentTypeError(f"must be at least {at_least:g}, got {s}")
+        return v
+    return conv
+
+def existing_dir(s: str) -> Path:
+    "An argparse type: a folder that exists."
+    p = Path(s).expanduser()
+    if not p.is_dir(): raise argparse.ArgumentTypeError(f"{'not a folder' if p.exists() else 'no such folder'}: {s}")
+    return p
+
+def http_urls(s: str) -> str:
+    "An argparse type: comma-separated http(s) URLs (OpenAI-compatible endpoints)."
+    from urllib.parse import urlsplit
+    for u in _split_list(s) or [s]:
+        try: parts = urlsplit(u); parts.port; ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError: ok = False
+        if not ok:
+            shown = redact_url(u)
+            if "@" in shown: shown = "...@" + shown.rsplit("@", 1)[1]          # no credentials echoed, URL or not
+            raise argparse.ArgumentTypeError(f"not an http(s) URL: {shown!r} (e.g. http://127.0.0.1:{DEFAULT_LLM_PORT}/v1)")
+    return s
+
+COUNT, SEED, PORT = int_in(1), int_in(0, 2**32 - 1), int_in(1, 65535)
+
+def _llm_limits(sp):
+    g = sp.add_argument_group("LLM time limits (they hold for this command and the processes it starts)")
+    g.add_argument("--llm-timeout", type=float_in(0, at_least=0.001), metavar="SECONDS",
+                   help="seconds one LLM request may take before it is given up and retried "
+                        "(sets SAGE_BENCH_LLM_TIMEOUT; default: that variable, else 120)")
+    g.add_argument("--llm-attempts", type=int_in(1), metavar="N",
+                   help="tries per LLM request, the first one included; a sample whose tries all fail has no answer "
+                        "and is retried by the next run (sets SAGE_BENCH_LLM_ATTEMPTS; default: that variable, else 3)")
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sage-bench", description="SAGE-Bench: timing judgment, task planning and tool selection for tool-augmented LLMs.")
+    p = _Parser(prog="sage-bench", description="SAGE-Bench: timing judgment, task planning and tool selection for tool-augmented LLMs.",
+                epilog="exit codes: 0 done, 1 a failure during the work (or a method that got no LLM answer), 2 a usage error, "
+                       "3 a part that is not built, 130 interrupted (Ctrl-C; rerun to resume)")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
 
     r = sub.add_parser("run", help="run paper sections (papermill notebooks) and write results under .sage/benchmark/")
-    r.add_argument("--section", default="5.2", help="5.2|5.3|5.4|5.5|paper2|all (default 5.2)")
+    r.add_argument("--section", default="5.2", help="5.2|5.3|5.4|5.5|paper2|all, or a comma-separated list (default 5.2)")
     r.add_argument("--quick", action="store_true", help="quick mode: small samples, fewer seeds")
     r.add_argument("--challenge", choices=sorted(CHALLENGE_ALIASES), help="only one challenge")
     r.add_argument("--skip-llm", action="store_true", help="skip the methods that need an LLM")
-    r.add_argument("--samples", type=int, help="samples per challenge")
-    r.add_argument("--methods", help="comma-separated method ids")
-    r.add_argument("--seed", type=int, default=RANDOM_SEED)
-    r.add_argument("--llm-base-url", help="OpenAI-compatible endpoint(s), comma-separated")
-    r.add_argument("--output-dir", help="root of the results (default ./.sage/benchmark)")
+    r.add_argument("--samples", type=COUNT, metavar="N", help="samples per challenge (at least 1)")
+    r.add_argument("--methods", help="comma-separated method ids (sage-bench list methods) or training methods (A_baseline, ...)")
+    r.add_argument("--seed", type=SEED, default=RANDOM_SEED, help=f"random seed, 0 to 2**32-1 (default {RANDOM_SEED})")
+    r.add_argument("--llm-base-url", type=http_urls, help="OpenAI-compatible endpoint(s), comma-separated")
+    r.add_argument("--output-dir", help="root of the results (default ./.sage/benchmark); created if missing")
+    _llm_limits(r)
 
     e = sub.add_parser("eval", help="evaluate methods on a data set (resumable) and print a results table")
-    e.add_argument("--dataset", default="sage", help="a data set name or 'all'")
+    e.add_argument("--dataset", default="sage", help="a data set name, a comma-separated list, or 'all'")
     e.add_argument("--methods", help="comma-separated method ids (default: all that apply)")
-    e.add_argument("--samples", type=int, help="samples per (method, data set)")
-    e.add_argument("--split", default="test", help="train|dev|test|all")
-    e.add_argument("--seed", type=int, default=RANDOM_SEED)
-    e.add_argument("--skip-llm", action="store_true")
-    e.add_argument("--data-dir", help="folder holding the external data sets")
+    e.add_argument("--samples", type=COUNT, metavar="N", help="samples per (method, data set), at least 1 (default: all)")
+    e.add_argument("--split", default="test", choices=SPLITS, help="train|dev|test|all (default test)")
+    e.add_argument("--seed", type=SEED, default=RANDOM_SEED, help=f"random seed, 0 to 2**32-1 (default {RANDOM_SEED})")
+    e.add_argument("--skip-llm", action="store_true", help="leave out the methods that need an LLM")
+    e.add_argument("--data-dir", type=existing_dir, help="folder holding the external data sets, one sub-folder each "
+                   "(the built-in sage set stays available; a sage/ sub-folder there replaces it)")
     e.add_argument("--lenient", action="store_true", help="skip (and count) malformed data lines instead of stopping")
-    e.add_argument("--output-dir", help="experiment folder (default ./.sage/benchmark/eval)")
+    e.add_argument("--output-dir", help="experiment folder (default ./.sage/benchmark/eval); created if missing")
     e.add_argument("--no-resume", action="store_true", help="recompute records that exist")
+    _llm_limits(e)
 
     t = sub.add_parser("train", help="training comparison (section 5.5): A, B1-B4, C, D")
     t.add_argument("--methods", default="all", help="A_baseline,B1_random,...|all")
     t.add_argument("--quick", action="store_true")
     t.add_argument("--dry-run", action="store_true", help="print the plan, train nothing")
-    t.add_argument("--seed", type=int, default=RANDOM_SEED)
-    t.add_argument("--output-dir")
+    t.add_argument("--seed", type=SEED, default=RANDOM_SEED, help=f"random seed, 0 to 2**32-1 (default {RANDOM_SEED})")
+    t.add_argument("--output-dir", help="root of the results (default ./.sage/benchmark); created if missing")
+    _llm_limits(t)
 
     l = sub.add_parser("llm", help="manage the local OpenAI-compatible LLM server")
     l.add_argument("action", choices=["start", "status", "stop"])
     l.add_argument("--model", help="model name (vLLM) or GGUF path/name (llama.cpp)")
-    l.add_argument("--port", type=int, default=DEFAULT_LLM_PORT)
-    l.add_argument("--host", default="127.0.0.1")
-    l.add_argument("--gpu-memory-utilization", type=float, default=VLLM_GPU_MEMORY_UTILIZATION)
-    l.add_argument("--tensor-parallel-size", type=int, default=1)
+    l.add_argument("--port", type=PORT, default=DEFAULT_LLM_PORT, help=f"TCP port, 1-65535 (default {DEFAULT_LLM_PORT})")
+    l.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
+    l.add_argument("--allow-remote", action="store_true",
+                   help="allow a --host other machines can reach (0.0.0.0, a network address): the server has no access control")
+    l.add_argument("--gpu-memory-utilization", type=float_in(0, 1), default=VLLM_GPU_MEMORY_UTILIZATION, help="vLLM: share of GPU memory, above 0 and at most 1")
+    l.add_argument("--tensor-parallel-size", type=COUNT, default=1, help="vLLM: GPUs per model")
     l.add_argument("--backend", choices=["auto", "vllm", "llama.cpp"], default="auto")
-    l.add_argument("--timeout", type=float, default=600, help="seconds to wait for the server")
+    l.add_argument("--timeout", type=float_in(0), default=600, help="seconds to wait for the server (default 600)")
 
     ls = sub.add_parser("list", help="list data sets, methods or experiments")
     ls.add_argument("what", choices=["datasets", "methods", "experiments"])
-    ls.add_argument("--data-dir")
+    ls.add_argument("--data-dir", type=existing_dir, help="folder holding the external data sets")
 
     for name, hlp in [("figures", "rebuild every figure from saved results"), ("tables", "rebuild every LaTeX table from saved results")]:
-        f = sub.add_parser(name, help=hlp); f.add_argument("--output-dir"); f.add_argument("--section")
+        f = sub.add_parser(name, help=hlp)
+        f.add_argument("--output-dir", type=existing_dir, help="root of the results (default ./.sage/benchmark)")
+        f.add_argument("--section", help="one section (default: all)")
     rp = sub.add_parser("report", help="state of every experiment: done, partial, missing; when and how it ran")
-    rp.add_argument("--output-dir"); rp.add_argument("--json", action="store_true")
+    rp.add_argument("--output-dir", type=existing_dir, help="root of the results (default ./.sage/benchmark)")
+    rp.add_argument("--json", action="store_true")
     pp = sub.add_parser("paper", help="build paper/paper.pdf from the saved figures and tables (pandoc + xelatex)")
-    pp.add_argument("--output-dir")
+    pp.add_argument("--output-dir", type=existing_dir, help="root of the results (default ./.sage/benchmark)")
     sub.add_parser("interactive", help="a small menu over the same actions")
     return p
 
@@ -85,6 +159,27 @@ def _need(module: str, what: str):
     except ModuleNotFoundError as e:
         if e.name and module.startswith(e.name): raise NotBuilt(f"{what} is not built yet (module {module} is missing)")
         raise
+
+def writable_dir(path, flag: str = "--output-dir") -> Path:
+    "`path` as a folder this process can write to (created if missing), or a `UsageError` saying why not."
+    import tempfile
+    p = Path(path).expanduser()
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=p): pass
+    except OSError as e:
+        raise UsageError(f"{flag} {path}: cannot write there ({e.strerror or e})") from None
+    return p
+
+def check_methods(names) -> list[str]:
+    """Method names as `run --methods` passes them to the section notebooks: registered method ids or training
+    methods (A_baseline, ...); an unknown one raises `UnknownNameError` with "did you mean", before anything starts."""
+    known = method_ids()
+    try: known += [m for m in _need("sage_bench.training.methods", "training").ALL_METHODS if m not in known]
+    except NotBuilt: pass
+    for n in names or []:
+        if n not in known and n != "all": raise UnknownNameError("method", n, known)
+    return names or []
 
 def cmd_list(a) -> int:
     if a.what == "methods":
@@ -106,15 +201,16 @@ def cmd_list(a) -> int:
     return 0
 
 def cmd_eval(a) -> int:
-    from sage_bench.engine import evaluate_many, results_table
     names = dataset_names() if a.dataset == "all" else _split_list(a.dataset)
+    if not names: raise UsageError("--dataset is empty: give a data set name or 'all'")
     for n in names: lookup("dataset", n)
     ids = _split_list(a.methods) or method_ids(skip_llm=a.skip_llm)
     for m in ids: lookup("method", m)
     if a.skip_llm: ids = [m for m in ids if not lookup("method", m).needs_llm]
-    out = Path(a.output_dir) if a.output_dir else None
+    if not ids: raise UsageError("no method left to run (every one given needs an LLM and --skip-llm is set)")
     from sage_bench.core import benchmark_dir
-    out = out or benchmark_dir() / "eval"
+    out = writable_dir(a.output_dir) if a.output_dir else benchmark_dir() / "eval"
+    from sage_bench.engine import evaluate_many, results_table
     results, skipped = [], []
     for n in names:
         try: ds = get_dataset(n, data_dir=a.data_dir, lenient=a.lenient)
@@ -132,41 +228,95 @@ def cmd_eval(a) -> int:
     write_json(out / "eval_summary.json", [r.row() for r in results])
     print(f"\nrecords and results under {out}")
     if skipped: print("\nskipped malformed lines:\n" + "\n".join(skipped))
+    from sage_bench.engine import IncompleteResults, check_complete
+    try: check_complete(results)         # a method that got no LLM answer for some sample is not a result
+    except IncompleteResults as err: print(f"sage-bench: {err}", file=sys.stderr); return 1
     return 0
 
+def _signal_kernels(sig) -> bool:
+    "Send `sig` to the notebook kernels this process started (child processes running ipykernel); True if any."
+    try:
+        import psutil
+        kids = [k for k in psutil.Process().children(recursive=False) if "ipykernel" in " ".join(k.cmdline())]
+        for k in kids: k.send_signal(sig)
+        return bool(kids)
+    except Exception: return False        # no psutil, a kernel gone meanwhile: let the interrupt stop this process
+
+class _InterruptKernel:
+    """While a section notebook runs, the first Ctrl-C interrupts its kernel (the kernel runs in a session of its own,
+    so the terminal's Ctrl-C does not reach it): the cell stops with KeyboardInterrupt, papermill saves the executed
+    notebook and reports it, and `cmd_run` turns that into this process's interrupt. Stopping this process instead
+    would kill the kernel mid-reply, and the kernel prints its own tracebacks. A second Ctrl-C stops this process."""
+    def __enter__(self):
+        self.hits = 0
+        try: self.old = signal.signal(signal.SIGINT, self._on_sigint)
+        except ValueError: self.old = None              # not the main thread: leave Ctrl-C as it is
+        return self
+    def _on_sigint(self, signum, frame):
+        self.hits += 1
+        if self.hits == 1 and _signal_kernels(signal.SIGINT): return
+        raise KeyboardInterrupt
+    def __exit__(self, *exc):
+        if self.old is not None: signal.signal(signal.SIGINT, self.old)
+
 def cmd_run(a) -> int:
-    from sage_bench.report import run_section
     secs = list(SECTIONS) if a.section == "all" else _split_list(a.section)
+    if not secs: raise UsageError("--section is empty: give 5.2, 5.3, 5.4, 5.5, paper2 or all")
     for s in secs: lookup("experiment", s)
+    check_methods(_split_list(a.methods))              # before papermill, so that "did you mean" is the whole answer
+    if a.output_dir: writable_dir(a.output_dir)
+    from sage_bench.report import run_section
+    from sage_bench.engine import IncompleteResults
+    import papermill.exceptions as pme
+    rc = 0
     for s in secs:
         print(f"== section {s} ==", flush=True)
         t0 = time.time()
-        dest = run_section(s, quick=a.quick, seed=a.seed, samples=a.samples, methods=a.methods, skip_llm=a.skip_llm,
-                           challenge=CHALLENGE_ALIASES.get(a.challenge) if a.challenge else None,
-                           llm_base_url=a.llm_base_url, output_dir=a.output_dir, stream=True)
+        try:
+            with _InterruptKernel():
+                dest = run_section(s, quick=a.quick, seed=a.seed, samples=a.samples, methods=a.methods, skip_llm=a.skip_llm,
+                                   challenge=CHALLENGE_ALIASES.get(a.challenge) if a.challenge else None,
+                                   llm_base_url=a.llm_base_url, output_dir=a.output_dir, stream=True)
+        except pme.PapermillExecutionError as e:
+            if e.ename == "KeyboardInterrupt": raise KeyboardInterrupt from None
+            # the cell's own output (its traceback included) was streamed above; here the one line that matters
+            print(f"sage-bench: error: section {s} stopped in its notebook (cell {e.exec_count}): {e.ename}: "
+                  f"{redact_url(str(e.evalue))}", file=sys.stderr)
+            return 1
+        except IncompleteResults as e:   # the section ran to its end, some LLM calls got no reply: say so, go on, exit 1
+            print(f"sage-bench: {e}", file=sys.stderr, flush=True); rc = 1
+            continue
         # what the notebook printed (progress, result tables) was streamed above as it ran
         print(f"section {s} done in {time.time() - t0:.0f} s; executed notebook: {dest}")
-    return 0
+    return rc
 
 def cmd_train(a) -> int:
     tm = _need("sage_bench.training.methods", "training (section 5.5)")
-    methods = None if a.methods == "all" else _split_list(a.methods)
+    methods = tm.parse_methods(None if a.methods == "all" else _split_list(a.methods))   # unknown names: exit 2
     if a.dry_run:
         plan = tm.training_plan(methods, quick=a.quick)
         print(json.dumps(plan, indent=2, default=str)); return 0
+    if a.output_dir: writable_dir(a.output_dir)
     res = tm.run_training(methods, quick=a.quick, seed=a.seed, output_dir=a.output_dir)
     print(json.dumps(res.get("summary", res), indent=2, default=str)); return 0
 
 def cmd_llm(a) -> int:
     svc = _need("sage_bench.llm_service", "the LLM service")
     if a.action == "start":
+        if not svc.is_loopback(a.host) and not a.allow_remote:
+            raise UsageError(f"--host {a.host} lets other machines use the LLM server, which has no access control; "
+                             f"add --allow-remote to mean it, or use 127.0.0.1")
+        if a.model and a.model.endswith(".gguf") and ":" not in a.model and not Path(a.model).expanduser().is_file():
+            raise UsageError(f"--model {a.model}: no such file")
         kw = dict(model=a.model, port=a.port, host=a.host, gpu_memory_utilization=a.gpu_memory_utilization,
-                  tensor_parallel_size=a.tensor_parallel_size, backend=a.backend, timeout_s=a.timeout)
+                  tensor_parallel_size=a.tensor_parallel_size, backend=a.backend, timeout_s=a.timeout,
+                  allow_remote=a.allow_remote)
     elif a.action == "status": kw = dict(port=a.port, host=a.host)
     else: kw = dict(port=a.port)
     return svc.llm_cli(a.action, **kw)
 
 def cmd_build(a, kind) -> int:
+    if a.section: lookup("experiment", a.section)
     from sage_bench.report import rebuild
     res = rebuild([a.section] if a.section else None, a.output_dir)
     n = 0
@@ -209,21 +359,59 @@ def cmd_interactive(a) -> int:
         print(f"(exit {rc})")
 
 # %% ../nbs/api/70_cli.ipynb #3e7bf568
+def _records_sizes(root) -> dict:
+    "The size of every records file under `root` now (`<experiment>/records/<data set>/<split>/<method>.jsonl`)."
+    root = Path(root)
+    if not root.is_dir(): return {}
+    return {p: p.stat().st_size for d in [root / "records", *root.rglob("records")] if d.is_dir()
+            for p in d.glob("*/*/*.jsonl")}
+
+def records_added(root, before: dict) -> int:
+    "How many records (complete lines) were appended under `root` since `before = _records_sizes(root)`."
+    n = 0
+    for p, size in _records_sizes(root).items():
+        old = before.get(p, 0)
+        if size <= old: continue
+        with open(p, "rb") as f:
+            f.seek(old)
+            for block in iter(lambda: f.read(1 << 20), b""): n += block.count(b"\n")
+    return n
+
+def _records_root(a) -> Path | None:
+    "Where the command `a` appends records (None: it appends none)."
+    from sage_bench.core import benchmark_dir
+    if a.cmd == "eval": return Path(a.output_dir).expanduser() if a.output_dir else benchmark_dir() / "eval"
+    if a.cmd in ("run", "train"): return benchmark_dir(Path(a.output_dir).expanduser() if a.output_dir else None)
+    return None
+
 def main(argv=None) -> int:
     "Entry point of `sage-bench`."
     p = build_parser()
-    a = p.parse_args(argv)
+    try: a = p.parse_args(argv)
+    except SystemExit as e:        # a usage error (one line, 2) or --help (0): `main([...])` returns it, the command exits
+        if argv is None: raise
+        return e.code if isinstance(e.code, int) else 2
     if not a.cmd: p.print_help(); return 0
+    for k, var in LLM_ENV.items():     # for the LLM client here and in the processes started from here (notebook kernels)
+        if getattr(a, k, None) is not None: os.environ[var] = str(getattr(a, k))
     handlers = {"list": cmd_list, "eval": cmd_eval, "run": cmd_run, "train": cmd_train, "llm": cmd_llm,
                 "figures": lambda a: cmd_build(a, "figures"), "tables": lambda a: cmd_build(a, "tables"),
                 "report": cmd_report, "paper": cmd_paper, "interactive": cmd_interactive}
+    root = _records_root(a)
+    before = _records_sizes(root) if root else {}
     try:
         rc = handlers[a.cmd](a)
-    except UnknownNameError as e:
+    except KeyboardInterrupt:
+        try: old = signal.signal(signal.SIGINT, signal.SIG_IGN)     # a second Ctrl-C must not end in a traceback either
+        except ValueError: old = None                               # not the main thread
+        kept = f": {records_added(root, before)} records kept, rerun to resume" if root else ""
+        print(f"\ninterrupted{kept}", file=sys.stderr, flush=True); rc = 130
+        if old is not None: signal.signal(signal.SIGINT, old)
+    except (UnknownNameError, UsageError) as e:
         print(f"sage-bench: error: {e}", file=sys.stderr); rc = 2
     except NotBuilt as e:
         print(f"sage-bench: {e}", file=sys.stderr); rc = 3
-    except FileNotFoundError as e:
+    except (RecordError, ConfigMismatch, OSError) as e:    # damaged records, changed configuration, a disk or folder
         print(f"sage-bench: error: {e}", file=sys.stderr); rc = 1
     if argv is None: sys.exit(rc)
     return rc

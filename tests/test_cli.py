@@ -81,3 +81,126 @@ def test_run_without_output_dir_writes_under_the_home(tmp_path):
     rep = subprocess.run([EXE, "report"], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     line = next(l for l in rep.stdout.splitlines() if "5.2" in l)
     assert "missing" not in line, rep.stdout
+
+
+# --- faults and bad input (issue 12): one line, the right exit code, never a traceback -------------------------------
+
+def _one_line_error(r, code=2):
+    assert r.returncode == code, (r.returncode, r.stdout[-1500:], r.stderr[-1500:])
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    return r.stderr
+
+
+@pytest.mark.parametrize("args,why", [
+    (["eval", "--methods", "selector.keyword", "--samples", "-5"], "--samples: must be at least 1, got -5"),
+    (["eval", "--methods", "selector.keyword", "--samples", "0"], "--samples: must be at least 1, got 0"),
+    (["eval", "--methods", "selector.keyword", "--split", "tset"], "invalid choice: 'tset'"),
+    (["eval", "--methods", "selector.keyword", "--seed", "-1"], "--seed: must be from 0"),
+    (["eval", "--methods", "selector.keyword", "--data-dir", "/no/such/folder"], "no such folder: /no/such/folder"),
+    (["eval", "--methods", "selector.keyword", "--llm-timeout", "0"], "--llm-timeout: must be a number above 0"),
+    (["eval", "--methods", "selector.keyword", "--llm-attempts", "0"], "--llm-attempts: must be at least 1"),
+    (["run", "--section", "5.2", "--methods", "timing.rule_basd"], "Did you mean 'timing.rule_based'"),
+    (["run", "--section", "5.2", "--samples", "0"], "--samples: must be at least 1"),
+    (["run", "--llm-base-url", "user:KEY@localhost:8000"], "not an http(s) URL"),
+    (["train", "--methods", "A_basline", "--dry-run"], "Did you mean 'A_baseline'"),
+    (["llm", "start", "--port", "99999"], "--port: must be from 1 to 65535, got 99999"),
+    (["llm", "status", "--port", "0"], "--port: must be from 1 to 65535"),
+    (["llm", "start", "--host", "0.0.0.0"], "--allow-remote"),
+    (["llm", "start", "--timeout", "-1"], "--timeout: must be a number above 0"),
+    (["report", "--output-dir", "/no/such/folder"], "no such folder"),
+    (["tables", "--section", "5.22"], "Did you mean"),
+])
+def test_usage_errors_exit_2_with_one_line(args, why):
+    err = _one_line_error(sb(*args, timeout=300))
+    assert why in err and "KEY" not in err, err
+
+
+def test_run_method_typo_is_caught_before_papermill(tmp_path):
+    r = sb("run", "--section", "5.2", "--quick", "--skip-llm", "--methods", "timing.rule_basd", "--output-dir", str(tmp_path))
+    err = _one_line_error(r)
+    assert "PapermillExecutionError" not in err and "== section" not in r.stdout and not any(tmp_path.iterdir())
+
+
+def test_unwritable_output_dir(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    err = _one_line_error(sb("eval", "--methods", "selector.keyword", "--samples", "3", "--output-dir", str(tmp_path / "a-file" / "out")))
+    assert "--output-dir" in err and "cannot write" in err
+    if os.geteuid() != 0:                   # root writes anywhere: the read-only folder case needs another user
+        ro = tmp_path / "ro"; ro.mkdir(); ro.chmod(0o500)
+        try: assert "cannot write" in _one_line_error(sb("eval", "--methods", "selector.keyword", "--samples", "3", "--output-dir", str(ro)))
+        finally: ro.chmod(0o700)
+
+
+def test_data_dir_keeps_the_built_in_set(tmp_path):
+    (tmp_path / "nothing-here").mkdir()
+    r = sb("eval", "--dataset", "sage", "--methods", "selector.keyword", "--samples", "5", "--data-dir", str(tmp_path / "nothing-here"),
+           "--output-dir", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "selector.keyword" in r.stdout and "skip data set sage" not in r.stdout
+    r = sb("list", "datasets", "--data-dir", str(tmp_path / "nothing-here"))
+    line = next(l for l in r.stdout.splitlines() if l.startswith("sage "))
+    assert line.split()[1:4] == ["300", "300", "600"], line
+
+
+def test_llm_time_limit_flags_are_documented():
+    for cmd in ("run", "eval", "train"):
+        out = sb(cmd, "--help").stdout
+        assert "--llm-timeout" in out and "SAGE_BENCH_LLM_TIMEOUT" in out and "--llm-attempts" in out and "SAGE_BENCH_LLM_ATTEMPTS" in out, cmd
+    assert "--allow-remote" in sb("llm", "--help").stdout
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "--llm-timeout" in readme and "--llm-attempts" in readme and "--allow-remote" in readme
+
+
+def test_record_error_is_one_message_and_a_torn_tail_is_repaired(tmp_path):
+    args = ["eval", "--methods", "selector.keyword", "--output-dir", str(tmp_path)]
+    assert sb(*args, "--samples", "10").returncode == 0
+    rec = tmp_path / "records/sage/test/selector.keyword.jsonl"
+    lines = rec.read_text().splitlines(keepends=True)
+    rec.write_text("".join(lines[:-1]) + lines[-1][:40])           # a disk-full stop: the last record is cut
+    r = sb(*args, "--samples", "20")                                 # appends after cutting the torn record off
+    assert r.returncode == 0 and str(rec) in r.stderr and "byte" in r.stderr, r.stderr[-2000:]
+    r = sb(*args, "--samples", "20")
+    assert r.returncode == 0 and "RecordError" not in r.stderr and "invalid JSON" not in r.stderr, r.stderr[-2000:]
+    rows = json.loads((tmp_path / "eval_summary.json").read_text())
+    assert rows[0]["n"] == 20 and len(rec.read_text().splitlines()) == 20
+    lines = rec.read_text().splitlines(keepends=True)
+    rec.write_text("".join(lines[:5]) + "{not json\n" + "".join(lines[5:]))    # damage in the middle: not repairable
+    err = _one_line_error(sb(*args, "--samples", "20"), code=1)
+    assert str(rec) in err and "invalid JSON" in err
+
+
+def test_ctrl_c_keeps_the_records_and_exits_130(tmp_path):
+    """SIGINT (what Ctrl-C sends) while `eval` runs: exit 130, how many records were kept, no traceback; the rerun
+    resumes from them."""
+    import signal, time
+    args = ["eval", "--methods", "selector.keyword,planner.simple", "--split", "all", "--output-dir", str(tmp_path)]
+    p = subprocess.Popen([EXE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    rec = tmp_path / "records/sage/all/selector.keyword.jsonl"
+    t0 = time.time()
+    while p.poll() is None and not (rec.exists() and rec.stat().st_size) and time.time() - t0 < 300: time.sleep(0.05)
+    assert p.poll() is None, "eval ended before it could be interrupted"
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "Traceback" not in err, (p.returncode, err[-3000:])
+    kept = sum(len(f.read_text().splitlines()) for f in (tmp_path / "records").rglob("*.jsonl"))
+    assert err.strip().splitlines()[-1] == f"interrupted: {kept} records kept, rerun to resume" and kept > 0, err[-1000:]
+    r = sb("eval", "--methods", "selector.keyword", "--split", "all", "--output-dir", str(tmp_path))
+    assert r.returncode == 0, r.stderr[-2000:]
+    ids = [json.loads(l)["sample_id"] for l in rec.read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == 600
+
+
+def test_eval_exits_1_when_a_method_got_no_answer(tmp_path):
+    """An LLM method whose every request fails (HTTP 500): the table is printed, then the method is named as having
+    no answer, exit 1; --llm-attempts 1 means one request per sample."""
+    from test_llm import FakeServer
+    fake = FakeServer(); fake.default = ("status", 500)
+    try:
+        r = sb("eval", "--methods", "timing.llm_based", "--samples", "3", "--output-dir", str(tmp_path), "--llm-attempts", "1",
+               "--llm-timeout", "10", env={"SAGE_BENCH_LLM_URL": fake.url, "SAGE_BENCH_LLM_NO_CACHE": "1",
+                                           "SAGE_BENCH_CACHE": str(tmp_path / "cache")})
+    finally:
+        fake.close()
+    assert r.returncode == 1 and "Traceback" not in r.stderr, (r.returncode, r.stderr[-3000:])
+    assert "timing.llm_based" in r.stderr and "no answer" in r.stderr and "== timing" in r.stdout, r.stderr[-3000:]
+    assert len(fake.posts) == 3
