@@ -171,6 +171,11 @@ def writable_dir(path, flag: str = "--output-dir") -> Path:
         raise UsageError(f"{flag} {path}: cannot write there ({e.strerror or e})") from None
     return p
 
+def _nonempty(a, flag: str):
+    "A list flag given but empty (`--methods ,`) is a usage error, not 'all'."
+    v = getattr(a, flag)
+    if v is not None and not _split_list(v): raise UsageError(f"--{flag} is empty: give comma-separated names (or leave it out)")
+
 def check_methods(names) -> list[str]:
     """Method names as `run --methods` passes them to the section notebooks: registered method ids or training
     methods (A_baseline, ...); an unknown one raises `UnknownNameError` with "did you mean", before anything starts."""
@@ -198,12 +203,15 @@ def cmd_list(a) -> int:
                 print(f"{e.name:22} {c.get('timing', 0):>7} {c.get('planning', 0):>9} {c.get('tool_selection', 0):>10} {len(ds.tools):>7}  {e.description}")
             except FileNotFoundError as err:
                 print(f"{e.name:22} {'-':>7} {'-':>9} {'-':>10} {'-':>7}  not found: {err}")
+            except RecordError as err:       # a damaged file: say which, and list the other data sets
+                print(f"{e.name:22} {'-':>7} {'-':>9} {'-':>10} {'-':>7}  damaged: {err}")
     return 0
 
 def cmd_eval(a) -> int:
     names = dataset_names() if a.dataset == "all" else _split_list(a.dataset)
     if not names: raise UsageError("--dataset is empty: give a data set name or 'all'")
     for n in names: lookup("dataset", n)
+    _nonempty(a, "methods")
     ids = _split_list(a.methods) or method_ids(skip_llm=a.skip_llm)
     for m in ids: lookup("method", m)
     if a.skip_llm: ids = [m for m in ids if not lookup("method", m).needs_llm]
@@ -263,6 +271,7 @@ def cmd_run(a) -> int:
     secs = list(SECTIONS) if a.section == "all" else _split_list(a.section)
     if not secs: raise UsageError("--section is empty: give 5.2, 5.3, 5.4, 5.5, paper2 or all")
     for s in secs: lookup("experiment", s)
+    _nonempty(a, "methods")
     check_methods(_split_list(a.methods))              # before papermill, so that "did you mean" is the whole answer
     if a.output_dir: writable_dir(a.output_dir)
     from sage_bench.report import run_section
@@ -291,6 +300,7 @@ def cmd_run(a) -> int:
     return rc
 
 def cmd_train(a) -> int:
+    _nonempty(a, "methods")
     tm = _need("sage_bench.training.methods", "training (section 5.5)")
     methods = tm.parse_methods(None if a.methods == "all" else _split_list(a.methods))   # unknown names: exit 2
     if a.dry_run:
