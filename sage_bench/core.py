@@ -323,7 +323,7 @@ def _json_line(raw: bytes) -> Any:
     try: text = raw.decode("utf-8")
     except UnicodeDecodeError as e: raise RecordError(f"not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})") from None
     try: return json.loads(text)
-    except json.JSONDecodeError as e: raise RecordError(f"invalid JSON ({e.msg} at column {e.colno})") from None
+    except json.JSONDecodeError as e: raise RecordError(f"invalid JSON ({e.msg.removesuffix(' at')} at column {e.colno})") from None
 
 def iter_jsonl(path: Path | str, on_error=None) -> Iterator[tuple[int, Any]]:
     "Yield (line number, parsed JSON) for each non-empty line; a bad line (not JSON, not UTF-8) names file and line (raised, or passed to `on_error(line, err)`)."

@@ -13,8 +13,8 @@ from ..registry import find_data_dir, register_dataset
 from .common import Guard, ToolCatalog, finish_dataset, parse_calls, read_csv, read_json_items, read_json_lines
 
 # %% auto #0
-__all__ = ['APIBANK_REPO', 'APIBANK_COMMIT', 'APIBANK_URL', 'APIBANK_EMPTY_IN_SOURCE', 'apibank_dir', 'api_schema', 'prompt_apis',
-           'clean_dialogue', 'dialogue_turns', 'load_apibank']
+__all__ = ['APIBANK_REPO', 'APIBANK_COMMIT', 'APIBANK_URL', 'APIBANK_UNPARSED_IN_SOURCE', 'APIBANK_EMPTY_IN_SOURCE',
+           'apibank_dir', 'api_schema', 'prompt_apis', 'clean_dialogue', 'dialogue_turns', 'load_apibank']
 
 # %% ../../nbs/api/12_data_apibank.ipynb #a1d4a224
 APIBANK_REPO = "https://github.com/AlibabaResearch/DAMO-ConvAI"
@@ -57,6 +57,8 @@ def clean_dialogue(text: str, drop_toolsearcher: bool = False) -> str:
     return "\n".join(lines).strip()
 
 # %% ../../nbs/api/12_data_apibank.ipynb #1b7b6cc9
+APIBANK_UNPARSED_IN_SOURCE = ("ImageCaption",)   # all_apis.csv rows whose api_info is not valid Python in the published file
+
 def _csv_apis(path: Path, guard: Guard) -> list[tuple[int, dict]]:
     "(line, API definition) from `data/all_apis.csv` (its `api_info` column is Python: description = ..., input_parameters = {...})."
     out = []
@@ -69,7 +71,9 @@ def _csv_apis(path: Path, guard: Guard) -> list[tuple[int, dict]]:
             for node in ast.parse(info).body:
                 if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id in d:
                     d[node.targets[0].id] = ast.literal_eval(node.value)
-        except (SyntaxError, ValueError):
+        except (SyntaxError, ValueError) as e:
+            if name not in APIBANK_UNPARSED_IN_SOURCE:
+                guard.fail(path, ln, RecordError(f"api_info is not valid Python ({type(e).__name__}: {e})", field="api_info")); continue
             d["description"], d["parsed"] = info.strip() or row.get("API名称", ""), False
         out.append((ln, d))
     return out

@@ -236,7 +236,7 @@ def _multi_turn_spec(d: dict, cat: str, ans: dict, class_fns: dict, params_of):
         if not isinstance(t, list): raise RecordError("each turn must be a list of messages", field="question")
         texts.append(" ".join(m["content"] for m in t if isinstance(m, dict) and m.get("role") == "user" and isinstance(m.get("content"), str)))
     classes = d.get("involved_classes")
-    if not isinstance(classes, list) or not classes: raise RecordError("missing involved_classes", field="involved_classes")
+    if not isinstance(classes, list) or not classes: raise RecordError("expected a non-empty list of API classes", field="involved_classes")
     unknown = [c for c in classes if c not in class_fns]
     if unknown: raise RecordError(f"unknown API classes {unknown}", field="involved_classes")
     if not isinstance(d.get("excluded_function") or [], list): raise RecordError("expected a list of names", field="excluded_function")

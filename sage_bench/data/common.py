@@ -203,7 +203,7 @@ def read_json_lines(path: Path | str, guard: Guard, allow_empty: bool = False) -
         if not line.strip(): continue
         try:
             try: v = json.loads(line)
-            except json.JSONDecodeError as e: raise RecordError(f"invalid JSON ({e.msg} at column {e.colno})") from None
+            except json.JSONDecodeError as e: raise RecordError(f"invalid JSON ({e.msg.removesuffix(' at')} at column {e.colno})") from None
             check_size(v, len(line))
         except RecordError as e: guard.fail(path, i, e); continue
         yield i, v
@@ -213,7 +213,8 @@ _WS, _DEC = re.compile(r"\s*"), json.JSONDecoder()
 
 def _broken(path, s: str, at: int, msg: str) -> DataFileError:
     ln, col = s.count("\n", 0, at) + 1, at - s.rfind("\n", 0, at)
-    return DataFileError(f"invalid JSON ({msg} at line {ln}, column {col}): the document is cut or broken, so none of it is used", str(path), ln)
+    return DataFileError(f"invalid JSON ({msg.removesuffix(' at')} at line {ln}, column {col}): the document is cut or broken, "
+                         "so none of it is used", str(path), ln)
 
 def _members(path, s: str, i: int) -> tuple[list, int]:
     "Members of the JSON array or object opening at s[i]: ([(line, key or index, value, offset, length)], end offset)."
@@ -287,30 +288,37 @@ def read_json_object(path: Path | str, guard: Guard) -> Iterator[tuple[int, str,
         yield line, k, v
 
 # %% ../../nbs/api/18_data_common.ipynb #a9bdfdc8
+def _csv_rows(path: Path, text: str) -> list[tuple[int, list[str]]]:
+    "(line where it starts, row) of every row of a CSV text, read with strict quoting; broken quoting is a `DataFileError`."
+    rd, rows = csv.reader(io.StringIO(text, newline=""), strict=True), []
+    old = csv.field_size_limit(1 << 30)   # read every field whole: `check_size` judges sizes, against MAX_FIELD_CHARS
+    try:
+        while True:
+            ln = rd.line_num + 1
+            try: row = next(rd)
+            except StopIteration: return rows
+            except csv.Error as e:
+                raise DataFileError(f"unreadable CSV ({e}) in the row starting at line {ln}: the quoting is broken, "
+                                    "so the rows after it cannot be trusted", str(path), ln) from None
+            if row: rows.append((ln, row))
+    finally: csv.field_size_limit(old)
+
 def read_csv(path: Path | str, guard: Guard, columns: Iterable[str] = ()) -> Iterator[tuple[int, int, dict]]:
-    "Yield (line where the row starts, row position, {column: value}) of a CSV file whose header has `columns`; a row with the wrong column count raises or is skipped."
+    "Yield (line where the row starts, row position, {column: value}) of a CSV file whose header has `columns`; a bad row raises or is skipped."
     path = Path(path)
-    rd = csv.reader(io.StringIO(read_text(path), newline=""), strict=True)
-    def unreadable(e, ln): return DataFileError(f"unreadable CSV ({e}) in the row starting at line {ln}: the quoting is broken, "
-                                                "so the rows after it cannot be trusted", str(path), ln)
-    try: head = [h.strip() for h in next(rd)]
-    except csv.Error as e: raise unreadable(e, 1) from None
+    rows = _csv_rows(path, read_text(path))
+    head = [h.strip() for h in rows[0][1]]
     missing = [c for c in columns if c not in head]
-    if missing: raise DataFileError(f"the header {head} lacks the column(s) {missing}", str(path), 1)
-    n = 0
-    while True:
-        ln = rd.line_num + 1
-        try: row = next(rd)
-        except StopIteration: break
-        except csv.Error as e:
-            if "field larger than field limit" not in str(e): raise unreadable(e, ln) from None
-            row = None   # the reader drops that line and goes on with the next
-        if row == []: continue
-        n += 1
-        if row is None: guard.fail(path, ln, RecordError(f"a field over the CSV limit of {csv.field_size_limit():,} characters: damaged or not this data set"))
-        elif len(row) != len(head): guard.fail(path, ln, RecordError(f"{len(row)} column(s) where the header has {len(head)}"))
-        else: yield ln, n - 1, dict(zip(head, row))
-    if n == 0: raise DataFileError("no records: nothing after the header", str(path))
+    if missing: raise DataFileError(f"the header {head} lacks the column(s) {missing}", str(path), rows[0][0])
+    if len(rows) == 1: raise DataFileError("no records: nothing after the header", str(path))
+    for i, (ln, row) in enumerate(rows[1:]):
+        try:
+            if len(row) != len(head): raise RecordError(f"{len(row)} column(s) where the header has {len(head)}")
+            rec = dict(zip(head, row))
+            check_size(rec, sum(map(len, row)))
+        except RecordError as e: guard.fail(path, ln, e); continue
+        yield ln, i, rec
+
 
 # %% ../../nbs/api/18_data_common.ipynb #08d74e37
 def _named_tools(s: Sample) -> list[tuple[str, str]]:
