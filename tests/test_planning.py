@@ -3,8 +3,9 @@ import pytest
 from sage_bench.core import PlanningSample, PlanStep, Tool, ToolLibrary
 from sage_bench.methods.base import blind, Output
 from sage_bench.testing import ScriptedLLM
-from sage_bench.methods.planning import (SimplePlanner, HierarchicalPlanner, LLMPlanner, ReActPlanner, ToTPlanner,
-                                         split_subgoals, tool_index, narrow_candidates, simulate_observation, PLAN_PROMPTS)
+from sage_bench.methods.planning import (SimplePlanner, HierarchicalPlanner, LLMPlanner, ReActPlanner, ToTPlanner, ToolRetriever,
+                                         split_subgoals, tool_index, candidate_tools, candidate_recall, candidate_coverage,
+                                         simulate_observation, PLAN_PROMPTS)
 from sage_bench.registry import get_method, lookup
 
 from conftest import real_server_mark
@@ -100,8 +101,9 @@ def test_index_cached_by_fingerprint():
     assert tool_index(ToolLibrary(list(LIB), "same tools, other name"), "bm25") is a
 
 
-def test_narrowing_keeps_every_subgoal():
-    ids = narrow_candidates(FIX[2].request, tool_index(LIB, "bm25"), 4)
+@pytest.mark.parametrize("kind", ["bm25", "hybrid"])
+def test_candidates_keep_every_subgoal(kind):
+    ids = candidate_tools(FIX[2].request, LIB, ToolRetriever(kind), 4)
     assert len(ids) == 4 and {"get_stock_price", "convert_currency", "create_calendar_event"} <= set(ids)
 
 
@@ -116,16 +118,19 @@ def gold_llm(gold, finish=True):
     def reply(msgs, schema):
         props = schema["properties"]
         txt = msgs[-1]["content"]
+        if "queries" in props: return {"queries": [LIB[t].description for t in gold]}
         if "steps" in props: return {"steps": gold}
         if "action" in props:
             n = sum(1 for m in msgs if m["role"] == "assistant")
-            return {"thought": "t", "action": gold[n] if n < len(gold) else "finish", "action_input": {}}
+            return {"thought": "t", "action": "call", "tool": gold[n], "arguments": {}} if n < len(gold) else {"thought": "t", "action": "finish"}
         if "next" in props:
             sofar = txt.split("Plan so far: ")[1].split("\n")[0]
             n = 0 if sofar == "(nothing yet)" else len(sofar.split(" -> "))
             return {"next": [gold[n % len(gold)] if (n < len(gold) or not finish) else "FINISH"]}
-        n = int(schema["properties"]["scores"]["minItems"])
-        return {"scores": [5.0] * n}
+        if "best" in props:
+            lines = txt.split("Candidate plans:\n")[1].split("\n\n")[0].split("\n")
+            return {"best": next((i + 1 for i, l in enumerate(lines) if l.split(". ", 1)[1].split("  [")[0].split(" -> ") == gold[: len(l.split(" -> "))]), 1)}
+        return {"value": "sure"}
     return ScriptedLLM(reply)
 
 
@@ -133,46 +138,88 @@ def gold_llm(gold, finish=True):
 def test_llm_planners_well_formed_with_scripted_llm(cls):
     s = FIX[0]
     fake = gold_llm(s.tool_sequence)
-    o = cls(client=fake, n_candidates=6).predict_batch([blind(s)], [LIB])[0]
+    o = cls(client=fake, n_candidates=6, retriever="bm25").predict_batch([blind(s)], [LIB])[0]
     well_formed(o)
     assert o.prediction["steps"] == s.tool_sequence and o.error is None
-    assert o.trace["n_candidates"] == 6 and o.trace["n_tools"] == len(LIB)
+    assert o.trace["n_candidates"] == 6 and len(o.trace["candidates"]) == 6 and o.trace["n_tools"] == len(LIB)
+    assert set(o.trace["candidates"]) <= set(o.trace["tools_seen"]) and o.trace["n_tools_seen"] == len(o.trace["tools_seen"])
     assert o.llm_calls == len(fake.calls) and o.prompt_tokens == 10 * len(fake.calls) and o.raw_output
-    # every schema constrains tool ids to the candidates the LLM was shown
+    # every schema constrains tool ids to the tools the LLM was shown
     for _, schema in fake.calls:
-        enum = (schema["properties"].get("steps") or schema["properties"].get("next") or {}).get("items", {}).get("enum") or \
-               (schema["properties"].get("action") or {}).get("enum")
-        if enum is not None: assert len(enum) <= 7
+        p = schema["properties"]
+        enum = (p.get("steps") or p.get("next") or {}).get("items", {}).get("enum") or (p.get("tool") or {}).get("enum")
+        if enum is not None: assert set(enum) - {"FINISH"} <= set(o.trace["tools_seen"])
 
 
 @pytest.mark.parametrize("cls", [LLMPlanner, ReActPlanner, ToTPlanner])
 def test_llm_planners_fail_loudly(cls):
     def down(m, s): raise ConnectionError("server down")
-    o = cls(client=ScriptedLLM(down)).predict_batch([blind(FIX[0])], [LIB])[0]
-    assert o.prediction is None and "server down" in o.error and o.fallback is None
-    o = cls(client=ScriptedLLM(lambda m, s: "no json here")).predict_batch([blind(FIX[0])], [LIB])[0]
-    assert o.prediction is None and o.error and o.parse_status == "failed" and o.fallback is None
+    o = cls(client=ScriptedLLM(down), retriever="bm25").predict_batch([blind(FIX[0])], [LIB])[0]
+    assert o.prediction is None and "server down" in o.error and o.fallback is None and o.transport_error
+    o = cls(client=ScriptedLLM(lambda m, s: "no json here"), retriever="bm25").predict_batch([blind(FIX[0])], [LIB])[0]
+    assert o.prediction is None and o.error and o.parse_status == "failed" and o.fallback is None and not o.transport_error
 
 
 def test_react_obeys_step_limit():
-    loop = ScriptedLLM(lambda m, s: {"thought": "again", "action": "get_weather", "action_input": {"city": "Rome"}})
+    loop = ScriptedLLM(lambda m, s: {"thought": "again", "action": "call", "tool": "get_weather", "arguments": {"city": "Rome"}})
     for k in (1, 3, 5):
-        o = ReActPlanner(client=loop, max_steps=k).predict_batch([blind(FIX[0])], [LIB])[0]
+        o = ReActPlanner(client=loop, max_steps=k, retriever="bm25").predict_batch([blind(FIX[0])], [LIB])[0]
         assert len(o.prediction["steps"]) == k and o.trace["stopped"] == "step_limit"
         assert len([t for t in o.trace["transcript"] if "observation" in t]) == k
 
 
-def test_tot_reaches_longest_gold_plan():
-    m = ToTPlanner(client=gold_llm(["get_weather", "book_hotel"], finish=False), breadth=2, max_depth=3)
-    m.fit(TRAIN)  # the longest training plan has 8 steps
-    assert m.config["max_depth"] == 8
+def test_react_search_action_returns_retrieval_and_call_returns_simulated_output():
+    acts = iter([{"action": "search_tools", "query": "weather forecast for a city"}, {"action": "call", "tool": "get_weather", "arguments": {"city": "Rome"}},
+                 {"action": "finish"}])
+    fake = ScriptedLLM(lambda m, s: {"thought": "t", **next(acts)})
+    o = ReActPlanner(client=fake, n_candidates=1, retriever="bm25").predict_batch([blind(FIX[3])], [LIB])[0]
+    assert o.prediction == {"steps": ["get_weather"]} and o.trace["stopped"] == "finish"
+    search, call = o.trace["transcript"][:2]
+    assert search["found"][0] == "get_weather" and "get_weather" in fake.calls[1][1]["properties"]["tool"]["enum"]
+    assert "found tools:\n- get_weather" in fake.calls[1][0][-1]["content"]
+    assert call["observation"] == simulate_observation(LIB["get_weather"], {"city": "Rome"}) and call["observation"]["result"] == {"temp_c": 1.0}
+
+
+def test_react_late_failure_keeps_steps_and_records_it():
+    def late(msgs, schema):
+        n = sum(1 for m in msgs if m["role"] == "assistant")
+        if n == 2: raise ConnectionError("server down")
+        return {"thought": "t", "action": "call", "tool": ["get_weather", "book_hotel"][n], "arguments": {}}
+    o = ReActPlanner(client=ScriptedLLM(late), retriever="bm25").predict_batch([blind(FIX[0])], [LIB])[0]
+    assert o.prediction == {"steps": ["get_weather", "book_hotel"]} and "server down" in o.error and o.transport_error
+    assert o.trace["stopped"] == "llm_failure"
+
+
+def test_tot_late_failure_keeps_complete_plans():
+    gold = ["get_weather", "book_hotel"]
+    base = gold_llm(gold).reply
+    def reply(msgs, schema):
+        txt = msgs[-1]["content"]
+        if "value" in schema["properties"]:   # the complete 2-step plan is 'likely', the 3-step prefix 'sure': the search goes on
+            return {"value": "likely" if "[complete]" in txt.split("Plan: ")[1].split("\n")[0] else "sure"}
+        if "Plan so far: get_weather -> book_hotel -> send_email" in txt: raise ConnectionError("server down")
+        if "Plan so far: get_weather -> book_hotel\n" in txt: return {"next": ["FINISH", "send_email"]}
+        return base(msgs, schema)
+    o = ToTPlanner(client=ScriptedLLM(reply), evaluate="value", breadth=2, retriever="bm25").predict_batch([blind(FIX[0])], [LIB])[0]
+    assert o.prediction == {"steps": gold} and "server down" in o.error and o.transport_error
+
+
+def test_tot_reaches_max_depth_and_fit_changes_no_setting():
+    m = ToTPlanner(client=gold_llm(["get_weather", "book_hotel"], finish=False), breadth=2, max_depth=8, retriever="bm25")
+    before = m.describe()
+    with pytest.warns(UserWarning, match="longest training plan has 9 steps"):
+        m.fit([ps(91, "a longer plan", ["get_weather"] * 9, "train")])
+    m.fit(TRAIN)
+    assert m.describe() == before and m.config["max_depth"] == 8
     o = m.predict_batch([blind(FIX[0])], [LIB])[0]
-    assert o.trace["depth_reached"] >= 8 and len(o.prediction["steps"]) == 8
-    assert len(o.trace["tree"]) > 8 and ToTPlanner().config["max_depth"] >= 8
+    assert o.trace["depth_reached"] == 8 and len(o.prediction["steps"]) == 8 and o.trace["stopped"] == "depth_limit"
+    assert len(o.trace["tree"]) > 8
+    # the defaults reach the longest sage plan (8 steps) without fit
+    assert ToTPlanner().config["max_depth"] >= 8 and ReActPlanner().config["max_steps"] >= 8 and LLMPlanner().config["max_steps"] >= 8
 
 
 def test_samples_run_concurrently_and_keep_order():
-    outs = ReActPlanner(client=gold_llm(["send_email"])).predict_batch([blind(s) for s in FIX], [LIB] * len(FIX))
+    outs = ReActPlanner(client=gold_llm(["send_email"]), retriever="bm25").predict_batch([blind(s) for s in FIX], [LIB] * len(FIX))
     assert len(outs) == len(FIX) and all(o.prediction == {"steps": ["send_email"]} for o in outs)
 
 
@@ -180,7 +227,21 @@ def test_prompt_variants_recorded():
     for p in PLAN_PROMPTS:
         for cls in (LLMPlanner, ReActPlanner, ToTPlanner):
             assert cls(prompt=p, client=gold_llm(["send_email"])).describe()["config"]["prompt"] == p
+            o = cls(prompt=p, client=gold_llm(["send_email"]), retriever="bm25").predict_batch([blind(FIX[3])], [LIB])[0]
+            assert o.prediction == {"steps": ["send_email"]}, (cls, p, o.error)
     with pytest.raises(ValueError): LLMPlanner(prompt="nope")
+    with pytest.raises(ValueError): LLMPlanner(retriever="nope")
+
+
+def test_candidate_recall_on_sage_dev():
+    """Every LLM planner's retrieval stage alone (before any LLM call, so before the query step or a ReAct search adds
+    tools) shows the LLM at least 90% of the gold tools of the sage dev plans."""
+    from sage_bench.registry import get_dataset
+    ds = get_dataset("sage")
+    for mid in ("planner.llm_based", "planner.react", "planner.tot"):
+        cov = candidate_coverage(get_method(mid), ds, "dev")
+        assert cov["n"] == len(ds.select("planning", "dev")) and cov["recall"] >= 0.9, (mid, cov)
+    assert candidate_recall(["a", "c"], ["a", "b", "a"]) == 0.5
 
 
 @needs_server

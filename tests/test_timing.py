@@ -144,9 +144,31 @@ def test_hybrid_takes_each_path():
     fake2 = ScriptedLLM(lambda m, s: {"call_tool": False, "confidence": 0.9, "reason": "x"})
     assert all(o.trace["path"] == "llm" for o in HybridTiming(threshold=1.01, client=fake2).predict_batch([blind(clear), blind(unclear)], [LIB] * 2))
     assert all(o.trace["path"] == "rule" for o in HybridTiming(threshold=0.0, client=fake2).predict_batch([blind(clear), blind(unclear)], [LIB] * 2))
-    # the LLM fails: the rule verdict is kept and marked as a fallback
+    # the LLM's reply fails: a failure of that sample (the rule verdict stays in the trace, not in its place)
     o = HybridTiming(client=ScriptedLLM(lambda m, s: "not json")).predict_batch([blind(unclear)], [LIB])[0]
-    assert o.fallback == "rule" and o.trace["path"] == "rule" and o.prediction is not None and o.trace["llm_error"]
+    assert o.prediction is None and o.fallback is None and o.trace["path"] == "llm" and o.error and o.parse_status == "failed"
+    assert o.trace["rule"]["call_tool"] is False and not o.transport_error
+    def down(m, s): raise ConnectionError("server down")
+    o_rule, o_llm = HybridTiming(client=ScriptedLLM(down)).predict_batch([blind(clear), blind(unclear)], [LIB] * 2)
+    assert o_rule.prediction is not None and not o_rule.transport_error
+    assert o_llm.prediction is None and o_llm.transport_error and "server down" in o_llm.error
+
+
+@pytest.mark.parametrize("mid", ["timing.llm_based", "timing.hybrid"])
+def test_llm_timing_failure_policy_and_explicit_fallback(mid, tmp_path):
+    """Both LLM timing methods are LLMMethods: a failed reply fails the sample; `fallback="timing.rule_based"` has the
+    engine answer exactly those samples with the rules, marked as such."""
+    from sage_bench.engine import evaluate
+    from sage_bench.methods.base import LLMMethod
+    from sage_bench.registry import get_dataset
+    def down(m, s): raise ConnectionError("server down")
+    ds = get_dataset("sage")
+    m = get_method(mid, client=ScriptedLLM(down), fallback="timing.rule_based", threshold=1.01) if mid == "timing.hybrid" else \
+        get_method(mid, client=ScriptedLLM(down), fallback="timing.rule_based")
+    assert isinstance(m, LLMMethod) and m.describe()["config"]["fallback"] == "timing.rule_based"
+    r = evaluate(m, ds, "test", samples=6, output_dir=tmp_path, progress=False, n_boot=10, write=False)
+    assert all(x.fallback == "timing.rule_based" and x.prediction is not None and "server down" in x.trace["llm_error"] for x in r.records)
+    assert r.metrics["fallback_rate"] == 1.0 and r.metrics["n_transport_failures"] == 6
 
 
 @needs_server
@@ -164,4 +186,4 @@ def test_llm_based_real_server():
 @needs_server
 def test_hybrid_real_server():
     outs = get_method("timing.hybrid", threshold=1.01).predict_batch([blind(FIX[0]), blind(FIX[10])], [LIB] * 2)
-    for o in outs: well_formed(o); assert o.trace["path"] == "llm" or o.fallback == "rule"
+    for o in outs: well_formed(o); assert o.trace["path"] == "llm" and (o.prediction is not None or o.error)

@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 from ..core import Sample, TimingSample, PlanningSample, SelectionSample, ToolLibrary, Dataset
 
 # %% auto #0
-__all__ = ['Output', 'blind', 'Method', 'LLMMethod']
+__all__ = ['Output', 'blind', 'Method', 'LLMMethod', 'worst_parse_status', 'add_reply', 'ReplyFailed', 'ask', 'bad_reply']
 
 # %% ../../nbs/api/30_methods_base.ipynb #d5a08798
 @dataclass
@@ -121,3 +121,39 @@ def _check_fallback(fallback: str, challenge: str) -> None:
     e = lookup("method", fallback)             # an unknown id raises with 'did you mean'
     if e.challenge != challenge: raise ValueError(f"fallback {fallback!r} is a {e.challenge} method, not a {challenge} one")
     if e.needs_llm: raise ValueError(f"fallback {fallback!r} needs the LLM itself; choose a method that does not")
+
+# %% ../../nbs/api/30_methods_base.ipynb #f0a225a4
+_PARSE_ORDER = {"n/a": 0, "strict": 1, "fenced": 2, "lenient": 3, "failed": 4}
+
+def worst_parse_status(statuses) -> str:
+    "The worst of several parse statuses (n/a < strict < fenced < lenient < failed)."
+    statuses = [s for s in statuses if s]
+    return max(statuses, key=lambda s: _PARSE_ORDER.get(s, 4)) if statuses else "n/a"
+
+def add_reply(out: Output, resp) -> Output:
+    "Add one LLM reply to `out`: tokens, the call, cache hit, transport failure, raw text (appended) and parse status (the worst)."
+    out.prompt_tokens += int(getattr(resp, "prompt_tokens", 0) or 0)
+    out.completion_tokens += int(getattr(resp, "completion_tokens", 0) or 0)
+    if getattr(resp, "error", None) is None: out.llm_calls += 1
+    out.cached_calls += int(bool(getattr(resp, "cached", False)))
+    out.transport_error = out.transport_error or bool(getattr(resp, "transport_error", False))
+    text = getattr(resp, "text", None)
+    if text: out.raw_output = text if not out.raw_output else out.raw_output + "\n" + text
+    out.parse_status = worst_parse_status([out.parse_status, getattr(resp, "parse_status", "n/a")])
+    return out
+
+class ReplyFailed(Exception):
+    "An LLM call of a sample gave no usable reply; the message is the reason the record keeps."
+
+async def ask(method: "LLMMethod", out: Output, messages: list, schema: Optional[dict] = None, **kw):
+    "One LLM call of `method` for the sample whose output is `out` (`add_reply`); raises `ReplyFailed` when no reply came back."
+    r = await method.client.achat(messages, schema, **kw)
+    add_reply(out, r)
+    if getattr(r, "error", None): raise ReplyFailed(f"llm error: {r.error}")
+    return r
+
+def bad_reply(out: Output, resp, what: str) -> ReplyFailed:
+    "A reply that came back but cannot be used: the parse status becomes `failed`; raise the result."
+    out.parse_status = "failed"
+    return ReplyFailed(f"{what}: {str(getattr(resp, 'text', None))[:200]!r}")
+

@@ -9,15 +9,16 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 from ..core import PlanningSample, Tool, ToolLibrary, Dataset, RANDOM_SEED
-from .base import Method, Output
-from .timing import LLMMixin, add_usage, run_coro, worst_parse_status
+from .base import Method, LLMMethod, Output, blind, ask, ReplyFailed, bad_reply
 from ..registry import register_method
 
 # %% auto #0
-__all__ = ['RETRIEVERS', 'PLAN_VERBS', 'PLAN_PROMPTS', 'tokenize', 'ToolIndex', 'tool_index', 'split_subgoals', 'SimplePlanner',
-           'split_actions', 'HierarchicalPlanner', 'narrow_candidates', 'tool_card', 'plan_schema', 'plan_messages',
-           'parse_plan', 'LLMPlanner', 'simulate_observation', 'react_schema', 'react_messages', 'ReActPlanner',
-           'propose_schema', 'value_schema', 'ToTPlanner']
+__all__ = ['RETRIEVERS', 'PLAN_VERBS', 'PLANNER_RETRIEVERS', 'PLAN_PROMPTS', 'REACT_ACTIONS', 'TOT_EVALUATORS', 'VALUE_MAP',
+           'VALUE_SCHEMA', 'tokenize', 'ToolIndex', 'tool_index', 'split_subgoals', 'SimplePlanner', 'split_actions',
+           'HierarchicalPlanner', 'ToolRetriever', 'candidate_tools', 'candidate_recall', 'tool_card', 'query_schema',
+           'query_messages', 'plan_schema', 'plan_messages', 'parse_plan', 'candidate_coverage', 'LLMPlanner',
+           'simulate_observation', 'react_schema', 'react_messages', 'ReActPlanner', 'propose_schema', 'vote_schema',
+           'tot_propose_messages', 'tot_vote_messages', 'tot_value_messages', 'ToTPlanner']
 
 # %% ../../nbs/api/33_planning.ipynb #96a9b6cb
 _STOP = set("""a an the to of for in on at by with from and or then please me my i you your it its this that these those is are was were be been
@@ -276,29 +277,64 @@ class HierarchicalPlanner(_RetrievalPlanner):
                                                "subgoals": tree, "n_tools": len(ix)})
 
 # %% ../../nbs/api/33_planning.ipynb #05d9c42d
-def narrow_candidates(request: str, ix: ToolIndex, n: int = 30, per_subgoal: int = 3) -> list[str]:
-    "Up to `n` tool ids for an LLM to choose from: the best few per sub-goal, then the best for the whole request."
-    import numpy as np
-    if len(ix) <= n: return list(ix.ids)
+PLANNER_RETRIEVERS = ("bm25", "dense", "hybrid")
+
+class ToolRetriever:
+    "Ranks a library's tools for queries: `bm25`, `dense` or `hybrid` (reciprocal rank fusion of both), through the selectors of the same names."
+    def __init__(self, kind: str = "hybrid", embed_model: Optional[str] = None):
+        if kind not in PLANNER_RETRIEVERS: raise ValueError(f"retriever must be one of {PLANNER_RETRIEVERS}, got {kind!r}")
+        from sage_bench.methods.selection import KeywordSelector, EmbeddingSelector, HybridSelector
+        self.kind = kind
+        self.selector = KeywordSelector(top_k=None) if kind == "bm25" else {"dense": EmbeddingSelector, "hybrid": HybridSelector}[kind](model=embed_model, top_k=None)
+
+    def rank(self, queries: Sequence[str], lib: ToolLibrary, k: int) -> list[list[str]]:
+        "The `k` best tool ids of `lib` for each query, best first (none for an empty query)."
+        from sage_bench.core import SelectionSample
+        # a selection sample as the engine gives one to a selector: blinded (the label is a placeholder, removed)
+        qs = [blind(SelectionSample(id=f"q{i}", dataset="planning", split="test", query=q or " ", relevant_tools=["?"])) for i, q in enumerate(queries)]
+        return [((o.prediction or {}).get("ranking") or [])[:k] for o in self.selector.predict_batch(qs, [lib] * len(qs))]
+
+    @property
+    def name(self) -> str:
+        "The retriever and, when it uses one, its embedding model."
+        m = self.selector.describe().get("embedding_model")
+        return self.kind + (f" ({m})" if m else "")
+
+def candidate_tools(request: str, lib: ToolLibrary, retriever: ToolRetriever, n: int = 50, per_subgoal: int = 3) -> list[str]:
+    "Up to `n` tool ids: every sub-goal's best tools in turn (round robin, `per_subgoal` each), then the best for the request."
+    if len(lib) <= n: return list(lib.ids)
     subgoals = split_subgoals(request)
-    chosen: list[str] = []
-    if len(subgoals) > 1:  # round robin: every sub-goal's best tool, then every sub-goal's second best, ...
-        orders = [np.argsort(-row, kind="stable")[:per_subgoal] for row in ix.scores(subgoals)]
-        for r in range(per_subgoal):
-            for o in orders:
-                if r < len(o) and ix.ids[o[r]] not in chosen: chosen.append(ix.ids[o[r]])
-    for tid, _ in ix.top(request, n + len(chosen)):
-        if len(chosen) >= n: break
-        if tid not in chosen: chosen.append(tid)
+    subgoals = subgoals if len(subgoals) > 1 else []
+    ranks = retriever.rank([request] + subgoals, lib, n)
+    chosen = list(dict.fromkeys(t for r in range(per_subgoal) for rk in ranks[1:] for t in rk[r:r + 1]))
+    chosen += [t for t in ranks[0] if t not in set(chosen)]
     return chosen[:n]
 
+def candidate_recall(seen: Sequence[str], gold: Sequence[str]) -> float:
+    "The share of the distinct gold tools among the tools `seen`."
+    g = set(gold)
+    return len(g & set(seen)) / len(g) if g else 1.0
+
+# %% ../../nbs/api/33_planning.ipynb #8e67ab4f
 def tool_card(t: Tool, max_desc: int = 200) -> str:
     "One line per tool for a prompt: id, description, parameter names."
     ps = ", ".join(t.param_names[:8])
-    name = f" ({t.name})" if t.name and t.name != t.id else ""
+    name = f" ({t.name})" if t.name and t.name != t.id and not t.id.endswith(t.name) else ""
     return f"- {t.id}{name}: {t.description[:max_desc]}" + (f" [params: {ps}]" if ps else "")
 
-# %% ../../nbs/api/33_planning.ipynb #8e67ab4f
+def query_schema(max_steps: int = 12) -> dict:
+    "JSON Schema of the query step's answer: one search query per step of the plan."
+    return {"type": "object", "properties": {"queries": {"type": "array", "items": {"type": "string", "maxLength": 160}, "minItems": 1, "maxItems": max_steps}},
+            "required": ["queries"], "additionalProperties": False}
+
+def query_messages(request: str) -> list[dict]:
+    "The chat messages that ask for the plan in words: one short tool-search query per step."
+    return [{"role": "system", "content": "You plan the tool calls an assistant must make for a user request. You do not see the tools yet: "
+                                          "for each call the request needs, in order, write a short search query that describes the tool "
+                                          "to look for (what it does, not the user's values), e.g. \"search hotels by keyword\"."},
+            {"role": "user", "content": f"Request: {request}\n\nAnswer with JSON {{\"queries\": [\"...\", ...]}}, one query per tool call."}]
+
+# %% ../../nbs/api/33_planning.ipynb #09245c0b
 PLAN_PROMPTS = ("default", "zero_shot_minimal", "few_shot")
 
 _PLAN_GUIDE = """You are a task planner for an assistant that acts by calling tools. Given a user request and the available tools, output the ordered list of tool calls that accomplishes the request.
@@ -314,15 +350,14 @@ def plan_schema(ids: Sequence[str], max_steps: int = 12) -> dict:
     return {"type": "object", "properties": {"steps": {"type": "array", "items": {"type": "string", "enum": list(ids)}, "minItems": 1, "maxItems": max_steps}},
             "required": ["steps"], "additionalProperties": False}
 
-def plan_messages(request: str, cands: Sequence[Tool], prompt: str = "default") -> list[dict]:
-    "The chat messages that ask for a whole plan in one call."
+def plan_messages(request: str, cards: str, prompt: str = "default") -> list[dict]:
+    "The chat messages that ask for a whole plan in one call (`cards`: the candidate tools, one `tool_card` a line)."
     if prompt not in PLAN_PROMPTS: raise ValueError(f"prompt must be one of {PLAN_PROMPTS}, got {prompt!r}")
-    tools = "\n".join(tool_card(t) for t in cands)
     if prompt == "zero_shot_minimal":
-        return [{"role": "user", "content": f"Tools:\n{tools}\n\nRequest: {request}\n\nList the tool ids to call, in order, as JSON {{\"steps\": [...]}}."}]
+        return [{"role": "user", "content": f"Tools:\n{cards}\n\nRequest: {request}\n\nList the tool ids to call, in order, as JSON {{\"steps\": [...]}}."}]
     sys = _PLAN_GUIDE + (f"\n\nExample:\n{_PLAN_SHOT}" if prompt == "few_shot" else "")
     return [{"role": "system", "content": sys},
-            {"role": "user", "content": f"Tools:\n{tools}\n\nRequest: {request}\n\nAnswer with JSON {{\"steps\": [\"tool_id\", ...]}}."}]
+            {"role": "user", "content": f"Tools:\n{cards}\n\nRequest: {request}\n\nAnswer with JSON {{\"steps\": [\"tool_id\", ...]}}."}]
 
 def parse_plan(resp, ids: Sequence[str]) -> tuple[Optional[dict], Optional[str], str, list]:
     "(prediction, error, parse_status, unknown ids) from an LLM plan response. Unknown ids are kept (they score as wrong) and listed."
@@ -335,66 +370,78 @@ def parse_plan(resp, ids: Sequence[str]) -> tuple[Optional[dict], Optional[str],
     known = set(ids)
     return {"steps": steps}, None, status, [s for s in steps if s not in known]
 
-# %% ../../nbs/api/33_planning.ipynb #2b2901f8
-class _LLMPlannerBase(LLMMixin, Method):
-    "Shared by the LLM planners: config, narrowing, describe."
-    def __init__(self, prompt: str = "default", retriever: str = "bm25", n_candidates: int = 30, per_subgoal: int = 3,
-                 embed_model: Optional[str] = None, llm: Optional[dict] = None, **config):
-        self._take_client(config)
-        self._embedder = config.pop("embedder", None)
+# %% ../../nbs/api/33_planning.ipynb #4856174d
+class _LLMPlannerBase(LLMMethod):
+    "Shared by the LLM planners: retrieval of the candidate tools, the query step, the step limit."
+    _limit = "max_steps"
+
+    def __init__(self, prompt: str = "default", retriever: str = "hybrid", n_candidates: int = 50, per_subgoal: int = 3,
+                 search_queries: bool = True, per_query: int = 3, desc_chars: int = 160, embed_model: Optional[str] = None, **config):
         if prompt not in PLAN_PROMPTS: raise ValueError(f"prompt must be one of {PLAN_PROMPTS}, got {prompt!r}")
-        if retriever not in RETRIEVERS: raise ValueError(f"retriever must be one of {RETRIEVERS}, got {retriever!r}")
-        super().__init__(prompt=prompt, retriever=retriever, n_candidates=n_candidates, per_subgoal=per_subgoal,
-                         embed_model=embed_model, llm=llm or {}, **config)
+        if retriever not in PLANNER_RETRIEVERS: raise ValueError(f"retriever must be one of {PLANNER_RETRIEVERS}, got {retriever!r}")
+        super().__init__(prompt=prompt, retriever=retriever, n_candidates=n_candidates, per_subgoal=per_subgoal, search_queries=search_queries,
+                         per_query=per_query, desc_chars=desc_chars, embed_model=embed_model, **config)
+        self._retriever = None
 
-    def candidates(self, sample: PlanningSample, lib: ToolLibrary) -> list[Tool]:
-        emb = self._embedder
-        if emb is None and self.config["retriever"] != "bm25":
-            from sage_bench.embed import get_embedder
-            emb = self._embedder = get_embedder(self.config["embed_model"])
-        ix = tool_index(lib, self.config["retriever"], emb)
-        return [lib[i] for i in narrow_candidates(sample.request, ix, self.config["n_candidates"], self.config["per_subgoal"])]
+    @property
+    def retriever(self) -> ToolRetriever:
+        if self._retriever is None: self._retriever = ToolRetriever(self.config["retriever"], self.config["embed_model"])
+        return self._retriever
 
-    def predict(self, sample, tools) -> Output: return self.predict_batch([sample], [tools])[0]
+    def candidates(self, sample: PlanningSample, lib: ToolLibrary) -> list[str]:
+        "The tool ids retrieval puts before the LLM for this sample (no LLM call)."
+        return candidate_tools(sample.request, lib, self.retriever, self.config["n_candidates"], self.config["per_subgoal"])
 
-    async def arun(self, sample: PlanningSample, lib: ToolLibrary) -> Output: raise NotImplementedError
+    def cards(self, ids: Sequence[str], lib: ToolLibrary) -> str:
+        return "\n".join(tool_card(lib[t], self.config["desc_chars"]) for t in ids)
 
-    def predict_batch(self, samples, libs) -> list[Output]:
-        "Samples run concurrently (each one's calls in sequence); the client bounds the requests in flight."
-        async def one(s, lib):
-            try: return await self.arun(s, lib)
-            except Exception as e: return Output.failed(f"{type(e).__name__}: {e}")
-        async def all_():
-            try: return await asyncio.gather(*[one(s, lib) for s, lib in zip(samples, libs)])
-            finally:
-                if hasattr(self.client, "aclose"): await self.client.aclose()  # this loop's HTTP connections
-        return list(run_coro(all_()))
+    async def start(self, out: Output, sample: PlanningSample, lib: ToolLibrary, queries: Optional[bool] = None) -> list[str]:
+        "The candidates, and (with `search_queries`) the tools the LLM's own search queries find, ahead of them; all in the trace."
+        ids = self.candidates(sample, lib)
+        out.trace.update(n_tools=len(lib), candidates=ids, n_candidates=len(ids))
+        if self.config["search_queries"] if queries is None else queries:
+            r = await ask(self, out, query_messages(sample.request), query_schema(self.config[self._limit]))
+            qs = r.parsed.get("queries") if isinstance(r.parsed, dict) else None
+            if not isinstance(qs, list) or not qs or not all(isinstance(q, str) for q in qs): raise bad_reply(out, r, "unparseable search queries")
+            found = self.retriever.rank(qs, lib, self.config["per_query"])
+            out.trace["queries"] = qs
+            ids = list(dict.fromkeys([t for r_ in range(self.config["per_query"]) for f in found for t in f[r_:r_ + 1]] + ids))
+        out.trace.update(tools_seen=list(ids), n_tools_seen=len(ids))
+        return ids
 
-@register_method("planner.llm_based", "planning", needs_llm=True, description="One LLM call emits the whole plan as JSON (tool ids constrained to the retrieved candidates)")
+    def fit(self, train, dataset=None) -> None:
+        "Nothing to learn; warns when a training plan is longer than the step limit (which stays as configured)."
+        longest = max((len(s.steps) for s in train if isinstance(s, PlanningSample)), default=0)
+        if longest > self.config[self._limit]:
+            import warnings
+            warnings.warn(f"{self.id}: the longest training plan has {longest} steps, more than {self._limit}={self.config[self._limit]}")
+
+    def describe(self) -> dict:
+        d = super().describe(); d["retriever"] = self.retriever.name; return d
+
+def candidate_coverage(method: _LLMPlannerBase, dataset: Dataset, split: str = "dev") -> dict:
+    "Recall of the gold tools by the candidates `method`'s retrieval stage shows the LLM, over `split`: mean, plans fully covered, n."
+    samples = dataset.select("planning", split)
+    rec = [candidate_recall(method.candidates(blind(s), dataset.candidates(s)), s.tool_sequence) for s in samples]
+    return {"recall": sum(rec) / max(len(rec), 1), "complete": sum(r == 1.0 for r in rec), "n": len(rec)}
+
+@register_method("planner.llm_based", "planning", needs_llm=True,
+                 description="The LLM writes one search query per step (retrieval adds their tools), then one call emits the whole plan as JSON over the candidates")
 class LLMPlanner(_LLMPlannerBase):
-    "The whole plan from one schema-constrained LLM call."
+    "The plan in words (search queries), then the whole plan from one schema-constrained LLM call."
     def __init__(self, max_steps: int = 12, **config):
         super().__init__(max_steps=max_steps, **config)
 
-    def predict_batch(self, samples, libs) -> list[Output]:
-        prep, reqs = [], []
-        for s, lib in zip(samples, libs):
-            try:
-                cands = self.candidates(s, lib)
-                ids = [t.id for t in cands]
-                prep.append((ids, len(lib), None))
-                reqs.append((plan_messages(s.request, cands, self.config["prompt"]), plan_schema(ids, self.config["max_steps"])))
-            except Exception as e: prep.append((None, len(lib), f"{type(e).__name__}: {e}"))
-        resps = iter(self.client.chat_many(reqs) if reqs else [])
-        out = []
-        for ids, n_tools, err in prep:
-            if err: out.append(Output.failed(err)); continue
-            r = next(resps)
+    async def arun(self, sample: PlanningSample, lib: ToolLibrary) -> Output:
+        out = Output(None)
+        try:
+            ids = await self.start(out, sample, lib)
+            r = await ask(self, out, plan_messages(sample.request, self.cards(ids, lib), self.config["prompt"]), plan_schema(ids, self.config["max_steps"]))
             pred, err, status, unknown = parse_plan(r, ids)
-            tr = {"n_candidates": len(ids), "n_tools": n_tools, "candidates": ids}
-            if unknown: tr["unknown_ids"] = unknown
-            out.append(add_usage(Output(pred, raw_output=getattr(r, "text", None), parse_status=status, error=err, trace=tr,
-                                        latency_s=getattr(r, "latency_s", None)), r))
+            if pred is None: raise bad_reply(out, r, "unparseable plan")
+            out.prediction = pred
+            if unknown: out.trace["unknown_ids"] = unknown
+        except ReplyFailed as e: out.error = str(e)
         return out
 
 # %% ../../nbs/api/33_planning.ipynb #aa764123
@@ -423,176 +470,203 @@ def simulate_observation(tool: Tool, arguments: Optional[dict] = None) -> dict:
     return obs
 
 # %% ../../nbs/api/33_planning.ipynb #18dee566
-_REACT_GUIDE = """You are an assistant that solves the user's request by calling tools, one at a time. At each turn reply with JSON:
-{"thought": "<what to do next and why>", "action": "<a tool id from the list, or finish>", "action_input": {<arguments>}}
-After each tool call you receive its observation. Call the tools the request needs, in the order they must run; when every part of the request has been handled, reply with action "finish"."""
+REACT_ACTIONS = ("search_tools", "call", "finish")
+
+_REACT_GUIDE = """You solve the user's request by calling tools, one action per turn. Each turn, reply with JSON:
+{"thought": "<what to do next and why>", "action": "search_tools" | "call" | "finish", ...}
+- {"action": "search_tools", "query": "<what the tool you need does>"}: search the tool library; you get the best matching tools.
+- {"action": "call", "tool": "<tool id>", "arguments": {...}}: call a tool listed above or found by a search; you get its result.
+- {"action": "finish"}: every part of the request has been handled.
+Call the tools the request needs, one call per step, in the order they must run."""
+
+_REACT_SHOT = ('\n\nExample (request "Text my brother the weather in Quito", tools shown: geo_lookup, sms_send):\n'
+               '{"thought": "Quito\'s coordinates first", "action": "call", "tool": "geo_lookup", "arguments": {"place": "Quito"}}\n'
+               'Observation: {"status": "success", "result": {"lat": -0.18, "lon": -78.47}}\n'
+               '{"thought": "No weather tool is listed", "action": "search_tools", "query": "current weather at coordinates"}\n'
+               'Observation: found tools:\n- weather_now: Current weather at coordinates [params: lat, lon]\n'
+               '{"thought": "Now the weather there", "action": "call", "tool": "weather_now", "arguments": {"lat": -0.18, "lon": -78.47}}\n'
+               'Observation: {"status": "success", "result": "<weather>"}\n'
+               '{"thought": "Send it by text", "action": "call", "tool": "sms_send", "arguments": {"text": "<weather>"}}\n'
+               'Observation: {"status": "success"}\n'
+               '{"thought": "All done", "action": "finish"}')
 
 def react_schema(ids: Sequence[str]) -> dict:
-    return {"type": "object", "properties": {"thought": {"type": "string", "maxLength": 400},
-                                             "action": {"type": "string", "enum": list(ids) + ["finish"]},
-                                             "action_input": {"type": "object"}},
-            "required": ["thought", "action", "action_input"]}
+    "JSON Schema of one ReAct turn; `tool` is constrained to the tools shown so far (`ids`)."
+    return {"type": "object", "properties": {"thought": {"type": "string", "maxLength": 300},
+                                             "action": {"type": "string", "enum": list(REACT_ACTIONS)},
+                                             "query": {"type": "string", "maxLength": 200},
+                                             "tool": {"type": "string", "enum": list(ids)} if ids else {"type": "string"},
+                                             "arguments": {"type": "object"}},
+            "required": ["thought", "action"]}
 
-def react_messages(request: str, cands: Sequence[Tool], prompt: str = "default") -> list[dict]:
+def react_messages(request: str, cards: str, prompt: str = "default") -> list[dict]:
+    "The opening messages of a ReAct episode (`cards`: the candidate tools, one `tool_card` a line)."
     if prompt not in PLAN_PROMPTS: raise ValueError(f"prompt must be one of {PLAN_PROMPTS}, got {prompt!r}")
-    tools = "\n".join(tool_card(t) for t in cands)
+    user = f"Tools:\n{cards}\n\nRequest: {request}"
     if prompt == "zero_shot_minimal":
-        return [{"role": "user", "content": f"Tools:\n{tools}\n\nRequest: {request}\n\nReply with JSON {{\"thought\", \"action\" (tool id or finish), \"action_input\"}}, one tool call per turn."}]
-    sys = _REACT_GUIDE
-    if prompt == "few_shot":
-        sys += ('\n\nExample (tools geo_lookup, weather_now, sms_send), request "Text my brother the weather in Quito":\n'
-                '{"thought": "I need Quito\'s coordinates first", "action": "geo_lookup", "action_input": {"place": "Quito"}}\n'
-                'Observation: {"status": "success", "result": {"lat": -0.18, "lon": -78.47}}\n'
-                '{"thought": "Now the weather there", "action": "weather_now", "action_input": {"lat": -0.18, "lon": -78.47}}\n'
-                'Observation: {"status": "success", "result": "<weather>"}\n'
-                '{"thought": "Send it by text", "action": "sms_send", "action_input": {"text": "<weather>"}}\n'
-                'Observation: {"status": "success"}\n'
-                '{"thought": "All done", "action": "finish", "action_input": {}}')
-    return [{"role": "system", "content": sys}, {"role": "user", "content": f"Tools:\n{tools}\n\nRequest: {request}"}]
+        return [{"role": "user", "content": user + '\n\nOne action per turn as JSON: {"thought", "action": "search_tools" (with "query") | "call" (with "tool", "arguments") | "finish"}.'}]
+    return [{"role": "system", "content": _REACT_GUIDE + (_REACT_SHOT if prompt == "few_shot" else "")}, {"role": "user", "content": user}]
 
-@register_method("planner.react", "planning", needs_llm=True, description="ReAct loop: thought, action, simulated observation; step limit")
+# %% ../../nbs/api/33_planning.ipynb #60625847
+@register_method("planner.react", "planning", needs_llm=True,
+                 description="ReAct agent: thought and action per turn (search_tools: retrieval result; call: observation simulated from the tool's output schema; finish)")
 class ReActPlanner(_LLMPlannerBase):
-    "ReAct with observations simulated from tool schemas."
-    def __init__(self, max_steps: int = 10, **config):
-        super().__init__(max_steps=max_steps, **config)
+    "ReAct over the tool library: search, call (simulated observation), finish."
+    def __init__(self, max_steps: int = 10, max_turns: int = 20, search_k: int = 5, **config):
+        config.setdefault("search_queries", False)   # ReAct searches by itself, as an action
+        super().__init__(max_steps=max_steps, max_turns=max_turns, search_k=search_k, **config)
 
-    def fit(self, train, dataset=None) -> None:
-        "The step limit must allow the longest training plan (plus `finish`)."
-        longest = max((len(s.steps) for s in train if isinstance(s, PlanningSample)), default=0)
-        self.config["max_steps"] = max(self.config["max_steps"], longest)
+    def _act(self, p, known: dict, lib: ToolLibrary, steps: list) -> tuple[str, dict]:
+        "The observation for one parsed action (and the turn record); `known` and `steps` grow."
+        act = p.get("action")
+        turn = {"thought": p.get("thought"), "action": act}
+        if act == "search_tools":
+            q = p.get("query")
+            if not isinstance(q, str) or not q.strip(): return "error: search_tools needs a non-empty \"query\"", turn | {"invalid": "no query"}
+            found = self.retriever.rank([q], lib, self.config["search_k"])[0]
+            known.update((t, True) for t in found)
+            turn.update(query=q, found=found)
+            return "found tools:\n" + self.cards(found, lib), turn
+        if act == "call":
+            t = p.get("tool")
+            if t not in known: return f"error: {t!r} is not a tool you have seen; search for one first", turn | {"tool": t, "invalid": "unknown tool"}
+            if len(steps) >= self.config["max_steps"]: return "error: step limit reached", turn | {"tool": t, "refused": "step limit"}
+            steps.append(t)
+            obs = simulate_observation(lib[t], p.get("arguments"))
+            return json.dumps(obs), turn | {"tool": t, "arguments": p.get("arguments"), "observation": obs}
+        return f"error: unknown action {act!r}; use one of {', '.join(REACT_ACTIONS)}", turn | {"invalid": "unknown action"}
 
     async def arun(self, sample: PlanningSample, lib: ToolLibrary) -> Output:
-        t0 = time.perf_counter()
-        cands = self.candidates(sample, lib)
-        ids = [t.id for t in cands]
-        by_id = {t.id: t for t in cands}
-        msgs, schema = react_messages(sample.request, cands, self.config["prompt"]), react_schema(ids)
-        out = Output(None, trace={"n_candidates": len(ids), "n_tools": len(lib), "transcript": [], "stopped": "step_limit"})
-        steps, raws, statuses = [], [], []
-        for _ in range(self.config["max_steps"] + 1):  # max_steps actions, then one turn to say finish
-            r = await self.client.achat(msgs, schema=schema)
-            add_usage(out, r); statuses.append(getattr(r, "parse_status", "n/a")); raws.append(getattr(r, "text", None) or "")
-            if getattr(r, "error", None):
-                out.error = f"llm error: {r.error}"; break
-            p = getattr(r, "parsed", None)
-            act = p.get("action") if isinstance(p, dict) else None
-            if not isinstance(act, str) or (act != "finish" and act not in by_id):
-                statuses.append("failed"); out.error = f"unparseable or invalid action: {str(getattr(r, 'text', None))[:200]!r}"; break
-            turn = {"thought": p.get("thought"), "action": act, "action_input": p.get("action_input")}
-            out.trace["transcript"].append(turn)
-            if act == "finish": out.trace["stopped"] = "finish"; break
-            if len(steps) >= self.config["max_steps"]: turn["refused"] = "step limit"; break
-            steps.append(act)
-            turn["observation"] = obs = simulate_observation(by_id[act], p.get("action_input"))
-            msgs = msgs + [{"role": "assistant", "content": getattr(r, "text", None) or json.dumps(p)},
-                           {"role": "user", "content": f"Observation: {json.dumps(obs)}"}]
-        out.raw_output = "\n".join(raws)
-        out.parse_status = worst_parse_status(statuses)
-        if out.error is None:
-            if steps: out.prediction = {"steps": steps}
-            else: out.error = "the agent finished without calling any tool"
-        out.latency_s = time.perf_counter() - t0
+        out, steps, known = Output(None, trace={"transcript": [], "stopped": "turn_limit"}), [], {}
+        try:
+            ids = await self.start(out, sample, lib)
+            known.update(dict.fromkeys(ids, True))
+            msgs = react_messages(sample.request, self.cards(ids, lib), self.config["prompt"])
+            for _ in range(self.config["max_turns"]):
+                r = await ask(self, out, msgs, react_schema(list(known)))
+                p = r.parsed
+                if not isinstance(p, dict) or not isinstance(p.get("action"), str): raise bad_reply(out, r, "unparseable action")
+                if p["action"] == "finish": out.trace["transcript"].append({"thought": p.get("thought"), "action": "finish"}); out.trace["stopped"] = "finish"; break
+                obs, turn = self._act(p, known, lib, steps)
+                out.trace["transcript"].append(turn)
+                if turn.get("refused"): out.trace["stopped"] = "step_limit"; break
+                msgs = msgs + [{"role": "assistant", "content": r.text or json.dumps(p)}, {"role": "user", "content": f"Observation: {obs}"}]
+        except ReplyFailed as e:
+            out.error, out.trace["stopped"] = str(e), "llm_failure"
+        if known: out.trace.update(tools_seen=list(known), n_tools_seen=len(known))
+        if steps: out.prediction = {"steps": steps}
+        elif out.error is None: out.error = "the agent finished without calling any tool"
         return out
 
 # %% ../../nbs/api/33_planning.ipynb #35c55370
+TOT_EVALUATORS = ("vote", "value")
+VALUE_MAP = {"sure": 20.0, "likely": 1.0, "impossible": 0.001}   # the reference's map (Game of 24)
+
 def propose_schema(ids: Sequence[str], k: int) -> dict:
     return {"type": "object", "properties": {"next": {"type": "array", "items": {"type": "string", "enum": list(ids) + ["FINISH"]}, "minItems": 1, "maxItems": k}},
             "required": ["next"], "additionalProperties": False}
 
-def value_schema(n: int) -> dict:
-    return {"type": "object", "properties": {"scores": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 10}, "minItems": n, "maxItems": n}},
-            "required": ["scores"], "additionalProperties": False}
+def vote_schema(n: int) -> dict:
+    return {"type": "object", "properties": {"best": {"type": "integer", "minimum": 1, "maximum": n}}, "required": ["best"], "additionalProperties": False}
 
-def _tot_propose_messages(request, tools_txt, plan, k, prompt):
+VALUE_SCHEMA = {"type": "object", "properties": {"value": {"type": "string", "enum": list(VALUE_MAP)}}, "required": ["value"], "additionalProperties": False}
+
+def _plan_line(node: dict) -> str:
+    return (" -> ".join(node["plan"]) or "(empty)") + ("  [complete]" if node["finished"] else "  [partial]")
+
+def _tot_system(prompt: str) -> list:
+    return [] if prompt == "zero_shot_minimal" else [{"role": "system", "content": _PLAN_GUIDE + (f"\n\nExample of a complete plan:\n{_PLAN_SHOT}" if prompt == "few_shot" else "")}]
+
+def tot_propose_messages(request: str, cards: str, plan: Sequence[str], k: int, prompt: str = "default") -> list[dict]:
     sofar = " -> ".join(plan) if plan else "(nothing yet)"
-    ask = (f"Plan so far: {sofar}\nPropose up to {k} different candidates for the NEXT tool call, best first, as JSON {{\"next\": [...]}}; "
-           f"use \"FINISH\" if the plan so far already accomplishes the whole request.")
-    sys = [] if prompt == "zero_shot_minimal" else [{"role": "system", "content": _PLAN_GUIDE + (f"\n\nExample of a complete plan:\n{_PLAN_SHOT}" if prompt == "few_shot" else "")}]
-    return sys + [{"role": "user", "content": f"Tools:\n{tools_txt}\n\nRequest: {request}\n\n{ask}"}]
+    ask_ = (f"Plan so far: {sofar}\nPropose up to {k} different candidates for the NEXT tool call, best first, as JSON {{\"next\": [...]}}; "
+            f"use \"FINISH\" if the plan so far already accomplishes the whole request.")
+    return _tot_system(prompt) + [{"role": "user", "content": f"Tools:\n{cards}\n\nRequest: {request}\n\n{ask_}"}]
 
-def _tot_value_messages(request, tools_txt, nodes, prompt):
-    lines = "\n".join(f"{i + 1}. {' -> '.join(n['plan']) or '(empty)'}{'  [complete]' if n['finished'] else '  [partial]'}" for i, n in enumerate(nodes))
-    ask = (f"Candidate plans:\n{lines}\n\nScore each candidate from 0 to 10: for a [complete] plan, how well it accomplishes the whole request "
-           f"(right tools, right order, nothing missing or extra); for a [partial] plan, how likely it is to be the correct beginning of such a plan. "
-           f"Answer with JSON {{\"scores\": [one number per candidate, in order]}}.")
-    sys = [] if prompt == "zero_shot_minimal" else [{"role": "system", "content": _PLAN_GUIDE}]
-    return sys + [{"role": "user", "content": f"Tools:\n{tools_txt}\n\nRequest: {request}\n\n{ask}"}]
+def tot_vote_messages(request: str, cards: str, nodes: Sequence[dict], prompt: str = "default") -> list[dict]:
+    lines = "\n".join(f"{i + 1}. {_plan_line(n)}" for i, n in enumerate(nodes))
+    ask_ = (f"Candidate plans:\n{lines}\n\nWhich candidate is the most promising: a [complete] plan that accomplishes the whole request "
+            f"(right tools, right order, nothing missing or extra), or a [partial] plan that is the right beginning of one? "
+            f"Answer with JSON {{\"best\": <its number>}}.")
+    return _tot_system(prompt) + [{"role": "user", "content": f"Tools:\n{cards}\n\nRequest: {request}\n\n{ask_}"}]
 
-class _SearchFailed(Exception): pass
+def tot_value_messages(request: str, cards: str, node: dict, prompt: str = "default") -> list[dict]:
+    ask_ = (f"Plan: {_plan_line(node)}\nEvaluate it: \"sure\" if it is the right plan ([complete]) or surely the right beginning of it ([partial]), "
+            f"\"likely\" if it may be, \"impossible\" if it is wrong. Answer with JSON {{\"value\": \"sure\" | \"likely\" | \"impossible\"}}.")
+    return _tot_system(prompt) + [{"role": "user", "content": f"Tools:\n{cards}\n\nRequest: {request}\n\n{ask_}"}]
 
-@register_method("planner.tot", "planning", needs_llm=True, description="Tree-of-Thoughts: breadth-limited search over partial plans, LLM-proposed and LLM-scored")
+# %% ../../nbs/api/33_planning.ipynb #0659981c
+@register_method("planner.tot", "planning", needs_llm=True,
+                 description="Tree of Thoughts: BFS over plan prefixes, next calls proposed by the LLM, states scored by LLM vote (or value), best `breadth` kept")
 class ToTPlanner(_LLMPlannerBase):
-    "Breadth-limited search over partial plans, proposed and scored by the LLM."
-    def __init__(self, max_depth: int = 8, breadth: int = 3, n_propose: int = 3, early_stop: bool = True, **config):
-        super().__init__(max_depth=max_depth, breadth=breadth, n_propose=n_propose, early_stop=early_stop, **config)
+    "Tree-of-Thoughts breadth-first search over plan prefixes (propose, evaluate, select)."
+    _limit = "max_depth"
 
-    def fit(self, train, dataset=None) -> None:
-        "The search depth must be able to reach the longest training plan."
-        longest = max((len(s.steps) for s in train if isinstance(s, PlanningSample)), default=0)
-        self.config["max_depth"] = max(self.config["max_depth"], longest)
+    def __init__(self, max_depth: int = 10, breadth: int = 2, n_propose: int = 3, evaluate: str = "vote", **config):
+        if evaluate not in TOT_EVALUATORS: raise ValueError(f"evaluate must be one of {TOT_EVALUATORS}, got {evaluate!r}")
+        super().__init__(max_depth=max_depth, breadth=breadth, n_propose=n_propose, evaluate=evaluate, **config)
 
-    async def _call(self, out, statuses, raws, msgs, schema):
-        r = await self.client.achat(msgs, schema=schema)
-        add_usage(out, r); statuses.append(getattr(r, "parse_status", "n/a")); raws.append(getattr(r, "text", None) or "")
-        if getattr(r, "error", None): raise _SearchFailed(f"llm error: {r.error}")
-        return r
+    async def _propose(self, out, req, cards, ids, node) -> list[str]:
+        c = self.config
+        r = await ask(self, out, tot_propose_messages(req, cards, node["plan"], c["n_propose"], c["prompt"]), propose_schema(ids, c["n_propose"]))
+        nxt = r.parsed.get("next") if isinstance(r.parsed, dict) else None
+        if not isinstance(nxt, list) or not nxt or not all(isinstance(x, str) and (x in ids or x == "FINISH") for x in nxt):
+            raise bad_reply(out, r, "invalid proposal")
+        return list(dict.fromkeys(nxt))[: c["n_propose"]]
+
+    async def _evaluate(self, out, req, cards, nodes) -> list[float]:
+        "One value per state: 1 for the voted state, 0 for the others (`vote`), or VALUE_MAP of each state's own value."
+        if self.config["evaluate"] == "vote":
+            if len(nodes) == 1: return [1.0]
+            r = await ask(self, out, tot_vote_messages(req, cards, nodes, self.config["prompt"]), vote_schema(len(nodes)))
+            b = r.parsed.get("best") if isinstance(r.parsed, dict) else None
+            if not isinstance(b, int) or isinstance(b, bool) or not 1 <= b <= len(nodes): raise bad_reply(out, r, "invalid vote")
+            return [float(i == b - 1) for i in range(len(nodes))]
+        async def value(n):
+            r = await ask(self, out, tot_value_messages(req, cards, n, self.config["prompt"]), VALUE_SCHEMA)
+            v = r.parsed.get("value") if isinstance(r.parsed, dict) else None
+            if v not in VALUE_MAP: raise bad_reply(out, r, "invalid value")
+            return VALUE_MAP[v]
+        return list(await asyncio.gather(*[value(n) for n in nodes]))
 
     async def arun(self, sample: PlanningSample, lib: ToolLibrary) -> Output:
-        t0 = time.perf_counter()
         c = self.config
-        cands = self.candidates(sample, lib)
-        ids = [t.id for t in cands]
-        known = set(ids)
-        tools_txt = "\n".join(tool_card(t) for t in cands)
-        tree = [{"id": 0, "parent": None, "plan": [], "finished": False, "score": None, "depth": 0}]
-        out = Output(None, trace={"n_candidates": len(ids), "n_tools": len(lib), "tree": tree, "max_depth": c["max_depth"], "breadth": c["breadth"]})
-        statuses, raws = [], []
-        frontier, complete = [tree[0]], []
+        tree = [{"id": 0, "parent": None, "plan": [], "finished": False, "value": None, "depth": 0, "selected": True}]
+        out = Output(None, trace={"tree": tree, "stopped": "depth_limit"})
+        complete: list[dict] = []
         try:
+            ids = await self.start(out, sample, lib)
+            cards, frontier = self.cards(ids, lib), [tree[0]]
             for depth in range(1, c["max_depth"] + 1):
-                async def propose(node):
-                    r = await self._call(out, statuses, raws, _tot_propose_messages(sample.request, tools_txt, node["plan"], c["n_propose"], c["prompt"]),
-                                         propose_schema(ids, c["n_propose"]))
-                    nxt = r.parsed.get("next") if isinstance(r.parsed, dict) else None
-                    if not isinstance(nxt, list) or not all(isinstance(x, str) and (x in known or x == "FINISH") for x in nxt) or not nxt:
-                        statuses.append("failed"); raise _SearchFailed(f"invalid proposal: {str(getattr(r, 'text', None))[:200]!r}")
-                    return list(dict.fromkeys(nxt))[: c["n_propose"]]
-                props = await asyncio.gather(*[propose(n) for n in frontier])
+                props = await asyncio.gather(*[self._propose(out, sample.request, cards, ids, n) for n in frontier])
                 children, seen = [], set()
                 for node, nxt in zip(frontier, props):
                     for t in nxt:
                         fin = t == "FINISH"
-                        if fin and not node["plan"]: continue  # an empty plan cannot be finished
+                        if fin and not node["plan"]: continue
                         plan = node["plan"] if fin else node["plan"] + [t]
-                        key = (tuple(plan), fin)
-                        if key in seen: continue
-                        seen.add(key)
-                        ch = {"id": len(tree), "parent": node["id"], "plan": plan, "finished": fin, "score": None, "depth": depth}
-                        tree.append(ch); children.append(ch)
-                if not children: break
-                r = await self._call(out, statuses, raws, _tot_value_messages(sample.request, tools_txt, children, c["prompt"]), value_schema(len(children)))
-                sc = r.parsed.get("scores") if isinstance(r.parsed, dict) else None
-                if not isinstance(sc, list) or len(sc) != len(children) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in sc):
-                    statuses.append("failed"); raise _SearchFailed(f"invalid scores: {str(getattr(r, 'text', None))[:200]!r}")
-                for ch, s in zip(children, sc): ch["score"] = float(s)
-                complete += [ch for ch in children if ch["finished"]]
-                frontier = sorted([ch for ch in children if not ch["finished"]], key=lambda n: -n["score"])[: c["breadth"]]
-                if not frontier: break
-                if c["early_stop"] and complete and max(n["score"] for n in complete) >= max(n["score"] for n in frontier): break
+                        if (tuple(plan), fin) in seen: continue
+                        seen.add((tuple(plan), fin))
+                        children.append({"id": len(tree) + len(children), "parent": node["id"], "plan": plan, "finished": fin, "value": None, "depth": depth, "selected": False})
+                tree.extend(children)
+                if not children: out.trace["stopped"] = "no_proposal"; break
+                for ch, v in zip(children, await self._evaluate(out, sample.request, cards, children)): ch["value"] = v
+                chosen = sorted(children, key=lambda n: -n["value"])[: c["breadth"]]    # stable: ties keep the proposal order
+                for n in chosen: n["selected"] = True
+                complete += [n for n in chosen if n["finished"]]
+                frontier = [n for n in chosen if not n["finished"]]
+                if chosen[0]["finished"] or not frontier: out.trace["stopped"] = "complete"; break
             else:
                 for n in frontier: n["depth_limit"] = True
                 complete += frontier
-        except _SearchFailed as e:
+            if len({tuple(n["plan"]) for n in complete}) > 1 and c["evaluate"] == "vote":   # votes of different levels do not compare
+                final = [n for n in complete if n["value"] == 1.0] or complete
+                for n, v in zip(final, await self._evaluate(out, sample.request, cards, final)): n["final_vote"] = v
+        except ReplyFailed as e:
             out.error = str(e)
-        out.raw_output = "\n".join(raws)
-        out.parse_status = worst_parse_status(statuses)
         out.trace["depth_reached"] = max(n["depth"] for n in tree)
-        if out.error is None:
-            if not complete: complete = [n for n in tree if n["plan"]]
-            if complete:
-                best = max(complete, key=lambda n: (n["score"] if n["score"] is not None else -1, -n["id"]))
-                out.prediction = {"steps": list(best["plan"])}
-                out.trace["best"] = best["id"]
-            else: out.error = "the search found no plan"
-        out.latency_s = time.perf_counter() - t0
+        if complete:
+            best = max(complete, key=lambda n: (n.get("final_vote", 0.0), n["value"] or 0.0, -n["id"]))
+            out.prediction, out.trace["best"] = {"steps": list(best["plan"])}, best["id"]
+        elif out.error is None: out.error = "the search found no complete plan"
         return out

@@ -4,51 +4,17 @@
 
 # %% ../../nbs/api/32_timing.ipynb #1df7f7d7
 from __future__ import annotations
-import asyncio, math, re, threading, time
+import math, re, time
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 from ..core import TimingSample, ToolLibrary, Dataset, RANDOM_SEED
-from .base import Method, Output
+from .base import Method, LLMMethod, Output, ask, ReplyFailed
+from .planning import tokenize     # the planners' tokenizer (planning does not import this module)
 from ..registry import register_method
 
 # %% auto #0
-__all__ = ['TIMING_RULES', 'TIMING_PROTOTYPES', 'TIMING_SCHEMA', 'TIMING_PROMPTS', 'worst_parse_status', 'add_usage', 'run_coro',
-           'LLMMixin', 'RuleVerdict', 'tool_overlap', 'rule_verdict', 'RuleBasedTiming', 'EmbeddingTiming',
-           'timing_messages', 'parse_timing_verdict', 'LLMTiming', 'HybridTiming']
-
-# %% ../../nbs/api/32_timing.ipynb #e733db78
-_PARSE_ORDER = {"n/a": 0, "strict": 1, "fenced": 2, "lenient": 3, "failed": 4}
-
-def worst_parse_status(statuses) -> str:
-    "The worst of several parse statuses (n/a < strict < fenced < lenient < failed)."
-    statuses = [s for s in statuses if s]
-    return max(statuses, key=lambda s: _PARSE_ORDER.get(s, 4)) if statuses else "n/a"
-
-def add_usage(out: Output, resp) -> Output:
-    "Add one LLM response's tokens, call and cache hit to `out` (a call that never reached the server counts no call)."
-    out.prompt_tokens += int(getattr(resp, "prompt_tokens", 0) or 0)
-    out.completion_tokens += int(getattr(resp, "completion_tokens", 0) or 0)
-    if getattr(resp, "error", None) is None: out.llm_calls += 1
-    out.cached_calls += int(bool(getattr(resp, "cached", False)))
-    out.transport_error = out.transport_error or bool(getattr(resp, "transport_error", False))
-    return out
-
-def run_coro(coro):
-    "Run a coroutine to completion, also from inside a running event loop (e.g. Jupyter): the LLM client's own runner."
-    from sage_bench.llm import _run_sync
-    return _run_sync(coro)
-
-class LLMMixin:
-    "Client handling for LLM methods: `client=` injects one, else `sage_bench.llm.get_client(**llm)`."
-    def _take_client(self, config: dict):
-        self._client = config.pop("client", None)
-
-    @property
-    def client(self):
-        if getattr(self, "_client", None) is None:
-            from sage_bench.llm import get_client
-            self._client = get_client(**(self.config.get("llm") or {}))
-        return self._client
+__all__ = ['TIMING_RULES', 'TIMING_PROTOTYPES', 'TIMING_SCHEMA', 'TIMING_PROMPTS', 'RuleVerdict', 'tool_overlap', 'rule_verdict',
+           'RuleBasedTiming', 'EmbeddingTiming', 'timing_messages', 'parse_timing_verdict', 'LLMTiming', 'HybridTiming']
 
 # %% ../../nbs/api/32_timing.ipynb #2d3ab665
 _ACTION = (r"book|reserve|schedule|reschedule|send|e-?mail|text|message|call|dial|order|buy|purchase|cancel|create|delete|remove|"
@@ -124,7 +90,6 @@ def _last_assistant(context: Sequence[dict]) -> str:
 
 def tool_overlap(message: str, tools: Sequence) -> int:
     "The most content words (stems) the message shares with any one tool's `text()`."
-    from sage_bench.methods.planning import tokenize  # lazily: planning imports this module
     m = set(tokenize(message))
     return max((len(m & set(tokenize(t.text() if hasattr(t, "text") else str(t)))) for t in tools), default=0)
 
@@ -301,61 +266,45 @@ def parse_timing_verdict(resp) -> tuple[Optional[dict], Optional[str], str]:
     return _timing_pred(p["call_tool"], min(max(float(c), 0.0), 1.0)), None, status
 
 # %% ../../nbs/api/32_timing.ipynb #2a1c052f
-class _LLMTimingBase(LLMMixin, Method):
-    def _requests(self, samples, libs):
-        return [(timing_messages(s, lib, self.config["prompt"], self.config["context_turns"]), TIMING_SCHEMA) for s, lib in zip(samples, libs)]
+class _LLMTimingBase(LLMMethod):
+    "Shared by the LLM timing methods: the prompt variant and one LLM verdict per sample."
+    def __init__(self, prompt: str = "default", context_turns: int = 6, **config):
+        if prompt not in TIMING_PROMPTS: raise ValueError(f"prompt must be one of {TIMING_PROMPTS}, got {prompt!r}")
+        super().__init__(prompt=prompt, context_turns=context_turns, **config)
 
-    def _from_response(self, resp) -> Output:
-        pred, err, status = parse_timing_verdict(resp)
-        p = getattr(resp, "parsed", None)
-        o = Output(pred, raw_output=getattr(resp, "text", None), parse_status=status, error=err,
-                   trace={"reason": p.get("reason")} if isinstance(p, dict) and "reason" in p else {},
-                   latency_s=getattr(resp, "latency_s", None))
-        return add_usage(o, resp)
+    async def verdict(self, out: Output, sample: TimingSample, tools: ToolLibrary) -> dict:
+        "Ask the LLM for a verdict on `sample`; its reply goes into `out`; raises `ReplyFailed` on a failed reply."
+        r = await ask(self, out, timing_messages(sample, tools, self.config["prompt"], self.config["context_turns"]), TIMING_SCHEMA)
+        pred, err, status = parse_timing_verdict(r)
+        if isinstance(r.parsed, dict) and "reason" in r.parsed: out.trace["reason"] = r.parsed["reason"]
+        if pred is None:
+            out.parse_status = status
+            raise ReplyFailed(err)
+        return pred
 
 @register_method("timing.llm_based", "timing", needs_llm=True, description="The LLM returns a JSON verdict {call_tool, confidence, reason}")
 class LLMTiming(_LLMTimingBase):
     "Ask the LLM for a schema-constrained JSON verdict."
-    def __init__(self, prompt: str = "default", context_turns: int = 6, llm: Optional[dict] = None, **config):
-        self._take_client(config)
-        if prompt not in TIMING_PROMPTS: raise ValueError(f"prompt must be one of {TIMING_PROMPTS}, got {prompt!r}")
-        super().__init__(prompt=prompt, context_turns=context_turns, llm=llm or {}, **config)
-
-    def predict(self, sample, tools) -> Output: return self.predict_batch([sample], [tools])[0]
-
-    def predict_batch(self, samples, libs) -> list[Output]:
-        resps = self.client.chat_many(self._requests(samples, libs))
-        return [self._from_response(r) for r in resps]
+    async def arun(self, sample: TimingSample, tools: ToolLibrary) -> Output:
+        out = Output(None)
+        try: out.prediction = await self.verdict(out, sample, tools)
+        except ReplyFailed as e: out.error = str(e)
+        return out
 
 # %% ../../nbs/api/32_timing.ipynb #ad717272
-@register_method("timing.hybrid", "timing", needs_llm=True, description="Rules first; the LLM decides where rule confidence < threshold")
+@register_method("timing.hybrid", "timing", needs_llm=True, description="Rules first; the LLM decides where rule confidence < threshold (a failed LLM reply fails the sample)")
 class HybridTiming(_LLMTimingBase):
     "Rules, then the LLM for the turns the rules are unsure about."
-    def __init__(self, threshold: float = 0.75, prompt: str = "default", context_turns: int = 6, scale: float = 2.0,
-                 llm: Optional[dict] = None, **config):
-        self._take_client(config)
-        if prompt not in TIMING_PROMPTS: raise ValueError(f"prompt must be one of {TIMING_PROMPTS}, got {prompt!r}")
-        super().__init__(threshold=threshold, prompt=prompt, context_turns=context_turns, scale=scale, llm=llm or {}, **config)
+    def __init__(self, threshold: float = 0.75, scale: float = 2.0, **config):
+        super().__init__(threshold=threshold, scale=scale, **config)
 
-    def predict(self, sample, tools) -> Output: return self.predict_batch([sample], [tools])[0]
-
-    def predict_batch(self, samples, libs) -> list[Output]:
-        t0 = time.perf_counter()
-        verdicts = [rule_verdict(s.message, s.context, self.config["scale"], lib if s.candidate_tools else None) for s, lib in zip(samples, libs)]
-        ask = [i for i, v in enumerate(verdicts) if v.confidence < self.config["threshold"]]
-        resps = self.client.chat_many(self._requests([samples[i] for i in ask], [libs[i] for i in ask])) if ask else []
-        rule_dt = (time.perf_counter() - t0) / max(len(samples), 1)
-        out = []
-        for v in verdicts:
-            rt = {"path": "rule", "rule": {"call_tool": v.call_tool, "confidence": v.confidence, "fired": v.fired}}
-            out.append(Output(_timing_pred(v.call_tool, v.confidence), trace=rt, latency_s=rule_dt))
-        for i, r in zip(ask, resps):
-            o = self._from_response(r)
-            o.trace = out[i].trace | o.trace
-            if o.prediction is None:  # keep the rule verdict, say so
-                o.trace.update(path="rule", llm_error=o.error)
-                o.prediction, o.error, o.fallback = out[i].prediction, None, "rule"
-            else: o.trace["path"] = "llm"
-            o.latency_s = (o.latency_s or 0.0) + rule_dt
-            out[i] = o
+    async def arun(self, sample: TimingSample, tools: ToolLibrary) -> Output:
+        v = rule_verdict(sample.message, sample.context, self.config["scale"], tools if sample.candidate_tools else None)
+        out = Output(None, trace={"path": "rule", "rule": {"call_tool": v.call_tool, "confidence": v.confidence, "fired": v.fired}})
+        if v.confidence >= self.config["threshold"]:
+            out.prediction = _timing_pred(v.call_tool, v.confidence)
+            return out
+        out.trace["path"] = "llm"
+        try: out.prediction = await self.verdict(out, sample, tools)
+        except ReplyFailed as e: out.error = str(e)
         return out
