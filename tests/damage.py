@@ -309,17 +309,26 @@ def cases() -> list[Case]:
     return out + [dataclasses.replace(c, dataset="toolbench_per_query") for c in out if c.dataset == "toolbench"]
 
 
-def load(case: Case, root: Path, lenient: bool):
-    "Load a damaged copy with the case's loader (toolbench cases also load as toolbench_per_query)."
-    from sage_bench.registry import lookup
+def _loader(name: str):
+    "The loader function of a data set, imported directly (not through the registry, which imports every method too)."
+    import importlib
+    module, fn = {"sage": ("sage", "load_sage"), "acebench": ("acebench", "load_acebench"), "apibank": ("apibank", "load_apibank"),
+                  "toolalpaca": ("toolalpaca", "load_toolalpaca"), "taskbench": ("taskbench", "load_taskbench"),
+                  "bfcl": ("bfcl", "load_bfcl"), "toolbench": ("toolbench", "load_toolbench"),
+                  "toolbench_per_query": ("toolbench", "load_toolbench_per_query"), "metatool": ("metatool", "load_metatool")}[name]
+    return getattr(importlib.import_module(f"sage_bench.data.{module}"), fn)
+
+
+def load(case: Case, root: Optional[Path], lenient: bool):
+    "Load a copy (`root`; None: the data set as published) with the case's loader and options."
     kw = dict(case.spec.load)
     name = case.dataset
     if name == "taskbench_labels":
-        name, kw = "taskbench", {"labels_dir": root, "domains": ("huggingface",)}
+        name, kw = "taskbench", {"labels_dir": root or case.src, "domains": ("huggingface",)}
         root = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # taskbench without labels warns that it has no samples
-        return lookup("dataset", name).factory(data_dir=root, lenient=lenient, **kw)
+        return _loader(name)(data_dir=root, lenient=lenient, **kw)
 
 
 def make(case: Case, tmp: Path) -> tuple[Path, Path, Any]:

@@ -23,7 +23,7 @@ _CLEAN: dict = {}
 def _clean_count(case) -> int:
     "Samples of the undamaged data set, loaded with the case's options."
     key = (case.dataset, repr(sorted(case.spec.load.items())))
-    if key not in _CLEAN: _CLEAN[key] = len(load(case, None if case.dataset != "taskbench_labels" else case.src, False).samples)
+    if key not in _CLEAN: _CLEAN[key] = len(load(case, None, False).samples)
     return _CLEAN[key]
 
 
