@@ -4,7 +4,7 @@
 
 # %% ../nbs/api/70_cli.ipynb #f5dccacd
 from __future__ import annotations
-import argparse, json, math, os, signal, sys, time
+import argparse, json, math, os, signal, sys, threading, time
 from pathlib import Path
 from .core import RANDOM_SEED, CHALLENGES, DEFAULT_LLM_PORT, VLLM_GPU_MEMORY_UTILIZATION, RecordError
 from .registry import UnknownNameError, entries, lookup, dataset_names, get_dataset, method_ids
@@ -254,17 +254,28 @@ class _InterruptKernel:
     """While a section notebook runs, the first Ctrl-C interrupts its kernel (the kernel runs in a session of its own,
     so the terminal's Ctrl-C does not reach it): the cell stops with KeyboardInterrupt, papermill saves the executed
     notebook and reports it, and `cmd_run` turns that into this process's interrupt. Stopping this process instead
-    would kill the kernel mid-reply, and the kernel prints its own tracebacks. A second Ctrl-C stops this process."""
+    would kill the kernel mid-reply, and the kernel prints its own tracebacks. A kernel ignores SIGINT between two
+    cells, so the interrupt is repeated every second until the notebook stops; after `give_up_s`, or at a second
+    Ctrl-C, this process stops as it would without this."""
+    def __init__(self, give_up_s: float = 30.0): self.give_up_s = give_up_s
     def __enter__(self):
-        self.hits = 0
+        self.hits, self.done = 0, threading.Event()
         try: self.old = signal.signal(signal.SIGINT, self._on_sigint)
         except ValueError: self.old = None              # not the main thread: leave Ctrl-C as it is
         return self
     def _on_sigint(self, signum, frame):
         self.hits += 1
-        if self.hits == 1 and _signal_kernels(signal.SIGINT): return
+        if self.hits == 1 and _signal_kernels(signal.SIGINT):
+            threading.Thread(target=self._repeat, daemon=True).start(); return
         raise KeyboardInterrupt
+    def _repeat(self):
+        t0 = time.monotonic()
+        while not self.done.wait(1.0):
+            if time.monotonic() - t0 > self.give_up_s:     # a real SIGINT to the main thread wakes it from a wait,
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT); return    # -> the second-hit path
+            _signal_kernels(signal.SIGINT)
     def __exit__(self, *exc):
+        self.done.set()
         if self.old is not None: signal.signal(signal.SIGINT, self.old)
 
 def cmd_run(a) -> int:
@@ -281,16 +292,21 @@ def cmd_run(a) -> int:
     for s in secs:
         print(f"== section {s} ==", flush=True)
         t0 = time.time()
+        ik = _InterruptKernel()
         try:
-            with _InterruptKernel():
+            with ik:
                 dest = run_section(s, quick=a.quick, seed=a.seed, samples=a.samples, methods=a.methods, skip_llm=a.skip_llm,
                                    challenge=CHALLENGE_ALIASES.get(a.challenge) if a.challenge else None,
                                    llm_base_url=a.llm_base_url, output_dir=a.output_dir, stream=True)
         except pme.PapermillExecutionError as e:
-            if e.ename == "KeyboardInterrupt": raise KeyboardInterrupt from None
-            # the cell's own output (its traceback included) was streamed above; here the one line that matters
+            # interrupted by us: the cell's error is not always a KeyboardInterrupt (ipykernel may report it as a bare
+            # failed cell, CellExecutionError), so the Ctrl-C we forwarded decides
+            if e.ename == "KeyboardInterrupt" or ik.hits: raise KeyboardInterrupt from None
+            from sage_bench.core import benchmark_dir
+            ex = lookup("experiment", s).extra
+            nb = benchmark_dir(a.output_dir).resolve() / ex["output"] / f"executed_{ex['notebook']}"
             print(f"sage-bench: error: section {s} stopped in its notebook (cell {e.exec_count}): {e.ename}: "
-                  f"{redact_url(str(e.evalue))}", file=sys.stderr)
+                  f"{redact_url(str(e.evalue))} (the traceback is in {nb})", file=sys.stderr)
             return 1
         except IncompleteResults as e:   # the section ran to its end, some LLM calls got no reply: say so, go on, exit 1
             print(f"sage-bench: {e}", file=sys.stderr, flush=True); rc = 1

@@ -204,3 +204,54 @@ def test_eval_exits_1_when_a_method_got_no_answer(tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr, (r.returncode, r.stderr[-3000:])
     assert "timing.llm_based" in r.stderr and "no answer" in r.stderr and "== timing" in r.stdout, r.stderr[-3000:]
     assert len(fake.posts) == 3
+
+
+def test_ctrl_c_during_a_section_run_stops_its_notebook_cleanly(tmp_path):
+    """`run` executes a notebook in a kernel process of its own session: Ctrl-C interrupts that kernel's cell (rather
+    than killing the kernel mid-reply, which printed the kernel's and asyncio's tracebacks), then exits 130; nothing
+    is written after the message."""
+    import signal, time
+    out = tmp_path / "out"
+    p = subprocess.Popen([EXE, "run", "--section", "5.2", "--quick", "--skip-llm", "--output-dir", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    def n_records(): return sum(len(f.read_text().splitlines()) for f in out.rglob("*.jsonl") if "records" in f.parts)
+    t0 = time.time()
+    while p.poll() is None and not n_records() and time.time() - t0 < 600: time.sleep(0.1)
+    assert p.poll() is None, "the section ended before it could be interrupted"
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=180)
+    assert p.returncode == 130 and "Traceback" not in err and "Task exception" not in err, (p.returncode, err[-3000:])
+    kept = n_records()
+    assert err.strip().splitlines()[-1] == f"interrupted: {kept} records kept, rerun to resume", err[-1000:]
+    time.sleep(2)
+    assert n_records() == kept                     # the kernel stopped with us
+
+
+def test_interrupt_reaches_a_kernel_that_was_between_two_cells():
+    """A kernel ignores SIGINT between cells: `run` repeats the interrupt until the notebook stops, and after
+    `give_up_s` stops itself. (A child process named like a kernel stands in for it.)"""
+    import signal, time
+    from sage_bench.cli import _InterruptKernel
+    code = ("import signal, sys, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep({}); "
+            "signal.signal(signal.SIGINT, signal.default_int_handler); time.sleep(60)")
+    kid = subprocess.Popen([sys.executable, "-c", code.format(1.5), "ipykernel_launcher"], stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        t0 = time.time()
+        with _InterruptKernel(give_up_s=20):
+            os.kill(os.getpid(), signal.SIGINT)          # Ctrl-C: forwarded while the "kernel" ignores it, then repeated
+            assert kid.wait(timeout=15) != 0
+        assert time.time() - t0 < 10
+    finally:
+        kid.kill(); kid.wait()
+    kid = subprocess.Popen([sys.executable, "-c", code.format(600), "ipykernel_launcher"], stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        t0 = time.time()
+        with pytest.raises(KeyboardInterrupt):           # it never stops: after give_up_s this process does
+            with _InterruptKernel(give_up_s=2):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(30)                           # (a wait like papermill's, woken by the signal)
+        assert time.time() - t0 < 10
+    finally:
+        kid.kill(); kid.wait()
