@@ -125,7 +125,7 @@ def test_outage_then_recovery_recomputes_exactly_the_failed_samples(fake, tmp_pa
 
 
 LLM_METHODS = ["timing.llm_based", "timing.hybrid", "planner.llm_based", "planner.react", "planner.tot",
-               "selector.gorilla", "selector.dfsdt", "selector.llm_direct"]
+               "selector.gorilla", "selector.dfsdt", "selector.llm_direct", "selector.llm_rerank"]
 
 
 @pytest.mark.parametrize("mid", LLM_METHODS)
@@ -173,3 +173,16 @@ def test_failing_server_section_run_exits_nonzero_and_names_the_method(fake, tmp
     assert r2.returncode == 0, r2.stderr[-3000:]
     for f in (tmp_path / "out").rglob("*"):
         if f.is_file(): assert b"SECRETKEY" not in f.read_bytes(), f
+
+
+def test_a_lenient_load_is_recorded_in_the_result_file(tmp_path):
+    "A run on a leniently loaded data set says so in its result file: lenient mode on, each skip with file, line and reason."
+    import json
+    from damage import cases, make, load
+    case = next(c for c in cases() if c.dataset == "metatool" and c.level == "record")
+    root, damaged, line = make(case, tmp_path / "copy")
+    ds = load(case, root, lenient=True)
+    r = evaluate("selector.keyword", ds, "test", samples=5, experiment="lenient", output_dir=tmp_path / "out", progress=False, n_boot=20)
+    dl = json.loads(r.path.read_text())["provenance"]["config"]["data_load"]
+    assert dl["lenient"] and dl["n_skipped"] >= 1, dl
+    assert any(x["line"] == line and x["file"].endswith(case.rel.split("/")[-1]) for x in dl["skipped"]), (line, dl)
