@@ -122,7 +122,8 @@ def bench_bm25(lib, queries, n_rank_bm25, k=50, repeats=3):
     from rank_bm25 import BM25Okapi
     from sage_bench.core import SelectionSample
     from sage_bench.methods.base import blind
-    from sage_bench.methods.selection import KeywordSelector, Tokenizer, keyword_text, bm25_index
+    from sage_bench.methods.selection import KeywordSelector
+    from sage_bench.retrieval import Tokenizer, tool_text as keyword_text, bm25_index
     tok = Tokenizer()
     corpus = tok.many([keyword_text(t) for t in lib])
     t0 = time.perf_counter(); direct = bm25s.BM25(); direct.index(corpus, show_progress=False); t_direct_ix = time.perf_counter() - t0
@@ -225,10 +226,11 @@ def memory_child(lib_file: str) -> dict:
     lib = ToolLibrary(tools, "memory")
     gc.collect()
     r0 = rss_mb()
-    from sage_bench.methods.selection import KeywordSelector, EmbeddingSelector, bm25_index, Tokenizer, _default_tokenizer
+    from sage_bench.methods.selection import EmbeddingSelector
+    from sage_bench.retrieval import bm25_index, default_tokenizer
     from sage_bench.embed import get_embedder
     import bm25s, faiss                                   # imports are not index memory
-    _default_tokenizer()("warm up the tokenizer imports")
+    default_tokenizer()("warm up the tokenizer imports")
     gc.collect()
     r_import = rss_mb()
     ix = bm25_index(lib)

@@ -1,46 +1,51 @@
-"Tests of the six tool-selection methods (sage_bench.methods.selection)."
+"Tests of the tool-selection methods (sage_bench.methods.selection) and the retrieval module they use."
 import json, math, re
 import numpy as np
 import pytest
 from sage_bench.core import Tool, ToolLibrary, SelectionSample
-from sage_bench.methods.base import blind
+from sage_bench.methods.base import blind, LLMMethod
 from sage_bench.registry import get_method, method_ids
 from sage_bench.methods import selection as S
 from sage_bench.testing import ScriptedLLM
+from sage_bench.retrieval import Retriever
 from sage_bench.methods.selection import (fixture_library, fixture_samples, rrf, bm25_index, keyword_text,
                                           Tokenizer, KeywordSelector, EmbeddingSelector, HybridSelector, GorillaSelector,
-                                          LLMDirectSelector, DFSDTSelector, build_tree)
+                                          LLMDirectSelector, LLMRerankSelector, DFSDTSelector, windows)
 
 LIB = fixture_library()
 SAMPLES = [blind(s) for s in fixture_samples()]
-IDS = ["selector.keyword", "selector.embedding", "selector.hybrid", "selector.gorilla", "selector.dfsdt", "selector.llm_direct"]
+RETRIEVAL = ["selector.keyword", "selector.embedding", "selector.hybrid"]
+LLM = ["selector.llm_direct", "selector.llm_rerank", "selector.gorilla", "selector.dfsdt"]
+IDS = RETRIEVAL + LLM
 
 
-def first_of_enum(messages, schema):
-    "A scripted LLM that answers with the first allowed id(s) of whatever it is asked."
-    key = next(iter(schema["properties"]))
-    enum = schema["properties"][key]["items"]["enum"]
-    ans = {key: enum[:1]}
-    if "complete" in schema["properties"]: ans["complete"] = True
-    return ans
+def first_listed(messages, schema):
+    "A scripted LLM that answers any selector's request with the first tool it is allowed to name (a DFSDT search calls it, then finishes)."
+    p = schema["properties"]
+    if "ranking" in p: return {"ranking": p["ranking"]["items"]["enum"][:1]}
+    if "calls" in p: return {"calls": [{"api": p["calls"]["items"]["properties"]["api"]["enum"][0], "arguments": {}}]}
+    if "Calls made so far" in messages[-1]["content"]: return {"action": "finish"}
+    return {"action": "call", "tool": p["tool"]["enum"][0], "arguments": {}}
 
 
 def make(mid, **kw):
-    if get_method.__module__ and mid in ("selector.gorilla", "selector.dfsdt", "selector.llm_direct"):
-        kw.setdefault("client", ScriptedLLM(first_of_enum))
+    if mid in LLM: kw.setdefault("client", ScriptedLLM(first_listed))
     return get_method(mid, **kw)
 
 
-def well_formed(o, lib, top_k=50):
+def well_formed(o, lib, top_k=50, full=True):
     assert o.error is None, o.error
     r = o.prediction["ranking"]
-    assert isinstance(r, list) and len(r) == min(top_k, len(lib)) and len(set(r)) == len(r) and set(r) <= set(lib.ids)
+    assert isinstance(r, list) and len(set(r)) == len(r) and set(r) <= set(lib.ids) and r
+    if full: assert len(r) == min(top_k, len(lib))
 
 
-def test_all_six_registered():
+def test_all_registered():
     assert set(IDS) <= set(method_ids("tool_selection"))
-    assert set(method_ids("tool_selection", skip_llm=True)) >= {"selector.keyword", "selector.embedding", "selector.hybrid"}
-    assert not set(method_ids("tool_selection", skip_llm=True)) & {"selector.gorilla", "selector.dfsdt", "selector.llm_direct"}
+    assert set(method_ids("tool_selection", skip_llm=True)) >= set(RETRIEVAL)
+    assert not set(method_ids("tool_selection", skip_llm=True)) & set(LLM)
+    for mid in LLM:   # one failure policy: every LLM selector is an LLMMethod (the engine applies `fallback=`)
+        assert isinstance(make(mid), LLMMethod)
 
 
 @pytest.mark.parametrize("mid", IDS)
@@ -49,7 +54,8 @@ def test_each_method_well_formed_and_deterministic(mid):
     outs = m.predict_batch(SAMPLES, [LIB] * len(SAMPLES))
     assert len(outs) == len(SAMPLES)
     for o in outs:
-        well_formed(o, LIB)
+        # llm_direct and dfsdt rank only the tools the LLM named or called; the others continue with a retriever's order
+        well_formed(o, LIB, full=mid not in ("selector.llm_direct", "selector.dfsdt"))
         assert o.latency_s is not None and o.latency_s >= 0
     again = make(mid).predict_batch(SAMPLES, [LIB] * len(SAMPLES))
     assert [o.prediction for o in outs] == [o.prediction for o in again]
@@ -125,89 +131,149 @@ def test_hybrid_is_rrf_of_components():
     for o, ko, eo in zip(h.predict_batch(SAMPLES, [LIB] * 5), k, e):
         fused = rrf([ko.prediction["ranking"], eo.prediction["ranking"]], 60)
         assert o.prediction["ranking"] == [d for d, _ in fused]
-        assert math.isclose(o.trace["rrf"][0], round(fused[0][1], 5))
+        assert math.isclose(o.trace["scores"][0], round(fused[0][1], 5))   # the fused RRF scores
 
 
 def test_bad_sample_is_recorded_not_fatal():
     bad = blind(fixture_samples()[0]); object.__setattr__(bad, "query", "   ")
-    for m in (KeywordSelector(), EmbeddingSelector(), HybridSelector(), GorillaSelector(client=ScriptedLLM(first_of_enum))):
+    for m in (KeywordSelector(), EmbeddingSelector(), HybridSelector(), *(make(mid) for mid in LLM)):
         outs = m.predict_batch([SAMPLES[1], bad, SAMPLES[2]], [LIB] * 3)
-        assert outs[1].prediction is None and "empty query" in outs[1].error
+        assert outs[1].prediction is None and "empty query" in outs[1].error, m.id
         assert outs[0].error is None and outs[2].error is None
 
 
-def test_gorilla_reranks_and_falls_back():
-    emb = EmbeddingSelector().predict(SAMPLES[0], LIB).prediction["ranking"]
-    rev = lambda m, s: {"ranking": s["properties"]["ranking"]["items"]["enum"][::-1]}
-    g = GorillaSelector(m=5, client=ScriptedLLM(rev))
-    o = g.predict(SAMPLES[0], LIB)
-    assert o.prediction["ranking"] == emb[:5][::-1] + emb[5:] and o.trace["n_llm_ranked"] == 5
-    assert g.client.calls[0][1]["properties"]["ranking"]["items"]["enum"] == emb[:5]      # the enum is the top-M candidates
-    o = GorillaSelector(m=5, client=ScriptedLLM(lambda m, s: "```not json")).predict(SAMPLES[0], LIB)
-    assert o.fallback == "embedding" and o.parse_status == "failed" and o.prediction["ranking"] == emb
-    o = GorillaSelector(m=5, client=ScriptedLLM(lambda m, s: {"ranking": ["not.a.tool"]})).predict(SAMPLES[0], LIB)
-    assert o.fallback == "embedding" and o.trace["dropped_ids"] == ["not.a.tool"]
+def test_retrieval_methods_keep_their_configuration_record():
+    "Moving retrieval into sage_bench.retrieval changed no recorded configuration (old results still resume)."
+    assert set(KeywordSelector().describe()) == {"id", "challenge", "needs_llm", "config", "tokenizer"}
+    assert set(EmbeddingSelector().describe()) == {"id", "challenge", "needs_llm", "config", "embedding_model"}
+    assert set(HybridSelector().describe()) == {"id", "challenge", "needs_llm", "config", "embedding_model", "tokenizer"}
+    assert HybridSelector().describe()["config"] == {"top_k": 50, "seed": 42, "rrf_k": 60, "depth": 100, "model": None}
 
 
 def down(messages, schema): raise ConnectionError("connection refused")
 
 
-@pytest.mark.parametrize("cls", [GorillaSelector, LLMDirectSelector, DFSDTSelector])
-def test_llm_down_is_a_recorded_failure(cls):
-    outs = cls(client=ScriptedLLM(down)).predict_batch(SAMPLES[:2], [LIB] * 2)
-    assert all(o.prediction is None and "connection refused" in o.error and o.fallback is None for o in outs)
+@pytest.mark.parametrize("mid", LLM)
+def test_llm_down_is_a_transport_failure_without_fallback(mid):
+    outs = make(mid, client=ScriptedLLM(down)).predict_batch(SAMPLES[:2], [LIB] * 2)
+    assert all(o.prediction is None and "connection refused" in o.error and o.fallback is None and o.transport_error for o in outs)
 
 
-def test_llm_direct_truncation_recorded():
-    m = LLMDirectSelector(max_prompt_tokens=250, client=ScriptedLLM(first_of_enum))
-    o = m.predict(SAMPLES[0], LIB)
-    shown = m.client.calls[0][1]["properties"]["ranking"]["items"]["enum"]
-    assert o.trace["truncated"] and o.trace["shown"] == len(shown) < len(LIB) and shown == LIB.ids[:len(shown)]
-    assert o.prediction["ranking"][0] == LIB.ids[0] and o.trace["padding"] == "selector.keyword"
-    o = LLMDirectSelector(client=ScriptedLLM(lambda m, s: "no idea")).predict(SAMPLES[0], LIB)
-    assert o.prediction is None and o.parse_status == "failed"
+@pytest.mark.parametrize("mid", LLM)
+def test_a_refused_request_is_a_final_failure(mid):
+    "A request the server refused (e.g. a prompt longer than its context) fails the sample, not as a transport failure."
+    from types import SimpleNamespace
+    class Refuses(ScriptedLLM):
+        def _resp(self, messages, schema):
+            self.calls.append((messages, schema))
+            return SimpleNamespace(text=None, parsed=None, parse_status="n/a", prompt_tokens=0, completion_tokens=0, latency_s=0.1,
+                                   cached=False, error="HTTP 400: refused (context length exceeded)", transport_error=False)
+    o = make(mid, client=Refuses(None)).predict(SAMPLES[0], LIB)
+    assert o.prediction is None and "refused" in o.error and not o.transport_error and o.fallback is None
+
+
+@pytest.mark.parametrize("mid", LLM)
+def test_configuration_keys_and_fallback(mid):
+    m = make(mid, fallback="selector.keyword")
+    assert m.config["fallback"] == "selector.keyword" and m.describe()["config"]["fallback"] == "selector.keyword"
+    with pytest.raises(TypeError): get_method(mid, client=ScriptedLLM(first_listed), not_a_key=1)
+    with pytest.raises(ValueError): get_method(mid, fallback="selector.gorilla")           # a fallback must not need the LLM
+
+
+def test_llm_direct_sees_every_tool_once_in_windows():
+    "Every tool of the library is shown exactly once; the window size is max_prompt_tokens; the window's list starts the prompt."
+    for budget in (100, 200, 3000):
+        m = LLMDirectSelector(max_prompt_tokens=budget, client=ScriptedLLM(first_listed))
+        o = m.predict(SAMPLES[0], LIB)
+        wins = windows(LIB, budget, 80)
+        assert o.trace["n_windows"] == len(wins) == o.llm_calls and o.trace["tools_seen"] == len(LIB) == sum(map(len, wins))
+        assert [t for w in wins for t in w] == LIB.ids
+        shown = [t for msgs, sch in m.client.calls for t in sch["properties"]["ranking"]["items"]["enum"]]
+        assert set(shown) == set(LIB.ids)
+        for (msgs, _), w in zip(m.client.calls, wins):
+            u = msgs[1]["content"]
+            assert u.startswith("Tools, part") and all(u.index(t) < u.index("User request") for t in w)
+    assert len(windows(LIB, 100, 80)) > len(windows(LIB, 200, 80)) > len(windows(LIB, 3000, 80)) == 1
+
+
+def test_llm_direct_prefix_is_the_same_for_every_request():
+    "A window's prompt up to the carried tools and the request is the same for every sample (a prefix cache reuses it)."
+    m = LLMDirectSelector(max_prompt_tokens=150, client=ScriptedLLM(first_listed))
+    m.predict_batch(SAMPLES, [LIB] * len(SAMPLES))
+    by_window = {}
+    for msgs, _ in m.client.calls:
+        u = msgs[1]["content"]
+        head = u.split("\nBest tools found")[0].split("\nUser request")[0]
+        by_window.setdefault(u.split(":")[0], set()).add(msgs[0]["content"] + head)
+    assert len(by_window) == len(windows(LIB, 150, 80)) and all(len(v) == 1 for v in by_window.values())
+
+
+def test_llm_direct_uses_no_retriever():
+    "Nothing but the LLM's answers fills the ranking: an LLM that names one tool gives a one-tool ranking."
+    o = LLMDirectSelector(client=ScriptedLLM(lambda m, s: {"ranking": ["comm.sms"]})).predict(SAMPLES[0], LIB)
+    assert o.prediction["ranking"] == ["comm.sms"] and "padding" not in o.trace
+
+
+def test_llm_rerank_reorders_the_top_m_and_keeps_the_retrieval_tail():
+    hyb = Retriever("hybrid").rank(SAMPLES[0].query, LIB)
+    rev = lambda m, s: {"ranking": s["properties"]["ranking"]["items"]["enum"][::-1]}
+    r = LLMRerankSelector(m=5, client=ScriptedLLM(rev))
+    o = r.predict(SAMPLES[0], LIB)
+    assert o.prediction["ranking"] == hyb[:5][::-1] + hyb[5:] and r.client.calls[0][1]["properties"]["ranking"]["items"]["enum"] == hyb[:5]
+    o = LLMRerankSelector(m=5, client=ScriptedLLM(lambda m, s: "```not json")).predict(SAMPLES[0], LIB)
+    assert o.prediction is None and o.fallback is None and o.parse_status == "failed"
+    from sage_bench.registry import lookup
+    assert "capped" in lookup("method", "selector.llm_rerank").description
+
+
+def test_gorilla_called_tools_lead_then_the_retriever_order():
+    hyb = Retriever("hybrid").rank(SAMPLES[2].query, LIB)
+    call = {"calls": [{"api": "travel.hotel", "arguments": {"city": "Denver"}}, {"api": "travel.flight", "arguments": {"origin": "BOS", "destination": "DEN", "date": "May 3"}}]}
+    g = GorillaSelector(m=6, client=ScriptedLLM(lambda m, s: call))
+    o = g.predict(SAMPLES[2], LIB)
+    assert o.prediction["ranking"] == ["travel.hotel", "travel.flight"] + [t for t in hyb if t not in ("travel.hotel", "travel.flight")]
+    assert [c["api"] for c in o.trace["calls"]] == ["travel.hotel", "travel.flight"] and o.trace["documented"] == hyb[:6]
+    (msgs, schema), = g.client.calls
+    assert "Use this API documentation for reference:" in msgs[1]["content"] and msgs[1]["content"].startswith(SAMPLES[2].query)
+    for t in hyb[:6]: assert json.dumps(t) in msgs[1]["content"]
+    o = GorillaSelector(m=6, client=ScriptedLLM(lambda m, s: "```not json")).predict(SAMPLES[0], LIB)
+    assert o.prediction is None and o.fallback is None and "no call" in o.error
 
 
 def scripted_dfs(messages, schema):
-    "Sends the search into the wrong category first (weather, then travel), then finance."
+    "Calls the stock price first (wrong) and gives up after seeing it, then calls the converter and finishes."
     u = messages[-1]["content"]
-    if "choices" in schema["properties"]:
-        labels = dict(re.findall(r"- (n\d+): category '(\w+)'", u))
-        return {"choices": [k for want in ("weather", "travel", "finance") for k, c in labels.items() if c == want]}
-    tools = schema["properties"]["tools"]["items"]["enum"]
-    return {"tools": [t for t in tools if t == "finance.convert"], "complete": "finance.convert" in tools}
+    if "1. call finance.stock" in u: return {"action": "give_up"}
+    if "1. call finance.convert" in u: return {"action": "finish"}
+    if "tried here and failed" in u: return {"action": "call", "tool": "finance.convert", "arguments": {"amount": "250"}}
+    return {"action": "call", "tool": "finance.stock", "arguments": {"ticker": "EUR"}}
 
 
-def test_dfsdt_backtracks():
-    m = DFSDTSelector(max_children=5, branch=3, client=ScriptedLLM(scripted_dfs))
+def test_dfsdt_gives_up_backtracks_and_ranks_confirmed_first():
+    m = DFSDTSelector(m=8, client=ScriptedLLM(scripted_dfs))
     o = m.predict(SAMPLES[0], LIB)
-    path = [(v["label"].split(":")[0], v["status"]) for v in o.trace["tree"]]
-    assert path == [("all tools", "expanded"), ("category 'weather'", "dead_end"), ("category 'travel'", "dead_end"),
-                    ("category 'finance'", "found")]
-    assert o.trace["backtracks"] == 2 and o.trace["complete"] and o.llm_calls == 4
-    assert o.prediction["ranking"][0] == "finance.convert" and o.fallback is None
-    # the same search with a budget of 3 calls never reaches finance: the record says so
-    o = DFSDTSelector(max_children=5, branch=3, max_calls=3, client=ScriptedLLM(scripted_dfs)).predict(SAMPLES[0], LIB)
-    assert o.trace["budget_exhausted"] and o.fallback == "selector.keyword" and o.trace["n_llm_ranked"] == 0
+    assert [(n["depth"], n["action"], n.get("tool"), n["status"]) for n in o.trace["nodes"]] == [
+        (0, "call", "finance.stock", "called"), (1, "give_up", None, "gave_up"), (0, "call", "finance.convert", "called"), (1, "finish", None, "finished")]
+    assert o.trace["backtracks"] == 1 and o.trace["give_ups"] == 1 and o.trace["finished"] and o.llm_calls == 4
+    assert o.prediction["ranking"] == ["finance.convert", "finance.stock"] and o.trace["confirmed"] == ["finance.convert"]
+    # the observation is simulated from the tool's output schema and shown in the next prompt
+    assert '-> {"result":"<What the tool returns>"}' in m.client.calls[1][0][-1]["content"]
+    # the diversity prompt at the second try lists the action that failed there
+    assert 'call finance.stock with {"ticker": "EUR"}' in m.client.calls[2][0][-1]["content"]
+    # the same search with a budget of 2 calls never reaches the converter: the record says so
+    o = DFSDTSelector(m=8, max_calls=2, client=ScriptedLLM(scripted_dfs)).predict(SAMPLES[0], LIB)
+    assert o.trace["budget_exhausted"] and not o.trace["finished"] and o.fallback is None and o.prediction["ranking"] == ["finance.stock"]
 
 
-def test_dfsdt_deep_tree_and_unparsed_node():
-    tools = [Tool(id=f"t{i}", name=f"tool_{i}", description=f"does thing number {i}") for i in range(40)]
-    lib = ToolLibrary(tools, "flat40")
-    tree = build_tree(lib, max_children=4)
-    def leaves(n): return [n] if n.is_leaf else [x for c in n.children for x in leaves(c)]
-    assert sorted(t for l in leaves(tree) for t in l.tools) == sorted(lib.ids) and all(len(l.tools) <= 4 for l in leaves(tree))
-    calls = []
-    def reply(messages, schema):
-        calls.append(1)
-        if len(calls) == 2: return "garbage"              # the first child's expansion is unparseable
-        if "choices" in schema["properties"]: return {"choices": schema["properties"]["choices"]["items"]["enum"][:2]}
-        return first_of_enum(messages, schema)
-    q = blind(SelectionSample(id="z", dataset="t", split="test", query="thing number 7", relevant_tools=["t7"]))
-    o = DFSDTSelector(max_children=4, client=ScriptedLLM(reply)).predict(q, lib)
-    st = [(v["depth"], v["status"]) for v in o.trace["tree"]]
-    assert st[:3] == [(0, "expanded"), (1, "unparsed"), (1, "expanded")] and ("found" in dict(st[3:]).values() or (3, "found") in st or (2, "found") in st)
-    assert o.parse_status == "failed" and o.trace["n_llm_ranked"] >= 1 and o.trace["backtracks"] >= 1 and o.fallback is None
+def test_dfsdt_a_perfect_model_makes_no_backtrack():
+    def perfect(messages, schema):
+        u = messages[-1]["content"]
+        if "call travel.hotel" in u: return {"action": "finish"}
+        if "call travel.flight" in u: return {"action": "call", "tool": "travel.hotel", "arguments": {"city": "Denver"}}
+        return {"action": "call", "tool": "travel.flight", "arguments": {"origin": "BOS", "destination": "DEN", "date": "May 3"}}
+    o = DFSDTSelector(m=8, client=ScriptedLLM(perfect)).predict(SAMPLES[2], LIB)
+    assert o.prediction["ranking"] == ["travel.flight", "travel.hotel"] and o.llm_calls == 3
+    assert (o.trace["backtracks"], o.trace["give_ups"], o.trace["unparsed"], o.trace["depth_limits"]) == (0, 0, 0, 0)
 
 
 from conftest import real_server_mark
@@ -216,12 +282,12 @@ llm = real_server_mark()
 
 
 @llm
-@pytest.mark.parametrize("mid", ["selector.gorilla", "selector.llm_direct", "selector.dfsdt"])
+@pytest.mark.parametrize("mid", LLM)
 def test_llm_methods_against_real_server(mid):
     m = get_method(mid)
     outs = m.predict_batch(SAMPLES[:2], [LIB] * 2)
     for o in outs:
-        assert o.error is None, o.error
-        well_formed(o, LIB)
+        assert o.error is None or not o.transport_error, o.error
         assert o.llm_calls >= 1 and o.parse_status in ("strict", "fenced", "lenient", "failed")
         assert o.prompt_tokens > 0 or o.cached_calls > 0
+        if o.prediction: assert set(o.prediction["ranking"]) <= set(LIB.ids)
