@@ -4,7 +4,7 @@
 
 # %% ../nbs/api/40_engine.ipynb #c30f5517
 from __future__ import annotations
-import random, sys, time, traceback, warnings
+import json, random, sys, time, traceback, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -146,6 +146,11 @@ def evaluate(method: str | Method, dataset: str | Dataset, split: str = "test", 
         fb = get_method(fb_id) if fb_id else None
         if fb: fb.fit(ds.select(challenge, fit_split), ds)
         config["fit_seconds"] = round(time.perf_counter() - t0, 3)
+        # what `fit` set (e.g. a search depth from the training plans) is part of what the method ran with
+        config["method_description"] = m.describe()
+        write_json(rec_path.with_suffix(".fitted.json"), config["method_description"])
+    elif rec_path.with_suffix(".fitted.json").exists():   # nothing left to predict: the description the records were made with
+        config["method_description"] = json.loads(rec_path.with_suffix(".fitted.json").read_text(encoding="utf-8"))
         bar = None
         if progress:
             from tqdm.auto import tqdm
