@@ -149,8 +149,6 @@ def evaluate(method: str | Method, dataset: str | Dataset, split: str = "test", 
         # what `fit` set (e.g. a search depth from the training plans) is part of what the method ran with
         config["method_description"] = m.describe()
         write_json(rec_path.with_suffix(".fitted.json"), config["method_description"])
-    elif rec_path.with_suffix(".fitted.json").exists():   # nothing left to predict: the description the records were made with
-        config["method_description"] = json.loads(rec_path.with_suffix(".fitted.json").read_text(encoding="utf-8"))
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -177,6 +175,8 @@ def evaluate(method: str | Method, dataset: str | Dataset, split: str = "test", 
                 if bar: bar.update(len(batch))
         finally:
             if bar: bar.close()
+    elif rec_path.with_suffix(".fitted.json").exists():   # nothing left to predict: the description the records were made with
+        config["method_description"] = json.loads(rec_path.with_suffix(".fitted.json").read_text(encoding="utf-8"))
     records = [done[s.id] for s in chosen if s.id in done]
     metrics = score_records(challenge, records, n_boot=n_boot, seed=seed) if records else {"n": 0, "metrics": {}}
     res = EvalResult(name, ds.name, split, challenge, metrics, records, config, len(todo), n_resumed)
