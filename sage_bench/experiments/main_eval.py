@@ -17,7 +17,7 @@ from ..engine import evaluate, results_table, HEADLINE
 __all__ = ['SECTION', 'RESULT_FILES', 'QUICK_LLM_SAMPLES', 'SEARCH_METHODS', 'QUICK_SEARCH_SAMPLES', 'QUICK_SEARCH_CONFIG',
            'QUICK_LLM_CONFIG', 'MAIN_METRIC', 'run_plan', 'saved_run_params', 'run_main_eval', 'llm_repeatability',
            'repeatability_text', 'load_results', 'main_table', 'fig_overall', 'fig_planning_by_length',
-           'fig_timing_confusion', 'build_5_2', 'summary_text']
+           'fig_timing_confusion', 'build_5_2', 'run_time_table', 'summary_text']
 
 # %% ../../nbs/api/61_main_eval.ipynb #dbf45f3b
 SECTION = "paper1/section_5_2_main"
@@ -43,9 +43,11 @@ def _llm_up(llm_base_url: str | None) -> tuple[bool, str]:
     ok = c.available()
     return ok, "" if ok else f"no LLM server answered at {redact_url(llm_base_url or os.environ.get('SAGE_BENCH_LLM_URL')) or 'the default URL'} (start one with `sage-bench llm start`)"
 
-def run_plan(method: str, quick: bool, samples: int | None = None, llm_samples: int | None = None) -> dict:
+def run_plan(method: str, quick: bool, samples: int | None = None, llm_samples: int | None = None, seed: int = RANDOM_SEED) -> dict:
     "How section 5.2 runs `method`: `samples`, `method_config` and `batch_size` for `engine.evaluate` (5.3 reuses it to read 5.2's records)."
     needs_llm = lookup("method", method).needs_llm
+    if method.startswith("trained."):   # the 5.5 network, trained (quick or full settings) on the sage training split when fitted
+        return {"samples": samples, "method_config": {"quick": quick, "seed": seed}, "batch_size": 64}
     if llm_samples is None: llm_samples = QUICK_LLM_SAMPLES if quick else samples
     search = quick and method in SEARCH_METHODS
     n = (min(llm_samples, QUICK_SEARCH_SAMPLES) if search and llm_samples is not None else llm_samples) if needs_llm else samples
@@ -75,18 +77,21 @@ def run_main_eval(quick: bool = True, seed: int = RANDOM_SEED, samples: int | No
     for ch in CHALLENGES:
         if challenge and ch != challenge: continue
         started = now()
-        ids = [m for m in chosen if lookup("method", m).challenge == ch and not m.startswith("trained.")]
+        ids = [m for m in chosen if lookup("method", m).challenge == ch]
         results, skipped = [], []
         for m in ids:
             needs_llm = lookup("method", m).needs_llm
             if needs_llm and not llm_ok: skipped.append({"method": m, "reason": why}); continue
             # a quick run after a full one (or the reverse) changes some methods' configuration: their old records are
             # moved aside (records/.../replaced/) rather than mixed with the new ones
+            t0 = time.perf_counter()
             results.append(evaluate(m, "sage", "test", experiment="section_5_2_main", output_dir=out, seed=seed, progress=progress,
-                                    replace_changed=True, **run_plan(m, quick, samples, llm_samples)))
+                                    replace_changed=True, **run_plan(m, quick, samples, llm_samples, seed)))
+            results[-1].config["wall_s"] = round(time.perf_counter() - t0, 1)
         payload = {"challenge": ch, "dataset": "sage", "split": "test", "quick": quick,
-                   "results": [{"method": r.method, "n": r.metrics["n"], "samples": r.config["samples"],
-                                "method_description": r.config["method_description"], "metrics": r.metrics} for r in results],
+                   "results": [{"method": r.method, "n": r.metrics["n"], "samples": r.config["samples"], "n_new": r.n_new,
+                                "wall_s": r.config["wall_s"], "method_description": r.config["method_description"],
+                                "metrics": r.metrics} for r in results],
                    "skipped": skipped}
         write_result(out / RESULT_FILES[ch], payload, {"quick": quick, "samples": samples, "llm_samples": llm_samples, "methods": ids,
                                                        "skip_llm": skip_llm, "llm_base_url": llm_base_url}, seed, started)
@@ -214,6 +219,17 @@ def build_5_2(output_dir=None) -> list[Path]:
         paths.append(latex_table(main_table(p), f"table_5_2_{ch}", f"Section 5.2, {ch.replace('_', ' ')} on the sage test split: "
                                  "value and 95% bootstrap CI in percent", output_dir=output_dir, source=f"section_5_2_main/{RESULT_FILES[ch]}"))
     return paths
+
+def run_time_table(res: dict):
+    "Per method: samples scored, samples predicted in this run (the rest were read back), wall seconds, seconds per predicted sample."
+    import pandas as pd
+    rows = []
+    for ch, p in res.items():
+        for r in p["results"]:
+            new, wall = r.get("n_new"), r.get("wall_s")
+            rows.append({"challenge": ch, "method": r["method"], "n": r["n"], "predicted": new, "wall s": wall,
+                         "s / sample": round(wall / new, 2) if new and wall is not None else None})
+    return pd.DataFrame(rows)
 
 def summary_text(res: dict) -> str:
     "The printed results tables (also written to summary.txt by the notebook)."
