@@ -4,7 +4,7 @@
 
 # %% ../nbs/api/00_core.ipynb #a5b3a1a3
 from __future__ import annotations
-import dataclasses, hashlib, json, os, re, typing
+import dataclasses, functools, hashlib, json, os, re, typing
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal, Optional, get_type_hints
@@ -13,10 +13,10 @@ from typing import Any, Iterable, Iterator, Literal, Optional, get_type_hints
 __all__ = ['RANDOM_SEED', 'BENCHMARK_LLM_TEMPERATURE', 'DEFAULT_LLM_PORT', 'DEFAULT_LLM_BASE_URL', 'DEFAULT_GPU_LLM_MODEL',
            'VLLM_GPU_MEMORY_UTILIZATION', 'DEFAULT_EMBEDDING_MODEL', 'ORIGINAL_EMBEDDING_MODEL',
            'OFFLINE_EMBEDDING_MODEL', 'CHALLENGES', 'SPLITS', 'Challenge', 'SAMPLE_TYPES', 'PARSE_STATUSES',
-           'checkout_root', 'sage_home', 'benchmark_dir', 'cache_dir', 'resources_dir', 'RecordError', 'Validated',
-           'Tool', 'PlanStep', 'Sample', 'TimingSample', 'PlanningSample', 'SelectionSample', 'sample_from_dict',
-           'Record', 'gold_of', 'text_of', 'LoadReport', 'iter_jsonl', 'read_jsonl', 'dumps', 'write_jsonl',
-           'write_json', 'stable_hash', 'ToolLibrary', 'Dataset', 'split_of']
+           'checkout_root', 'sage_home', 'benchmark_dir', 'restores_env', 'cache_dir', 'resources_dir', 'RecordError',
+           'Validated', 'Tool', 'PlanStep', 'Sample', 'TimingSample', 'PlanningSample', 'SelectionSample',
+           'sample_from_dict', 'Record', 'gold_of', 'text_of', 'LoadReport', 'iter_jsonl', 'read_jsonl', 'dumps',
+           'write_jsonl', 'write_json', 'stable_hash', 'ToolLibrary', 'Dataset', 'split_of']
 
 # %% ../nbs/api/00_core.ipynb #6ddc6f57
 RANDOM_SEED = 42
@@ -52,6 +52,20 @@ def sage_home() -> Path:
 def benchmark_dir(root: Path | str | None = None) -> Path:
     "Where experiment outputs go: `<root>/.sage/benchmark`."
     return Path(root) if root else sage_home() / ".sage" / "benchmark"
+
+def restores_env(*names: str):
+    "Decorator: after the call, the environment variables `names` are as they were before it, whatever the function set."
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kw):
+            old = {n: os.environ.get(n) for n in names}
+            try: return fn(*args, **kw)
+            finally:
+                for n, v in old.items():
+                    if v is None: os.environ.pop(n, None)
+                    else: os.environ[n] = v
+        return wrapper
+    return deco
 
 def cache_dir(name: str = "") -> Path:
     "A cache folder under `.sage/cache/` (env `SAGE_BENCH_CACHE` overrides the root)."

@@ -8,7 +8,7 @@ import copy, json, os, random, re, time
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
-from ..core import (Tool, ToolLibrary, Dataset, SelectionSample, TimingSample, PlanningSample, RANDOM_SEED, CHALLENGES)
+from ..core import (Tool, ToolLibrary, Dataset, SelectionSample, TimingSample, PlanningSample, RANDOM_SEED, CHALLENGES, restores_env)
 from ..registry import get_dataset, method_ids, lookup, dataset_names
 from ..store import experiment_dir, write_result, now, RecordStore
 from ..engine import evaluate, HEADLINE
@@ -261,6 +261,7 @@ def run_ablations(quick: bool = True, skip_llm: bool = False, samples: int | Non
     return {"rows": rows, "skipped": skipped}
 
 # %% ../../nbs/api/62_analysis.ipynb #a243ca8f
+@restores_env("SAGE_BENCH_LLM_URL")       # a URL given here is this run's only
 def run_analysis(quick: bool = True, seed: int = RANDOM_SEED, samples: int | None = None, llm_samples: int | None = None,
                  methods=None, skip_llm: bool = False, llm_base_url: str | None = None, output_dir=None, progress=True,
                  parts=("errors", "scaling", "robustness", "ablations")) -> dict:

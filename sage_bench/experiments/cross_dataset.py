@@ -7,7 +7,7 @@ from __future__ import annotations
 import json, os
 from pathlib import Path
 from typing import Sequence
-from ..core import CHALLENGES, RANDOM_SEED
+from ..core import CHALLENGES, RANDOM_SEED, restores_env
 from ..registry import get_dataset, dataset_names, method_ids, lookup
 from ..store import experiment_dir, write_result, now
 from ..engine import evaluate, HEADLINE
@@ -20,6 +20,7 @@ __all__ = ['SECTION', 'MAIN', 'run_cross_dataset', 'load_cross', 'cross_table', 
 SECTION = "paper1/section_5_4_cross_dataset"
 MAIN = {"timing": "f1", "tool_selection": "hit@5", "planning": "step_f1"}
 
+@restores_env("SAGE_BENCH_LLM_URL")       # a URL given here is this run's only
 def run_cross_dataset(quick: bool = True, seed: int = RANDOM_SEED, samples: int | None = None, llm_samples: int | None = None,
                       methods=None, skip_llm: bool = False, datasets=None, llm_base_url: str | None = None,
                       output_dir=None, progress: bool = True) -> dict:

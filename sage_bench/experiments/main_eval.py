@@ -7,7 +7,7 @@ from __future__ import annotations
 import json, os, time
 from pathlib import Path
 from typing import Sequence
-from ..core import CHALLENGES, RANDOM_SEED
+from ..core import CHALLENGES, RANDOM_SEED, restores_env
 from ..registry import method_ids, lookup
 from ..store import experiment_dir, write_result, now
 from ..report import save_figure, latex_table, register_builder
@@ -63,6 +63,7 @@ def saved_run_params(output_dir=None) -> dict | None:
             return {k: c.get(k) for k in ("quick", "samples", "llm_samples")}
     return None
 
+@restores_env("SAGE_BENCH_LLM_URL")       # a URL given here is this run's only
 def run_main_eval(quick: bool = True, seed: int = RANDOM_SEED, samples: int | None = None, llm_samples: int | None = None,
                   methods: Sequence[str] | str | None = None, skip_llm: bool = False, challenge: str | None = None,
                   llm_base_url: str | None = None, output_dir=None, progress: bool = True) -> dict:
