@@ -19,8 +19,8 @@ from .store import RecordStore, ConfigMismatch, now, provenance
 warnings.filterwarnings("ignore", message="IProgress not found")
 
 # %% auto #0
-__all__ = ['HEADLINE', 'choose_samples', 'EvalResult', 'apply_fallback', 'evaluate', 'evaluate_many', 'fmt_ci', 'no_answer_note',
-           'IncompleteResults', 'check_complete', 'results_table']
+__all__ = ['HEADLINE', 'choose_samples', 'EvalResult', 'apply_fallback', 'evaluate', 'evaluate_many', 'fmt_chance', 'fmt_ci',
+           'no_answer_note', 'IncompleteResults', 'check_complete', 'results_table']
 
 # %% ../nbs/api/40_engine.ipynb #147d2645
 def choose_samples(pool: Sequence[Sample], n: int | None, seed: int = RANDOM_SEED) -> list[Sample]:
@@ -65,11 +65,17 @@ class EvalResult:
         return r
 
 # %% ../nbs/api/40_engine.ipynb #24c859f0
-def _records_for(outs: list[Output], batch: list[Sample], experiment, dataset, split, name, challenge, seed) -> list[Record]:
+def _gold(s: Sample, lib) -> dict:
+    "The sample's gold; a selection gold also keeps how many candidates the method ranked (for the chance levels)."
+    g = gold_of(s)
+    if s.challenge == "tool_selection" and lib is not None: g["n_candidates"] = len(lib)
+    return g
+
+def _records_for(outs: list[Output], batch: list[Sample], experiment, dataset, split, name, challenge, seed, libs=None) -> list[Record]:
     recs = []
-    for s, o in zip(batch, outs):
+    for s, o, lib in zip(batch, outs, libs or [None] * len(batch)):
         recs.append(Record(experiment=experiment, dataset=dataset, split=split, method=name, sample_id=s.id,
-                           challenge=challenge, prediction=o.prediction, gold=gold_of(s), raw_output=o.raw_output,
+                           challenge=challenge, prediction=o.prediction, gold=_gold(s, lib), raw_output=o.raw_output,
                            parse_status=o.parse_status, fallback=o.fallback, latency_s=float(o.latency_s or 0.0),
                            prompt_tokens=int(o.prompt_tokens), completion_tokens=int(o.completion_tokens),
                            llm_calls=int(o.llm_calls), cached_calls=int(o.cached_calls), error=o.error,
@@ -169,7 +175,7 @@ def evaluate(method: str | Method, dataset: str | Dataset, split: str = "test", 
                 per = (time.perf_counter() - t1) / len(batch)
                 for o in outs:
                     if o.latency_s is None: o.latency_s = per
-                recs = _records_for(outs, batch, experiment, ds.name, split, name, challenge, seed)
+                recs = _records_for(outs, batch, experiment, ds.name, split, name, challenge, seed, [ds.candidates(s) for s in batch])
                 store.append(recs)
                 for r in recs: done[r.sample_id] = r
                 if bar: bar.update(len(batch))
@@ -202,6 +208,10 @@ def evaluate_many(methods: Sequence[str], datasets: Sequence[str], split: str = 
             out.append(evaluate(mid, ds, split, **kw))
     return out
 
+def fmt_chance(cell: str, chance) -> str:
+    "A table cell with the metric's chance level beside it: `78.9 [71.1, 86.7] (chance 0.4)`."
+    return cell if chance is None or cell == "-" else f"{cell} (chance {100 * chance:.1f})"
+
 def fmt_ci(v, lo, hi, pct: bool = True) -> str:
     "`0.734 [0.70, 0.77]` style (as percentages by default)."
     if v is None: return "-"
@@ -232,7 +242,8 @@ def results_table(results: Sequence[EvalResult], metrics: Sequence[str] | None =
         d = {"challenge": r.challenge, "dataset": r.dataset, "method": r.method, "n": row["n"]}
         failed = no_answer_note(r.metrics)
         for k in metrics or HEADLINE[r.challenge]:
-            d[k] = failed or fmt_ci(row.get(k), row.get(k + "_lo"), row.get(k + "_hi"))
+            chance = (r.metrics.get("metrics", {}).get(k) or {}).get("chance")
+            d[k] = failed or fmt_chance(fmt_ci(row.get(k), row.get(k + "_lo"), row.get(k + "_hi")), chance)
         if r.metrics.get("llm_calls"):
             d["parse_fail%"] = f"{100*r.metrics.get('parse_failure_rate', 0):.1f}"
             d["tokens"] = r.metrics.get("prompt_tokens", 0) + r.metrics.get("completion_tokens", 0)

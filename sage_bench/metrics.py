@@ -13,7 +13,8 @@ import numpy as np
 __all__ = ['TIMING_METRICS', 'PLANNING_METRICS', 'timing_outcomes', 'timing_confusion', 'timing_from_counts', 'timing_metrics',
            'relevant_ranks', 'hit_at_k', 'recall_at_k', 'precision_at_k', 'reciprocal_rank', 'ndcg_at_k',
            'plan_success', 'step_prf', 'edges', 'edge_prf', 'lcs_length', 'normalized_lcs', 'resample_means',
-           'bootstrap_ci', 'selection_matrix', 'planning_matrix', 'score_records', 'per_sample_scores', 'mean_sd']
+           'bootstrap_ci', 'selection_matrix', 'planning_matrix', 'score_records', 'chance_scores', 'per_sample_scores',
+           'mean_sd']
 
 # %% ../nbs/api/02_metrics.ipynb #7c8241dc
 def _as_bool_pred(p) -> bool | None:
@@ -257,7 +258,12 @@ def _score_selection(preds, golds, ids, ks, n_boot, seed) -> dict:
     rels = [_as_relevant(g, s) for g, s in zip(golds, ids)]
     rankings = [_as_ranking(p) for p in preds]
     names, mat = selection_matrix(rankings, rels, ks)
-    return {"metrics": _score_means(names, mat, n_boot, seed),
+    metrics = _score_means(names, mat, n_boot, seed)
+    ns = [g.get("n_candidates") if isinstance(g, dict) else None for g in golds]
+    if ns and all(isinstance(n, int) and n > 0 for n in ns):      # each sample's candidate count is known: chance levels
+        ch = [chance_scores(n, min(len(r), n), ks) for n, r in zip(ns, rels)]
+        for k in names: metrics[k]["chance"] = _py(np.mean([c[k] for c in ch]))
+    return {"metrics": metrics,
             "malformed_predictions": sum(p is not None and r is None for p, r in zip(preds, rankings))}
 
 PLANNING_METRICS = ("plan_success", "step_precision", "step_recall", "step_f1", "edge_precision", "edge_recall", "edge_f1", "lcs")
@@ -316,6 +322,20 @@ def score_records(challenge: str, records: Iterable, ks: Sequence[int] = (1, 3, 
         res[k] = int(sum(int(_get(r, k, 0) or 0) for r in records))
     res["bootstrap"] = {"n_boot": n_boot, "alpha": 0.05, "seed": seed, "method": "percentile, resampling samples"}
     return res
+
+# %% ../nbs/api/02_metrics.ipynb #ec08a778
+def chance_scores(n: int, r: int, ks: Sequence[int] = (1, 3, 5, 10)) -> dict:
+    "Expected selection metrics of a uniformly random ranking of `n` candidates of which `r` are relevant."
+    if not (1 <= r <= n): raise ValueError(f"need 1 <= relevant <= candidates, got {r} of {n}")
+    j = np.arange(n)
+    p_none = np.concatenate([[1.0], np.cumprod(np.clip((n - r - j) / (n - j), 0, None))])   # p_none[i]: no relevant in top i
+    out = {}
+    for k in ks:
+        m = min(k, n)
+        out[f"hit@{k}"], out[f"recall@{k}"], out[f"precision@{k}"] = 1 - p_none[m], m / n, m * r / (n * k)
+        out[f"ndcg@{k}"] = (r / n) * sum(1 / math.log2(i + 1) for i in range(1, m + 1)) / _idcg(k, r)
+    out["mrr"] = float(np.sum((p_none[:-1] - p_none[1:]) / np.arange(1, n + 1)))
+    return {k: float(v) for k, v in out.items()}
 
 # %% ../nbs/api/02_metrics.ipynb #029ea702
 def per_sample_scores(challenge: str, records: Iterable, ks: Sequence[int] = (1, 3, 5, 10)) -> list[dict]:

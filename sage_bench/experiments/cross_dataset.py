@@ -62,12 +62,13 @@ def load_cross(output_dir=None) -> dict:
 def cross_table(payload: dict):
     "Methods x data sets of each challenge's main metric (percent, with the CI)."
     import pandas as pd
-    from sage_bench.engine import fmt_ci, no_answer_note
+    from sage_bench.engine import fmt_ci, fmt_chance, no_answer_note
     rows = []
     for r in payload["results"]:
         k = r["main_metric"]
         rows.append({"challenge": r["challenge"], "method": r["method"], "dataset": r["dataset"],
-                     "cell": no_answer_note(r.get("metrics") or r) or fmt_ci(r.get(k), r.get(k + "_lo"), r.get(k + "_hi"))})
+                     "cell": no_answer_note(r.get("metrics") or r) or fmt_chance(fmt_ci(r.get(k), r.get(k + "_lo"), r.get(k + "_hi")),
+                                                                                 ((r.get("metrics") or {}).get("metrics", {}).get(k) or {}).get("chance"))})
     df = pd.DataFrame(rows)
     if df.empty: return df
     t = df.pivot_table(index=["challenge", "method"], columns="dataset", values="cell", aggfunc="first").fillna("-").reset_index()

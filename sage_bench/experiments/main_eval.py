@@ -141,14 +141,14 @@ def load_results(output_dir=None) -> dict:
 def main_table(payload: dict):
     "A DataFrame: one row per method, headline metrics as 'value [95% CI]' in percent, LLM health columns."
     import pandas as pd
-    from sage_bench.engine import fmt_ci, no_answer_note
+    from sage_bench.engine import fmt_ci, fmt_chance, no_answer_note
     rows = []
     for r in payload["results"]:
         m = r["metrics"]; d = {"method": r["method"], "n": m["n"]}
         failed = no_answer_note(m)     # a score over samples that got no reply is not shown
         for k in HEADLINE[payload["challenge"]]:
             v = m["metrics"].get(k)
-            d[k] = failed or (fmt_ci(v["value"], v["ci_low"], v["ci_high"]) if v else "-")
+            d[k] = failed or (fmt_chance(fmt_ci(v["value"], v["ci_low"], v["ci_high"]), v.get("chance")) if v else "-")
         d["parse fail %"] = f"{100*m['parse_failure_rate']:.1f}" if m.get("llm_calls") else "-"
         d["fallback %"] = f"{100*m['fallback_rate']:.1f}" if m.get("fallback_rate") else "-"
         d["tokens"] = str(m["prompt_tokens"] + m["completion_tokens"]) if m.get("llm_calls") else "-"
