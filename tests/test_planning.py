@@ -3,10 +3,11 @@ import pytest
 from sage_bench.core import PlanningSample, PlanStep, Tool, ToolLibrary
 from sage_bench.methods.base import blind, Output
 from sage_bench.testing import ScriptedLLM
-from sage_bench.methods.planning import (SimplePlanner, HierarchicalPlanner, LLMPlanner, ReActPlanner, ToTPlanner, ToolRetriever,
+from sage_bench.methods.planning import (SimplePlanner, HierarchicalPlanner, LLMPlanner, ReActPlanner, ToTPlanner,
                                          split_subgoals, tool_index, candidate_tools, candidate_recall, candidate_coverage,
                                          simulate_observation, PLAN_PROMPTS)
 from sage_bench.registry import get_method, lookup
+from sage_bench.retrieval import Retriever
 
 from conftest import real_server_mark
 
@@ -103,7 +104,7 @@ def test_index_cached_by_fingerprint():
 
 @pytest.mark.parametrize("kind", ["bm25", "hybrid"])
 def test_candidates_keep_every_subgoal(kind):
-    ids = candidate_tools(FIX[2].request, LIB, ToolRetriever(kind), 4)
+    ids = candidate_tools(FIX[2].request, LIB, Retriever(kind), 4)
     assert len(ids) == 4 and {"get_stock_price", "convert_currency", "create_calendar_event"} <= set(ids)
 
 

@@ -10,15 +10,16 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 from ..core import PlanningSample, Tool, ToolLibrary, Dataset, RANDOM_SEED
 from .base import Method, LLMMethod, Output, blind, ask, ReplyFailed, bad_reply
+from ..retrieval import Retriever
 from ..registry import register_method
 
 # %% auto #0
-__all__ = ['RETRIEVERS', 'PLAN_VERBS', 'PLANNER_RETRIEVERS', 'PLAN_PROMPTS', 'REACT_ACTIONS', 'TOT_EVALUATORS', 'VALUE_MAP',
-           'VALUE_SCHEMA', 'tokenize', 'ToolIndex', 'tool_index', 'split_subgoals', 'SimplePlanner', 'split_actions',
-           'HierarchicalPlanner', 'ToolRetriever', 'candidate_tools', 'candidate_recall', 'tool_card', 'query_schema',
-           'query_messages', 'plan_schema', 'plan_messages', 'parse_plan', 'candidate_coverage', 'LLMPlanner',
-           'simulate_observation', 'react_schema', 'react_messages', 'ReActPlanner', 'propose_schema', 'vote_schema',
-           'tot_propose_messages', 'tot_vote_messages', 'tot_value_messages', 'ToTPlanner']
+__all__ = ['RETRIEVERS', 'PLAN_VERBS', 'PLAN_PROMPTS', 'REACT_ACTIONS', 'TOT_EVALUATORS', 'VALUE_MAP', 'VALUE_SCHEMA', 'tokenize',
+           'ToolIndex', 'tool_index', 'split_subgoals', 'SimplePlanner', 'split_actions', 'HierarchicalPlanner',
+           'candidate_tools', 'candidate_recall', 'tool_card', 'query_schema', 'query_messages', 'plan_schema',
+           'plan_messages', 'parse_plan', 'candidate_coverage', 'LLMPlanner', 'simulate_observation', 'react_schema',
+           'react_messages', 'ReActPlanner', 'propose_schema', 'vote_schema', 'tot_propose_messages',
+           'tot_vote_messages', 'tot_value_messages', 'ToTPlanner']
 
 # %% ../../nbs/api/33_planning.ipynb #96a9b6cb
 _STOP = set("""a an the to of for in on at by with from and or then please me my i you your it its this that these those is are was were be been
@@ -39,59 +40,26 @@ def tokenize(text: str) -> list[str]:
 RETRIEVERS = ("bm25", "embedding", "hybrid")
 
 class ToolIndex:
-    "Scores every tool of a library against queries: `bm25`, `embedding` or `hybrid` (RRF)."
+    "Scores every tool of a library against queries through `sage_bench.retrieval.Retriever`: `bm25`, `embedding` (dense) or `hybrid` (RRF)."
     def __init__(self, lib: ToolLibrary, kind: str = "bm25", embedder=None, rrf_k: int = 60):
         if kind not in RETRIEVERS: raise ValueError(f"retriever must be one of {RETRIEVERS}, got {kind!r}")
-        import numpy as np
-        self.lib, self.kind, self.ids, self.rrf_k = lib, kind, lib.ids, rrf_k
-        self.tools = list(lib)
-        if kind in ("bm25", "hybrid"):
-            import bm25s
-            docs = [tokenize(t.text()) or ["_empty_"] for t in self.tools]
-            self.bm25 = bm25s.BM25()
-            self.bm25.index(docs, show_progress=False)
-            self.vocab = set(self.bm25.vocab_dict)
-        if kind in ("embedding", "hybrid"):
-            if embedder is None:
-                from sage_bench.embed import get_embedder
-                embedder = get_embedder()
-            self.embedder = embedder
-            M = embedder.encode_library(lib) if hasattr(embedder, "encode_library") else embedder.encode([t.text() for t in self.tools], kind="passage")
-            self.M = np.asarray(M, dtype="float32")
+        self.lib, self.kind, self.ids, self.tools = lib, kind, lib.ids, list(lib)
+        self.retriever = Retriever(kind, embedder=embedder, rrf_k=rrf_k)
+        self.bm25 = Retriever("bm25") if kind != "embedding" else None
+        self.dense = Retriever("dense", embedder=embedder) if kind != "bm25" else None
 
     def __len__(self): return len(self.ids)
 
-    def bm25_scores(self, queries: Sequence[str]):
-        import numpy as np
-        out = np.zeros((len(queries), len(self.ids)), dtype="float32")
-        for i, q in enumerate(queries):
-            toks = [t for t in tokenize(q) if t in self.vocab]
-            if toks and len(self.ids): out[i] = self.bm25.get_scores(toks)
-        return out
-
-    def dense_scores(self, queries: Sequence[str]):
-        import numpy as np
-        Q = np.asarray(self.embedder.encode(list(queries), kind="query"), dtype="float32")
-        return Q @ self.M.T
-
     def scores(self, queries: Sequence[str]):
         "A (queries x tools) score matrix; larger is better (for `hybrid`, RRF scores)."
-        import numpy as np
-        queries = list(queries)
-        if self.kind == "bm25": return self.bm25_scores(queries)
-        if self.kind == "embedding": return self.dense_scores(queries)
-        def ranks(S):  # rank 0 = best; ties broken by library order
-            order = np.argsort(-S, axis=1, kind="stable")
-            R = np.empty_like(order); R[np.arange(S.shape[0])[:, None], order] = np.arange(S.shape[1])[None, :]
-            return R
-        return (1.0 / (self.rrf_k + 1 + ranks(self.bm25_scores(queries))) + 1.0 / (self.rrf_k + 1 + ranks(self.dense_scores(queries)))).astype("float32")
+        return self.retriever.scores(list(queries), self.lib)
 
     def evidence(self, queries: Sequence[str], min_sim: float = 0.25):
         "Per query and tool: is there lexical overlap (BM25 > 0) or, for dense retrieval, cosine >= `min_sim`?"
         import numpy as np
         ev = np.zeros((len(queries), len(self.ids)), dtype=bool)
-        if self.kind in ("bm25", "hybrid"): ev |= self.bm25_scores(queries) > 0
-        if self.kind in ("embedding", "hybrid"): ev |= self.dense_scores(queries) >= min_sim
+        if self.bm25 is not None: ev |= self.bm25.scores(list(queries), self.lib) > 0
+        if self.dense is not None: ev |= self.dense.scores(list(queries), self.lib) >= min_sim
         return ev
 
     def top(self, query: str, k: int = 10) -> list[tuple[str, float]]:
@@ -277,35 +245,12 @@ class HierarchicalPlanner(_RetrievalPlanner):
                                                "subgoals": tree, "n_tools": len(ix)})
 
 # %% ../../nbs/api/33_planning.ipynb #05d9c42d
-PLANNER_RETRIEVERS = ("bm25", "dense", "hybrid")
-
-class ToolRetriever:
-    "Ranks a library's tools for queries: `bm25`, `dense` or `hybrid` (reciprocal rank fusion of both), through the selectors of the same names."
-    def __init__(self, kind: str = "hybrid", embed_model: Optional[str] = None):
-        if kind not in PLANNER_RETRIEVERS: raise ValueError(f"retriever must be one of {PLANNER_RETRIEVERS}, got {kind!r}")
-        from sage_bench.methods.selection import KeywordSelector, EmbeddingSelector, HybridSelector
-        self.kind = kind
-        self.selector = KeywordSelector(top_k=None) if kind == "bm25" else {"dense": EmbeddingSelector, "hybrid": HybridSelector}[kind](model=embed_model, top_k=None)
-
-    def rank(self, queries: Sequence[str], lib: ToolLibrary, k: int) -> list[list[str]]:
-        "The `k` best tool ids of `lib` for each query, best first (none for an empty query)."
-        from sage_bench.core import SelectionSample
-        # a selection sample as the engine gives one to a selector: blinded (the label is a placeholder, removed)
-        qs = [blind(SelectionSample(id=f"q{i}", dataset="planning", split="test", query=q or " ", relevant_tools=["?"])) for i, q in enumerate(queries)]
-        return [((o.prediction or {}).get("ranking") or [])[:k] for o in self.selector.predict_batch(qs, [lib] * len(qs))]
-
-    @property
-    def name(self) -> str:
-        "The retriever and, when it uses one, its embedding model."
-        m = self.selector.describe().get("embedding_model")
-        return self.kind + (f" ({m})" if m else "")
-
-def candidate_tools(request: str, lib: ToolLibrary, retriever: ToolRetriever, n: int = 50, per_subgoal: int = 3) -> list[str]:
+def candidate_tools(request: str, lib: ToolLibrary, retriever: Retriever, n: int = 50, per_subgoal: int = 3) -> list[str]:
     "Up to `n` tool ids: every sub-goal's best tools in turn (round robin, `per_subgoal` each), then the best for the request."
     if len(lib) <= n: return list(lib.ids)
     subgoals = split_subgoals(request)
     subgoals = subgoals if len(subgoals) > 1 else []
-    ranks = retriever.rank([request] + subgoals, lib, n)
+    ranks = retriever.rank_many([request] + subgoals, [lib] * (1 + len(subgoals)), n)
     chosen = list(dict.fromkeys(t for r in range(per_subgoal) for rk in ranks[1:] for t in rk[r:r + 1]))
     chosen += [t for t in ranks[0] if t not in set(chosen)]
     return chosen[:n]
@@ -378,15 +323,9 @@ class _LLMPlannerBase(LLMMethod):
     def __init__(self, prompt: str = "default", retriever: str = "hybrid", n_candidates: int = 50, per_subgoal: int = 3,
                  search_queries: bool = True, per_query: int = 3, desc_chars: int = 160, embed_model: Optional[str] = None, **config):
         if prompt not in PLAN_PROMPTS: raise ValueError(f"prompt must be one of {PLAN_PROMPTS}, got {prompt!r}")
-        if retriever not in PLANNER_RETRIEVERS: raise ValueError(f"retriever must be one of {PLANNER_RETRIEVERS}, got {retriever!r}")
         super().__init__(prompt=prompt, retriever=retriever, n_candidates=n_candidates, per_subgoal=per_subgoal, search_queries=search_queries,
                          per_query=per_query, desc_chars=desc_chars, embed_model=embed_model, **config)
-        self._retriever = None
-
-    @property
-    def retriever(self) -> ToolRetriever:
-        if self._retriever is None: self._retriever = ToolRetriever(self.config["retriever"], self.config["embed_model"])
-        return self._retriever
+        self.retriever = Retriever(retriever, model=embed_model)     # an unknown kind is a ValueError here
 
     def candidates(self, sample: PlanningSample, lib: ToolLibrary) -> list[str]:
         "The tool ids retrieval puts before the LLM for this sample (no LLM call)."
@@ -403,7 +342,8 @@ class _LLMPlannerBase(LLMMethod):
             r = await ask(self, out, query_messages(sample.request), query_schema(self.config[self._limit]))
             qs = r.parsed.get("queries") if isinstance(r.parsed, dict) else None
             if not isinstance(qs, list) or not qs or not all(isinstance(q, str) for q in qs): raise bad_reply(out, r, "unparseable search queries")
-            found = self.retriever.rank(qs, lib, self.config["per_query"])
+            qs = [q for q in qs if q.strip()]
+            found = self.retriever.rank_many(qs, [lib] * len(qs), self.config["per_query"])
             out.trace["queries"] = qs
             ids = list(dict.fromkeys([t for r_ in range(self.config["per_query"]) for f in found for t in f[r_:r_ + 1]] + ids))
         out.trace.update(tools_seen=list(ids), n_tools_seen=len(ids))
@@ -417,7 +357,7 @@ class _LLMPlannerBase(LLMMethod):
             warnings.warn(f"{self.id}: the longest training plan has {longest} steps, more than {self._limit}={self.config[self._limit]}")
 
     def describe(self) -> dict:
-        d = super().describe(); d["retriever"] = self.retriever.name; return d
+        d = super().describe(); d["retriever"] = self.retriever.config; return d
 
 def candidate_coverage(method: _LLMPlannerBase, dataset: Dataset, split: str = "dev") -> dict:
     "Recall of the gold tools by the candidates `method`'s retrieval stage shows the LLM, over `split`: mean, plans fully covered, n."
@@ -523,7 +463,7 @@ class ReActPlanner(_LLMPlannerBase):
         if act == "search_tools":
             q = p.get("query")
             if not isinstance(q, str) or not q.strip(): return "error: search_tools needs a non-empty \"query\"", turn | {"invalid": "no query"}
-            found = self.retriever.rank([q], lib, self.config["search_k"])[0]
+            found = self.retriever.rank(q, lib, self.config["search_k"])
             known.update((t, True) for t in found)
             turn.update(query=q, found=found)
             return "found tools:\n" + self.cards(found, lib), turn
