@@ -215,8 +215,10 @@ def test_tot_reaches_max_depth_and_fit_changes_no_setting():
     o = m.predict_batch([blind(FIX[0])], [LIB])[0]
     assert o.trace["depth_reached"] == 8 and len(o.prediction["steps"]) == 8 and o.trace["stopped"] == "depth_limit"
     assert len(o.trace["tree"]) > 8
-    # the defaults reach the longest sage plan (8 steps) without fit
-    assert ToTPlanner().config["max_depth"] >= 8 and ReActPlanner().config["max_steps"] >= 8 and LLMPlanner().config["max_steps"] >= 8
+    # the defaults reach the longest sage plan without fit
+    from sage_bench.registry import get_dataset
+    longest = max(len(s.steps) for s in get_dataset("sage").select("planning"))
+    assert ToTPlanner().config["max_depth"] >= longest and ReActPlanner().config["max_steps"] >= longest and LLMPlanner().config["max_steps"] >= longest
 
 
 def test_samples_run_concurrently_and_keep_order():
