@@ -258,3 +258,15 @@ def test_llm_planners_real_server(mid, cfg, n):
     ok = [o for o in outs if o.prediction is not None]
     assert ok, [o.error for o in outs]
     assert all(set(o.prediction["steps"]) <= set(LIB.ids) and o.llm_calls + o.cached_calls >= 1 for o in ok)
+
+
+def test_tot_drops_proposed_ids_it_never_showed():
+    base = gold_llm(["send_email"]).reply
+    def reply(msgs, schema):
+        if "next" in schema["properties"] and "(nothing yet)" in msgs[-1]["content"]: return {"next": ["no_such_tool", "send_email"]}
+        return base(msgs, schema)
+    o = ToTPlanner(client=ScriptedLLM(reply), retriever="bm25").predict_batch([blind(FIX[3])], [LIB])[0]
+    assert o.prediction == {"steps": ["send_email"]} and all("no_such_tool" not in n["plan"] for n in o.trace["tree"])
+    o = ToTPlanner(client=ScriptedLLM(lambda m, s: base(m, s) if "next" not in s["properties"] else {"next": ["no_such_tool"]}),
+                   retriever="bm25").predict_batch([blind(FIX[3])], [LIB])[0]
+    assert o.prediction is None and o.error.startswith("invalid proposal") and o.parse_status == "failed"

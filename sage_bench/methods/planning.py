@@ -550,9 +550,9 @@ class ToTPlanner(_LLMPlannerBase):
         c = self.config
         r = await ask(self, out, tot_propose_messages(req, cards, node["plan"], c["n_propose"], c["prompt"]), propose_schema(ids, c["n_propose"]))
         nxt = r.parsed.get("next") if isinstance(r.parsed, dict) else None
-        if not isinstance(nxt, list) or not nxt or not all(isinstance(x, str) and (x in ids or x == "FINISH") for x in nxt):
-            raise bad_reply(out, r, "invalid proposal")
-        return list(dict.fromkeys(nxt))[: c["n_propose"]]
+        valid = [x for x in nxt if isinstance(x, str) and (x in ids or x == "FINISH")] if isinstance(nxt, list) else []
+        if not valid: raise bad_reply(out, r, "invalid proposal")   # ids the LLM was not shown are dropped; none left fails
+        return list(dict.fromkeys(valid))[: c["n_propose"]]
 
     async def _evaluate(self, out, req, cards, nodes) -> list[float]:
         "One value per state: 1 for the voted state, 0 for the others (`vote`), or VALUE_MAP of each state's own value."
