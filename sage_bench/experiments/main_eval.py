@@ -24,13 +24,18 @@ SECTION = "paper1/section_5_2_main"
 RESULT_FILES = {"timing": "timing_results.json", "planning": "planning_results.json", "tool_selection": "selection_results.json"}
 
 QUICK_LLM_SAMPLES = 6                                                 # LLM methods' samples per challenge in quick mode
-SEARCH_METHODS = ("planner.tot", "planner.react", "selector.dfsdt")  # many LLM calls per sample
+# many LLM calls (or the whole library) per sample: fewer samples in quick mode
+SEARCH_METHODS = ("planner.tot", "planner.react", "selector.dfsdt", "selector.llm_direct")
 QUICK_SEARCH_SAMPLES = 3
-# quick mode on a CPU: the search planners see 15 retrieved candidate tools instead of 30 (shorter
-# prompts), recorded in each result's method configuration
-QUICK_SEARCH_CONFIG = {"planner.react": {"n_candidates": 15}, "planner.tot": {"n_candidates": 15, "breadth": 2}}
-# and selector.llm_direct sees a 1,500-token tool list instead of 3,000 (it records how much it was cut)
-QUICK_LLM_CONFIG = {"selector.llm_direct": {"max_prompt_tokens": 1500}}
+# quick mode on a CPU, recorded in each result's method configuration: the planners see 10 retrieved candidates
+# with 80-character descriptions; ToT keeps one node per depth; DFSDT expands 2 of the top 10 tools, 3 deep, at most
+# 4 calls; selector.llm_direct still reads the WHOLE library, its windows listing ids and names only (max_desc=0)
+QUICK_SEARCH_CONFIG = {"planner.react": {"n_candidates": 10, "desc_chars": 80},
+                       "planner.tot": {"n_candidates": 10, "desc_chars": 80, "breadth": 1, "n_propose": 2},
+                       "selector.dfsdt": {"m": 10, "width": 2, "max_depth": 3, "max_calls": 4},
+                       "selector.llm_direct": {"max_desc": 0}}
+QUICK_LLM_CONFIG = {"planner.llm_based": {"n_candidates": 10, "desc_chars": 80},
+                    "selector.gorilla": {"m": 10}, "selector.llm_rerank": {"m": 10}}
 
 def _llm_up(llm_base_url: str | None) -> tuple[bool, str]:
     try:
