@@ -129,8 +129,12 @@ def gold_llm(gold, finish=True):
             n = 0 if sofar == "(nothing yet)" else len(sofar.split(" -> "))
             return {"next": [gold[n % len(gold)] if (n < len(gold) or not finish) else "FINISH"]}
         if "best" in props:
-            lines = txt.split("Candidate plans:\n")[1].split("\n\n")[0].split("\n")
-            return {"best": next((i + 1 for i, l in enumerate(lines) if l.split(". ", 1)[1].split("  [")[0].split(" -> ") == gold[: len(l.split(" -> "))]), 1)}
+            lines = [l.split(". ", 1)[1] for l in txt.split("Candidate plans:\n")[1].split("\n\n")[0].split("\n")]
+            def good(line):
+                plan, tag = line.split("  [")[0].split(" -> "), line.split("  [")[1]
+                if tag.startswith("complete"): return finish and plan == gold
+                return plan == [gold[i % len(gold)] for i in range(len(plan))]
+            return {"best": next((i + 1 for i, l in enumerate(lines) if good(l)), 1)}
         return {"value": "sure"}
     return ScriptedLLM(reply)
 
@@ -196,8 +200,9 @@ def test_tot_late_failure_keeps_complete_plans():
     base = gold_llm(gold).reply
     def reply(msgs, schema):
         txt = msgs[-1]["content"]
-        if "value" in schema["properties"]:   # the complete 2-step plan is 'likely', the 3-step prefix 'sure': the search goes on
-            return {"value": "likely" if "[complete]" in txt.split("Plan: ")[1].split("\n")[0] else "sure"}
+        if "value" in schema["properties"]:   # the complete gold plan is 'likely', an open prefix 'sure': the search goes on
+            line = txt.split("Plan: ")[1].split("\n")[0]
+            return {"value": ("likely" if line.startswith("get_weather -> book_hotel  [") else "impossible") if "[complete]" in line else "sure"}
         if "Plan so far: get_weather -> book_hotel -> send_email" in txt: raise ConnectionError("server down")
         if "Plan so far: get_weather -> book_hotel\n" in txt: return {"next": ["FINISH", "send_email"]}
         return base(msgs, schema)

@@ -334,6 +334,11 @@ class _LLMPlannerBase(LLMMethod):
     def cards(self, ids: Sequence[str], lib: ToolLibrary) -> str:
         return "\n".join(tool_card(lib[t], self.config["desc_chars"]) for t in ids)
 
+    def request_text(self, sample: PlanningSample, out: Output) -> str:
+        "The request as the planning prompts show it: followed by the LLM's own outline (its search queries), when it wrote one."
+        qs = out.trace.get("queries")
+        return sample.request + ("\nOutline of the calls (yours): " + "; ".join(f"{i + 1}. {q}" for i, q in enumerate(qs)) if qs else "")
+
     async def start(self, out: Output, sample: PlanningSample, lib: ToolLibrary, queries: Optional[bool] = None) -> list[str]:
         "The candidates, and (with `search_queries`) the tools the LLM's own search queries find, ahead of them; all in the trace."
         ids = self.candidates(sample, lib)
@@ -376,7 +381,7 @@ class LLMPlanner(_LLMPlannerBase):
         out = Output(None)
         try:
             ids = await self.start(out, sample, lib)
-            r = await ask(self, out, plan_messages(sample.request, self.cards(ids, lib), self.config["prompt"]), plan_schema(ids, self.config["max_steps"]))
+            r = await ask(self, out, plan_messages(self.request_text(sample, out), self.cards(ids, lib), self.config["prompt"]), plan_schema(ids, self.config["max_steps"]))
             pred, err, status, unknown = parse_plan(r, ids)
             if pred is None: raise bad_reply(out, r, "unparseable plan")
             out.prediction = pred
@@ -507,7 +512,8 @@ def propose_schema(ids: Sequence[str], k: int) -> dict:
             "required": ["next"], "additionalProperties": False}
 
 def vote_schema(n: int) -> dict:
-    return {"type": "object", "properties": {"best": {"type": "integer", "minimum": 1, "maximum": n}}, "required": ["best"], "additionalProperties": False}
+    "JSON Schema of a vote: the number of one of `n` states (an `enum`, which a grammar enforces where `maximum` may not be)."
+    return {"type": "object", "properties": {"best": {"type": "integer", "enum": list(range(1, n + 1))}}, "required": ["best"], "additionalProperties": False}
 
 VALUE_SCHEMA = {"type": "object", "properties": {"value": {"type": "string", "enum": list(VALUE_MAP)}}, "required": ["value"], "additionalProperties": False}
 
@@ -576,12 +582,12 @@ class ToTPlanner(_LLMPlannerBase):
         complete: list[dict] = []
         try:
             ids = await self.start(out, sample, lib)
-            cards, frontier = self.cards(ids, lib), [tree[0]]
+            req, cards, frontier = self.request_text(sample, out), self.cards(ids, lib), [tree[0]]
             for depth in range(1, c["max_depth"] + 1):
-                props = await asyncio.gather(*[self._propose(out, sample.request, cards, ids, n) for n in frontier])
+                props = await asyncio.gather(*[self._propose(out, req, cards, ids, n) for n in frontier])
                 children, seen = [], set()
                 for node, nxt in zip(frontier, props):
-                    for t in nxt:
+                    for t in nxt + ["FINISH"]:       # stopping is always a thought: the evaluator weighs it against going on
                         fin = t == "FINISH"
                         if fin and not node["plan"]: continue
                         plan = node["plan"] if fin else node["plan"] + [t]
@@ -590,7 +596,7 @@ class ToTPlanner(_LLMPlannerBase):
                         children.append({"id": len(tree) + len(children), "parent": node["id"], "plan": plan, "finished": fin, "value": None, "depth": depth, "selected": False})
                 tree.extend(children)
                 if not children: out.trace["stopped"] = "no_proposal"; break
-                for ch, v in zip(children, await self._evaluate(out, sample.request, cards, children)): ch["value"] = v
+                for ch, v in zip(children, await self._evaluate(out, req, cards, children)): ch["value"] = v
                 chosen = sorted(children, key=lambda n: -n["value"])[: c["breadth"]]    # stable: ties keep the proposal order
                 for n in chosen: n["selected"] = True
                 complete += [n for n in chosen if n["finished"]]
@@ -601,7 +607,7 @@ class ToTPlanner(_LLMPlannerBase):
                 complete += frontier
             if len({tuple(n["plan"]) for n in complete}) > 1 and c["evaluate"] == "vote":   # votes of different levels do not compare
                 final = [n for n in complete if n["value"] == 1.0] or complete
-                for n, v in zip(final, await self._evaluate(out, sample.request, cards, final)): n["final_vote"] = v
+                for n, v in zip(final, await self._evaluate(out, req, cards, final)): n["final_vote"] = v
         except ReplyFailed as e:
             out.error = str(e)
         out.trace["depth_reached"] = max(n["depth"] for n in tree)
