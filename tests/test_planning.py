@@ -181,7 +181,7 @@ def test_react_search_action_returns_retrieval_and_call_returns_simulated_output
     assert o.prediction == {"steps": ["get_weather"]} and o.trace["stopped"] == "finish"
     search, call = o.trace["transcript"][:2]
     assert search["found"][0] == "get_weather" and "get_weather" in fake.calls[1][1]["properties"]["tool"]["enum"]
-    assert "found tools:\n- get_weather" in fake.calls[1][0][-1]["content"]
+    assert "- get_weather" in fake.calls[1][0][-1]["content"].split("found tools")[1]
     assert call["observation"] == simulate_observation(LIB["get_weather"], {"city": "Rome"}) and call["observation"]["result"] == {"temp_c": 1.0}
 
 

@@ -471,7 +471,7 @@ class ReActPlanner(_LLMPlannerBase):
             found = self.retriever.rank(q, lib, self.config["search_k"])
             known.update((t, True) for t in found)
             turn.update(query=q, found=found)
-            return "found tools:\n" + self.cards(found, lib), turn
+            return "found tools (call one with action \"call\"):\n" + self.cards(found, lib), turn
         if act == "call":
             t = p.get("tool")
             if t not in known: return f"error: {t!r} is not a tool you have seen; search for one first", turn | {"tool": t, "invalid": "unknown tool"}
