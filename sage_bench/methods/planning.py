@@ -339,11 +339,11 @@ class _LLMPlannerBase(LLMMethod):
         qs = out.trace.get("queries")
         return sample.request + ("\nOutline of the calls (yours): " + "; ".join(f"{i + 1}. {q}" for i, q in enumerate(qs)) if qs else "")
 
-    async def start(self, out: Output, sample: PlanningSample, lib: ToolLibrary, queries: Optional[bool] = None) -> list[str]:
+    async def start(self, out: Output, sample: PlanningSample, lib: ToolLibrary) -> list[str]:
         "The candidates, and (with `search_queries`) the tools the LLM's own search queries find, ahead of them; all in the trace."
         ids = self.candidates(sample, lib)
         out.trace.update(n_tools=len(lib), candidates=ids, n_candidates=len(ids))
-        if self.config["search_queries"] if queries is None else queries:
+        if self.config["search_queries"]:
             r = await ask(self, out, query_messages(sample.request), query_schema(self.config[self._limit]))
             qs = r.parsed.get("queries") if isinstance(r.parsed, dict) else None
             if not isinstance(qs, list) or not qs or not all(isinstance(q, str) for q in qs): raise bad_reply(out, r, "unparseable search queries")
@@ -486,7 +486,7 @@ class ReActPlanner(_LLMPlannerBase):
         try:
             ids = await self.start(out, sample, lib)
             known.update(dict.fromkeys(ids, True))
-            msgs = react_messages(sample.request, self.cards(ids, lib), self.config["prompt"])
+            msgs = react_messages(self.request_text(sample, out), self.cards(ids, lib), self.config["prompt"])
             for _ in range(self.config["max_turns"]):
                 r = await ask(self, out, msgs, react_schema(list(known)))
                 p = r.parsed
