@@ -4,7 +4,7 @@
 
 # %% ../../nbs/api/33_planning.ipynb #5090c2c8
 from __future__ import annotations
-import asyncio, json, re, time
+import json, re, time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
@@ -573,7 +573,7 @@ class ToTPlanner(_LLMPlannerBase):
             v = r.parsed.get("value") if isinstance(r.parsed, dict) else None
             if v not in VALUE_MAP: raise bad_reply(out, r, "invalid value")
             return VALUE_MAP[v]
-        return list(await asyncio.gather(*[value(n) for n in nodes]))
+        return [await value(n) for n in nodes]
 
     async def arun(self, sample: PlanningSample, lib: ToolLibrary) -> Output:
         c = self.config
@@ -584,7 +584,7 @@ class ToTPlanner(_LLMPlannerBase):
             ids = await self.start(out, sample, lib)
             req, cards, frontier = self.request_text(sample, out), self.cards(ids, lib), [tree[0]]
             for depth in range(1, c["max_depth"] + 1):
-                props = await asyncio.gather(*[self._propose(out, req, cards, ids, n) for n in frontier])
+                props = [await self._propose(out, req, cards, ids, n) for n in frontier]
                 children, seen = [], set()
                 for node, nxt in zip(frontier, props):
                     for t in nxt + ["FINISH"]:       # stopping is always a thought: the evaluator weighs it against going on
