@@ -276,6 +276,17 @@ def test_dfsdt_a_perfect_model_makes_no_backtrack():
     assert (o.trace["backtracks"], o.trace["give_ups"], o.trace["unparsed"], o.trace["depth_limits"]) == (0, 0, 0, 0)
 
 
+def test_dfsdt_a_chain_at_max_depth_can_only_finish_or_give_up():
+    seen = []
+    def model(messages, schema):
+        seen.append(schema["properties"]["action"]["enum"])
+        if "call" not in seen[-1]: return {"action": "finish"}
+        return {"action": "call", "tool": "travel.flight" if "1. call" not in messages[-1]["content"] else "travel.hotel", "arguments": {}}
+    o = DFSDTSelector(m=8, max_depth=2, client=ScriptedLLM(model)).predict(SAMPLES[2], LIB)
+    assert seen == [["call", "finish", "give_up"]] * 2 + [["finish", "give_up"]]
+    assert o.trace["finished"] and o.trace["depth_limits"] == 1 and o.prediction["ranking"] == ["travel.flight", "travel.hotel"]
+
+
 from conftest import real_server_mark
 
 llm = real_server_mark()

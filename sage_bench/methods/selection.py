@@ -482,7 +482,8 @@ DFSDT_SYSTEM = ("You solve a user's request by calling tools, one action at a ti
 
 def _fmt_call(tool: str, args) -> str: return f"{tool} with {json.dumps(args if isinstance(args, dict) else {}, ensure_ascii=False, sort_keys=True)}"
 
-def dfsdt_messages(query: str, cands: Sequence[Tool], chain: Sequence[tuple], tried: Sequence[str], max_desc: int = 120) -> list[dict]:
+def dfsdt_messages(query: str, cands: Sequence[Tool], chain: Sequence[tuple], tried: Sequence[str], max_desc: int = 120,
+                   at_limit: bool = False) -> list[dict]:
     "One step of the search: tools, request, the chain so far (calls and observations), the actions already tried at this state."
     lines = "\n".join(tool_line(t, max_desc) for t in cands)
     steps = "\n".join(f"{i}. call {_fmt_call(tool, args)} -> {obs}" for i, (tool, args, obs) in enumerate(chain, 1))
@@ -490,11 +491,13 @@ def dfsdt_messages(query: str, cands: Sequence[Tool], chain: Sequence[tuple], tr
     if tried:
         msg += ("\nThis is not your first try from this point: these actions were tried here and failed. "
                 "Choose an action different from all of them:\n" + "\n".join(f"- {a}" for a in tried) + "\n")
+    if at_limit: msg += "\nThis chain has reached the most calls it may hold: finish or give up.\n"
     return [{"role": "system", "content": DFSDT_SYSTEM}, {"role": "user", "content": msg + "\nWhat is the next action?"}]
 
-def _action_schema(ids: Sequence[str]) -> dict:
+def _action_schema(ids: Sequence[str], can_call: bool = True) -> dict:
+    "The action schema; at the maximum depth a chain can only finish or give up."
     return {"type": "object", "additionalProperties": False, "required": ["action"],
-            "properties": {"action": {"type": "string", "enum": ["call", "finish", "give_up"]},
+            "properties": {"action": {"type": "string", "enum": (["call"] if can_call else []) + ["finish", "give_up"]},
                            "tool": {"type": "string", "enum": list(ids)}, "arguments": {"type": "object"}}}
 
 class _Stop(Exception):
@@ -518,27 +521,28 @@ class DFSDTSelector(LLMSelector):
 
     async def search(self, query, lib, log_, trace):
         cands = self.retrieve(log_, query, lib, self.m)
-        tools, schema = [lib[t] for t in cands], _action_schema(cands)
+        tools, schemas = [lib[t] for t in cands], (_action_schema(cands), _action_schema(cands, can_call=False))
         nodes, called = [], []
         st = dict(calls=0, backtracks=0, give_ups=0, depth_limits=0, unparsed=0, finished=False, budget_exhausted=False, chain=[])
         trace |= {"candidates": cands, "nodes": nodes}
 
         async def expand(chain: list, depth: int) -> None:
             "Search below the state `chain`; returns when the state is abandoned, raises `_Stop` when the search is over."
-            if depth >= self.max_depth: st["depth_limits"] += 1; return
+            at_limit = depth >= self.max_depth                 # a chain of max_depth calls can only finish or give up
+            if at_limit: st["depth_limits"] += 1
             tried: list[str] = []
             for i in range(self.width):
                 if st["calls"] >= self.max_calls: st["budget_exhausted"] = True; raise _Stop
                 if i > 0: st["backtracks"] += 1       # back at this state to take a different action
                 st["calls"] += 1
-                r = await self.ask(log_, dfsdt_messages(query, tools, chain, tried, self.max_desc), schema)
+                r = await self.ask(log_, dfsdt_messages(query, tools, chain, tried, self.max_desc, at_limit), schemas[at_limit])
                 p = r.parsed if isinstance(r.parsed, dict) else {}
                 act, tool, args = p.get("action"), p.get("tool"), p.get("arguments") if isinstance(p.get("arguments"), dict) else {}
                 node = {"depth": depth, "action": act}
                 nodes.append(node)
                 if act == "finish": node["status"] = "finished"; st["finished"], st["chain"] = True, [c[0] for c in chain]; raise _Stop
                 if act == "give_up": node["status"] = "gave_up"; st["give_ups"] += 1; return     # prune this state: back to its parent
-                if act != "call" or not isinstance(tool, str) or tool not in set(cands):
+                if act != "call" or at_limit or not isinstance(tool, str) or tool not in set(cands):
                     node["status"] = "unparsed"; st["unparsed"] += 1
                     if tool is not None: node["tool"] = str(tool)[:80]
                     tried.append("an unusable reply"); continue
