@@ -13,10 +13,13 @@ import httpx
 from .core import DEFAULT_GPU_LLM_MODEL, DEFAULT_LLM_PORT, VLLM_GPU_MEMORY_UTILIZATION, sage_home
 
 # %% auto #0
-__all__ = ['MODELS', 'DEFAULT_CPU_MODEL', 'TEST_MODEL', 'LLMServiceError', 'models_dir', 'state_dir', 'sha256_file',
-           'verify_model', 'gpu_available', 'cpu_busy', 'default_threads', 'vllm_available', 'choose_backend',
-           'build_command', 'is_our_process', 'port_in_use', 'is_loopback', 'listen_urls', 'start_llm_service',
-           'stop_llm_service', 'check_llm_status', 'llm_cli']
+__all__ = ['MODELS', 'DEFAULT_CPU_MODEL', 'TEST_MODEL', 'LLAMA_CPP_VERSION', 'LLAMA_SERVER_TAG', 'CPU_SERVERS',
+           'DEFAULT_PARALLEL', 'DEFAULT_CTX_PER_SLOT', 'DEFAULT_CACHE_RAM_MIB', 'LLMServiceError', 'models_dir',
+           'state_dir', 'sha256_file', 'verify_model', 'llama_cpp_dir', 'llama_server_binary', 'cpu_server',
+           'gpu_available', 'usable_cpus', 'default_threads', 'default_parallel', 'server_env', 'vllm_available',
+           'choose_backend', 'build_command', 'server_of', 'is_our_process', 'port_in_use', 'is_loopback',
+           'listen_urls', 'start_llm_service', 'stop_llm_service', 'llama_server_slots', 'llama_server_metrics',
+           'check_llm_status', 'llm_cli']
 
 # %% ../nbs/api/21_llm_service.ipynb #fb8dbbcf
 MODELS = {
@@ -72,6 +75,61 @@ def verify_model(name: str, path: Path | str | None = None) -> Path:
     return p
 
 # %% ../nbs/api/21_llm_service.ipynb #5f6dca6c
+LLAMA_CPP_VERSION = "0.3.36"                                   # the llama-cpp-python sdist llama-server is built from
+LLAMA_SERVER_TAG = f"llama-cpp-python-{LLAMA_CPP_VERSION}"     # `llama-server --version`: "... (build 0, commit <tag>)"
+CPU_SERVERS = ("llama-server", "llama-cpp-python")
+
+def llama_cpp_dir() -> Path:
+    "Where llama-server and the llama.cpp sources live: `$SAGE_BENCH_LLAMA_CPP`, else `~/.cache/sage-bench/llama.cpp/<version>`."
+    return Path(os.environ.get("SAGE_BENCH_LLAMA_CPP") or Path.home() / ".cache" / "sage-bench" / "llama.cpp" / LLAMA_CPP_VERSION)
+
+_VERSIONS: dict = {}
+
+def _version_line(exe: Path) -> Optional[str]:
+    "The first line of `exe --version` (cached per file and mtime), None when it does not run."
+    try: key = (str(exe), exe.stat().st_mtime)
+    except OSError: return None
+    if key not in _VERSIONS:
+        try:
+            r = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=60)
+            lines = [l for l in (r.stdout + r.stderr).splitlines() if l.startswith("version")]
+            _VERSIONS[key] = lines[0].strip() if r.returncode == 0 and lines else None
+        except (OSError, subprocess.SubprocessError): _VERSIONS[key] = None
+    return _VERSIONS[key]
+
+def llama_server_binary() -> Optional[Path]:
+    """The llama-server to run: `$SAGE_BENCH_LLAMA_SERVER` if it runs, else the one `install_llm.sh` built when it
+    reports the pinned sources; None when there is none (the caller falls back to llama-cpp-python's server)."""
+    if os.environ.get("SAGE_BENCH_LLAMA_SERVER"):
+        p = Path(os.environ["SAGE_BENCH_LLAMA_SERVER"]).expanduser()
+        return p if _version_line(p) else None
+    p = llama_cpp_dir() / "bin" / "llama-server"
+    line = _version_line(p) if p.is_file() else None
+    return p if line and f"commit {LLAMA_SERVER_TAG})" in line else None
+
+def cpu_server(server: str = "auto", quiet: bool = False) -> str:
+    """Which CPU server runs: 'llama-server' (parallel slots) when it is built, else 'llama-cpp-python' (one request at
+    a time), saying so on stderr. `server` (or `$SAGE_BENCH_LLM_SERVER`: llama-server | python) asks for one."""
+    want = server if server != "auto" else (os.environ.get("SAGE_BENCH_LLM_SERVER") or "auto")
+    want = {"python": "llama-cpp-python", "llama_cpp": "llama-cpp-python"}.get(want, want)
+    if want not in ("auto",) + CPU_SERVERS:
+        raise LLMServiceError(f"unknown CPU server {want!r}: use llama-server or llama-cpp-python (python)")
+    if want == "llama-cpp-python": return want
+    if llama_server_binary() is not None: return "llama-server"
+    if want == "llama-server":
+        raise LLMServiceError(f"llama-server is not built ({llama_cpp_dir() / 'bin' / 'llama-server'}): "
+                              "run `bash scripts/install_llm.sh llama-server`")
+    if not quiet:
+        print(f"note: llama-server is not built, so the LLM server is llama-cpp-python's, which answers one request at a "
+              f"time (several times slower with concurrent requests); build it with `bash scripts/install_llm.sh "
+              f"llama-server`", file=sys.stderr, flush=True)
+    return "llama-cpp-python"
+
+# %% ../nbs/api/21_llm_service.ipynb #71d8e755
+DEFAULT_PARALLEL = 4          # llama-server slots: LLMClient's default concurrency (measured: see bench/llm_throughput.py)
+DEFAULT_CTX_PER_SLOT = 6144   # tokens per slot: the longest method prompts (~3k tokens) plus a 512-token reply
+DEFAULT_CACHE_RAM_MIB = 2048  # llama-server's prompt cache in RAM (its own default is 8192)
+
 def gpu_available() -> bool:
     "Does an NVIDIA GPU answer `nvidia-smi -L`?"
     exe = shutil.which("nvidia-smi")
@@ -79,46 +137,70 @@ def gpu_available() -> bool:
     try: return subprocess.run([exe, "-L"], capture_output=True, timeout=20).returncode == 0
     except (OSError, subprocess.SubprocessError): return False
 
-def cpu_busy(seconds: float = 1.0) -> float | None:
-    "How many CPUs' worth of work the machine does now (sampled over `seconds` from /proc/stat); None where unreadable."
-    def snap():
-        v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        idle = v[3] + (v[4] if len(v) > 4 else 0)       # idle + iowait
-        return sum(v[:8]), idle
-    try:
-        t0, i0 = snap(); time.sleep(seconds); t1, i1 = snap()
-    except (OSError, ValueError, IndexError): return None
-    total = t1 - t0
-    return (os.cpu_count() or 1) * (1 - (i1 - i0) / total) if total > 0 else 0.0
+def _env_int(name: str) -> Optional[int]:
+    v = os.environ.get(name)
+    if not v: return None
+    try: n = int(v)
+    except ValueError: raise LLMServiceError(f"${name}={v!r} is not a whole number") from None
+    if n < 1: raise LLMServiceError(f"${name}={v!r} must be at least 1")
+    return n
+
+def usable_cpus() -> int:
+    "The CPUs this process may run on (its affinity mask), else the logical CPU count."
+    try: return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError): return os.cpu_count() or 1
 
 def default_threads() -> int:
-    """llama.cpp threads: `$SAGE_BENCH_LLM_THREADS`, else every logical CPU, or half of them when other processes
-    keep more than half the CPUs busy right now (threads spinning at barriers stall on a shared machine; see above)."""
-    if os.environ.get("SAGE_BENCH_LLM_THREADS"): return max(1, int(os.environ["SAGE_BENCH_LLM_THREADS"]))
-    n = os.cpu_count() or 2
-    busy = cpu_busy()
-    return max(1, n // 2) if busy is not None and busy > n / 2 else n
+    """llama.cpp threads: `$SAGE_BENCH_LLM_THREADS`, else every CPU this process may use, always (never a value read
+    from the machine's load at start, which would stay while the load changes; see Threads above)."""
+    return _env_int("SAGE_BENCH_LLM_THREADS") or usable_cpus()
+
+def default_parallel() -> int:
+    "llama-server's slots: `$SAGE_BENCH_LLM_PARALLEL`, else `DEFAULT_PARALLEL`."
+    return _env_int("SAGE_BENCH_LLM_PARALLEL") or DEFAULT_PARALLEL
+
+def server_env(env: Optional[dict] = None) -> dict:
+    """The environment a llama.cpp server runs in: OpenMP worker threads that wait at a barrier sleep instead of
+    spinning (`OMP_WAIT_POLICY=PASSIVE`, unless the caller set a policy), so threads that share cores with other
+    programs do not stall each other."""
+    env = dict(os.environ if env is None else env)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return env
 
 def vllm_available() -> bool:
     return shutil.which("vllm") is not None or importlib.util.find_spec("vllm") is not None
 
 def choose_backend(backend: str = "auto") -> str:
-    "'vllm' or 'llama.cpp' for this machine (`auto`), or the one asked for if it can run here."
+    """'vllm' or 'llama.cpp' for this machine (`auto`), or the one asked for if it can run here. 'llama-server' and
+    'llama-cpp-python' ask for one CPU server; both are the 'llama.cpp' backend."""
     if backend == "auto": return "vllm" if gpu_available() and vllm_available() else "llama.cpp"
     if backend == "vllm" and not vllm_available():
         raise LLMServiceError("vLLM is not installed: `pip install vllm` on a GPU machine (sage-bench[gpu])")
-    if backend in ("llama.cpp", "llamacpp") and importlib.util.find_spec("llama_cpp") is None:
+    if backend in ("llama-cpp-python", "python") and importlib.util.find_spec("llama_cpp") is None:
         raise LLMServiceError("llama-cpp-python is not installed: run `bash scripts/install_llm.sh`")
-    if backend not in ("vllm", "llama.cpp", "llamacpp"): raise LLMServiceError(f"unknown backend {backend!r}")
+    if backend == "llama-server": cpu_server("llama-server")          # raises when it is not built
+    if backend not in ("vllm", "llama.cpp", "llamacpp", "python") + CPU_SERVERS: raise LLMServiceError(f"unknown backend {backend!r}")
     return "vllm" if backend == "vllm" else "llama.cpp"
 
-# %% ../nbs/api/21_llm_service.ipynb #a06e4515
+# %% ../nbs/api/21_llm_service.ipynb #cd0aa1be
+def _model_file(model: str) -> tuple[Optional[Path], str]:
+    "(local GGUF file or None for a Hugging Face 'repo_id:file.gguf', served name) of a CPU model."
+    if model in MODELS: return verify_model(model), model
+    if model.endswith(".gguf") and ":" in model and not Path(model).exists(): return None, model
+    if model.endswith(".gguf"):
+        p = Path(model).expanduser()
+        if not p.exists(): raise LLMServiceError(f"model file {p} does not exist")
+        return p.resolve(), p.stem
+    raise LLMServiceError(f"{model!r} is neither a known CPU model ({', '.join(MODELS)}), a .gguf path, nor "
+                          "a Hugging Face 'repo_id:file.gguf'; vLLM model names need a GPU machine with vLLM")
+
 def build_command(backend: str, model: Optional[str] = None, port: int = DEFAULT_LLM_PORT, host: str = "127.0.0.1",
                   gpu_memory_utilization: float = VLLM_GPU_MEMORY_UTILIZATION, tensor_parallel_size: int = 1,
-                  n_ctx: int = 8192, n_threads: Optional[int] = None, chat_format: Optional[str] = None,
-                  extra_args: Sequence[str] = ()) -> tuple[list[str], str]:
-    "The server command line and the model name it will serve."
-    n_threads = n_threads or default_threads()
+                  n_ctx: Optional[int] = None, n_threads: Optional[int] = None, chat_format: Optional[str] = None,
+                  extra_args: Sequence[str] = (), server: str = "auto", parallel: Optional[int] = None,
+                  cache_ram_mib: int = DEFAULT_CACHE_RAM_MIB) -> tuple[list[str], str]:
+    """The server command line and the model name it will serve. `n_ctx`: the context of one request (per slot for
+    llama-server); `server`: which CPU server (`cpu_server`); `parallel`: llama-server's slots."""
     if backend == "vllm":
         model = model or DEFAULT_GPU_LLM_MODEL
         exe = shutil.which("vllm")
@@ -127,24 +209,35 @@ def build_command(backend: str, model: Optional[str] = None, port: int = DEFAULT
                       "--tensor-parallel-size", str(tensor_parallel_size), "--seed", "42"]
         return cmd + list(extra_args), model
     model = model or DEFAULT_CPU_MODEL
+    path, served = _model_file(model)
+    kind = cpu_server(server, quiet=True) if path is not None else "llama-cpp-python"   # only it downloads from the Hub
+    if server == "llama-server" and kind != "llama-server":
+        raise LLMServiceError("llama-server serves local GGUF files only (it is built without a downloader)")
+    n_threads = n_threads or default_threads()
+    if kind == "llama-server":
+        slots = parallel or default_parallel()
+        per_slot = n_ctx or DEFAULT_CTX_PER_SLOT
+        cmd = [str(llama_server_binary()), "--model", str(path), "--alias", served, "--host", host, "--port", str(port),
+               "--parallel", str(slots), "--cont-batching", "--ctx-size", str(per_slot * slots),
+               "--cache-ram", str(cache_ram_mib), "--threads", str(n_threads), "--threads-batch", str(n_threads),
+               "--metrics", "--seed", "42"]
+        if chat_format: cmd += ["--chat-template", chat_format]
+        return cmd + list(extra_args), served
     cmd = [sys.executable, "-m", "llama_cpp.server"]
-    if model in MODELS:
-        cmd += ["--model", str(verify_model(model)), "--model_alias", model]
-    elif model.endswith(".gguf") and ":" in model and not Path(model).exists():
+    if path is None:
         repo, fname = model.split(":", 1)           # Hugging Face repo_id:file.gguf (needs a network)
         cmd += ["--hf_model_repo_id", repo, "--model", fname, "--model_alias", model]
-    elif model.endswith(".gguf"):
-        p = Path(model).expanduser()
-        if not p.exists(): raise LLMServiceError(f"model file {p} does not exist")
-        cmd += ["--model", str(p.resolve()), "--model_alias", p.stem]
-        model = p.stem
     else:
-        raise LLMServiceError(f"{model!r} is neither a known CPU model ({', '.join(MODELS)}), a .gguf path, nor "
-                              "a Hugging Face 'repo_id:file.gguf'; vLLM model names need a GPU machine with vLLM")
-    cmd += ["--host", host, "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(n_threads),
+        cmd += ["--model", str(path), "--model_alias", served]
+    cmd += ["--host", host, "--port", str(port), "--n_ctx", str(n_ctx or 8192), "--n_threads", str(n_threads),
             "--n_threads_batch", str(n_threads), "--seed", "42"]
     if chat_format: cmd += ["--chat_format", chat_format]
-    return cmd + list(extra_args), model
+    return cmd + list(extra_args), served
+
+def server_of(cmd: Sequence[str]) -> str:
+    "'vllm', 'llama-server' or 'llama-cpp-python': which server a recorded command line runs."
+    if any(Path(a).name == "llama-server" for a in cmd[:1]): return "llama-server"
+    return "llama-cpp-python" if "llama_cpp.server" in cmd else "vllm"
 
 # %% ../nbs/api/21_llm_service.ipynb #046743ad
 def _state_file(port: int, root=None) -> Path: return state_dir(root) / f"{port}.json"
@@ -228,11 +321,14 @@ def _models(url: str, timeout: float = 3.0) -> Optional[dict]:
 
 def start_llm_service(model: Optional[str] = None, port: int = DEFAULT_LLM_PORT, host: str = "127.0.0.1",
                       gpu_memory_utilization: float = VLLM_GPU_MEMORY_UTILIZATION, tensor_parallel_size: int = 1,
-                      backend: str = "auto", n_ctx: int = 8192, n_threads: Optional[int] = None, chat_format: Optional[str] = None,
-                      timeout_s: float = 600.0, extra_args: Sequence[str] = (), api_key_env: Optional[str] = None,
-                      root: Path | str | None = None, allow_remote: bool = False) -> dict:
-    """Start an OpenAI-compatible server and wait until it answers: {url, model, port, pid, backend, ...}.
-    A `host` other machines can reach (0.0.0.0, a network address) needs `allow_remote=True`."""
+                      backend: str = "auto", n_ctx: Optional[int] = None, n_threads: Optional[int] = None,
+                      chat_format: Optional[str] = None, timeout_s: float = 600.0, extra_args: Sequence[str] = (),
+                      api_key_env: Optional[str] = None, root: Path | str | None = None, allow_remote: bool = False,
+                      parallel: Optional[int] = None, server: str = "auto", cache_ram_mib: int = DEFAULT_CACHE_RAM_MIB) -> dict:
+    """Start an OpenAI-compatible server and wait until it answers: {url, model, port, pid, backend, server, slots, ...}.
+    A `host` other machines can reach (0.0.0.0, a network address) needs `allow_remote=True`. On a CPU, `server`
+    (or `backend='llama-server'|'llama-cpp-python'`) picks the server, `parallel` llama-server's slots and `n_ctx` the
+    context of one request."""
     port = int(port)
     if not 0 < port < 65536: raise LLMServiceError(f"port {port} is out of range: a TCP port is 1-65535")
     if not is_loopback(host) and not allow_remote:
@@ -242,19 +338,24 @@ def start_llm_service(model: Optional[str] = None, port: int = DEFAULT_LLM_PORT,
     url = _url(_client_host(host), port)
     old = _read_state(port, root)
     if old and is_our_process(old):     # ours runs there (it may be busy: /models waits for completions)
-        return {k: old.get(k) for k in ("url", "model", "port", "pid", "backend", "log", "host")} | {"already_running": True}
+        return {k: old.get(k) for k in ("url", "model", "port", "pid", "backend", "server", "slots", "log", "host")} | {"already_running": True}
     if old: _state_file(port, root).unlink(missing_ok=True)           # stale: that server is gone
     if port_in_use(port, host):
         raise LLMServiceError(f"port {port} on {host} is already in use by another process; pick another port "
                               f"(--port) or stop what runs there")
     be = choose_backend(backend)
+    if backend in CPU_SERVERS + ("python",): server = backend
+    if be == "llama.cpp" and server == "auto": server = cpu_server(server)    # says so when it falls back
     cmd, served = build_command(be, model, port, host, gpu_memory_utilization, tensor_parallel_size, n_ctx,
-                                n_threads, chat_format, extra_args)
-    env = dict(os.environ)
+                                n_threads, chat_format, extra_args, server=server, parallel=parallel,
+                                cache_ram_mib=cache_ram_mib)
+    kind = server_of(cmd)
+    slots = int(cmd[cmd.index("--parallel") + 1]) if kind == "llama-server" else 1 if kind == "llama-cpp-python" else None
+    env = server_env() if be == "llama.cpp" else dict(os.environ)
     if api_key_env:
         key = os.environ.get(api_key_env)
         if not key: raise LLMServiceError(f"api_key_env={api_key_env!r} but that environment variable is empty")
-        env["VLLM_API_KEY" if be == "vllm" else "API_KEY"] = key
+        env[{"vllm": "VLLM_API_KEY", "llama-server": "LLAMA_API_KEY"}.get(kind, "API_KEY")] = key
     sd = state_dir(root); sd.mkdir(parents=True, exist_ok=True)
     log = sd / f"{port}.log"
     with open(log, "ab") as lf:
@@ -262,14 +363,14 @@ def start_llm_service(model: Optional[str] = None, port: int = DEFAULT_LLM_PORT,
         proc = subprocess.Popen(cmd, stdout=lf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 start_new_session=True)   # own process group; survives the CLI that started it
     _CHILDREN[proc.pid] = proc
-    state = dict(pid=proc.pid, port=port, host=host, url=url, model=served, backend=be, cmd=cmd, log=str(log),
-                 started_at=time.time())
+    state = dict(pid=proc.pid, port=port, host=host, url=url, model=served, backend=be, server=kind, slots=slots, cmd=cmd,
+                 log=str(log), started_at=time.time())
     _state_file(port, root).write_text(json.dumps(state, indent=1))
     t0 = time.monotonic()
     while True:
         if proc.poll() is not None:
             _state_file(port, root).unlink(missing_ok=True)
-            raise LLMServiceError(f"the {be} server exited with code {proc.returncode} while starting; "
+            raise LLMServiceError(f"the {be} server ({kind}) exited with code {proc.returncode} while starting; "
                                   f"end of {log}:\n{_log_tail(log)}")
         if _models(url, timeout=2.0): break
         if time.monotonic() - t0 > timeout_s:
@@ -278,20 +379,22 @@ def start_llm_service(model: Optional[str] = None, port: int = DEFAULT_LLM_PORT,
             raise LLMServiceError(f"the {be} server did not answer within {timeout_s:g}s (stopped it); "
                                   f"end of {log}:\n{_log_tail(log)}")
         time.sleep(0.5)
-    return {"url": url, "model": served, "port": port, "pid": proc.pid, "backend": be, "log": str(log), "host": host,
-            "already_running": False}
+    return {"url": url, "model": served, "port": port, "pid": proc.pid, "backend": be, "server": kind, "slots": slots,
+            "log": str(log), "host": host, "already_running": False}
 
 # %% ../nbs/api/21_llm_service.ipynb #f8dcd4f9
-def _terminate(pid: int, timeout_s: float = 30.0) -> bool:
-    "SIGTERM the process group we started (pid is its leader), SIGKILL after `timeout_s`; True when gone."
+def _terminate(pid: int, timeout_s: float = 30.0, again_s: float = 5.0) -> bool:
+    """SIGTERM the process group we started (pid is its leader), SIGTERM again after `again_s` (llama-server finishes the
+    step it is in on the first signal and quits at once on the second), SIGKILL after `timeout_s`; True when gone."""
     def send(sig):
         try:
             if os.getpgid(pid) == pid: os.killpg(pid, sig)
             else: os.kill(pid, sig)
         except (ProcessLookupError, PermissionError): pass
     send(signal.SIGTERM)
-    t0 = time.monotonic()
+    t0, again = time.monotonic(), True
     while time.monotonic() - t0 < timeout_s:
+        if again and time.monotonic() - t0 > again_s: send(signal.SIGTERM); again = False
         p = _CHILDREN.get(pid)
         if p is not None and p.poll() is not None: _CHILDREN.pop(pid, None); return True
         if not _alive(pid): return True
@@ -317,18 +420,44 @@ def stop_llm_service(port: int = DEFAULT_LLM_PORT, timeout_s: float = 30.0, root
         return {"stopped": False, "failed": True, "port": port, "pid": pid,
                 "message": f"pid {pid} did not exit after SIGTERM and SIGKILL"}
     _state_file(port, root).unlink(missing_ok=True)
-    return {"stopped": True, "port": port, "pid": pid, "message": f"stopped the {st.get('backend')} server (pid {pid}, {st.get('model')})"}
+    return {"stopped": True, "port": port, "pid": pid,
+            "message": f"stopped the {st.get('server') or st.get('backend')} server (pid {pid}, {st.get('model')})"}
 
 # %% ../nbs/api/21_llm_service.ipynb #c9876cca
+def _root_url(url: str) -> str: return url.rstrip("/").removesuffix("/v1")
+
+def llama_server_slots(url: str, timeout: float = 10.0) -> Optional[int]:
+    "How many slots the llama-server at `url` (…/v1) has (`/props`: total_slots); None when it does not say."
+    try:
+        r = httpx.get(_root_url(url) + "/props", timeout=timeout)
+        return int(r.json()["total_slots"]) if r.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, KeyError, TypeError): return None
+
+def llama_server_metrics(url: str, timeout: float = 10.0) -> dict:
+    """llama-server's Prometheus counters (`/metrics`, on with `--metrics`) as {name: value}: prompt_tokens_total
+    (evaluated), prompt_tokens_cached_total (taken from the cache), tokens_predicted_total, n_decode_total,
+    n_busy_slots_per_decode (the mean number of slots decoding together), requests_processing, ...; {} elsewhere."""
+    import re
+    try:
+        r = httpx.get(_root_url(url) + "/metrics", timeout=timeout)
+        if r.status_code != 200: return {}
+    except httpx.HTTPError: return {}
+    out = {}
+    for line in r.text.splitlines():
+        m = re.match(r"llamacpp:(\w+) ([-+0-9.eE]+|nan|inf)$", line)
+        if m: out[m.group(1)] = float(m.group(2))
+    return out
+
 def check_llm_status(port: int = DEFAULT_LLM_PORT, host: str = "127.0.0.1", test: bool = True,
                      timeout_s: float = 120.0, models_timeout_s: float = 15.0, root: Path | str | None = None) -> dict:
-    "{up, model, port, pid, latency_s, backend, url, managed, busy, error} of the server on `port`."
+    "{up, model, port, pid, latency_s, backend, server, slots, url, managed, busy, error} of the server on `port`."
     port = int(port)
     st = _read_state(port, root)
     ours = bool(st and is_our_process(st))
     url = f"http://{_client_host(host)}:{port}/v1"
     out = {"up": False, "model": None, "port": port, "pid": st["pid"] if ours else None, "latency_s": None,
-           "backend": st.get("backend") if ours else None, "url": url, "managed": ours, "busy": False, "error": None}
+           "backend": st.get("backend") if ours else None, "server": st.get("server") if ours else None,
+           "slots": st.get("slots") if ours else None, "url": url, "managed": ours, "busy": False, "error": None}
     try:
         r = httpx.get(url + "/models", timeout=httpx.Timeout(models_timeout_s, connect=5.0))
         payload = r.json() if r.status_code == 200 else None
@@ -345,6 +474,12 @@ def check_llm_status(port: int = DEFAULT_LLM_PORT, host: str = "127.0.0.1", test
     from sage_bench.llm import backend_of
     ids = [m.get("id") for m in payload.get("data", [])]
     out.update(up=True, model=ids[0] if ids else None, backend=out["backend"] or backend_of(payload))
+    owners = {str(m.get("owned_by", "")).lower() for m in payload.get("data", [])}
+    if not out["server"]:
+        out["server"] = "llama-server" if "llamacpp" in owners else "llama-cpp-python" if "me" in owners else \
+            "vllm" if "vllm" in owners else None
+    if out["server"] == "llama-server": out["slots"] = llama_server_slots(url) or out["slots"]
+    elif out["server"] == "llama-cpp-python": out["slots"] = 1
     if test and out["model"]:
         t0 = time.perf_counter()
         try:
@@ -385,14 +520,15 @@ def llm_cli(action: str, **kw) -> int:
             if remote and r.get("host", host) == host:
                 where = ", ".join(listen_urls(host, port)) + (f" (this machine: {r['url']})" if host in _ANY else "")
             print(f"LLM server {'already running' if r['already_running'] else 'up'}: {where}  model={r['model']}  "
-                  f"backend={r['backend']}  pid={r['pid']}")
+                  f"backend={r['backend']}  server={r.get('server')}  slots={r.get('slots')}  pid={r['pid']}")
             print(f"log: {r['log']}  stop with: sage-bench llm stop --port {r['port']}")
             return 0
         if action == "status":
             r = check_llm_status(**kw)
             if r["up"]:
                 lat = f"test completion {r['latency_s']}s" if r["latency_s"] is not None else f"busy: {r['error']}"
-                print(f"up: {r['url']}  model={r['model']}  backend={r['backend']}  pid={r['pid'] or '-'}"
+                print(f"up: {r['url']}  model={r['model']}  backend={r['backend']}  server={r['server']}  "
+                      f"slots={r['slots']}  pid={r['pid'] or '-'}"
                       f"{'' if r['managed'] else ' (not started by sage-bench)'}  {lat}")
                 return 0
             print(f"down: {r['error']}")

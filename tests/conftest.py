@@ -6,6 +6,18 @@ import pytest
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 LLM_PORT = int(os.environ.get("SAGE_BENCH_TEST_LLM_PORT", "8901"))
 LLM_URL = os.environ.get("SAGE_BENCH_LLM_URL", f"http://127.0.0.1:{LLM_PORT}/v1").split(",")[0]
+# the session's server: llama-server when scripts/install_llm.sh built it (parallel slots, so the methods' concurrent
+# requests are served together), else llama-cpp-python's; the default CPU model, because the real-server tests of the
+# LLM methods check answers (tests/test_timing.py wants 5 of 8 right), which the 135M test model does not give.
+# SAGE_BENCH_TEST_LLM_MODEL names another model (e.g. smollm2-135m for a quick run of the plumbing).
+LLM_MODEL = os.environ.get("SAGE_BENCH_TEST_LLM_MODEL") or None
+
+
+def _start_session_server():
+    from sage_bench.llm_service import start_llm_service
+    info = start_llm_service(LLM_MODEL, port=LLM_PORT, timeout_s=900)
+    print(f"conftest: LLM server {info['url']} ({info.get('server')}, {info.get('slots')} slot(s), model {info['model']})")
+    return info
 
 
 def server_up(url: str = LLM_URL) -> bool:
@@ -27,13 +39,13 @@ def real_server_mark():
 def llm_url():
     """The URL of a real OpenAI-compatible server: one already answering on the port, else one this
     session starts with the default CPU model (and stops at the end). In CI a missing server fails."""
-    from sage_bench.llm_service import check_llm_status, start_llm_service, stop_llm_service
+    from sage_bench.llm_service import check_llm_status, stop_llm_service
     st = check_llm_status(LLM_PORT, test=False)
     if st.get("up"):
         yield st.get("url") or f"http://127.0.0.1:{LLM_PORT}/v1"
         return
     try:
-        info = start_llm_service(port=LLM_PORT, timeout_s=900)
+        info = _start_session_server()
     except Exception as e:  # noqa: BLE001 - reported as a skip locally, a failure in CI
         if IN_CI:
             raise
@@ -51,11 +63,11 @@ def pytest_configure(config):
     so the real-server tests of the LLM methods (whose skip conditions are read at collection) run."""
     if os.environ.get("SAGE_BENCH_TEST_LLM") != "1":
         return
-    from sage_bench.llm_service import check_llm_status, start_llm_service
+    from sage_bench.llm_service import check_llm_status
     if check_llm_status(LLM_PORT, test=False).get("up"):
         return
     try:
-        info = start_llm_service(port=LLM_PORT, timeout_s=900)
+        _start_session_server()
     except Exception as e:  # noqa: BLE001
         if IN_CI:
             raise

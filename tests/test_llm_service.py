@@ -1,15 +1,21 @@
-"""Tests of sage_bench.llm_service against real llama.cpp servers (the small test model, port 8912),
-and of scripts/install_llm.sh. Every server started here is stopped here."""
+"""Tests of sage_bench.llm_service against real llama.cpp servers (the small test model, port 8912): llama-server (built
+by scripts/install_llm.sh) and llama-cpp-python's server (the fallback), and of scripts/install_llm.sh. Every server
+started here is stopped here. No test asserts a time: overlap is read from llama-server's own counters."""
 import json, os, re, socket, subprocess, sys, time
 from pathlib import Path
 
 import pytest
 
-from sage_bench.llm_service import (MODELS, TEST_MODEL, LLMServiceError, check_llm_status, is_our_process, llm_cli,
+from sage_bench.llm import LLMClient
+from sage_bench.llm_service import (LLAMA_SERVER_TAG, MODELS, TEST_MODEL, LLMServiceError, check_llm_status,
+                                    is_our_process, llama_cpp_dir, llama_server_binary, llama_server_metrics, llm_cli,
                                     models_dir, start_llm_service, stop_llm_service, verify_model)
 
 ROOT = Path(__file__).resolve().parents[1]
 PORT = 8912
+BUILT = llama_server_binary() is not None
+needs_llama_server = pytest.mark.skipif(not BUILT and os.environ.get("CI", "").lower() not in ("1", "true", "yes"),
+                                        reason="llama-server is not built: bash scripts/install_llm.sh llama-server")
 
 
 def _pid_alive(pid):
@@ -26,11 +32,19 @@ def test_start_status_stop_cycle(tmp_path, capsys):
         assert info["backend"] == "llama.cpp" and info["port"] == PORT and _pid_alive(info["pid"])
         state = json.loads((tmp_path / f"{PORT}.json").read_text())
         assert state["pid"] == info["pid"] and is_our_process(state) and Path(state["log"]).exists()
-        assert "--n_ctx" in state["cmd"] and state["cmd"][state["cmd"].index("--host") + 1] == "127.0.0.1"
+        assert state["cmd"][state["cmd"].index("--host") + 1] == "127.0.0.1"
+        if BUILT:       # llama-server with its slots, continuous batching, prompt cache and counters
+            assert info["server"] == state["server"] == "llama-server" and info["slots"] == 4
+            assert Path(state["cmd"][0]) == llama_server_binary()
+            for flag in ("--parallel", "--cont-batching", "--ctx-size", "--cache-ram", "--threads", "--metrics"):
+                assert flag in state["cmd"], flag
+        else:
+            assert info["server"] == "llama-cpp-python" and "--n_ctx" in state["cmd"] and info["slots"] == 1
 
         st = check_llm_status(PORT, root=tmp_path)
         assert st["up"] and st["model"] == TEST_MODEL and st["pid"] == info["pid"] and st["managed"]
         assert st["backend"] == "llama.cpp" and st["latency_s"] > 0
+        assert st["server"] == info["server"] and st["slots"] == info["slots"]
 
         again = start_llm_service(TEST_MODEL, port=PORT, root=tmp_path)       # ours already runs there
         assert again["already_running"] and again["pid"] == info["pid"]
@@ -164,3 +178,79 @@ def test_remote_host_needs_allow_remote_and_warns(tmp_path, capsys):
         assert check_llm_status(PORT, root=tmp_path, test=False)["up"]
     finally:
         stop_llm_service(PORT, root=tmp_path)
+
+
+def _busy_per_decode(before: dict, after: dict) -> float:
+    "Mean busy slots per decode step between two /metrics snapshots (llama-server's own count)."
+    steps = after["n_decode_total"] - before.get("n_decode_total", 0)
+    busy = after["n_busy_slots_per_decode"] * after["n_decode_total"] - \
+        before.get("n_busy_slots_per_decode", 0) * before.get("n_decode_total", 0)
+    return busy / steps
+
+
+@needs_llama_server
+def test_llama_server_decodes_concurrent_requests_together(tmp_path):
+    """Requests that LLMClient keeps in flight together are decoded together: llama-server counts the busy slots of
+    every decode step, and two concurrent requests give more than one per step (one at a time gives exactly one).
+    A repeated prompt is taken from the server's prompt cache."""
+    info = start_llm_service(TEST_MODEL, port=PORT, root=tmp_path, timeout_s=300, parallel=2, n_ctx=1024)
+    try:
+        assert info["server"] == "llama-server" and info["slots"] == 2
+        assert check_llm_status(PORT, root=tmp_path, test=False)["slots"] == 2
+        reqs = [[{"role": "user", "content": f"Count from 1 to 60, one number per line. ({i})"}] for i in range(2)]
+        for concurrency in (1, 2):
+            c = LLMClient(info["url"], cache=False, concurrency=concurrency, max_tokens=40, max_retries=0)
+            before = llama_server_metrics(info["url"])
+            out = c.chat_many(reqs, ignore_eos=True)          # ignore_eos: every reply is 40 tokens long
+            assert all(r.ok for r in out) and [r.completion_tokens for r in out] == [40, 40], [r.error for r in out]
+            busy = _busy_per_decode(before, llama_server_metrics(info["url"]))
+            if concurrency == 1: assert busy == pytest.approx(1.0, abs=0.01)     # (the counter is printed rounded)
+            else: assert busy > 1.2, busy                     # ~2: both slots decoded in the same steps
+        before = llama_server_metrics(info["url"])
+        c.chat_many(reqs[:1], max_tokens=4)                   # the same prompt again: its tokens come from the cache
+        after = llama_server_metrics(info["url"])
+        assert after["prompt_tokens_cached_total"] - before["prompt_tokens_cached_total"] >= 10
+        assert after["prompt_tokens_total"] - before["prompt_tokens_total"] <= 2
+    finally:
+        stop_llm_service(PORT, root=tmp_path)
+
+
+def test_falls_back_to_llama_cpp_python_when_llama_server_is_not_built(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SAGE_BENCH_LLAMA_CPP", str(tmp_path / "not-built"))
+    for v in ("SAGE_BENCH_LLAMA_SERVER", "SAGE_BENCH_LLM_SERVER"): monkeypatch.delenv(v, raising=False)
+    with pytest.raises(LLMServiceError, match="install_llm.sh llama-server"):
+        start_llm_service(TEST_MODEL, port=PORT, root=tmp_path, server="llama-server")
+    info = start_llm_service(TEST_MODEL, port=PORT, root=tmp_path, timeout_s=300)
+    try:
+        assert "llama-server is not built" in capsys.readouterr().err
+        assert info["server"] == "llama-cpp-python" and info["slots"] == 1 and info["backend"] == "llama.cpp"
+        st = check_llm_status(PORT, root=tmp_path)
+        assert st["up"] and st["server"] == "llama-cpp-python" and st["latency_s"] > 0
+    finally:
+        assert stop_llm_service(PORT, root=tmp_path)["stopped"]
+
+
+@needs_llama_server
+def test_llama_server_build_step_is_idempotent():
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "install_llm.sh"), "llama-server"], capture_output=True, text=True,
+                       env={**os.environ, "SKIP_PIP": "1", "PYTHON": sys.executable}, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert f"reports {LLAMA_SERVER_TAG}, skipping" in r.stdout
+    src = llama_cpp_dir() / "src"                  # the sources stay for the model converters
+    assert (src / "convert_hf_to_gguf.py").is_file() and (src / "convert_lora_to_gguf.py").is_file()
+    info = dict(l.split("=", 1) for l in (llama_cpp_dir() / "BUILD_INFO").read_text().splitlines() if "=" in l)
+    assert info["version"] == LLAMA_SERVER_TAG and int(info["build_seconds"]) > 0
+
+
+def test_a_refused_llama_cpp_sdist_leaves_nothing_behind(tmp_path):
+    """The build step checks the sdist's pinned sha256 before building; a file that does not match stops it with a
+    reason, and neither a half-made install nor a temporary folder stays behind."""
+    fake = tmp_path / "python"        # stands in for `python -m pip download ... -d DIR`: delivers a tarball of junk
+    fake.write_text('#!/bin/sh\nd=""; while [ $# -gt 0 ]; do [ "$1" = "-d" ] && d="$2"; shift; done\n'
+                    'mkdir -p "$d" && echo junk | gzip > "$d/llama_cpp_python-0.3.36.tar.gz"\n')
+    fake.chmod(0o755)
+    dest = tmp_path / "llama.cpp" / "0.3.36"
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "install_llm.sh"), "llama-server"], capture_output=True, text=True,
+                       env={**os.environ, "PYTHON": str(fake), "SKIP_PIP": "1", "SAGE_BENCH_LLAMA_CPP": str(dest)}, timeout=120)
+    assert r.returncode != 0 and "does not match the pinned sha256" in r.stderr, r.stderr
+    assert not dest.exists() and not list((tmp_path / "llama.cpp").glob(".build.*"))
