@@ -7,9 +7,9 @@ from __future__ import annotations
 import json, os, sys, time
 from pathlib import Path
 from typing import Callable, Sequence
-from .core import benchmark_dir, sage_home, write_json, RANDOM_SEED, DEFAULT_LLM_BASE_URL
+from .core import benchmark_dir, sage_home, write_json, RANDOM_SEED
 from .registry import lookup, entries
-from .store import experiment_dir, figures_dir, tables_dir, now, redact_url
+from .store import figures_dir, tables_dir, redact_url
 
 # %% auto #0
 __all__ = ['KERNEL', 'notebooks_dir', 'section_params', 'run_section', 'no_answer_in', 'save_figure', 'latex_table',

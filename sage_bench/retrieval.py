@@ -6,7 +6,7 @@
 from __future__ import annotations
 import logging, re, threading
 from collections import OrderedDict
-from typing import Optional, Sequence
+from typing import Sequence
 import numpy as np
 from .core import Tool, ToolLibrary
 

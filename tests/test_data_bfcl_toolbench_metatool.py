@@ -2,7 +2,6 @@
 to the answer files, deterministic splits, strict/lenient handling of corrupted copies."""
 import csv, json, shutil
 from collections import Counter
-from pathlib import Path
 
 import pytest
 

@@ -1,5 +1,4 @@
 "Tests of sage_bench.embed: model resolution, the disk cache and exact top-k search."
-import os
 import numpy as np
 import pytest
 from sage_bench import embed

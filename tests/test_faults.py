@@ -11,7 +11,7 @@ import os, socket, subprocess, sys
 import pytest
 
 from test_llm import FakeServer
-from sage_bench.llm import LLMClient, TransportError
+from sage_bench.llm import LLMClient
 from sage_bench.store import redact_url
 from sage_bench.registry import get_method, get_dataset
 from sage_bench.engine import evaluate, check_complete, IncompleteResults, results_table, no_answer_note
@@ -82,7 +82,7 @@ def test_credentials_in_the_url_never_appear_in_messages(fake):
 
 
 def test_status_line_says_what_the_client_waits_for(fake):
-    import asyncio, threading, time
+    import threading, time
     fake.default = ("sleep", 1.0, '{"call_tool": true}')
     c = _client(fake.url)
     seen = []

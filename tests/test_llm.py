@@ -4,13 +4,12 @@ Retries, timeouts, replica spreading, the cache and every parse layer run agains
 OpenAI-compatible HTTP server that misbehaves on purpose. The end-to-end tests start a real
 llama.cpp server with the small test model (port 8911) and stop it afterwards.
 """
-import asyncio, json, os, sqlite3, threading, time
+import asyncio, json, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
-from sage_bench.llm import LLMClient, LLMCache, LLMResponse, get_client, parse_json, request_key
+from sage_bench.llm import LLMClient
 
 
 class FakeServer:

@@ -172,7 +172,7 @@ def test_remote_host_needs_allow_remote_and_warns(tmp_path, capsys):
         cap = capsys.readouterr()
         assert "warning" in cap.err and "every network interface" in cap.err
         up = next(l for l in cap.out.splitlines() if l.startswith("LLM server up"))
-        assert re.search(rf"up: http://[^ ]+:{PORT}/v1", up) and not up.startswith(f"LLM server up: http://127.0.0.1")
+        assert re.search(rf"up: http://[^ ]+:{PORT}/v1", up) and not up.startswith("LLM server up: http://127.0.0.1")
         state = json.loads((tmp_path / f"{PORT}.json").read_text())
         assert state["cmd"][state["cmd"].index("--host") + 1] == "0.0.0.0"
         assert check_llm_status(PORT, root=tmp_path, test=False)["up"]

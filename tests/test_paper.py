@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from sage_bench import paper as pm
-from sage_bench.core import benchmark_dir
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -3,7 +3,7 @@ import pytest
 from sage_bench.core import PlanningSample, PlanStep, Tool, ToolLibrary
 from sage_bench.methods.base import blind, Output
 from sage_bench.testing import ScriptedLLM
-from sage_bench.methods.planning import (SimplePlanner, HierarchicalPlanner, LLMPlanner, ReActPlanner, ToTPlanner,
+from sage_bench.methods.planning import (SimplePlanner, LLMPlanner, ReActPlanner, ToTPlanner,
                                          split_subgoals, tool_index, candidate_tools, candidate_recall, candidate_coverage,
                                          simulate_observation, PLAN_PROMPTS)
 from sage_bench.registry import get_method, lookup
@@ -37,9 +37,11 @@ def ps(i, req, steps, split="test"):
 
 
 FIX = [
-    ps(1, "Check the weather forecast in Rome, then book a hotel room there and finally email the details to my wife", ["get_weather", "book_hotel", "send_email"]),
+    ps(1, "Check the weather forecast in Rome, then book a hotel room there and finally email the details to my wife",
+       ["get_weather", "book_hotel", "send_email"]),
     ps(2, "Translate this paragraph into Spanish and then summarize it", ["translate_text", "summarize_text"]),
-    ps(3, "Get the stock price of ACME, convert it to euros, after that add a calendar event for the earnings call", ["get_stock_price", "convert_currency", "create_calendar_event"]),
+    ps(3, "Get the stock price of ACME, convert it to euros, after that add a calendar event for the earnings call",
+       ["get_stock_price", "convert_currency", "create_calendar_event"]),
     ps(4, "Search flights from Paris to Oslo on May 3", ["search_flights"]),
 ]
 TRAIN = [ps(90, "a long plan", ["get_weather"] * 8, "train")]

@@ -1,7 +1,6 @@
 "Tests of the built-in `sage` data set: reproducibility, label integrity and difficulty."
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 

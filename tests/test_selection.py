@@ -1,14 +1,13 @@
 "Tests of the tool-selection methods (sage_bench.methods.selection) and the retrieval module they use."
-import json, math, re
+import json, math
 import numpy as np
 import pytest
 from sage_bench.core import Tool, ToolLibrary, SelectionSample
 from sage_bench.methods.base import blind, LLMMethod
 from sage_bench.registry import get_method, method_ids
-from sage_bench.methods import selection as S
 from sage_bench.testing import ScriptedLLM
 from sage_bench.retrieval import Retriever
-from sage_bench.methods.selection import (fixture_library, fixture_samples, rrf, bm25_index, keyword_text,
+from sage_bench.methods.selection import (fixture_library, fixture_samples, rrf, keyword_text,
                                           Tokenizer, KeywordSelector, EmbeddingSelector, HybridSelector, GorillaSelector,
                                           LLMDirectSelector, LLMRerankSelector, DFSDTSelector, windows)
 
@@ -75,7 +74,6 @@ def test_keyword_quality_on_fixture():
 
 
 def _toolbench_library(n=400):
-    p = S.__file__  # find the shared data sets beside the repo
     from sage_bench.registry import find_data_dir
     d = find_data_dir("toolbench", required=False)
     if d is None: return None
@@ -108,7 +106,6 @@ def test_keyword_ranking_equals_bm25s(which):
     for o, d, sc in zip(outs, docs, scores):
         ours = o.prediction["ranking"]
         # same scores, and the same order: bm25s's order with ties put in library order
-        ref_order = sorted(range(len(lib)), key=lambda j: (-sc[list(d).index(j)] if j in set(d) else 0, j))
         full_sc = np.zeros(len(lib), np.float32); full_sc[d] = sc
         assert ours == [lib.ids[j] for j in sorted(range(len(lib)), key=lambda j: (-full_sc[j], j))]
         pos = {t: i for i, t in enumerate(ours)}
@@ -228,7 +225,8 @@ def test_llm_rerank_reorders_the_top_m_and_keeps_the_retrieval_tail():
 
 def test_gorilla_called_tools_lead_then_the_retriever_order():
     hyb = Retriever("hybrid").rank(SAMPLES[2].query, LIB)
-    call = {"calls": [{"api": "travel.hotel", "arguments": {"city": "Denver"}}, {"api": "travel.flight", "arguments": {"origin": "BOS", "destination": "DEN", "date": "May 3"}}]}
+    call = {"calls": [{"api": "travel.hotel", "arguments": {"city": "Denver"}},
+                      {"api": "travel.flight", "arguments": {"origin": "BOS", "destination": "DEN", "date": "May 3"}}]}
     g = GorillaSelector(m=6, client=ScriptedLLM(lambda m, s: call))
     o = g.predict(SAMPLES[2], LIB)
     assert o.prediction["ranking"] == ["travel.hotel", "travel.flight"] + [t for t in hyb if t not in ("travel.hotel", "travel.flight")]

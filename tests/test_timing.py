@@ -3,7 +3,7 @@ import pytest
 from sage_bench.core import TimingSample, Tool, ToolLibrary
 from sage_bench.methods.base import blind, Output
 from sage_bench.testing import ScriptedLLM
-from sage_bench.methods.timing import (RuleBasedTiming, EmbeddingTiming, LLMTiming, HybridTiming,
+from sage_bench.methods.timing import (EmbeddingTiming, LLMTiming, HybridTiming,
                                        rule_verdict, TIMING_SCHEMA, TIMING_PROMPTS, timing_messages)
 from sage_bench.registry import get_method, lookup
 

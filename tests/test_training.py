@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 from sage_bench.training import methods as tmeth
-from sage_bench.training.model import (toy_dataset, featurize, TextEncoder, hashing_embed, ModelConfig, build_model, train,
+from sage_bench.training.model import (toy_dataset, TextEncoder, hashing_embed, ModelConfig, build_model, train,
                                        sample_stats, task_scores)
 from sage_bench.training.continual import make_stream, run_continual, ContinualConfig
 from sage_bench.training.sage_agent import run_sage, sage_config, ABLATIONS
@@ -61,7 +61,7 @@ def test_every_variant_trains_for_real(toy, settings, name):
 
 def test_evaluated_through_engine_on_three_challenges(toy, settings, tmp_path):
     ds, P = toy
-    res = tmeth.run_training(["A_baseline", "D_combined"], dataset=ds, output_dir=tmp_path, settings=settings, progress=False)
+    tmeth.run_training(["A_baseline", "D_combined"], dataset=ds, output_dir=tmp_path, settings=settings, progress=False)
     saved = json.loads((tmp_path / "paper1/section_5_5_training/training_comparison.json").read_text())
     for run in saved["runs"]:
         for ch in ("timing", "tool_selection", "planning"):

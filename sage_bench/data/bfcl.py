@@ -4,11 +4,11 @@
 
 # %% ../../nbs/api/15_data_bfcl.ipynb #6eba847e
 from __future__ import annotations
-import ast, json, re
+import ast, re
 from functools import partial
 from pathlib import Path
 from ..core import (Tool, TimingSample, PlanningSample, SelectionSample, PlanStep, ToolLibrary, Dataset,
-                    LoadReport, RecordError, split_of, stable_hash)
+                    RecordError, split_of, stable_hash)
 from ..registry import register_dataset, find_data_dir
 from .common import Guard, finish_dataset, read_json_lines
 

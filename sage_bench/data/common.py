@@ -8,7 +8,7 @@ import ast, csv, io, json, re, sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 from ..core import (RecordError, LoadReport, Tool, ToolLibrary, Dataset, Sample, SelectionSample, PlanningSample,
-                             stable_hash, split_of)
+                             stable_hash)
 
 # %% auto #0
 __all__ = ['MAX_FIELD_CHARS', 'json_schema_object', 'ToolCatalog', 'parse_calls', 'DataFileError', 'Guard', 'read_text',

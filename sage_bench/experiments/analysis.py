@@ -4,11 +4,11 @@
 
 # %% ../../nbs/api/62_analysis.ipynb #06fdf7fc
 from __future__ import annotations
-import copy, json, os, random, re, time
+import copy, json, os, random, re
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
-from ..core import (Tool, ToolLibrary, Dataset, SelectionSample, TimingSample, PlanningSample, RANDOM_SEED, CHALLENGES, restores_env)
+from ..core import (Tool, ToolLibrary, Dataset, SelectionSample, RANDOM_SEED, CHALLENGES, restores_env)
 from ..registry import get_dataset, method_ids, lookup, dataset_names
 from ..store import experiment_dir, write_result, now, RecordStore
 from ..engine import evaluate, HEADLINE

@@ -6,11 +6,10 @@
 from __future__ import annotations
 import json, os
 from pathlib import Path
-from typing import Sequence
 from ..core import CHALLENGES, RANDOM_SEED, restores_env
 from ..registry import get_dataset, dataset_names, method_ids, lookup
 from ..store import experiment_dir, write_result, now
-from ..engine import evaluate, HEADLINE
+from ..engine import evaluate
 from ..report import save_figure, latex_table, register_builder
 
 # %% auto #0
@@ -79,7 +78,7 @@ def cross_table(payload: dict):
 def build_5_4(output_dir=None) -> list[Path]:
     "Heatmap (PDF/PNG) and LaTeX table of section 5.4 from the saved result file."
     import matplotlib; matplotlib.use("Agg")
-    import matplotlib.pyplot as plt, numpy as np, pandas as pd
+    import matplotlib.pyplot as plt, pandas as pd
     p = load_cross(output_dir)
     df = pd.DataFrame([{"challenge": r["challenge"], "method": r["method"], "dataset": r["dataset"], "v": None if r.get("n_transport_failures") else r.get(r["main_metric"])} for r in p["results"]])
     if df.empty: raise FileNotFoundError("section 5.4 results hold no rows")
@@ -87,7 +86,7 @@ def build_5_4(output_dir=None) -> list[Path]:
     fig, axes = plt.subplots(len(chs), 1, figsize=(1.1 * df.dataset.nunique() + 3, sum(0.45 * df[df.challenge == c].method.nunique() + 1.2 for c in chs)), squeeze=False)
     for ax, ch in zip(axes[:, 0], chs):
         piv = df[df.challenge == ch].pivot_table(index="method", columns="dataset", values="v")
-        im = ax.imshow(piv.values.astype(float), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        ax.imshow(piv.values.astype(float), cmap="viridis", vmin=0, vmax=1, aspect="auto")
         ax.set_xticks(range(len(piv.columns))); ax.set_xticklabels(piv.columns, rotation=30, ha="right")
         ax.set_yticks(range(len(piv))); ax.set_yticklabels(piv.index)
         for i in range(piv.shape[0]):

@@ -5,8 +5,8 @@
 # %% ../../nbs/api/52_training_continual.ipynb #a56b4f6a
 from __future__ import annotations
 import time, zlib
-from dataclasses import dataclass, field, asdict
-from typing import Callable, Sequence
+from dataclasses import dataclass, asdict
+from typing import Sequence
 import numpy as np
 from ..core import RANDOM_SEED
 from .model import Features, ModelConfig, TrainLog, build_model, make_optimizer, train, task_scores, sample_stats

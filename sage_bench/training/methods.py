@@ -12,8 +12,7 @@ import numpy as np
 from ..core import Dataset, Sample, ToolLibrary, RANDOM_SEED, benchmark_dir, write_json
 from ..registry import register_method, get_dataset, UnknownNameError
 from ..methods.base import Method, Output
-from .model import (DevSelector, Features, ModelConfig, TextEncoder, featurize, train, predict, sample_stats, TASKS,
-                                       torch_threads)
+from .model import (DevSelector, Features, ModelConfig, TextEncoder, featurize, train, predict, sample_stats, torch_threads)
 from .coresets import select_coreset, budget_size
 from .continual import make_stream, run_continual, ContinualConfig
 from .sage_agent import run_sage, sage_config, ABLATIONS
@@ -370,7 +369,6 @@ def run_training(methods=None, quick: bool = True, seed: int = RANDOM_SEED, dry_
 def run_paper2(quick: bool = True, seed: int = RANDOM_SEED, output_dir=None, samples: int | None = None,
                dataset: str | Dataset = "sage", settings: TrainSettings | None = None, ablations=None, progress: bool = True) -> dict:
     "Train and evaluate the SAGE-Agent ablations; write the three paper-2 result files."
-    from sage_bench.store import provenance, now
     from sage_bench.metrics import mean_sd
     ablations = list(ablations or SAGE_METHODS)
     res = run_training(ablations, quick=quick, seed=seed, output_dir=output_dir, samples=samples, dataset=dataset,

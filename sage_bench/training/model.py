@@ -5,11 +5,11 @@
 # %% ../../nbs/api/50_training_model.ipynb #cc366e39
 from __future__ import annotations
 import hashlib, math, re, time
-from dataclasses import dataclass, field, asdict
-from typing import Callable, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
 import numpy as np
 from ..core import (Dataset, Sample, TimingSample, PlanningSample, SelectionSample, ToolLibrary, Tool,
-                             PlanStep, text_of, RANDOM_SEED, CHALLENGES)
+                             PlanStep, text_of, RANDOM_SEED)
 
 # %% auto #0
 __all__ = ['TASKS', 'TASK_ID', 'hashing_embed', 'default_embed', 'TextEncoder', 'sample_text', 'sample_category', 'Features',
@@ -202,7 +202,6 @@ def _model_class():
     if _MODEL_CLS is not None: return _MODEL_CLS
     import torch
     from torch import nn
-    import torch.nn.functional as Fn
 
     class UnifiedModel(nn.Module):
         "Timing, selection and planning heads over shared task tokens joined by cross-task attention."
