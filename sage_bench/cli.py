@@ -129,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     l.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
     l.add_argument("--allow-remote", action="store_true",
                    help="allow a --host other machines can reach (0.0.0.0, a network address): the server has no access control")
-    l.add_argument("--gpu-memory-utilization", type=float_in(0, 1), default=VLLM_GPU_MEMORY_UTILIZATION, help="vLLM: share of GPU memory, above 0 and at most 1")
+    l.add_argument("--gpu-memory-utilization", type=float_in(0, 1), default=VLLM_GPU_MEMORY_UTILIZATION,
+                   help="vLLM: share of GPU memory, above 0 and at most 1")
     l.add_argument("--tensor-parallel-size", type=COUNT, default=1, help="vLLM: GPUs per model")
     l.add_argument("--backend", choices=["auto", "vllm", "llama.cpp"], default="auto")
     l.add_argument("--timeout", type=float_in(0), default=600, help="seconds to wait for the server (default 600)")

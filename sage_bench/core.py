@@ -340,7 +340,8 @@ def _json_line(raw: bytes) -> Any:
     except json.JSONDecodeError as e: raise RecordError(f"invalid JSON ({e.msg.removesuffix(' at')} at column {e.colno})") from None
 
 def iter_jsonl(path: Path | str, on_error=None) -> Iterator[tuple[int, Any]]:
-    "Yield (line number, parsed JSON) for each non-empty line; a bad line (not JSON, not UTF-8) names file and line (raised, or passed to `on_error(line, err)`)."
+    """Yield (line number, parsed JSON) for each non-empty line; a bad line (not JSON, not UTF-8) names file and line
+    (raised, or passed to `on_error(line, err)`)."""
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"{path}: no such file")
     with open(path, "rb") as f:

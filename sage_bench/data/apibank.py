@@ -125,7 +125,8 @@ def _step_defs(it) -> list[dict]:
         if not isinstance(it.get(k), str): raise RecordError("expected a string", field=k)
     if not isinstance(it.get("id"), (int, str)) or isinstance(it["id"], bool): raise RecordError("expected an integer id", field="id")
     defs = prompt_apis(it["instruction"])
-    if not all(isinstance(d, dict) and isinstance(d.get("name"), str) for d in defs): raise RecordError("an API description without a name", field="instruction")
+    if not all(isinstance(d, dict) and isinstance(d.get("name"), str) for d in defs):
+        raise RecordError("an API description without a name", field="instruction")
     return defs
 
 def _level3_defs(it) -> list[dict]:
@@ -263,7 +264,8 @@ def load_apibank(data_dir=None, lenient: bool = False, min_candidates: int = 2) 
              "planning: level-3 requirements, ToolSearcher look-ups dropped from the plans",
              f"timing: user turns of the lv1-lv2 dialogues; {unanswered} final user turn(s) without an answer left out",
              "not used: level-*-response.json (response generation), level-3-batch-inf*.json (same steps as prompts), lv3-samples/*.txt (scene templates)"]
-    if unknown_names: notes.append(f"timing candidates: API names in dialogue file names with no description anywhere in the data (left out of the candidates): {', '.join(sorted(unknown_names))}")
+    if unknown_names: notes.append("timing candidates: API names in dialogue file names with no description anywhere in the data "
+                                   f"(left out of the candidates): {', '.join(sorted(unknown_names))}")
     if empty: notes.append(f"empty dialogue file(s) in the source: {', '.join(empty)}")
     if unparsed: notes.append(f"data/all_apis.csv rows whose api_info is not valid Python (description kept as text, no parameters): {', '.join(unparsed)}")
     return finish_dataset("apibank", cat, makers, notes, guard)

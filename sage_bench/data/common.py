@@ -261,7 +261,8 @@ def read_json_file(path: Path | str, guard: Guard | None = None) -> Any:
     except json.JSONDecodeError as e: raise _broken(path, s, e.pos, e.msg) from None
 
 def read_json_items(path: Path | str, guard: Guard, key: str | None = None) -> Iterator[tuple[int, int, Any]]:
-    "Yield (line where it starts, position, item) of a JSON array file (or of the array under `key` of an object file); an oversized item raises or is skipped by `guard`."
+    """Yield (line where it starts, position, item) of a JSON array file (or of the array under `key` of an object file);
+    an oversized item raises or is skipped by `guard`."""
     path = Path(path)
     items = _document(path, "[", key)
     if not items: raise DataFileError(f"no records: the {'array' if key is None else repr(key) + ' array'} is empty", str(path))

@@ -71,7 +71,8 @@ def _golden(seq) -> tuple[list[tuple[str, Optional[dict]]], bool, list[int]]:
     if not isinstance(seq, list): raise RecordError("golden answer must be a list of actions", field="Golden_Answers")
     steps, asks, optional = [], False, []
     for a in seq:
-        if not isinstance(a, dict) or not isinstance(a.get("Action"), str): raise RecordError("each golden action needs an 'Action' string", field="Golden_Answers")
+        if not isinstance(a, dict) or not isinstance(a.get("Action"), str):
+            raise RecordError("each golden action needs an 'Action' string", field="Golden_Answers")
         act = a["Action"].strip()
         if act == "getDetails": asks = True; continue
         if act.startswith("[Optional]"): act = act[len("[Optional]"):].strip(); optional.append(len(steps))
@@ -96,8 +97,10 @@ def load_toolalpaca(data_dir=None, lenient: bool = False, sets=TOOLALPACA_SETS, 
             def conv(x=x, st=st):
                 name, fd, ins = x["Name"], x["Function_Description"], x["Instructions"]
                 if not isinstance(name, str) or not name.strip(): raise RecordError("expected a toolset name", field="Name")
-                if not isinstance(fd, dict) or not all(isinstance(v, str) for v in fd.values()): raise RecordError("expected {function: description}", field="Function_Description")
-                if not isinstance(ins, list) or not all(isinstance(q, str) and q.strip() for q in ins): raise RecordError("expected a list of instructions", field="Instructions")
+                if not isinstance(fd, dict) or not all(isinstance(v, str) for v in fd.values()):
+                    raise RecordError("expected {function: description}", field="Function_Description")
+                if not isinstance(ins, list) or not all(isinstance(q, str) and q.strip() for q in ins):
+                    raise RecordError("expected a list of instructions", field="Instructions")
                 fd = {k: v for k, v in fd.items() if k != "components"}
                 h = {}
                 for fn, text in fd.items():

@@ -305,7 +305,8 @@ def measure_rates(dataset: str | Dataset = "sage", epochs: int = 2, seed: int = 
 # %% ../../nbs/api/54_training_methods.ipynb #d3f8d431
 def _row(tm: TrainedModel, ev: dict) -> dict:
     row = {"method": tm.name, "seed": tm.info["seed"], "wall_s": tm.info["wall_s"], "data_share": tm.info["data_share"],
-           "steps": tm.info["train"].get("steps"), "chosen_epoch": tm.info.get("chosen_epoch"), "train": {k: v for k, v in tm.info.items() if k not in ("stream",)}}
+           "steps": tm.info["train"].get("steps"), "chosen_epoch": tm.info.get("chosen_epoch"),
+           "train": {k: v for k, v in tm.info.items() if k not in ("stream",)}}
     for ch, r in ev.items():
         row[ch] = {"n": r.metrics.get("n"), "metrics": r.metrics.get("metrics", {}),
                    "error_rate": r.metrics.get("error_rate"), "fallback_rate": r.metrics.get("fallback_rate")}
@@ -391,7 +392,8 @@ def run_paper2(quick: bool = True, seed: int = RANDOM_SEED, output_dir=None, sam
             d["data_share_ratio_vs_sft_baseline"] = mean_sd(r["data_share"] / base[r["seed"]]["data_share"] for r in rows if r["seed"] in base)
         eff[a] = d
     paths["efficiency"] = str(write_json(root / "efficiency_analysis.json", {"ablations": eff, "seeds": res["seeds"],
-                              "note": "wall_s is the whole training procedure (SSIS scoring and replay included; scoring the rounds' test sets excluded), measured on this machine", "provenance": prov}))
+                              "note": "wall_s is the whole training procedure (SSIS scoring and replay included; scoring the rounds' "
+                                      "test sets excluded), measured on this machine", "provenance": prov}))
     onl = {}
     for a in ablations:
         rows = [r for r in res["runs"] if r["method"] == a]
