@@ -12,6 +12,7 @@ from .core import Record, Dataset, Sample, gold_of, RANDOM_SEED, benchmark_dir, 
 from .registry import get_method, get_dataset
 from .methods.base import Method, Output, blind
 from .store import RecordStore, ConfigMismatch, now, provenance
+from .metrics import TABLE_METRICS, get_metric
 
 # in a Jupyter kernel without ipywidgets (papermill runs), tqdm.auto falls back to the text bar, which is what
 # `sage-bench run` streams to the terminal; the warning it prints about it (from whichever library imports it
@@ -31,9 +32,7 @@ def choose_samples(pool: Sequence[Sample], n: int | None, seed: int = RANDOM_SEE
     return [s for s in pool if s.id in keep]
 
 # %% ../nbs/api/40_engine.ipynb #7c4c1065
-HEADLINE = {"timing": ["accuracy", "precision", "recall", "f1"],
-            "tool_selection": ["hit@1", "hit@5", "recall@5", "mrr", "ndcg@5"],
-            "planning": ["plan_success", "step_f1", "edge_f1", "lcs"]}
+HEADLINE = TABLE_METRICS        # the former name of the table columns; declared in sage_bench.metrics.METRICS
 
 @dataclass
 class EvalResult:
@@ -54,11 +53,11 @@ class EvalResult:
         return None if m is None else m["value"]
 
     def row(self, metrics: Sequence[str] | None = None) -> dict:
-        "A flat dict: identity, n, headline metrics with CI bounds, and health figures."
+        "A flat dict: identity, n, the table metrics (or `metrics`) with CI bounds, and health figures."
         r = {"method": self.method, "dataset": self.dataset, "split": self.split, "challenge": self.challenge,
              "n": self.metrics.get("n", 0)}
-        for k in metrics or HEADLINE[self.challenge]:
-            m = self.metrics.get("metrics", {}).get(k)
+        for k in metrics or TABLE_METRICS[self.challenge]:
+            m = self.metrics.get("metrics", {}).get(get_metric(k).name)
             if m: r[k], r[k + "_lo"], r[k + "_hi"] = m["value"], m["ci_low"], m["ci_high"]
         for k in ("n_transport_failures", "n_failed_replies", "parse_failure_rate", "fallback_rate", "error_rate", "latency_s_mean", "prompt_tokens", "completion_tokens", "llm_calls", "cached_calls"):
             if k in self.metrics: r[k] = self.metrics[k]
@@ -241,7 +240,7 @@ def results_table(results: Sequence[EvalResult], metrics: Sequence[str] | None =
         row = r.row(metrics)
         d = {"challenge": r.challenge, "dataset": r.dataset, "method": r.method, "n": row["n"]}
         failed = no_answer_note(r.metrics)
-        for k in metrics or HEADLINE[r.challenge]:
+        for k in metrics or TABLE_METRICS[r.challenge]:
             chance = (r.metrics.get("metrics", {}).get(k) or {}).get("chance")
             d[k] = failed or fmt_chance(fmt_ci(row.get(k), row.get(k + "_lo"), row.get(k + "_hi")), chance)
         if r.metrics.get("llm_calls"):

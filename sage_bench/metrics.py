@@ -4,17 +4,107 @@
 
 # %% ../nbs/api/02_metrics.ipynb #3ab169a8
 from __future__ import annotations
-import math, warnings
+import math, re, warnings
 from collections import Counter
-from typing import Any, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
 import numpy as np
 
 # %% auto #0
-__all__ = ['TIMING_METRICS', 'PLANNING_METRICS', 'timing_outcomes', 'timing_confusion', 'timing_from_counts', 'timing_metrics',
-           'relevant_ranks', 'hit_at_k', 'recall_at_k', 'precision_at_k', 'reciprocal_rank', 'ndcg_at_k',
-           'plan_success', 'step_prf', 'edges', 'edge_prf', 'lcs_length', 'normalized_lcs', 'resample_means',
-           'bootstrap_ci', 'selection_matrix', 'planning_matrix', 'score_records', 'chance_scores', 'per_sample_scores',
-           'mean_sd']
+__all__ = ['SELECTION_KS', 'METRICS', 'HEADLINES', 'SUMMARY_METRICS', 'TABLE_METRICS', 'TIMING_METRICS', 'PLANNING_METRICS',
+           'Metric', 'UnknownMetric', 'get_metric', 'is_metric', 'metrics_of', 'display_name', 'timing_outcomes',
+           'timing_confusion', 'timing_from_counts', 'timing_metrics', 'relevant_ranks', 'hit_at_k', 'recall_at_k',
+           'precision_at_k', 'reciprocal_rank', 'ndcg_at_k', 'plan_success', 'step_prf', 'edges', 'edge_prf',
+           'lcs_length', 'normalized_lcs', 'resample_means', 'bootstrap_ci', 'selection_matrix', 'planning_matrix',
+           'score_records', 'chance_scores', 'per_sample_scores', 'mean_sd']
+
+# %% ../nbs/api/02_metrics.ipynb #8424b0c5
+SELECTION_KS = (1, 3, 5, 10)       # the k of hit@k, recall@k, precision@k and ndcg@k that every run scores
+
+@dataclass(frozen=True)
+class Metric:
+    "One metric of one challenge, declared once; everything that names, orders or formats a metric reads it."
+    name: str                        # the key in result files, e.g. `hit@5`
+    challenge: str                   # timing | tool_selection | planning
+    display: str                     # how text, tables and figure axes name it
+    higher_is_better: bool = True
+    headline: bool = False           # the challenge's one headline metric
+    secondary: bool = False          # reported beside the headline in summaries (text, overview figure, 5.5)
+    table: bool = False              # a column of the per-method results tables
+    fmt: str = "percent"             # values are fractions in [0, 1], shown in percent with one decimal
+
+    def show(self, v, lo=None, hi=None) -> str:
+        "`71.2 [65.0, 77.1]` (percent; no interval when a bound is missing; `-` for None)."
+        if v is None: return "-"
+        f = 100 if self.fmt == "percent" else 1
+        s = f"{f * v:.1f}" if self.fmt == "percent" else f"{v:.3f}"
+        return s if lo is None or hi is None else s + (f" [{f * lo:.1f}, {f * hi:.1f}]" if self.fmt == "percent" else f" [{lo:.3f}, {hi:.3f}]")
+
+def _sel(fam: str, disp: str, **roles) -> list[Metric]:
+    "hit@k-style metrics for every k in SELECTION_KS; `roles` maps a k to its role flags."
+    return [Metric(f"{fam}@{k}", "tool_selection", f"{disp}@{k}", **roles.get(f"k{k}", {})) for k in SELECTION_KS]
+
+_T, _S = dict(table=True), dict(table=True, secondary=True)
+METRICS: dict[str, Metric] = {m.name: m for m in [
+    Metric("accuracy", "timing", "accuracy", headline=True, table=True),
+    Metric("precision", "timing", "precision", table=True),
+    Metric("recall", "timing", "recall", table=True),
+    Metric("f1", "timing", "F1", **_S),
+    Metric("relevance_detection", "timing", "relevance detection"),
+    Metric("irrelevance_detection", "timing", "irrelevance detection"),
+    *_sel("hit", "hit", k1=_T, k5=dict(table=True, headline=True)),
+    *_sel("recall", "recall", k5=_T),
+    *_sel("precision", "precision"),
+    *_sel("ndcg", "NDCG", k5=_T),
+    Metric("mrr", "tool_selection", "MRR", **_S),
+    Metric("plan_success", "planning", "plan success", headline=True, table=True),
+    Metric("step_precision", "planning", "step precision"),
+    Metric("step_recall", "planning", "step recall"),
+    Metric("step_f1", "planning", "step F1", **_S),
+    Metric("edge_precision", "planning", "edge precision"),
+    Metric("edge_recall", "planning", "edge recall"),
+    Metric("edge_f1", "planning", "edge F1", table=True),
+    Metric("lcs", "planning", "normalised LCS", table=True),
+]}
+
+
+# %% ../nbs/api/02_metrics.ipynb #22be1062
+class UnknownMetric(KeyError, ValueError):
+    "A metric name that the registry does not declare."
+    def __str__(self): return str(self.args[0])
+
+_FAMILY = re.compile(r"(hit|recall|precision|ndcg)@([1-9][0-9]*)$")
+
+def get_metric(name: str) -> Metric:
+    "The declaration of `name`; `hit@20` and its kind (any k) are derived from the declared family; UnknownMetric otherwise."
+    if name in METRICS: return METRICS[name]
+    m = _FAMILY.match(str(name))
+    if m:
+        fam = METRICS[f"{m.group(1)}@{SELECTION_KS[0]}"]
+        return Metric(name, fam.challenge, fam.display.split("@")[0] + "@" + m.group(2))
+    raise UnknownMetric(f"unknown metric {name!r}: not declared in sage_bench.metrics.METRICS")
+
+def is_metric(name) -> bool:
+    "Whether `name` is a declared metric (or a member of a declared @k family)."
+    try: get_metric(name); return True
+    except UnknownMetric: return False
+
+def metrics_of(challenge: str, role: str | None = None) -> list[str]:
+    "The names of a challenge's metrics in declaration order; `role` ('headline', 'secondary', 'table') keeps those only."
+    if challenge not in {m.challenge for m in METRICS.values()}: raise ValueError(f"unknown challenge {challenge!r}")
+    return [m.name for m in METRICS.values() if m.challenge == challenge and (role is None or getattr(m, role))]
+
+def display_name(name: str) -> str:
+    "How text, tables and figures name a metric."
+    return get_metric(name).display
+
+_CHALLENGES = tuple(dict.fromkeys(m.challenge for m in METRICS.values()))
+HEADLINES: dict[str, str] = {ch: metrics_of(ch, "headline")[0] for ch in _CHALLENGES}         # challenge -> headline metric
+SUMMARY_METRICS: dict[str, list[str]] = {ch: [HEADLINES[ch], *metrics_of(ch, "secondary")] for ch in _CHALLENGES}
+TABLE_METRICS: dict[str, list[str]] = {ch: metrics_of(ch, "table") for ch in _CHALLENGES}
+for _ch in _CHALLENGES:
+    if len(metrics_of(_ch, "headline")) != 1: raise AssertionError(f"{_ch}: exactly one headline metric must be declared")
+
 
 # %% ../nbs/api/02_metrics.ipynb #7c8241dc
 def _as_bool_pred(p) -> bool | None:
@@ -44,7 +134,7 @@ def timing_confusion(preds: Sequence, golds: Sequence) -> dict:
     return dict(zip(("tp", "fp", "tn", "fn"), map(int, c)))
 
 # %% ../nbs/api/02_metrics.ipynb #3e5a3c79
-TIMING_METRICS = ("accuracy", "precision", "recall", "f1", "relevance_detection", "irrelevance_detection")
+TIMING_METRICS = tuple(metrics_of("timing"))          # declared in METRICS; timing_from_counts computes them in this order
 
 def _div(a, b):
     "a / b elementwise, NaN where b == 0."
@@ -218,6 +308,7 @@ def _get(r, name, default=None):
     return default if v is None and default is not None else v
 
 def _with_ci(values: dict, lows: dict, highs: dict) -> dict:
+    for k in values: get_metric(k)                      # only declared metrics reach a result
     return {k: {"value": values[k], "ci_low": lows.get(k), "ci_high": highs.get(k)} for k in values}
 
 def _score_timing(preds, golds, ids, n_boot, seed) -> dict:
@@ -231,7 +322,7 @@ def _score_timing(preds, golds, ids, n_boot, seed) -> dict:
     return {"metrics": _with_ci(point, lows, highs), "confusion": dict(zip(("tp", "fp", "tn", "fn"), map(int, c))),
             "malformed_predictions": sum(p is not None and _as_bool_pred(p) is None for p in preds)}
 
-def selection_matrix(rankings, relevants, ks=(1, 3, 5, 10)) -> tuple[list[str], np.ndarray]:
+def selection_matrix(rankings, relevants, ks=SELECTION_KS) -> tuple[list[str], np.ndarray]:
     "Per-sample selection metrics: (names, array (n, len(names))) for hit/recall/precision/ndcg@k and mrr."
     if any(not isinstance(k, int) or k < 1 for k in ks): raise ValueError(f"ks must be positive integers, got {ks}")
     names = [f"{m}@{k}" for m in ("hit", "recall", "precision", "ndcg") for k in ks] + ["mrr"]
@@ -266,7 +357,7 @@ def _score_selection(preds, golds, ids, ks, n_boot, seed) -> dict:
     return {"metrics": metrics,
             "malformed_predictions": sum(p is not None and r is None for p, r in zip(preds, rankings))}
 
-PLANNING_METRICS = ("plan_success", "step_precision", "step_recall", "step_f1", "edge_precision", "edge_recall", "edge_f1", "lcs")
+PLANNING_METRICS = tuple(metrics_of("planning"))      # declared in METRICS; the columns of planning_matrix
 
 def planning_matrix(plans, golds) -> np.ndarray:
     "Per-sample planning metrics, array (n, 8) in the order of `PLANNING_METRICS`."
@@ -300,7 +391,7 @@ def _unpack(challenge, records):
 
 def _rate(flags, n): return sum(flags) / n if n else None
 
-def score_records(challenge: str, records: Iterable, ks: Sequence[int] = (1, 3, 5, 10), n_boot: int = 1000, seed: int = 42) -> dict:
+def score_records(challenge: str, records: Iterable, ks: Sequence[int] = SELECTION_KS, n_boot: int = 1000, seed: int = 42) -> dict:
     """Score the records of one challenge: metrics with bootstrap CIs, confusion (timing),
     by_length (planning), failure/fallback/error rates, latency and token totals."""
     ch, records, ids, preds, golds = _unpack(challenge, records)
@@ -324,7 +415,7 @@ def score_records(challenge: str, records: Iterable, ks: Sequence[int] = (1, 3, 
     return res
 
 # %% ../nbs/api/02_metrics.ipynb #ec08a778
-def chance_scores(n: int, r: int, ks: Sequence[int] = (1, 3, 5, 10)) -> dict:
+def chance_scores(n: int, r: int, ks: Sequence[int] = SELECTION_KS) -> dict:
     "Expected selection metrics of a uniformly random ranking of `n` candidates of which `r` are relevant."
     if not (1 <= r <= n): raise ValueError(f"need 1 <= relevant <= candidates, got {r} of {n}")
     j = np.arange(n)
@@ -338,7 +429,7 @@ def chance_scores(n: int, r: int, ks: Sequence[int] = (1, 3, 5, 10)) -> dict:
     return {k: float(v) for k, v in out.items()}
 
 # %% ../nbs/api/02_metrics.ipynb #029ea702
-def per_sample_scores(challenge: str, records: Iterable, ks: Sequence[int] = (1, 3, 5, 10)) -> list[dict]:
+def per_sample_scores(challenge: str, records: Iterable, ks: Sequence[int] = SELECTION_KS) -> list[dict]:
     "One dict of per-sample scores per record (with its `sample_id`), in record order."
     ch, records, ids, preds, golds = _unpack(challenge, records)
     if ch == "timing":

@@ -7,18 +7,19 @@ from __future__ import annotations
 import json, os, re, shutil, subprocess, unicodedata
 from pathlib import Path
 from .core import benchmark_dir
+from .metrics import SUMMARY_METRICS, display_name, get_metric, is_metric
 
 # %% auto #0
-__all__ = ['SECTIONS', 'SECTION_ALIASES', 'FIGURE_SUFFIXES', 'FIGURE_CAPTIONS', 'HEADLINE_TEXT', 'METRIC_NAMES', 'KNOWN_METRICS',
-           'CHALLENGE_NAMES', 'MAX_GROUPS', 'SUMMARISERS', 'WIDE_TABLE_CHARS', 'TOOLS', 'section_of',
-           'paper_source_dir', 'collect_artifacts', 'tex_caption', 'detex', 'normalize_text', 'figure_caption',
-           'tex_escape', 'tt', 'cite_file', 'fmt_ci', 'Fragment', 'find_rows', 'row_name', 'row_group', 'best_sentence',
-           'provenance_sentence', 'not_run_sentence', 'section_files', 'challenge_paragraph', 'generic_paragraph',
-           'LayoutError', 'fmt_msd', 'errors_paragraph', 'scaling_paragraph', 'robustness_paragraph',
-           'training_paragraph', 'efficiency_paragraph', 'online_paragraph', 'skipped_sentence', 'file_paragraph',
-           'figure_latex', 'table_width_chars', 'table_latex', 'methods_table', 'section_fragment', 'number_citations',
-           'result_files_latex', 'prepare_paper', 'PaperBuildError', 'MissingToolError', 'check_tools', 'latex_errors',
-           'pdf_text', 'missing_captions', 'build_paper']
+__all__ = ['SECTIONS', 'SECTION_ALIASES', 'FIGURE_SUFFIXES', 'FIGURE_CAPTIONS', 'CHALLENGE_NAMES', 'MAX_GROUPS', 'SUMMARISERS',
+           'WIDE_TABLE_CHARS', 'TOOLS', 'section_of', 'paper_source_dir', 'collect_artifacts', 'tex_caption', 'detex',
+           'normalize_text', 'figure_caption', 'tex_escape', 'tt', 'cite_file', 'fmt_ci', 'Fragment', 'find_rows',
+           'row_name', 'row_group', 'best_sentence', 'provenance_sentence', 'not_run_sentence', 'section_files',
+           'challenge_paragraph', 'generic_paragraph', 'LayoutError', 'fmt_msd', 'errors_paragraph',
+           'scaling_paragraph', 'robustness_paragraph', 'training_paragraph', 'efficiency_paragraph',
+           'online_paragraph', 'skipped_sentence', 'file_paragraph', 'figure_latex', 'table_width_chars', 'table_latex',
+           'methods_table', 'section_fragment', 'number_citations', 'result_files_latex', 'prepare_paper',
+           'PaperBuildError', 'MissingToolError', 'check_tools', 'latex_errors', 'pdf_text', 'missing_captions',
+           'build_paper']
 
 # %% ../nbs/api/63_paper.ipynb #8c6f6a20
 SECTIONS = {
@@ -176,13 +177,9 @@ class Fragment:
     def latex(self) -> str: return "\n\n".join(self.parts) + "\n"
 
 # %% ../nbs/api/63_paper.ipynb #fd609cdf
-HEADLINE_TEXT = {"timing": ["f1", "accuracy"], "tool_selection": ["hit@5", "mrr"], "planning": ["plan_success", "step_f1"]}
-METRIC_NAMES = {"f1": "F1", "accuracy": "accuracy", "precision": "precision", "recall": "recall", "mrr": "MRR",
-                "plan_success": "plan success", "step_f1": "step F1", "edge_f1": "edge F1", "lcs": "normalised LCS"}
+# which metrics the text states per challenge (headline first), their names and which keys are metrics: all declared in
+# sage_bench.metrics.METRICS
 _NAME_KEYS = ("name", "variant", "method", "setting")
-KNOWN_METRICS = {"accuracy", "precision", "recall", "f1", "relevance_detection", "irrelevance_detection", "mrr", "plan_success",
-                 "step_precision", "step_recall", "step_f1", "edge_precision", "edge_recall", "edge_f1", "lcs",
-                 *(f"{m}@{k}" for m in ("hit", "recall", "precision", "ndcg") for k in (1, 3, 5, 10))}
 
 def _num(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -194,11 +191,11 @@ def _metric_map(row: dict) -> dict:
     if isinstance(m, dict) and isinstance(m.get("metrics"), dict): m, suffix = m["metrics"], ["metrics", "metrics"]
     out = {}
     for k, v in m.items() if isinstance(m, dict) else []:
-        if isinstance(v, dict) and _num(v.get("value")): out[k] = {**v, "ptr": suffix + [k, "value"]}
-        elif _num(v) and k in KNOWN_METRICS: out[k] = {"value": v, "ptr": suffix + [k]}
+        if isinstance(v, dict) and _num(v.get("value")): get_metric(k); out[k] = {**v, "ptr": suffix + [k, "value"]}   # an undeclared metric is an error
+        elif _num(v) and is_metric(k): out[k] = {"value": v, "ptr": suffix + [k]}
     if not out:
         for k, v in row.items():
-            if k in KNOWN_METRICS and _num(v):
+            if is_metric(k) and _num(v):
                 out[k] = {"value": v, "ptr": [k]}
                 if _num(row.get(k + "_lo")) and _num(row.get(k + "_hi")): out[k].update(ci_low=row[k + "_lo"], ci_high=row[k + "_hi"])
     return out
@@ -238,7 +235,7 @@ def best_sentence(frag: Fragment, rel: str, rows: list[tuple[list, dict]], metri
     top = [c for c in cand if abs(c[0] - v) < 1e-12]
     rest = [c for c in cand if abs(c[0] - v) >= 1e-12]
     for c in top: frag.claim(rel, c[1], c[0], f"{c[2]} {metric}")
-    mname = tex_escape(METRIC_NAMES.get(metric, metric))
+    mname = tex_escape(display_name(metric))
     lead = f"{what}{'the' if what else 'The'} highest {mname}"
     if len(top) == 1: s = f"{lead} is reached by {tt(top[0][2])}: {fmt_ci(m)} {cite_file(rel)}"
     elif all(fmt_ci(c[3]) == fmt_ci(m) for c in top):
@@ -322,7 +319,7 @@ def challenge_paragraph(frag: Fragment, rel: str, payload: dict) -> str:
         span = f"{min(ns)}" if min(ns) == max(ns) else f"{min(ns)} to {max(ns)}"
         s.append(f"On {name} ({tt(payload.get('dataset', '?'))} {tex_escape(payload.get('split', ''))} split), "
                  f"{len(rows)} method{'s' if len(rows) != 1 else ''} ran on {span} samples each {cite_file(rel)}.")
-        for j, metric in enumerate(HEADLINE_TEXT.get(ch, [])):
+        for j, metric in enumerate(SUMMARY_METRICS.get(ch, [])):
             b = best_sentence(frag, rel, rows, metric, "Among them, " if j == 0 else "")
             if b: s.append(b)
         s += _rate_sentences(frag, rel, payload)
@@ -356,7 +353,7 @@ def generic_paragraph(frag: Fragment, rel: str, payload) -> str:
         if prev is not None and ch != prev: s.append("\n\n")                 # a paragraph per challenge
         prev = ch
         mains = [r.get("main_metric") for _, r in grows if isinstance(r.get("main_metric"), str)]
-        metrics = [m for m in mains[:1] + HEADLINE_TEXT.get(ch, []) if any(m in _metric_map(r) for _, r in grows)][:1]
+        metrics = [m for m in mains[:1] + SUMMARY_METRICS.get(ch, []) if any(m in _metric_map(r) for _, r in grows)][:1]
         if not metrics:
             common = [k for k in _metric_map(grows[0][1]) if all(k in _metric_map(r) for _, r in grows)]
             metrics = common[:1]
@@ -398,14 +395,14 @@ def scaling_paragraph(frag: Fragment, rel: str, payload: dict) -> str:
     s = []
     for m in dict.fromkeys(r.get("method") for r in rows):
         mine = [(i, r) for i, r in enumerate(rows) if r.get("method") == m and _num(r.get("library_size"))]
-        metric = next((k for k in ("hit@5", "mrr", "hit@1") if all(_num(r.get(k)) for _, r in mine)), None)
+        metric = next((k for k in SUMMARY_METRICS["tool_selection"] if all(_num(r.get(k)) for _, r in mine)), None)
         _need(mine and metric, f"scaling.json: {m} has no library_size/metric")
         (i0, lo), (i1, hi) = min(mine, key=lambda x: x[1]["library_size"]), max(mine, key=lambda x: x[1]["library_size"])
         for i, r in ((i0, lo), (i1, hi)):
             frag.claim(rel, ["rows", i, metric], r[metric], f"{m} {metric} at {r['library_size']}")
             frag.claim(rel, ["rows", i, "library_size"], r["library_size"], "library size")
         ci = lambda r: fmt_ci({"value": r[metric], "ci_low": r.get(metric + "_lo"), "ci_high": r.get(metric + "_hi")})
-        s.append(f"The {tex_escape(METRIC_NAMES.get(metric, metric))} of {tt(m)} goes from {ci(lo)} with {lo['library_size']:,} candidate "
+        s.append(f"The {tex_escape(display_name(metric))} of {tt(m)} goes from {ci(lo)} with {lo['library_size']:,} candidate "
                  f"tools to {ci(hi)} with {hi['library_size']:,} {cite_file(rel)}.")
     if _num(payload.get("real_tools_in_pool")):
         frag.claim(rel, ["real_tools_in_pool"], payload["real_tools_in_pool"], "real tools in the pool")
@@ -424,7 +421,7 @@ def robustness_paragraph(frag: Fragment, rel: str, payload: dict) -> str:
         for k in ("clean", "perturbed", "delta"): frag.claim(rel, ["rows", i, k], r[k], f"{r['method']} {r['perturbation']} {k}")
         change = "falls" if r["delta"] < 0 else "changes"
         s.append(f"On {CHALLENGE_NAMES.get(ch, ch)}, the largest change under perturbation is {tt(r['method'])}'s "
-                 f"{tex_escape(METRIC_NAMES.get(r['metric'], r['metric']))} under {tex_escape(str(r['perturbation']).replace('_', ' '))}, which "
+                 f"{tex_escape(display_name(r['metric']))} under {tex_escape(str(r['perturbation']).replace('_', ' '))}, which "
                  f"{change} from {100 * r['clean']:.1f}\\% to {100 * r['perturbed']:.1f}\\% ({100 * r['delta']:+.1f} points) {cite_file(rel)}.")
     return " ".join(s)
 
@@ -448,7 +445,7 @@ def training_paragraph(frag: Fragment, rel: str, payload: dict, label: str = "tr
         top = [x for x in ranked if abs(x[1]["mean"] - ranked[0][1]["mean"]) < 1e-12]
         rest = ranked[len(top):]
         for m, d in top: frag.claim(rel, ["summary", m, k, "mean"], d["mean"], f"{m} {k}")
-        mname = tex_escape(METRIC_NAMES.get(metric, metric))
+        mname = tex_escape(display_name(metric))
         if len(top) == 1: t = f"On {CHALLENGE_NAMES.get(ch, ch)}, the highest {mname} is reached by {tt(top[0][0])} with {fmt_msd(top[0][1])}"
         else: t = f"On {CHALLENGE_NAMES.get(ch, ch)}, the highest {mname} is shared by " + _names([f"{tt(m)} ({fmt_msd(d)})" for m, d in top])
         if rest:

@@ -11,7 +11,8 @@ from typing import Sequence
 from ..core import (Tool, ToolLibrary, Dataset, SelectionSample, RANDOM_SEED, CHALLENGES, restores_env)
 from ..registry import get_dataset, method_ids, lookup, dataset_names
 from ..store import experiment_dir, write_result, now, RecordStore
-from ..engine import evaluate, HEADLINE
+from ..engine import evaluate
+from ..metrics import HEADLINES, SUMMARY_METRICS, TABLE_METRICS, display_name
 from ..report import save_figure, latex_table, register_builder
 
 # %% auto #0
@@ -146,7 +147,7 @@ def run_scaling(methods: Sequence[str], sizes=(10, 100, 1000, 5000, 20000), samp
         ds = scaling_dataset(base, test, size, pool, seed)
         for m in methods:
             r = evaluate(m, ds, "test", experiment="section_5_3_analysis", output_dir=out, seed=seed, progress=progress)
-            row = r.row(["hit@1", "hit@5", "recall@5", "mrr", "ndcg@5"]); row["library_size"] = size
+            row = r.row(TABLE_METRICS["tool_selection"]); row["library_size"] = size
             rows.append(row)
     return {"sizes": list(sizes), "n_queries": len(test), "real_tools_in_pool": n_real, "rows": rows}
 
@@ -218,7 +219,7 @@ def run_robustness(methods: Sequence[str], samples: int | None = None, seed: int
     rows = []
     for m in methods:
         ch = lookup("method", m).challenge
-        metric = HEADLINE[ch][1] if ch == "tool_selection" else HEADLINE[ch][0] if ch == "planning" else "f1"
+        metric = HEADLINES[ch]
         clean = evaluate(m, base, "test", experiment="section_5_3_analysis", output_dir=out, samples=samples, seed=seed, progress=progress)
         c = clean.value(metric)
         for kind in PERTURBATIONS[ch]:
@@ -339,16 +340,18 @@ def build_5_3(output_dir=None) -> list[Path]:
     except FileNotFoundError: sc = None
     if sc and sc["rows"]:
         df = pd.DataFrame(sc["rows"])
+        ks = SUMMARY_METRICS["tool_selection"]           # the headline first, then the secondary ones
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
         for m, g in df.groupby("method"):
-            axes[0].plot(g["library_size"], g["hit@5"], marker="o", label=m)
+            axes[0].plot(g["library_size"], g[ks[0]], marker="o", label=m)
             axes[1].plot(g["library_size"], 1000 * g["latency_s_mean"], marker="o", label=m)
-        for ax, y in zip(axes, ("hit@5", "latency per query (ms)")): ax.set_xscale("log"); ax.set_xlabel("tools in library"); ax.set_ylabel(y)
+        for ax, y in zip(axes, (display_name(ks[0]), "latency per query (ms)")): ax.set_xscale("log"); ax.set_xlabel("tools in library"); ax.set_ylabel(y)
         axes[0].legend(fontsize=7); fig.suptitle("Selection as the library grows", fontsize=10); fig.tight_layout()
         paths += save_figure(fig, "fig_5_3_scaling", output_dir)
-        t = df[["method", "library_size", "hit@5", "mrr", "latency_s_mean"]].copy()
-        t["hit@5"] = (100 * t["hit@5"]).round(1); t["mrr"] = (100 * t["mrr"]).round(1); t["latency_s_mean"] = (1000 * t["latency_s_mean"]).round(2)
-        t.columns = ["method", "tools", "hit@5 %", "MRR %", "ms/query"]
+        t = df[["method", "library_size", *ks, "latency_s_mean"]].copy()
+        for k in ks: t[k] = (100 * t[k]).round(1)
+        t["latency_s_mean"] = (1000 * t["latency_s_mean"]).round(2)
+        t.columns = ["method", "tools", *(f"{display_name(k)} %" for k in ks), "ms/query"]
         paths.append(latex_table(t, "table_5_3_scaling", "Section 5.3, tool selection as the library grows", output_dir=output_dir, source="section_5_3_analysis/scaling.json"))
     try: rb = _load("robustness.json", output_dir)
     except FileNotFoundError: rb = None
@@ -373,7 +376,7 @@ def build_5_3(output_dir=None) -> list[Path]:
         rows = []
         for r in ab["rows"]:
             if "error" in r: continue
-            ch = lookup("method", r["method"]).challenge; k = HEADLINE[ch][1] if ch != "timing" else "f1"
+            k = HEADLINES[lookup("method", r["method"]).challenge]
             rows.append({"variant": r["name"], "n": r["n"], "metric": k, "value %": round(100 * r[k], 1) if r.get(k) is not None else "-",
                          "LLM calls": r.get("llm_calls", 0)})
         if rows: paths.append(latex_table(pd.DataFrame(rows), "table_5_3_ablations", "Section 5.3, ablations (each row a real run)", output_dir=output_dir, source="section_5_3_analysis/ablations.json"))

@@ -10,14 +10,14 @@ from ..core import CHALLENGES, RANDOM_SEED, restores_env
 from ..registry import get_dataset, dataset_names, method_ids, lookup
 from ..store import experiment_dir, write_result, now
 from ..engine import evaluate
+from ..metrics import HEADLINES, display_name
 from ..report import save_figure, latex_table, register_builder
 
 # %% auto #0
-__all__ = ['SECTION', 'MAIN', 'run_cross_dataset', 'load_cross', 'cross_table', 'build_5_4']
+__all__ = ['SECTION', 'run_cross_dataset', 'load_cross', 'cross_table', 'build_5_4']
 
 # %% ../../nbs/api/64_cross_dataset.ipynb #cd462760
 SECTION = "paper1/section_5_4_cross_dataset"
-MAIN = {"timing": "f1", "tool_selection": "hit@5", "planning": "step_f1"}
 
 @restores_env("SAGE_BENCH_LLM_URL")       # a URL given here is this run's only
 def run_cross_dataset(quick: bool = True, seed: int = RANDOM_SEED, samples: int | None = None, llm_samples: int | None = None,
@@ -47,7 +47,7 @@ def run_cross_dataset(quick: bool = True, seed: int = RANDOM_SEED, samples: int 
             if not ds.select(e.challenge, "test"): continue
             r = evaluate(m, ds, "test", experiment="section_5_4_cross_dataset", output_dir=out, seed=seed,
                          samples=llm_samples if e.needs_llm else samples, progress=progress)
-            rows.append({**r.row(), "main_metric": MAIN[e.challenge], "metrics": r.metrics})
+            rows.append({**r.row(), "main_metric": HEADLINES[e.challenge], "metrics": r.metrics})
     payload = {"results": rows, "skipped": skipped, "datasets": info, "quick": quick}
     write_result(out / "cross_dataset_results.json", payload, {"quick": quick, "samples": samples, "llm_samples": llm_samples,
                                                                 "methods": ids, "datasets": datasets, "skip_llm": skip_llm}, seed, started)
@@ -71,7 +71,7 @@ def cross_table(payload: dict):
     df = pd.DataFrame(rows)
     if df.empty: return df
     t = df.pivot_table(index=["challenge", "method"], columns="dataset", values="cell", aggfunc="first").fillna("-").reset_index()
-    t["challenge"] = t["challenge"].map(lambda c: f"{c} ({MAIN[c]})")
+    t["challenge"] = t["challenge"].map(lambda c: f"{c} ({display_name(HEADLINES[c])})")
     return t
 
 @register_builder("5.4")
@@ -93,14 +93,14 @@ def build_5_4(output_dir=None) -> list[Path]:
             for j in range(piv.shape[1]):
                 v = piv.values[i, j]
                 if v == v: ax.text(j, i, f"{100*v:.0f}", ha="center", va="center", fontsize=7, color="w" if v < 0.6 else "k")
-        ax.set_title(f"{ch.replace('_', ' ')}: {MAIN[ch]}", fontsize=9)
+        ax.set_title(f"{ch.replace('_', ' ')}: {display_name(HEADLINES[ch])}", fontsize=9)
     fig.tight_layout()
     paths = save_figure(fig, "fig_5_4_heatmap", output_dir)
     t = cross_table(p)
     for ch in chs:  # one table per challenge keeps each table readable on a page
         sub = t[t["challenge"].str.startswith(ch)].drop(columns=["challenge"])
         sub = sub.loc[:, (sub != "-").any(axis=0)]
-        paths.append(latex_table(sub, f"table_5_4_{ch}", f"Section 5.4, {ch.replace('_', ' ')} ({MAIN[ch]}, percent, 95% CI) of every method on every data set "
+        paths.append(latex_table(sub, f"table_5_4_{ch}", f"Section 5.4, {ch.replace('_', ' ')} ({display_name(HEADLINES[ch])}, percent, 95% CI) of every method on every data set "
                                  "with such samples; sample counts per cell are in the result file", output_dir=output_dir,
                                  source="section_5_4_cross_dataset/cross_dataset_results.json"))
     return paths

@@ -18,7 +18,7 @@ from .continual import make_stream, run_continual, ContinualConfig
 from .sage_agent import run_sage, sage_config, ABLATIONS
 
 # %% auto #0
-__all__ = ['METHODS_5_5', 'SAGE_METHODS', 'ALL_METHODS', 'MIN_CATEGORIES', 'TRAINED_METHODS', 'HEADLINE', 'SECONDARY', 'REPORTED',
+__all__ = ['METHODS_5_5', 'SAGE_METHODS', 'ALL_METHODS', 'MIN_CATEGORIES', 'TRAINED_METHODS', 'SECONDARY', 'REPORTED',
            'SECONDS_PER_SAMPLE_STEP', 'SECONDS_PER_EVAL_SAMPLE', 'TrainSettings', 'UnknownTrainingMethod',
            'parse_methods', 'section_methods', 'Prepared', 'prepare', 'TrainedModel', 'stream_of', 'train_variant',
            'TrainedMethod', 'TrainedTiming', 'TrainedSelector', 'TrainedPlanner', 'evaluate_trained', 'training_plan',
@@ -211,7 +211,7 @@ class TrainedPlanner(TrainedMethod): pass
 TRAINED_METHODS = {"timing": TrainedTiming, "tool_selection": TrainedSelector, "planning": TrainedPlanner}
 
 # %% ../../nbs/api/54_training_methods.ipynb #1b86c843
-HEADLINE = {"timing": "accuracy", "tool_selection": "hit@5", "planning": "plan_success"}
+from ..metrics import HEADLINES as HEADLINE      # challenge -> headline metric, declared in sage_bench.metrics.METRICS
 # plan success (the whole plan exactly right) is near zero for every method on sage, trained or
 # not, so the comparison also reports step F1, which still separates the methods
 SECONDARY = {"planning": "step_f1"}
