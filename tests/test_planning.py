@@ -91,7 +91,6 @@ def test_retrieval_planners_on_fixture(mid):
 
 
 def test_retrieval_planners_with_real_embedder():
-    pytest.importorskip("sage_bench.embed")
     for mid in ("planner.simple", "planner.hierarchical"):
         for r in ("embedding", "hybrid"):  # embedding is the default
             outs = get_method(mid, retriever=r).predict_batch([blind(s) for s in FIX], [LIB] * len(FIX))
