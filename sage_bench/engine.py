@@ -13,6 +13,7 @@ from .registry import get_method, get_dataset
 from .methods.base import Method, Output, blind
 from .store import RecordStore, ConfigMismatch, now, provenance
 from .metrics import TABLE_METRICS, get_metric
+from .results import data_info
 
 # in a Jupyter kernel without ipywidgets (papermill runs), tqdm.auto falls back to the text bar, which is what
 # `sage-bench run` streams to the terminal; the warning it prints about it (from whichever library imports it
@@ -128,15 +129,18 @@ def evaluate(method: str | Method, dataset: str | Dataset, split: str = "test", 
     config = {"method": name, "method_description": m.describe(), "dataset": ds.name, "split": split, "samples": samples,
               "seed": seed, "fit_split": fit_split, "experiment": experiment, "n_chosen": len(chosen)}
     started = now()
+    # the data the records are made on: the split's samples of this challenge (all of them, so that running more of
+    # them later still resumes) and the tool library; part of the resume key and of the result's provenance
+    data = data_info(ds, ds.select(challenge, None if split == "all" else split))
     rec_path = store.path(ds.name, split, name)
     if not resume: store.reset(ds.name, split, name)
-    try: store.check_config(ds.name, split, name, config["method_description"])   # resume only what this configuration made
+    try: store.check_config(ds.name, split, name, config["method_description"], data["fingerprint"])   # resume only what this configuration made on this data
     except ConfigMismatch as e:
         if not replace_changed: raise
         config["replaced_records"] = str(store.archive(ds.name, split, name))      # kept aside, never mixed in
         print(f"{name}: the saved records were made with another configuration (differs in: {', '.join(e.differs) or 'description'}); "
               f"moved them to {config['replaced_records']}, this run starts over", file=sys.stderr)
-        store.check_config(ds.name, split, name, config["method_description"])
+        store.check_config(ds.name, split, name, config["method_description"], data["fingerprint"])
     done = {r.sample_id: r for r in store.load(ds.name, split, name)}
     # a transport failure (no reply came back) is not final: the sample is predicted again
     todo = [s for s in chosen if s.id not in done or not done[s.id].final]
@@ -189,7 +193,7 @@ def evaluate(method: str | Method, dataset: str | Dataset, split: str = "test", 
         res.path = out / "results" / ds.name / split / f"{rec_path.stem}.json"
         write_json(res.path, {"method": name, "dataset": ds.name, "split": split, "challenge": challenge,
                               "n_new": len(todo), "n_resumed": n_resumed, "n_retried": n_retried, "metrics": metrics,
-                              "provenance": provenance(config, seed, started)})
+                              "provenance": provenance(config, seed, started, data)})
     return res
 
 # %% ../nbs/api/40_engine.ipynb #5111f8dc

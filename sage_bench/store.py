@@ -92,20 +92,28 @@ class RecordStore:
         "The method configuration the records of (data set, split, method) were made with, beside them."
         return self.path(dataset, split, method).with_suffix(".config.json")
 
-    def check_config(self, dataset: str, split: str, method: str, description: dict) -> None:
-        """Records are reused only under the configuration that made them: the first run writes it beside the records,
-        a later run with another configuration under the same name raises `ConfigMismatch` (records from before this
-        check existed are adopted as they are)."""
+    def check_config(self, dataset: str, split: str, method: str, description: dict, data_fingerprint: str | None = None) -> None:
+        """Records are reused only under the configuration that made them and on the data they were made on: the first
+        run writes both (the method's description and the data set's fingerprint) beside the records; a later run with
+        another configuration under the same name, or on other data, raises `ConfigMismatch` (records from before
+        these checks existed are adopted as they are, and get the fingerprint recorded)."""
         p, cp = self.path(dataset, split, method), self.config_path(dataset, split, method)
         want = json.loads(dumps(description, sort_keys=True))
-        if cp.exists():
+        full = {**want, **({"data_fingerprint": data_fingerprint} if data_fingerprint else {})}
+        has_records = p.exists() and p.stat().st_size
+        if cp.exists() and has_records:
             have = json.loads(cp.read_text(encoding="utf-8"))
-            if have != want and p.exists() and p.stat().st_size:
+            made_on = have.pop("data_fingerprint", None)
+            if have != want:
                 diff = sorted(k for k in set(have.get("config", {})) | set(want.get("config", {}))
                               if have.get("config", {}).get(k) != want.get("config", {}).get(k))
                 raise ConfigMismatch(f"{p}: these records were made with another configuration of {method} (differs in: "
                                      f"{', '.join(diff) or 'description'}); run under another name, or without resuming to start over", diff)
-        if not cp.exists() or not p.exists() or not p.stat().st_size: write_json(cp, want)
+            if data_fingerprint and made_on and made_on != data_fingerprint:
+                raise ConfigMismatch(f"{p}: these records were made on other data (data set fingerprint {made_on}, now "
+                                     f"{data_fingerprint}); run without resuming to start over", ["data"])
+            if data_fingerprint and not made_on: write_json(cp, full)     # older records: adopted, the data recorded
+        if not cp.exists() or not has_records: write_json(cp, full)
 
     def reset(self, dataset: str, split: str, method: str) -> None:
         "Forget the records of (data set, split, method) and their configuration."
@@ -166,11 +174,11 @@ def scrub(cfg):
 
 def now() -> str: return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
-def provenance(config: dict | None = None, seed: int = RANDOM_SEED, started_at: str | None = None) -> dict:
-    "Where a result came from."
+def provenance(config: dict | None = None, seed: int = RANDOM_SEED, started_at: str | None = None, data: dict | None = None) -> dict:
+    "Where a result came from; `data`: the data set it ran on (name, version, fingerprint), when one data set made it."
     return {"git": git_info(), "versions": package_versions(), "python": sys.version.split()[0],
             "platform": platform.platform(), "seed": seed, "config": scrub(config or {}),
-            "started_at": started_at, "finished_at": now()}
+            "started_at": started_at, "finished_at": now(), **({"data": data} if data else {})}
 
 def write_result(path: Path | str, payload: dict, config: dict | None = None, seed: int = RANDOM_SEED,
                  started_at: str | None = None) -> Path:
