@@ -5,21 +5,25 @@
 # %% ../nbs/api/63_paper.ipynb #c3118b92
 from __future__ import annotations
 import json, os, re, shutil, subprocess, unicodedata
+from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
+from typing import Callable
 from .core import benchmark_dir
-from .metrics import SUMMARY_METRICS, display_name, get_metric, is_metric
+from .metrics import HEADLINES, SUMMARY_METRICS, display_name
+from .results import MetricValue, ResultFile, ResultFileError, ResultRow
 
 # %% auto #0
-__all__ = ['SECTIONS', 'SECTION_ALIASES', 'FIGURE_SUFFIXES', 'FIGURE_CAPTIONS', 'CHALLENGE_NAMES', 'MAX_GROUPS', 'SUMMARISERS',
+__all__ = ['SECTIONS', 'SECTION_ALIASES', 'FIGURE_SUFFIXES', 'FIGURE_CAPTIONS', 'CHALLENGE_NAMES', 'MAX_GROUPS', 'READERS',
            'WIDE_TABLE_CHARS', 'TOOLS', 'section_of', 'paper_source_dir', 'collect_artifacts', 'tex_caption', 'detex',
-           'normalize_text', 'figure_caption', 'tex_escape', 'tt', 'cite_file', 'fmt_ci', 'Fragment', 'find_rows',
-           'row_name', 'row_group', 'best_sentence', 'provenance_sentence', 'not_run_sentence', 'section_files',
-           'challenge_paragraph', 'generic_paragraph', 'LayoutError', 'fmt_msd', 'errors_paragraph',
-           'scaling_paragraph', 'robustness_paragraph', 'training_paragraph', 'efficiency_paragraph',
-           'online_paragraph', 'skipped_sentence', 'file_paragraph', 'figure_latex', 'table_width_chars', 'table_latex',
-           'methods_table', 'section_fragment', 'number_citations', 'result_files_latex', 'prepare_paper',
-           'PaperBuildError', 'MissingToolError', 'check_tools', 'latex_errors', 'pdf_text', 'missing_captions',
-           'build_paper']
+           'normalize_text', 'figure_caption', 'tex_escape', 'tt', 'cite_file', 'fmt_ci', 'Fragment', 'LayoutError',
+           'Reader', 'reader_for', 'read_result', 'best_sentence', 'provenance_sentence', 'not_run_sentence',
+           'section_files', 'challenge_paragraph', 'rows_paragraph', 'fmt_msd', 'errors_paragraph', 'scaling_paragraph',
+           'robustness_paragraph', 'training_paragraph', 'ablation_summary_paragraph', 'sage_ablation_paragraph',
+           'efficiency_paragraph', 'online_paragraph', 'skipped_sentence', 'file_paragraph', 'figure_latex',
+           'table_width_chars', 'table_latex', 'methods_table', 'section_fragment', 'number_citations',
+           'result_files_latex', 'prepare_paper', 'PaperBuildError', 'MissingToolError', 'check_tools', 'latex_errors',
+           'pdf_text', 'missing_captions', 'build_paper']
 
 # %% ../nbs/api/63_paper.ipynb #8c6f6a20
 SECTIONS = {
@@ -161,11 +165,11 @@ def cite_file(rel: str) -> str:
     "The citation of a result file in the text: `(paper1/.../x.json)` in typewriter, breakable at slashes."
     return r"\resultfile{" + str(rel).replace("%", r"\%").replace("#", r"\#").replace("{", "").replace("}", "") + "}"
 
-def fmt_ci(m: dict) -> str:
-    "`71.2\\% [65.0, 77.1]` from {'value', 'ci_low', 'ci_high'} (fractions); no interval when it is missing."
-    v = 100 * m["value"]
-    if m.get("ci_low") is None or m.get("ci_high") is None: return f"{v:.1f}\\%"
-    return f"{v:.1f}\\% [{100 * m['ci_low']:.1f}, {100 * m['ci_high']:.1f}]"
+def fmt_ci(m: MetricValue | dict) -> str:
+    "`71.2\\% [65.0, 77.1]` from a MetricValue (or its dict); no interval when it is missing."
+    if isinstance(m, dict): m = MetricValue.from_dict(m)
+    if m.interval is None: return f"{100 * m.value:.1f}\\%"
+    return f"{100 * m.value:.1f}\\% [{100 * m.ci_low:.1f}, {100 * m.ci_high:.1f}]"
 
 class Fragment:
     "The generated LaTeX of one section, with the claims its sentences make."
@@ -177,58 +181,44 @@ class Fragment:
     def latex(self) -> str: return "\n\n".join(self.parts) + "\n"
 
 # %% ../nbs/api/63_paper.ipynb #fd609cdf
-# which metrics the text states per challenge (headline first), their names and which keys are metrics: all declared in
-# sage_bench.metrics.METRICS
-_NAME_KEYS = ("name", "variant", "method", "setting")
+class LayoutError(Exception): "A result file does not have the layout its summary reads."
+
+def _need(cond, what):
+    if not cond: raise LayoutError(what)
 
 def _num(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool)
 
-def _metric_map(row: dict) -> dict:
-    """{name: {'value', 'ci_low'?, 'ci_high'?, 'ptr'}} of a row; `ptr` is the pointer of the value inside the row.
-    Nested (`metrics: {metrics: {name: {value, ci_low, ci_high}}}` or `metrics: {name: number}`) or flat
-    (`hit@5`, `hit@5_lo`, `hit@5_hi` beside `method`, as `EvalResult.row()` writes)."""
-    m, suffix = row.get("metrics"), ["metrics"]
-    if isinstance(m, dict) and isinstance(m.get("metrics"), dict): m, suffix = m["metrics"], ["metrics", "metrics"]
-    out = {}
-    for k, v in m.items() if isinstance(m, dict) else []:
-        if isinstance(v, dict) and _num(v.get("value")): get_metric(k); out[k] = {**v, "ptr": suffix + [k, "value"]}   # an undeclared metric is an error
-        elif _num(v) and is_metric(k): out[k] = {"value": v, "ptr": suffix + [k]}
-    if not out:
-        for k, v in row.items():
-            if is_metric(k) and _num(v):
-                out[k] = {"value": v, "ptr": [k]}
-                if _num(row.get(k + "_lo")) and _num(row.get(k + "_hi")): out[k].update(ci_low=row[k + "_lo"], ci_high=row[k + "_hi"])
-    return out
+def _short(text: str, n: int = 180) -> str:
+    "At most `n` characters, cut at a word boundary with an ellipsis."
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[:n].rsplit(" ", 1)[0].rstrip(",;:") + " ..."
 
-def find_rows(obj, pointer=()) -> list[tuple[list, dict]]:
-    "Every (pointer, row) in a JSON value: rows are objects with a name key and a metrics mapping."
-    found = []
-    if isinstance(obj, dict):
-        name = next((obj[k] for k in _NAME_KEYS if isinstance(obj.get(k), str)), None)
-        if name is not None and _metric_map(obj): return [(list(pointer), obj)]
-        for k, v in obj.items():
-            if k != "provenance": found += find_rows(v, (*pointer, k))
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj): found += find_rows(v, (*pointer, i))
-    return found
+@dataclass(frozen=True)
+class Reader:
+    "How the paper reads one kind of result file: where its rows are, what names a row, and the paragraph that states it."
+    pattern: str                  # the file name (fnmatch pattern)
+    paragraph: Callable           # fn(frag, rel, ResultFile) -> LaTeX
+    rows_key: str | None = None   # the JSON key of its score rows; None: the file has no score rows
+    name_key: str = "method"      # the field that names a row
 
-def row_name(row: dict) -> str: return next(str(row[k]) for k in _NAME_KEYS if isinstance(row.get(k), str))
+def reader_for(rel: str) -> Reader:
+    "The declared reader of a result file; ResultFileError when none is declared (the paper does not guess)."
+    for r in READERS:
+        if fnmatch(Path(rel).name, r.pattern): return r
+    raise ResultFileError(rel, "has no reader declared in sage_bench.paper.READERS")
 
-def row_group(row: dict, payload: dict) -> tuple[str | None, str | None]:
-    "(challenge, data set) of a row, falling back to the payload's."
-    m = row.get("metrics") if isinstance(row.get("metrics"), dict) else {}
-    return (row.get("challenge") or m.get("challenge") or payload.get("challenge"), row.get("dataset") or payload.get("dataset"))
+def read_result(path: Path, rel: str | None = None) -> ResultFile:
+    "A result file read through its declared reader (ResultFileError naming it when it does not fit)."
+    r = reader_for(rel or Path(path).name)
+    return ResultFile.read(path, r.rows_key, r.name_key)
 
 # %% ../nbs/api/63_paper.ipynb #530498da
 def _names(xs: list[str]) -> str:
     return xs[0] if len(xs) == 1 else ", ".join(xs[:-1]) + " and " + xs[-1]
 
-def best_sentence(frag: Fragment, rel: str, rows: list[tuple[list, dict]], metric: str, what: str = "") -> str | None:
+def best_sentence(frag: Fragment, rel: str, rows: list[ResultRow], metric: str, what: str = "") -> str | None:
     "One sentence: the best row(s) on `metric` (value, CI; ties named together), the runner-up and whether their intervals overlap."
-    cand = []
-    for ptr, row in rows:
-        mm = _metric_map(row)
-        if metric in mm: cand.append((mm[metric]["value"], ptr + mm[metric]["ptr"], row_name(row), mm[metric]))
+    cand = [(m.value, r.metric_pointer(metric), r.name, m) for r in rows if (m := r.metric(metric)) is not None and m.value is not None]
     if not cand: return None
     cand.sort(key=lambda c: -c[0])
     v, _, _, m = cand[0]
@@ -245,8 +235,8 @@ def best_sentence(frag: Fragment, rel: str, rows: list[tuple[list, dict]], metri
         v2, ptr2, name2, m2 = rest[0]
         frag.claim(rel, ptr2, v2, f"{name2} {metric}")
         s += f", ahead of {tt(name2)} with {fmt_ci(m2)}"
-        if all(k in m and k in m2 for k in ("ci_low", "ci_high")) and all(_num(x) for x in (m["ci_low"], m2["ci_low"], m["ci_high"], m2["ci_high"])):
-            overlap = m["ci_low"] <= m2["ci_high"] and m2["ci_low"] <= m["ci_high"]
+        if m.interval and m2.interval:
+            overlap = m.ci_low <= m2.ci_high and m2.ci_low <= m.ci_high
             s += ("; the two intervals overlap, so this order is not resolved at this sample size" if overlap
                   else "; the two intervals do not overlap")
     elif len(cand) == 1:
@@ -254,15 +244,13 @@ def best_sentence(frag: Fragment, rel: str, rows: list[tuple[list, dict]], metri
     return s + "."
 
 # %% ../nbs/api/63_paper.ipynb #cb73736e
-def provenance_sentence(payload: dict, rel: str) -> str:
+def provenance_sentence(rf: ResultFile, rel: str) -> str:
     "When and from which commit a result file was written (and whether in the quick setting)."
-    pv = payload.get("provenance") or {}
-    git = pv.get("git") or {}
-    cfg = pv.get("config") or {}
-    quick = payload.get("quick", cfg.get("quick"))
+    pv = rf.provenance
+    quick = rf.fields.get("quick", pv.config.get("quick") if pv else None)
     bits = []
-    if pv.get("finished_at"): bits.append(f"written {tex_escape(str(pv['finished_at'])[:10])}")
-    if git.get("commit"): bits.append(f"from commit {tt(str(git['commit'])[:8])}" + (" with uncommitted changes" if git.get("dirty") else ""))
+    if pv and pv.finished_at: bits.append(f"written {tex_escape(str(pv.finished_at)[:10])}")
+    if pv and pv.commit: bits.append(f"from commit {tt(str(pv.commit)[:8])}" + (" with uncommitted changes" if pv.dirty else ""))
     if quick is True: bits.append("in the quick setting")
     elif quick is False: bits.append("in the full setting")
     return f"\\nolinkurl{{{rel}}} was {', '.join(bits)}." if bits else ""
@@ -288,99 +276,89 @@ def section_files(section: str, output_dir=None) -> tuple[list[Path], list[str]]
 # %% ../nbs/api/63_paper.ipynb #f4dbbbc2
 CHALLENGE_NAMES = {"timing": "timing judgment", "tool_selection": "tool selection", "planning": "task planning"}
 
-def _rate_sentences(frag: Fragment, rel: str, payload: dict) -> list[str]:
+def _rate_sentences(frag: Fragment, rel: str, rows: list[ResultRow]) -> list[str]:
     out = []
-    for i, r in enumerate(payload.get("results", [])):
-        m = r.get("metrics", {})
+    for r in rows:
         for key, what in (("fallback_rate", "fell back to a cheaper path on"), ("parse_failure_rate", "could not parse the LLM's reply on"),
                           ("error_rate", "recorded an error on")):
-            v = m.get(key)
+            v = r.scores.other.get(key)
             if isinstance(v, (int, float)) and v > 0:
-                frag.claim(rel, ["results", i, "metrics", key], v, f"{r['method']} {key}")
-                out.append(f"{tt(r['method'])} {what} {100 * v:.1f}\\% of its samples.")
+                frag.claim(rel, r.pointer + ["metrics", key], v, f"{r.name} {key}")
+                out.append(f"{tt(r.name)} {what} {100 * v:.1f}\\% of its samples.")
     return out
 
-def challenge_paragraph(frag: Fragment, rel: str, payload: dict) -> str:
-    "The text of one section-5.2 result file."
-    ch = payload.get("challenge", "?")
-    name = CHALLENGE_NAMES.get(ch, ch)
-    rows = [(["results", i], r) for i, r in enumerate(payload.get("results", []))]
-    # a method whose LLM calls got no reply has no score to report: it is named, with its count, and left out of the ranking
-    failed = [(p, r) for p, r in rows if (r.get("metrics") or {}).get("n_transport_failures")]
-    rows = [x for x in rows if x not in failed]
-    s = []
-    for p, r in failed:
-        k, n = r["metrics"]["n_transport_failures"], r["metrics"].get("n")
-        frag.claim(rel, p + ["metrics", "n_transport_failures"], k, f"{r['method']} no answer")
-        s.append(f"{tt(r['method'])} got no answer from the LLM on {k} of {n} samples; its scores are not reported {cite_file(rel)}.")
+def _no_answer_sentences(frag: Fragment, rel: str, rows: list[ResultRow]) -> list[str]:
+    "A method whose LLM calls got no reply has no score to report: it is named, with its count, and left out of any ranking."
+    out = []
+    for r in rows:
+        k, n = r.scores.transport_failures, r.scores.n
+        frag.claim(rel, r.pointer + ["metrics", "n_transport_failures"], k, f"{r.name} no answer")
+        out.append(f"{tt(r.name)} got no answer from the LLM on {k} of {n} samples; its scores are not reported {cite_file(rel)}.")
+    return out
+
+def challenge_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
+    "The text of one section-5.2 result file (one challenge on one data set split)."
+    ch = rf.fields.get("challenge")
+    _need(ch in CHALLENGE_NAMES, f"no known 'challenge' (got {ch!r})")
+    _need(all(r.scores for r in rf.rows), "a row without scores")
+    name = CHALLENGE_NAMES[ch]
+    failed = [r for r in rf.rows if r.scores.transport_failures]
+    rows = [r for r in rf.rows if not r.scores.transport_failures]
+    s = _no_answer_sentences(frag, rel, failed)
     if rows:
-        ns = [r.get("n", r.get("metrics", {}).get("n")) for _, r in rows]
-        for (p, r), n in zip(rows, ns): frag.claim(rel, p + ["n"], n, f"{r['method']} n")
+        ns = [r.scores.n for r in rows]
+        for r in rows: frag.claim(rel, r.pointer + ["metrics", "n"], r.scores.n, f"{r.name} n")
         span = f"{min(ns)}" if min(ns) == max(ns) else f"{min(ns)} to {max(ns)}"
-        s.append(f"On {name} ({tt(payload.get('dataset', '?'))} {tex_escape(payload.get('split', ''))} split), "
+        s.append(f"On {name} ({tt(rf.fields.get('dataset', '?'))} {tex_escape(rf.fields.get('split', ''))} split), "
                  f"{len(rows)} method{'s' if len(rows) != 1 else ''} ran on {span} samples each {cite_file(rel)}.")
-        for j, metric in enumerate(SUMMARY_METRICS.get(ch, [])):
+        for j, metric in enumerate(SUMMARY_METRICS[ch]):
             b = best_sentence(frag, rel, rows, metric, "Among them, " if j == 0 else "")
             if b: s.append(b)
-        s += _rate_sentences(frag, rel, payload)
+        s += _rate_sentences(frag, rel, rows)
     elif not failed:
         s.append(f"No method was run on {name} {cite_file(rel)}.")
-    sk = payload.get("skipped") or []
-    if sk:
-        reasons = {}
-        for x in sk: reasons.setdefault(x.get("reason", "no reason recorded"), []).append(x["method"])
-        for why, ms in reasons.items():
-            s.append(f"Not run in this build: {', '.join(tt(m) for m in ms)} ({tex_escape(why)}).")
     return " ".join(s)
 
 # %% ../nbs/api/63_paper.ipynb #1fae509d
 MAX_GROUPS = 30
 
-def generic_paragraph(frag: Fragment, rel: str, payload) -> str:
-    "The text of a result file of any layout."
-    rows = find_rows(payload)
-    pl = payload if isinstance(payload, dict) else {}
-    if not rows:
-        return (f"The result file {cite_file(rel)} holds no per-method rows this build can summarise in text; its figures "
-                "and tables are shown below.")
+def rows_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
+    "Rows of several challenges and data sets: per (challenge, data set), the best row on the challenge's headline metric."
+    errors = [r for r in rf.rows if r.scores is None]
+    failed = [r for r in rf.rows if r.scores and r.scores.transport_failures]
+    scored = [r for r in rf.rows if r.scores and not r.scores.transport_failures]
+    for r in scored: _need(r.challenge in CHALLENGE_NAMES, f"row {r.name!r} has no known challenge ({r.challenge!r})")
     groups: dict = {}
-    for ptr, row in rows: groups.setdefault(row_group(row, pl), []).append((ptr, row))
-    groups = dict(sorted(groups.items(), key=lambda kv: list(CHALLENGE_NAMES).index(kv[0][0]) if kv[0][0] in CHALLENGE_NAMES else 9))
+    for r in scored: groups.setdefault((r.challenge, r.dataset), []).append(r)
+    groups = dict(sorted(groups.items(), key=lambda kv: list(CHALLENGE_NAMES).index(kv[0][0])))
     s, prev = [], None
     for gi, ((ch, ds), grows) in enumerate(groups.items()):
         if gi == MAX_GROUPS:
             s.append(f"The file holds {len(groups) - MAX_GROUPS} further group(s) of results, shown in its tables and figures."); break
         if prev is not None and ch != prev: s.append("\n\n")                 # a paragraph per challenge
         prev = ch
-        mains = [r.get("main_metric") for _, r in grows if isinstance(r.get("main_metric"), str)]
-        metrics = [m for m in mains[:1] + SUMMARY_METRICS.get(ch, []) if any(m in _metric_map(r) for _, r in grows)][:1]
-        if not metrics:
-            common = [k for k in _metric_map(grows[0][1]) if all(k in _metric_map(r) for _, r in grows)]
-            metrics = common[:1]
-        where = ", ".join(x for x in (CHALLENGE_NAMES.get(ch, ch) if ch else None, (r"on \texttt{" + tex_escape(ds) + "}") if ds else None) if x)
-        for metric in metrics:
-            b = best_sentence(frag, rel, grows, metric, (f"For {where}, " if where else "In this file, "))
-            if b: s.append(b)
+        where = ", ".join(x for x in (CHALLENGE_NAMES[ch], (r"on \texttt{" + tex_escape(ds) + "}") if ds else None) if x)
+        b = best_sentence(frag, rel, grows, HEADLINES[ch], f"For {where}, ")
+        if b: s.append(b)
+    s += _no_answer_sentences(frag, rel, failed)
+    s += [f"{tt(r.name)} did not run: {tex_escape(_short(str(r.fields.get('error'))))} {cite_file(rel)}." for r in errors]
+    if not s: s.append(f"The result file {cite_file(rel)} holds no row; its figures and tables are shown below.")
     return " ".join(s).replace(" \n\n ", "\n\n")
 
 # %% ../nbs/api/63_paper.ipynb #c8b3fddc
-class LayoutError(Exception): "A result file does not have the layout a specific summariser expects."
-
-def _need(cond, what):
-    if not cond: raise LayoutError(what)
-
 def fmt_msd(d: dict, pct: bool = True, unit: str = "") -> str:
     "`71.2\\% ± 1.3` (mean ± sd over seeds; sd left out when there is one seed)."
     f, nd = (100, 1) if pct else (1, 2)
     s = f"{f * d['mean']:.{nd}f}" + ("\\%" if pct else unit)
     return s + (f" $\\pm$ {f * d['sd']:.{nd}f}" if _num(d.get("sd")) else "")
 
-def errors_paragraph(frag: Fragment, rel: str, payload: dict) -> str:
+def errors_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
     "Section 5.3 errors.json: the most frequent error type of each method."
-    errs = payload.get("errors"); _need(isinstance(errs, dict) and errs, "errors.json: no 'errors' mapping")
+    errs = rf.fields.get("errors"); _need(isinstance(errs, dict), "no 'errors' mapping")
+    if not errs: return f"No method's errors were analysed in this run {cite_file(rel)}."
     s = []
     for m, v in errs.items():
-        _need(isinstance(v, dict) and isinstance(v.get("errors"), dict) and _num(v.get("n")), f"errors.json: {m} lacks n/errors")
+        _need(isinstance(v, dict) and isinstance(v.get("errors"), dict) and _num(v.get("n")), f"{m} lacks n/errors")
         if not v["errors"]:
             s.append(f"{tt(m)} made no classified error on its {v['n']} samples {cite_file(rel)}."); frag.claim(rel, ["errors", m, "n"], v["n"], f"{m} n"); continue
         kind, k = max(v["errors"].items(), key=lambda kv: (kv[1], kv[0]))
@@ -389,49 +367,63 @@ def errors_paragraph(frag: Fragment, rel: str, payload: dict) -> str:
         s.append(f"The most frequent error of {tt(m)} is {tex_escape(kind.replace('_', ' '))}: {k} of {v['n']} samples{share} {cite_file(rel)}.")
     return " ".join(s)
 
-def scaling_paragraph(frag: Fragment, rel: str, payload: dict) -> str:
-    "Section 5.3 scaling.json: each method's hit@5 at the smallest and the largest library."
-    rows = payload.get("rows"); _need(isinstance(rows, list) and rows, "scaling.json: no rows")
+def scaling_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
+    "Section 5.3 scaling.json: each method's selection headline at the smallest and the largest library."
     s = []
-    for m in dict.fromkeys(r.get("method") for r in rows):
-        mine = [(i, r) for i, r in enumerate(rows) if r.get("method") == m and _num(r.get("library_size"))]
-        metric = next((k for k in SUMMARY_METRICS["tool_selection"] if all(_num(r.get(k)) for _, r in mine)), None)
-        _need(mine and metric, f"scaling.json: {m} has no library_size/metric")
-        (i0, lo), (i1, hi) = min(mine, key=lambda x: x[1]["library_size"]), max(mine, key=lambda x: x[1]["library_size"])
-        for i, r in ((i0, lo), (i1, hi)):
-            frag.claim(rel, ["rows", i, metric], r[metric], f"{m} {metric} at {r['library_size']}")
-            frag.claim(rel, ["rows", i, "library_size"], r["library_size"], "library size")
-        ci = lambda r: fmt_ci({"value": r[metric], "ci_low": r.get(metric + "_lo"), "ci_high": r.get(metric + "_hi")})
-        s.append(f"The {tex_escape(display_name(metric))} of {tt(m)} goes from {ci(lo)} with {lo['library_size']:,} candidate "
-                 f"tools to {ci(hi)} with {hi['library_size']:,} {cite_file(rel)}.")
-    if _num(payload.get("real_tools_in_pool")):
-        frag.claim(rel, ["real_tools_in_pool"], payload["real_tools_in_pool"], "real tools in the pool")
-        s.append(f"The largest libraries are filled first with the {payload['real_tools_in_pool']:,} distinct real tools of the external "
+    for m in dict.fromkeys(r.name for r in rf.rows):
+        mine = [r for r in rf.rows if r.name == m]
+        _need(all(r.scores and _num(r.fields.get("library_size")) for r in mine), f"{m}: a row without scores or library_size")
+        metric = next((k for k in SUMMARY_METRICS["tool_selection"] if all(r.metric(k) and r.metric(k).value is not None for r in mine)), None)
+        _need(metric, f"{m}: no selection metric in every row")
+        lo, hi = min(mine, key=lambda r: r.fields["library_size"]), max(mine, key=lambda r: r.fields["library_size"])
+        for r in (lo, hi):
+            frag.claim(rel, r.metric_pointer(metric), r.metric(metric).value, f"{m} {metric} at {r.fields['library_size']}")
+            frag.claim(rel, r.pointer + ["library_size"], r.fields["library_size"], "library size")
+        s.append(f"The {tex_escape(display_name(metric))} of {tt(m)} goes from {fmt_ci(lo.metric(metric))} with {lo.fields['library_size']:,} "
+                 f"candidate tools to {fmt_ci(hi.metric(metric))} with {hi.fields['library_size']:,} {cite_file(rel)}.")
+    if not s: s.append(f"No selection method was run on growing libraries {cite_file(rel)}.")
+    if _num(rf.fields.get("real_tools_in_pool")):
+        frag.claim(rel, ["real_tools_in_pool"], rf.fields["real_tools_in_pool"], "real tools in the pool")
+        s.append(f"The largest libraries are filled first with the {rf.fields['real_tools_in_pool']:,} distinct real tools of the external "
                  f"data sets, then with generated ones {cite_file(rel)}.")
     return " ".join(s)
 
-def robustness_paragraph(frag: Fragment, rel: str, payload: dict) -> str:
+def robustness_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
     "Section 5.3 robustness.json: per challenge, the perturbation that costs most, and for which method."
-    rows = payload.get("rows"); _need(isinstance(rows, list) and rows, "robustness.json: no rows")
+    rows = rf.fields.get("rows"); _need(isinstance(rows, list), "no 'rows' list")
     s = []
     for ch in dict.fromkeys(r.get("challenge") for r in rows):
+        _need(ch in CHALLENGE_NAMES, f"a row of unknown challenge {ch!r}")
         mine = [(i, r) for i, r in enumerate(rows) if r.get("challenge") == ch and _num(r.get("delta"))]
-        _need(mine, f"robustness.json: no deltas for {ch}")
+        if not mine: continue                        # every perturbed score undefined: nothing to compare
         i, r = min(mine, key=lambda x: x[1]["delta"])
         for k in ("clean", "perturbed", "delta"): frag.claim(rel, ["rows", i, k], r[k], f"{r['method']} {r['perturbation']} {k}")
         change = "falls" if r["delta"] < 0 else "changes"
-        s.append(f"On {CHALLENGE_NAMES.get(ch, ch)}, the largest change under perturbation is {tt(r['method'])}'s "
+        s.append(f"On {CHALLENGE_NAMES[ch]}, the largest change under perturbation is {tt(r['method'])}'s "
                  f"{tex_escape(display_name(r['metric']))} under {tex_escape(str(r['perturbation']).replace('_', ' '))}, which "
                  f"{change} from {100 * r['clean']:.1f}\\% to {100 * r['perturbed']:.1f}\\% ({100 * r['delta']:+.1f} points) {cite_file(rel)}.")
-    return " ".join(s)
+    return " ".join(s) or f"No method was run under perturbation {cite_file(rel)}."
 
-def training_paragraph(frag: Fragment, rel: str, payload: dict, label: str = "training method") -> str:
+def training_paragraph(frag: Fragment, rel: str, rf: ResultFile, label: str = "training method") -> str:
     "Section 5.5 training_comparison.json (and paper 2's summaries): best mean ± sd per headline metric, data share and time."
-    summ = payload.get("summary"); _need(isinstance(summ, dict) and summ, "no 'summary' mapping")
+    return _training_text(frag, rel, rf.fields.get("summary"), rf.fields.get("seeds"), label)
+
+def ablation_summary_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
+    "Paper 2 ablation_summary.json: the ablations compared as training methods are."
+    return training_paragraph(frag, rel, rf, "ablation")
+
+def sage_ablation_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
+    "Paper 2 ablation_study/SAGE_*.json (cited on its own when there is no summary): one ablation's mean ± sd."
+    _need(isinstance(rf.fields.get("ablation"), str), "no 'ablation' name")
+    return _training_text(frag, rel, {rf.fields["ablation"]: rf.fields.get("summary")}, None, "ablation", single=True)
+
+def _training_text(frag: Fragment, rel: str, summ, seeds, label: str, single: bool = False) -> str:
+    "Best mean ± sd per challenge/metric key of `summ` ({method: {'timing/accuracy': {mean, sd}, ...}}, at 'summary' in the file)."
+    _need(isinstance(summ, dict) and summ and all(isinstance(d, dict) for d in summ.values()), "no 'summary' mapping")
+    at = (lambda m, *k: ["summary", *k]) if single else (lambda m, *k: ["summary", m, *k])   # a SAGE_ file: one method's summary
     keys = [k for k in dict.fromkeys(k for d in summ.values() for k in d) if "/" in k and not k.startswith("stream/")]
     _need(keys, "summary has no challenge/metric keys")
     s = []
-    seeds = payload.get("seeds")
     if isinstance(seeds, list) and seeds:
         frag.claim(rel, ["seeds"], seeds, "seeds")
         s.append(f"Each {label} is trained with {len(seeds)} seed{'s' if len(seeds) != 1 else ''} and every trained model is "
@@ -441,26 +433,27 @@ def training_paragraph(frag: Fragment, rel: str, payload: dict, label: str = "tr
         have = [(m, d[k]) for m, d in summ.items() if isinstance(d.get(k), dict) and _num(d[k].get("mean"))]
         if not have: continue
         ch, metric = k.split("/", 1)
+        _need(ch in CHALLENGE_NAMES, f"unknown challenge in {k!r}")
         ranked = sorted(have, key=lambda x: -x[1]["mean"])
         top = [x for x in ranked if abs(x[1]["mean"] - ranked[0][1]["mean"]) < 1e-12]
         rest = ranked[len(top):]
-        for m, d in top: frag.claim(rel, ["summary", m, k, "mean"], d["mean"], f"{m} {k}")
+        for m, d in top: frag.claim(rel, at(m, k, "mean"), d["mean"], f"{m} {k}")
         mname = tex_escape(display_name(metric))
-        if len(top) == 1: t = f"On {CHALLENGE_NAMES.get(ch, ch)}, the highest {mname} is reached by {tt(top[0][0])} with {fmt_msd(top[0][1])}"
-        else: t = f"On {CHALLENGE_NAMES.get(ch, ch)}, the highest {mname} is shared by " + _names([f"{tt(m)} ({fmt_msd(d)})" for m, d in top])
+        if len(top) == 1: t = f"On {CHALLENGE_NAMES[ch]}, the highest {mname} is reached by {tt(top[0][0])} with {fmt_msd(top[0][1])}"
+        else: t = f"On {CHALLENGE_NAMES[ch]}, the highest {mname} is shared by " + _names([f"{tt(m)} ({fmt_msd(d)})" for m, d in top])
         if rest:
-            m2, d2 = rest[0]; frag.claim(rel, ["summary", m2, k, "mean"], d2["mean"], f"{m2} {k}")
+            m2, d2 = rest[0]; frag.claim(rel, at(m2, k, "mean"), d2["mean"], f"{m2} {k}")
             t += f", ahead of {tt(m2)} with {fmt_msd(d2)}"
         s.append(t + f" {cite_file(rel)}.")
     shares = [(m, d["data_share"]) for m, d in summ.items() if isinstance(d.get("data_share"), dict) and _num(d["data_share"].get("mean"))]
     if shares:
-        for m, d in shares: frag.claim(rel, ["summary", m, "data_share", "mean"], d["mean"], f"{m} data share")
+        for m, d in shares: frag.claim(rel, at(m, "data_share", "mean"), d["mean"], f"{m} data share")
         s.append("The share of the training data each one used: " + ", ".join(f"{tt(m)} {fmt_msd(d)}" for m, d in shares) + f" {cite_file(rel)}.")
     return " ".join(s)
 
-def efficiency_paragraph(frag: Fragment, rel: str, payload: dict) -> str:
+def efficiency_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
     "Paper 2 efficiency_analysis.json: wall time and data share as ratios to SAGE_sft_baseline."
-    ab = payload.get("ablations"); _need(isinstance(ab, dict) and ab, "efficiency_analysis.json: no ablations")
+    ab = rf.fields.get("ablations"); _need(isinstance(ab, dict) and ab, "no 'ablations' mapping")
     s = []
     for a, d in ab.items():
         w, ds = d.get("wall_time_ratio_vs_sft_baseline"), d.get("data_share_ratio_vs_sft_baseline")
@@ -470,13 +463,13 @@ def efficiency_paragraph(frag: Fragment, rel: str, payload: dict) -> str:
         x = r"$\times$"
         s.append(f"{tt(a)} trains in {fmt_msd(w, pct=False, unit=x)} the wall time of {tt('SAGE_sft_baseline')} on "
                  f"{fmt_msd(ds, pct=False, unit=x)} its share of the data {cite_file(rel)}.")
-    _need(s, "efficiency_analysis.json: no ratios to the SFT baseline")
-    if payload.get("note"): s.append(f"({tex_escape(payload['note'])}.)")
+    if not s: s.append(f"No ratio to {tt('SAGE_sft_baseline')} is in {cite_file(rel)} (that ablation was not trained in this run).")
+    if rf.fields.get("note"): s.append(f"({tex_escape(rf.fields['note'])}.)")
     return " ".join(s)
 
-def online_paragraph(frag: Fragment, rel: str, payload: dict) -> str:
+def online_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
     "Paper 2 online_adaptation.json: drift per round and forgetting of each ablation."
-    ab = payload.get("ablations"); _need(isinstance(ab, dict) and ab, "online_adaptation.json: no ablations")
+    ab = rf.fields.get("ablations"); _need(isinstance(ab, dict) and ab, "no 'ablations' mapping")
     parts = []
     for a, d in ab.items():
         dr, fg = d.get("drift_per_round"), d.get("forgetting")
@@ -487,46 +480,34 @@ def online_paragraph(frag: Fragment, rel: str, payload: dict) -> str:
             frag.claim(rel, ["ablations", a, "forgetting", "mean"], fg["mean"], f"{a} forgetting")
             t += f" (forgetting {100 * fg['mean']:.1f} points)"
         parts.append(t)
-    _need(parts, "online_adaptation.json: no drift_per_round")
+    if not parts: return f"No ablation has a drift per round in {cite_file(rel)}."
+    defn = rf.fields.get("definition")
     return (f"Over the rounds of library change, the accuracy on earlier rounds moves per round by: {'; '.join(parts)} {cite_file(rel)}."
-            + (f" Definition: {tex_escape(payload['definition'])}." if payload.get("definition") else ""))
+            + (f" Definition: {tex_escape(defn)}." if defn else ""))
 
-def _short(text: str, n: int = 180) -> str:
-    "At most `n` characters, cut at a word boundary with an ellipsis."
-    text = " ".join(text.split())
-    return text if len(text) <= n else text[:n].rsplit(" ", 1)[0].rstrip(",;:") + " ..."
-
-def skipped_sentence(payload) -> str:
+def skipped_sentence(rf: ResultFile) -> str:
     "What the file says was not run, and why."
-    sk = payload.get("skipped") if isinstance(payload, dict) else None
-    if not isinstance(sk, list) or not sk: return ""
     reasons: dict = {}
-    for x in sk:
-        if isinstance(x, dict):
-            what = str(x["name"]) if x.get("name") else " on ".join(str(x[k]) for k in ("method", "dataset") if x.get(k))
-            reasons.setdefault(_short(str(x.get("reason", "no reason recorded"))), []).append(what or "?")
+    for x in rf.skipped:
+        what = str(x["name"]) if x.get("name") else " on ".join(str(x[k]) for k in ("method", "dataset") if x.get(k))
+        reasons.setdefault(_short(str(x["reason"])), []).append(what or "?")
     return " ".join(f"Not run in this build: {', '.join(tt(w) for w in dict.fromkeys(ws))} ({tex_escape(why)})." for why, ws in reasons.items())
 
-SUMMARISERS = {"errors.json": errors_paragraph, "scaling.json": scaling_paragraph, "robustness.json": robustness_paragraph,
-               "training_comparison.json": training_paragraph, "efficiency_analysis.json": efficiency_paragraph,
-               "online_adaptation.json": online_paragraph}
+# every result file the paper reads, by name: where its rows are, what names a row, and the paragraph that states it
+READERS = [Reader("timing_results.json", challenge_paragraph, "results"), Reader("planning_results.json", challenge_paragraph, "results"),
+           Reader("selection_results.json", challenge_paragraph, "results"),
+           Reader("errors.json", errors_paragraph), Reader("scaling.json", scaling_paragraph, "rows"),
+           Reader("robustness.json", robustness_paragraph), Reader("ablations.json", rows_paragraph, "rows", "name"),
+           Reader("cross_dataset_results.json", rows_paragraph, "results"),
+           Reader("training_comparison.json", training_paragraph), Reader("ablation_summary.json", ablation_summary_paragraph),
+           Reader("SAGE_*.json", sage_ablation_paragraph), Reader("efficiency_analysis.json", efficiency_paragraph),
+           Reader("online_adaptation.json", online_paragraph)]
 
-def file_paragraph(frag: Fragment, rel: str, payload, section: str, summarised: bool = False) -> str:
-    "The text of one result file: the section's own summariser when it fits, else the generic one; then what was skipped."
-    fn = SUMMARISERS.get(Path(rel).name)
-    if Path(rel).name == "ablation_summary.json":
-        fn = lambda f, r, p: training_paragraph(f, r, p, "ablation")
-    if section == "paper2" and Path(rel).name.startswith("SAGE_"):
-        fn = lambda f, r, p: training_paragraph(f, r, {"summary": {p.get("ablation", Path(r).stem): p["summary"]}, "seeds": None}, "ablation")
-    if section == "5.2" and isinstance(payload, dict) and "results" in payload: fn = challenge_paragraph
-    text = None
-    if fn is not None and isinstance(payload, dict):
-        n0 = len(frag.claims)
-        try: text = fn(frag, rel, payload)
-        except (LayoutError, KeyError, TypeError, ValueError):
-            del frag.claims[n0:]; text = None
-    if text is None: text = generic_paragraph(frag, rel, payload)
-    sk = skipped_sentence(payload) if section != "5.2" else ""
+def file_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
+    "The text of one result file: its declared paragraph, then what was skipped; a layout it cannot state is a ResultFileError."
+    try: text = reader_for(rel).paragraph(frag, rel, rf)
+    except LayoutError as e: raise ResultFileError(rel, f"does not have the layout its summary reads: {e}") from None
+    sk = skipped_sentence(rf)
     return text + (" " + sk if sk else "")
 
 # %% ../nbs/api/63_paper.ipynb #2e5ffcd2
@@ -566,10 +547,6 @@ def methods_table() -> str:
     return "\n".join(lines) + "\n"
 
 # %% ../nbs/api/63_paper.ipynb #f6b16950
-def _read_json(p: Path):
-    try: return json.loads(p.read_text())
-    except json.JSONDecodeError as e: raise ValueError(f"result file {p} is not valid JSON: {e}") from e
-
 def section_fragment(section: str, output_dir=None, artifacts=None, build: Path | None = None, manifest: dict | None = None) -> Fragment:
     "The LaTeX of one section: result sentences, tables, figures, or what has not run yet."
     root = benchmark_dir(output_dir)
@@ -582,8 +559,7 @@ def section_fragment(section: str, output_dir=None, artifacts=None, build: Path 
         for p in have:
             if p in detail: continue
             rel = str(p.relative_to(root))
-            payload = _read_json(p)
-            frag.add(file_paragraph(frag, rel, payload, section, summarised))
+            frag.add(file_paragraph(frag, rel, read_result(p, rel)))
             if detail and p.name == "ablation_summary.json":  # the comparison is stated from the summary; cite the detail once
                 frag.add("The per-seed results of each ablation are in " + _names([cite_file(str(q.relative_to(root))) for q in detail]) + ".")
         if missing:
@@ -621,8 +597,7 @@ def result_files_latex(cites: dict, output_dir=None) -> str:
     root = benchmark_dir(output_dir)
     lines = [r"\begin{description}"]
     for rel, n in cites.items():
-        try: prov = provenance_sentence(json.loads((root / rel).read_text()), rel)
-        except (OSError, json.JSONDecodeError, AttributeError): prov = ""
+        prov = provenance_sentence(ResultFile.read(root / rel, rows_key=None), rel)    # only its provenance is read here
         lines.append(r"\item[\hypertarget{resultfile" + str(n) + "}{[R" + str(n) + "]}] " + (prov or r"\nolinkurl{" + rel + "}"))
     return "\n".join(lines + [r"\end{description}"]) + "\n"
 

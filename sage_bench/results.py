@@ -4,7 +4,7 @@
 
 # %% ../nbs/api/04_results.ipynb #cdb1976a
 from __future__ import annotations
-import json, math
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from .core import RANDOM_SEED, write_json, stable_hash
@@ -12,13 +12,14 @@ from .metrics import get_metric, UnknownMetric
 from .store import provenance
 
 # %% auto #0
-__all__ = ['ResultFileError', 'MetricValue', 'Scores', 'ResultRow', 'data_fingerprint', 'data_info', 'Provenance', 'ResultFile']
+__all__ = ['ResultFileError', 'MetricValue', 'Scores', 'ResultRow', 'data_fingerprint', 'data_info', 'Provenance', 'ResultFile',
+           'write_result_file']
 
 # %% ../nbs/api/04_results.ipynb #d74fa9e0
 class ResultFileError(ValueError):
     "A result file that cannot be read as what it is declared to be; the message names the file."
     def __init__(self, path, why: str):
-        super().__init__(f"result file {path}: {why}")
+        super().__init__(f"result file {path} {why}")
         self.path, self.why = path, why
 
 def _num_or_none(v, what: str):
@@ -193,7 +194,7 @@ class ResultFile:
 
     @classmethod
     def from_dict(cls, d, rows_key: str | None = "results", name_key: str = "method", path=None) -> ResultFile:
-        if not isinstance(d, dict): raise ResultFileError(path, f"a result file is a JSON object, not {type(d).__name__}")
+        if not isinstance(d, dict): raise ResultFileError(path, f"is not a JSON object but a {type(d).__name__}")
         try:
             rows = []
             if rows_key:
@@ -205,7 +206,7 @@ class ResultFile:
             if not isinstance(sk, list) or not all(isinstance(x, dict) and "reason" in x for x in sk):
                 raise ValueError("'skipped' must be a list of objects with a 'reason'")
             pv = Provenance.from_dict(d["provenance"]) if "provenance" in d else None
-        except (ValueError, UnknownMetric) as e: raise ResultFileError(path, str(e)) from None
+        except (ValueError, UnknownMetric) as e: raise ResultFileError(path, f"does not have its layout: {e}") from None
         fields = {k: v for k, v in d.items() if k not in (rows_key, "skipped", "provenance")}
         return cls(rows, list(sk), pv, fields, rows_key, Path(path) if path else None)
 
@@ -213,5 +214,15 @@ class ResultFile:
     def read(cls, path: Path | str, rows_key: str | None = "results", name_key: str = "method") -> ResultFile:
         "Read a result file; ResultFileError (naming it) when it is not valid JSON or does not have the declared layout."
         try: d = json.loads(Path(path).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e: raise ResultFileError(path, f"not valid JSON ({e})") from None
+        except json.JSONDecodeError as e: raise ResultFileError(path, f"is not valid JSON: {e}") from None
         return cls.from_dict(d, rows_key, name_key, path)
+
+# %% ../nbs/api/04_results.ipynb #198b56f8
+def write_result_file(path: Path | str, payload: dict, rows_key: str | None = "results", name_key: str = "method",
+                      config: dict | None = None, seed: int = RANDOM_SEED, started_at: str | None = None, data: dict | None = None) -> ResultFile:
+    "Check `payload` as a result file (rows under `rows_key`), add its provenance and write it; the ResultFile it wrote."
+    rf = ResultFile.from_dict({k: v for k, v in payload.items() if k != "provenance"}, rows_key, name_key, path)
+    rf.provenance = Provenance.collect(config, seed, started_at, data)
+    rf.write(path)
+    return rf
+

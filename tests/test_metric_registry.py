@@ -65,9 +65,25 @@ def test_unknown_metric_is_an_error():
     with pytest.raises(M.UnknownMetric, match="bleu"): M.get_metric("bleu")
     with pytest.raises(KeyError): M.display_name("bleu")
     assert M.get_metric("hit@20").challenge == "tool_selection"      # any k of a declared family
+
+
+
+def test_unknown_metric_in_a_result_row_is_an_error(tmp_path):
+    "A result row with an undeclared metric is a loud error naming the file, in the reader the paper uses and in the writer."
+    import json
     from sage_bench import paper
-    row = {"method": "m", "metrics": {"n": 3, "metrics": {"hit@5": {"value": 0.5}, "bleu": {"value": 0.4}}}}
-    with pytest.raises(M.UnknownMetric, match="bleu"): paper._metric_map(row)
+    from sage_bench.results import ResultFile, ResultFileError, write_result_file
+    row = {"method": "m", "metrics": {"challenge": "tool_selection", "n": 3, "metrics": {"hit@5": {"value": 0.5}, "bleu": {"value": 0.4}}}}
+    f = tmp_path / "paper1" / "section_5_4_cross_dataset" / "cross_dataset_results.json"
+    f.parent.mkdir(parents=True)
+    f.write_text(json.dumps({"results": [row]}))
+    with pytest.raises(ResultFileError, match=r"cross_dataset_results.json does not have its layout.*bleu"): paper.read_result(f)
+    pdir = tmp_path / "paper"; pdir.mkdir(); (pdir / "paper.md").write_text("x")
+    with pytest.raises(ResultFileError, match="bleu"): paper.prepare_paper(tmp_path, pdir)
+    with pytest.raises(ResultFileError, match="bleu"): write_result_file(tmp_path / "x.json", {"results": [row]})
+    assert not (tmp_path / "x.json").exists()
+    good = {"method": "m", "metrics": {"challenge": "tool_selection", "n": 3, "metrics": {"hit@5": {"value": 0.5}}}}
+    assert ResultFile.from_dict({"results": [good]}).rows[0].metric("hit@5").value == 0.5
 
 
 def test_engine_row_rejects_unknown_metric():

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Sequence
 from ..core import (Tool, ToolLibrary, Dataset, SelectionSample, RANDOM_SEED, CHALLENGES, restores_env)
 from ..registry import get_dataset, method_ids, lookup, dataset_names
-from ..store import experiment_dir, write_result, now, RecordStore
+from ..store import experiment_dir, now, RecordStore
+from ..results import write_result_file
 from ..engine import evaluate
 from ..metrics import HEADLINES, SUMMARY_METRICS, TABLE_METRICS, display_name
 from ..report import save_figure, latex_table, register_builder
@@ -147,7 +148,7 @@ def run_scaling(methods: Sequence[str], sizes=(10, 100, 1000, 5000, 20000), samp
         ds = scaling_dataset(base, test, size, pool, seed)
         for m in methods:
             r = evaluate(m, ds, "test", experiment="section_5_3_analysis", output_dir=out, seed=seed, progress=progress)
-            row = r.row(TABLE_METRICS["tool_selection"]); row["library_size"] = size
+            row = {**r.row(TABLE_METRICS["tool_selection"]), "library_size": size, "metrics": r.metrics}   # flat copies for the tables; the scores
             rows.append(row)
     return {"sizes": list(sizes), "n_queries": len(test), "real_tools_in_pool": n_real, "rows": rows}
 
@@ -258,7 +259,7 @@ def run_ablations(quick: bool = True, skip_llm: bool = False, samples: int | Non
                          method_config=cfg, name=name, progress=progress)
         except TypeError as err:  # a configuration key the method does not take is a bug to report, not to hide
             rows.append({"name": name, "method": mid, "config": cfg, "error": str(err)}); continue
-        rows.append({**r.row(), "name": name, "method": mid, "config": cfg})
+        rows.append({**r.row(), "name": name, "method": mid, "config": cfg, "metrics": r.metrics})
     return {"rows": rows, "skipped": skipped}
 
 # %% ../../nbs/api/62_analysis.ipynb #a243ca8f
@@ -290,21 +291,21 @@ def run_analysis(quick: bool = True, seed: int = RANDOM_SEED, samples: int | Non
                      progress=progress, write=False, **run_plan(m, bool(p52["quick"]), p52["samples"], p52["llm_samples"]))
         res["errors"] = error_analysis(experiment_dir(S52, output_dir), get_dataset("sage"))
         left_out = [{"method": m, "reason": why} for m in (methods or method_ids()) if m not in ids and not m.startswith("trained.")]
-        write_result(out / "errors.json", {"errors": res["errors"], "skipped": left_out}, cfg, seed, t0)
+        write_result_file(out / "errors.json", {"errors": res["errors"], "skipped": left_out}, None, config=cfg, seed=seed, started_at=t0)
     sel_fast = [m for m in (methods or ["selector.keyword", "selector.embedding", "selector.hybrid"]) if lookup("method", m).challenge == "tool_selection" and not lookup("method", m).needs_llm]
     if "scaling" in parts:
         t0 = now()
         res["scaling"] = run_scaling(sel_fast, samples=samples or (30 if quick else None), seed=seed, output_dir=output_dir, progress=progress)
-        write_result(out / "scaling.json", res["scaling"], cfg, seed, t0)
+        write_result_file(out / "scaling.json", res["scaling"], "rows", config=cfg, seed=seed, started_at=t0)
     if "robustness" in parts:
         t0 = now()
         rob = sel_fast + ["timing.rule_based", "timing.embedding", "planner.simple"]
         res["robustness"] = run_robustness([m for m in rob if m in method_ids()], samples=samples, seed=seed, output_dir=output_dir, progress=progress)
-        write_result(out / "robustness.json", res["robustness"], cfg, seed, t0)
+        write_result_file(out / "robustness.json", res["robustness"], None, config=cfg, seed=seed, started_at=t0)
     if "ablations" in parts:
         t0 = now()
         res["ablations"] = run_ablations(quick, skip_llm, samples, llm_samples, seed, output_dir, progress, skip_reason=why)
-        write_result(out / "ablations.json", res["ablations"], cfg, seed, t0)
+        write_result_file(out / "ablations.json", res["ablations"], "rows", "name", config=cfg, seed=seed, started_at=t0)
     return res
 
 def _load(name, output_dir):

@@ -8,7 +8,8 @@ import json, os
 from pathlib import Path
 from ..core import CHALLENGES, RANDOM_SEED, restores_env
 from ..registry import get_dataset, dataset_names, method_ids, lookup
-from ..store import experiment_dir, write_result, now
+from ..store import experiment_dir, now
+from ..results import write_result_file
 from ..engine import evaluate
 from ..metrics import HEADLINES, display_name
 from ..report import save_figure, latex_table, register_builder
@@ -49,8 +50,9 @@ def run_cross_dataset(quick: bool = True, seed: int = RANDOM_SEED, samples: int 
                          samples=llm_samples if e.needs_llm else samples, progress=progress)
             rows.append({**r.row(), "main_metric": HEADLINES[e.challenge], "metrics": r.metrics})
     payload = {"results": rows, "skipped": skipped, "datasets": info, "quick": quick}
-    write_result(out / "cross_dataset_results.json", payload, {"quick": quick, "samples": samples, "llm_samples": llm_samples,
-                                                                "methods": ids, "datasets": datasets, "skip_llm": skip_llm}, seed, started)
+    write_result_file(out / "cross_dataset_results.json", payload, "results",
+                      config={"quick": quick, "samples": samples, "llm_samples": llm_samples, "methods": ids, "datasets": datasets,
+                              "skip_llm": skip_llm}, seed=seed, started_at=started)
     return payload
 
 def load_cross(output_dir=None) -> dict:
