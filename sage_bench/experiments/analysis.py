@@ -12,13 +12,15 @@ from ..core import (Tool, ToolLibrary, Dataset, SelectionSample, RANDOM_SEED, CH
 from ..registry import get_dataset, method_ids, lookup, dataset_names
 from ..store import experiment_dir, now, RecordStore
 from ..results import write_result_file
+from ..sections import Section, ResultSpec, declare
+from ..paper import errors_paragraph, scaling_paragraph, robustness_paragraph, rows_paragraph
 from ..engine import evaluate
 from ..metrics import HEADLINES, SUMMARY_METRICS, TABLE_METRICS, display_name
 from ..report import save_figure, latex_table, register_builder
 
 # %% auto #0
-__all__ = ['SECTION', 'PERTURBATIONS', 'timing_error', 'planning_error', 'selection_error', 'error_analysis', 'tool_pool',
-           'scaling_dataset', 'run_scaling', 'typo_text', 'paraphrase_text', 'perturb', 'run_robustness',
+__all__ = ['SECTION', 'PERTURBATIONS', 'SECTION_5_3', 'timing_error', 'planning_error', 'selection_error', 'error_analysis',
+           'tool_pool', 'scaling_dataset', 'run_scaling', 'typo_text', 'paraphrase_text', 'perturb', 'run_robustness',
            'ablation_grid', 'run_ablations', 'run_analysis', 'build_5_3']
 
 # %% ../../nbs/api/62_analysis.ipynb #309ea56c
@@ -383,3 +385,15 @@ def build_5_3(output_dir=None) -> list[Path]:
         if rows: paths.append(latex_table(pd.DataFrame(rows), "table_5_3_ablations", "Section 5.3, ablations (each row a real run)", output_dir=output_dir, source="section_5_3_analysis/ablations.json"))
     if not paths: raise FileNotFoundError("no section 5.3 results")
     return paths
+
+# %% ../../nbs/api/62_analysis.ipynb #d39dba58
+SECTION_5_3 = declare(Section(
+    "5.3", "analysis", "Analysis: errors, scaling to 20k tools, robustness, ablations", "05_3_analysis.ipynb", SECTION,
+    (ResultSpec("errors.json", errors_paragraph), ResultSpec("scaling.json", scaling_paragraph, "rows"),
+     ResultSpec("robustness.json", robustness_paragraph), ResultSpec("ablations.json", rows_paragraph, "rows", "name")),
+    build=build_5_3,
+    captions={"fig_5_3_errors": ("Distribution of error types per method.", "errors.json"),
+              "fig_5_3_scaling": ("Tool selection as the candidate library grows.", "scaling.json"),
+              "fig_5_3_robustness": ("Robustness to perturbed queries and tool libraries.", "robustness.json"),
+              "fig_5_3_ablations": ("Ablations of method components.", "ablations.json")}))
+

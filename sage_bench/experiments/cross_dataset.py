@@ -10,12 +10,14 @@ from ..core import CHALLENGES, RANDOM_SEED, restores_env
 from ..registry import get_dataset, dataset_names, method_ids, lookup
 from ..store import experiment_dir, now
 from ..results import write_result_file
+from ..sections import Section, ResultSpec, declare
+from ..paper import rows_paragraph
 from ..engine import evaluate
 from ..metrics import HEADLINES, display_name
 from ..report import save_figure, latex_table, register_builder
 
 # %% auto #0
-__all__ = ['SECTION', 'run_cross_dataset', 'load_cross', 'cross_table', 'build_5_4']
+__all__ = ['SECTION', 'SECTION_5_4', 'run_cross_dataset', 'load_cross', 'cross_table', 'build_5_4']
 
 # %% ../../nbs/api/64_cross_dataset.ipynb #cd462760
 SECTION = "paper1/section_5_4_cross_dataset"
@@ -106,3 +108,10 @@ def build_5_4(output_dir=None) -> list[Path]:
                                  "with such samples; sample counts per cell are in the result file", output_dir=output_dir,
                                  source="section_5_4_cross_dataset/cross_dataset_results.json"))
     return paths
+
+# %% ../../nbs/api/64_cross_dataset.ipynb #470ae347
+SECTION_5_4 = declare(Section(
+    "5.4", "cross-data-set evaluation", "Cross-data-set: every method on every data set it applies to", "05_4_cross_dataset.ipynb", SECTION,
+    (ResultSpec("cross_dataset_results.json", rows_paragraph, "results"),), build=build_5_4,
+    captions={"fig_5_4_heatmap": ("Headline metric of every method on every data set it applies to.", "cross_dataset_results.json")}))
+
