@@ -58,7 +58,7 @@ class Section:
     def owns(self, artifact: str) -> bool:
         "Whether a figure or table (file stem) belongs to this section."
         k = self.key.replace(".", "_")
-        return any(artifact.startswith(p) for p in (f"fig_{k}_", f"table_{k}_", f"fig_{k}", f"table_{k}", *self.artifacts))
+        return artifact in (f"fig_{k}", f"table_{k}") or any(artifact.startswith(p) for p in (f"fig_{k}_", f"table_{k}_", *self.artifacts))
 
 # %% ../nbs/api/05_sections.ipynb #26f1aef9
 SECTION_MODULES = ("sage_bench.experiments.main_eval", "sage_bench.experiments.analysis", "sage_bench.experiments.cross_dataset",

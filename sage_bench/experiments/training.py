@@ -35,4 +35,5 @@ SECTION_PAPER2 = declare(Section(
     (ResultSpec("ablation_study/ablation_summary.json", ablation_summary_paragraph, required=False),   # stated first when present
      ResultSpec("ablation_study/SAGE_*.json", sage_ablation_paragraph), ResultSpec("efficiency_analysis.json", efficiency_paragraph),
      ResultSpec("online_adaptation.json", online_paragraph)),
-    build=build_paper2, artifacts=("fig_paper2", "table_paper2", "ablation_summary", "efficiency_analysis", "online_adaptation")))
+    build=build_paper2, artifacts=("fig_paper2", "table_paper2", "fig_6_", "table_6_", "fig_sage", "table_sage", "ablation_summary",
+                                   "efficiency_analysis", "online_adaptation")))
