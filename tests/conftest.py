@@ -30,9 +30,24 @@ def server_up(url: str = LLM_URL) -> bool:
 
 
 def real_server_mark():
-    """The skip marker of the real-server tests: call it at module level of a test file, which is imported at
-    collection, after `pytest_configure` has started the server (with SAGE_BENCH_TEST_LLM=1)."""
-    return pytest.mark.skipif(not server_up(), reason=f"no LLM server answers at {LLM_URL} (start one with `sage-bench llm start`)")
+    """The marks of the real-server tests (`llm`, and a skip when no server answers): call it at module level of a test
+    file, which is imported at collection, after `pytest_configure` has started the server (with SAGE_BENCH_TEST_LLM=1).
+    The fast tier (`scripts/test.sh --fast`) starts no server (SAGE_BENCH_TEST_LLM=0) and deselects the `llm` tests."""
+    skip = pytest.mark.skipif(not server_up(), reason=f"no LLM server answers at {LLM_URL} (start one with `sage-bench llm start`)")
+    return lambda test: pytest.mark.llm(skip(test))
+
+
+# Tiers (`scripts/test.sh --fast` runs `-m "not llm and not sections and not slow"`): a test that uses one of these
+# fixtures gets the marker without writing it; other tests carry it themselves (`@pytest.mark.sections`, ...).
+FIXTURE_MARKS = {"llm_url": ("llm",), "real_server": ("llm",),
+                 "section_5_2": ("llm", "sections"), "section_5_3": ("llm", "sections"), "section_5_4": ("sections",),
+                 "section_5_5": ("sections",), "section_paper2": ("sections",), "built": ("slow",)}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for name in sorted({m for f in item.fixturenames for m in FIXTURE_MARKS.get(f, ())}):
+            item.add_marker(name)
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +106,10 @@ def bench_root(tmp_path_factory):
 @pytest.fixture(scope="session")
 def section_5_2(bench_root, llm_url):
     from sage_bench.report import run_section
-    return run_section("5.2", quick=True, llm_base_url=llm_url, output_dir=bench_root, log_output=False)
+    # the quick run's 12 samples per LLM method take the main job's 10 minutes with the quick model; the tests check the
+    # plumbing with the session's (larger) model on fewer: SAGE_BENCH_TEST_LLM_SAMPLES, default 4
+    n = int(os.environ.get("SAGE_BENCH_TEST_LLM_SAMPLES", "4"))
+    return run_section("5.2", quick=True, llm_samples=n, llm_base_url=llm_url, output_dir=bench_root, log_output=False)
 
 
 @pytest.fixture(scope="session")

@@ -67,6 +67,7 @@ def test_report_lists_every_experiment(tmp_path):
         assert e in r.stdout
 
 
+@pytest.mark.sections
 def test_run_without_output_dir_writes_under_the_home(tmp_path):
     """The section notebook's kernel runs in nbs/, yet `sage-bench run` without --output-dir must put the results
     under the caller's .sage/benchmark, beside the executed notebook, where `report` finds them."""
@@ -206,6 +207,7 @@ def test_eval_exits_1_when_a_method_got_no_answer(tmp_path):
     assert len(fake.posts) == 3
 
 
+@pytest.mark.sections
 def test_ctrl_c_during_a_section_run_stops_its_notebook_cleanly(tmp_path):
     """`run` executes a notebook in a kernel process of its own session: Ctrl-C interrupts that kernel's cell (rather
     than killing the kernel mid-reply, which printed the kernel's and asyncio's tracebacks), then exits 130; nothing

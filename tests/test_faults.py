@@ -151,6 +151,7 @@ def _sb(*args, cwd, timeout=900):
     return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
 
 
+@pytest.mark.sections
 def test_failing_server_section_run_exits_nonzero_and_names_the_method(fake, tmp_path):
     """`sage-bench run --section 5.2` against a server that lists its model but answers every completion with HTTP 500:
     exit 1, the method that got no answer is named, and `report` calls 5.2 partial; with the server back, a rerun

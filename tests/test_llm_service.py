@@ -24,6 +24,7 @@ def _pid_alive(pid):
     return "State:\tZ" not in state
 
 
+@pytest.mark.llm
 def test_start_status_stop_cycle(tmp_path, capsys):
     info = start_llm_service(TEST_MODEL, port=PORT, root=tmp_path, timeout_s=300)
     try:
@@ -63,6 +64,7 @@ def test_start_status_stop_cycle(tmp_path, capsys):
     assert llm_cli("status", port=PORT, root=tmp_path) == 1
 
 
+@pytest.mark.llm
 def test_cli_start_and_stop(tmp_path, capsys):
     assert llm_cli("start", model=TEST_MODEL, port=PORT, root=tmp_path) == 0
     out = capsys.readouterr().out
@@ -98,6 +100,7 @@ def test_wrong_checksum_is_refused(tmp_path, monkeypatch):
         verify_model(TEST_MODEL)
 
 
+@pytest.mark.llm
 def test_a_process_that_dies_while_starting_is_reported(tmp_path):
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"this is not a gguf file" * 100)
@@ -132,6 +135,7 @@ def test_install_script_matches_the_python_table():
         assert rows[name][1] == m["file"] and rows[name][2] == m["sha256"] and int(rows[name][3]) == m["bytes"]
 
 
+@pytest.mark.llm
 def test_install_script_is_idempotent():
     # the test model is installed (scripts/setup.sh runs install_llm.sh): a second run only checks it
     assert (models_dir() / MODELS[TEST_MODEL]["file"]).exists(), "run `bash scripts/install_llm.sh` first"
@@ -162,6 +166,7 @@ def test_status_of_a_busy_server(tmp_path):
         httpd.shutdown(); httpd.server_close()
 
 
+@pytest.mark.llm
 def test_remote_host_needs_allow_remote_and_warns(tmp_path, capsys):
     """0.0.0.0 binds every interface: refused without allow_remote (nothing started); with it, a warning and the
     addresses other machines use are printed, not 127.0.0.1."""
@@ -188,6 +193,7 @@ def _busy_per_decode(before: dict, after: dict) -> float:
     return busy / steps
 
 
+@pytest.mark.llm
 @needs_llama_server
 def test_llama_server_decodes_concurrent_requests_together(tmp_path):
     """Requests that LLMClient keeps in flight together are decoded together: llama-server counts the busy slots of
@@ -215,6 +221,7 @@ def test_llama_server_decodes_concurrent_requests_together(tmp_path):
         stop_llm_service(PORT, root=tmp_path)
 
 
+@pytest.mark.llm
 def test_falls_back_to_llama_cpp_python_when_llama_server_is_not_built(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SAGE_BENCH_LLAMA_CPP", str(tmp_path / "not-built"))
     for v in ("SAGE_BENCH_LLAMA_SERVER", "SAGE_BENCH_LLM_SERVER"): monkeypatch.delenv(v, raising=False)
@@ -230,6 +237,7 @@ def test_falls_back_to_llama_cpp_python_when_llama_server_is_not_built(tmp_path,
         assert stop_llm_service(PORT, root=tmp_path)["stopped"]
 
 
+@pytest.mark.llm
 @needs_llama_server
 def test_llama_server_build_step_is_idempotent():
     r = subprocess.run(["bash", str(ROOT / "scripts" / "install_llm.sh"), "llama-server"], capture_output=True, text=True,

@@ -149,6 +149,7 @@ def test_quarto_pre_render_step_writes_the_fragments(cheap_results, tmp_path):
     assert {p.name for p in (b / "tables").iterdir()} == {p.name for p in (cheap_results / "paper1" / "tables").glob("*.tex")}
 
 
+@pytest.mark.slow
 def test_new_figures_are_discovered_and_captioned(cheap_results, tmp_path):
     "A figure no caption table knows (a later section's) still goes into the paper, with its sidecar caption."
     need_tex()
@@ -172,6 +173,7 @@ def test_missing_tool_is_named(monkeypatch, tmp_path):
         pm.build_paper(output_dir=tmp_path, paper_dir=copy_paper(tmp_path))
 
 
+@pytest.mark.slow
 def test_broken_table_gives_the_latex_error(cheap_results, tmp_path):
     need_tex()
     root = tmp_path / "results"
@@ -193,6 +195,9 @@ def test_malformed_result_file_is_named(tmp_path):
         pm.prepare_paper(output_dir=tmp_path, paper_dir=copy_paper(tmp_path))
 
 
+@pytest.mark.llm
+@pytest.mark.sections
+@pytest.mark.slow
 @pytest.mark.parametrize("sections", [("5.2", "5.3", "5.4")])
 def test_paper_from_the_shared_quick_runs(request, bench_root, sections, tmp_path):
     """End to end: after the quick section runs of this session (LLM methods included, see conftest),
@@ -203,6 +208,7 @@ def test_paper_from_the_shared_quick_runs(request, bench_root, sections, tmp_pat
     check_every_caption(pdf, bench_root)
 
 
+@pytest.mark.slow
 def test_paper_builds_before_any_run(tmp_path):
     "On a fresh machine with no results the paper still builds, and says for every section what to run."
     need_tex()

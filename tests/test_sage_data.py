@@ -15,6 +15,7 @@ def ds():
     return load_sage()
 
 
+@pytest.mark.slow                 # runs the whole generator: the full tier only
 def test_regeneration_is_byte_identical(tmp_path):
     "Regenerating with seed 42 (in this process) reproduces the shipped files byte for byte."
     write_sage(tmp_path, seed=42)
@@ -22,6 +23,7 @@ def test_regeneration_is_byte_identical(tmp_path):
         assert (tmp_path / f).read_bytes() == (SHIPPED / f).read_bytes(), f"{f} differs from the shipped copy"
 
 
+@pytest.mark.slow                 # runs the whole generator: the full tier only
 def test_other_seed_gives_other_samples():
     _, a = generate_sage(42)
     _, b = generate_sage(7)

@@ -3,6 +3,8 @@ are rebuilt from the saved results alone."""
 import json
 from pathlib import Path
 
+import pytest
+
 from sage_bench.core import CHALLENGES
 from sage_bench.registry import method_ids
 
@@ -68,6 +70,7 @@ def test_figures_and_tables_rebuild_from_saved_results(section_5_2, section_5_3,
 NON_LLM_5_2 = "timing.rule_based,timing.embedding,planner.simple,planner.hierarchical,selector.keyword,selector.embedding,selector.hybrid"
 
 
+@pytest.mark.sections
 def test_same_seed_same_results(tmp_path):
     """Section 5.2's non-LLM methods run twice with one seed give identical metrics, CIs and predictions;
     another seed draws another sample subset and other bootstrap resamples."""
