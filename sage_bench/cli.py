@@ -6,7 +6,7 @@
 from __future__ import annotations
 import argparse, json, math, os, signal, sys, threading, time
 from pathlib import Path
-from .core import RANDOM_SEED, CHALLENGES, DEFAULT_LLM_PORT, VLLM_GPU_MEMORY_UTILIZATION, RecordError
+from .core import RANDOM_SEED, CHALLENGES, DEFAULT_LLM_PORT, VLLM_GPU_MEMORY_UTILIZATION, RecordError, restores_env
 from .registry import UnknownNameError, entries, lookup, dataset_names, get_dataset, method_ids
 from .store import ConfigMismatch, redact_url
 
@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--challenge", choices=sorted(CHALLENGE_ALIASES), help="only one challenge")
     r.add_argument("--skip-llm", action="store_true", help="skip the methods that need an LLM")
     r.add_argument("--samples", type=COUNT, metavar="N", help="samples per challenge (at least 1)")
+    r.add_argument("--llm-samples", type=COUNT, metavar="N",
+                   help="samples per challenge for the LLM methods (default: 12 in quick mode, else --samples)")
     r.add_argument("--methods", help="comma-separated method ids (sage-bench list methods) or training methods (A_baseline, ...)")
     r.add_argument("--seed", type=SEED, default=RANDOM_SEED, help=f"random seed, 0 to 2**32-1 (default {RANDOM_SEED})")
     r.add_argument("--llm-base-url", type=http_urls, help="OpenAI-compatible endpoint(s), comma-separated")
@@ -296,7 +298,7 @@ def cmd_run(a) -> int:
         ik = _InterruptKernel()
         try:
             with ik:
-                dest = run_section(s, quick=a.quick, seed=a.seed, samples=a.samples, methods=a.methods, skip_llm=a.skip_llm,
+                dest = run_section(s, quick=a.quick, seed=a.seed, samples=a.samples, llm_samples=a.llm_samples, methods=a.methods, skip_llm=a.skip_llm,
                                    challenge=CHALLENGE_ALIASES.get(a.challenge) if a.challenge else None,
                                    llm_base_url=a.llm_base_url, output_dir=a.output_dir, stream=True)
         except pme.PapermillExecutionError as e:
@@ -411,6 +413,7 @@ def _records_root(a) -> Path | None:
     if a.cmd in ("run", "train"): return benchmark_dir(Path(a.output_dir).expanduser() if a.output_dir else None)
     return None
 
+@restores_env(*LLM_ENV.values())   # --llm-timeout/--llm-attempts hold for this command only (main() may be called in process)
 def main(argv=None) -> int:
     "Entry point of `sage-bench`."
     p = build_parser()

@@ -28,9 +28,9 @@ def notebooks_dir() -> Path:
 KERNEL = "sage-bench"
 
 def section_params(quick=True, seed=RANDOM_SEED, samples=None, methods=None, skip_llm=False, challenge=None,
-                   llm_base_url=None, output_dir=None) -> dict:
+                   llm_base_url=None, output_dir=None, llm_samples=None) -> dict:
     "The papermill parameters of a section notebook (None values are left to the notebook's defaults)."
-    p = dict(quick=quick, seed=seed, samples=samples, methods=",".join(methods) if isinstance(methods, (list, tuple)) else methods,
+    p = dict(quick=quick, seed=seed, samples=samples, llm_samples=llm_samples, methods=",".join(methods) if isinstance(methods, (list, tuple)) else methods,
              skip_llm=skip_llm, challenge=challenge, llm_base_url=llm_base_url,
              output_dir=str(Path(output_dir).resolve()) if output_dir else None)
     return {k: v for k, v in p.items() if v is not None}

@@ -4,7 +4,8 @@
 # and GGUF instruct models into ${SAGE_BENCH_MODELS:-$HOME/.cache/sage-bench/models}.
 #
 # Usage: bash scripts/install_llm.sh [TARGET ...]
-#   default: llama-server, qwen2.5-coder-1.5b (the default CPU model) and smollm2-135m (98 MB, the tests' model)
+#   default: llama-server, qwen2.5-coder-1.5b (the default CPU model), qwen2.5-coder-0.5b (the quick main job's model)
+#            and smollm2-135m (98 MB, for tests of the plumbing)
 #   TARGET:  llama-server | qwen2.5-coder-1.5b | qwen2.5-coder-0.5b | smollm2-135m | all (every model and llama-server)
 #   env:     SAGE_BENCH_MODELS (where models go), SAGE_BENCH_LLAMA_CPP (where llama-server and the llama.cpp sources
 #            go; default $HOME/.cache/sage-bench/llama.cpp/<version>), PYTHON (default .venv/bin/python),
@@ -183,7 +184,7 @@ PY
 
 want=("$@")
 if [ ${#want[@]} -eq 0 ]; then
-  want=(qwen2.5-coder-1.5b smollm2-135m)
+  want=(qwen2.5-coder-1.5b qwen2.5-coder-0.5b smollm2-135m)
   [ "${SKIP_PIP:-0}" = "1" ] || want=(llama-server "${want[@]}")      # SKIP_PIP=1 alone: models only
 elif [ "${want[0]}" = "all" ]; then
   want=(llama-server $(echo "$MODELS" | grep -v '^$' | cut -d'|' -f1))

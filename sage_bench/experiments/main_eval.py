@@ -14,19 +14,18 @@ from ..report import save_figure, latex_table, register_builder
 from ..engine import evaluate, results_table, HEADLINE
 
 # %% auto #0
-__all__ = ['SECTION', 'RESULT_FILES', 'QUICK_LLM_SAMPLES', 'SEARCH_METHODS', 'QUICK_SEARCH_SAMPLES', 'QUICK_SEARCH_CONFIG',
-           'QUICK_LLM_CONFIG', 'MAIN_METRIC', 'run_plan', 'saved_run_params', 'run_main_eval', 'llm_repeatability',
-           'repeatability_text', 'load_results', 'main_table', 'fig_overall', 'fig_planning_by_length',
-           'fig_timing_confusion', 'build_5_2', 'run_time_table', 'summary_text']
+__all__ = ['SECTION', 'RESULT_FILES', 'QUICK_LLM_SAMPLES', 'SEARCH_METHODS', 'QUICK_SEARCH_CONFIG', 'QUICK_LLM_CONFIG',
+           'MAIN_METRIC', 'run_plan', 'saved_run_params', 'run_main_eval', 'llm_repeatability', 'repeatability_text',
+           'load_results', 'main_table', 'fig_overall', 'fig_planning_by_length', 'fig_timing_confusion', 'build_5_2',
+           'run_time_table', 'summary_text']
 
 # %% ../../nbs/api/61_main_eval.ipynb #dbf45f3b
 SECTION = "paper1/section_5_2_main"
 RESULT_FILES = {"timing": "timing_results.json", "planning": "planning_results.json", "tool_selection": "selection_results.json"}
 
-QUICK_LLM_SAMPLES = 6                                                 # LLM methods' samples per challenge in quick mode
-# many LLM calls (or the whole library) per sample: fewer samples in quick mode
+QUICK_LLM_SAMPLES = 12                                                # every LLM method's samples per challenge in quick mode
+# many LLM calls (or the whole library) per sample: smaller budgets, not fewer samples, in quick mode
 SEARCH_METHODS = ("planner.tot", "planner.react", "selector.dfsdt", "selector.llm_direct")
-QUICK_SEARCH_SAMPLES = 3
 # quick mode on a CPU, recorded in each result's method configuration: the planners see 10 retrieved candidates
 # with 80-character descriptions; ToT keeps one node per depth; DFSDT expands 2 of the top 10 tools, 3 deep, at most
 # 4 calls; selector.llm_direct still reads the WHOLE library, its windows listing ids and names only (max_desc=0)
@@ -54,10 +53,9 @@ def run_plan(method: str, quick: bool, samples: int | None = None, llm_samples: 
     if method.startswith("trained."):   # the 5.5 network, trained (quick or full settings) on the sage training split when fitted
         return {"samples": samples, "method_config": {"quick": quick, "seed": seed}, "batch_size": 64}
     if llm_samples is None: llm_samples = QUICK_LLM_SAMPLES if quick else samples
-    search = quick and method in SEARCH_METHODS
-    n = (min(llm_samples, QUICK_SEARCH_SAMPLES) if search and llm_samples is not None else llm_samples) if needs_llm else samples
     cfg = (QUICK_SEARCH_CONFIG.get(method) or QUICK_LLM_CONFIG.get(method)) if quick else None
-    return {"samples": n, "method_config": cfg, "batch_size": 1 if search else 4 if needs_llm else 64}
+    # an LLM method's batch runs its samples concurrently (each sample's calls in order): the server's parallel slots
+    return {"samples": llm_samples if needs_llm else samples, "method_config": cfg, "batch_size": 4 if needs_llm else 64}
 
 def saved_run_params(output_dir=None) -> dict | None:
     "`quick`, `samples` and `llm_samples` of the saved section 5.2 results (None when 5.2 has not run)."
