@@ -152,6 +152,20 @@ def test_llm_time_limit_flags_are_documented():
     assert "--llm-timeout" in readme and "--llm-attempts" in readme and "--allow-remote" in readme
 
 
+def test_main_restores_the_llm_environment(tmp_path, monkeypatch):
+    "--llm-timeout and --llm-attempts reach the command's LLM clients through the environment, and only for that command."
+    from sage_bench import cli
+    monkeypatch.delenv("SAGE_BENCH_LLM_TIMEOUT", raising=False)
+    monkeypatch.setenv("SAGE_BENCH_LLM_ATTEMPTS", "4")
+    seen = {}
+    monkeypatch.setitem(cli.__dict__, "cmd_train", lambda a: seen.update(
+        t=os.environ.get("SAGE_BENCH_LLM_TIMEOUT"), n=os.environ.get("SAGE_BENCH_LLM_ATTEMPTS")) or 0)
+    rc = cli.main(["train", "--methods", "A_baseline", "--quick", "--dry-run", "--llm-timeout", "7", "--llm-attempts", "2",
+                   "--output-dir", str(tmp_path)])
+    assert rc == 0 and seen == {"t": "7.0", "n": "2"}
+    assert "SAGE_BENCH_LLM_TIMEOUT" not in os.environ and os.environ["SAGE_BENCH_LLM_ATTEMPTS"] == "4"
+
+
 def test_record_error_is_one_message_and_a_torn_tail_is_repaired(tmp_path):
     args = ["eval", "--methods", "selector.keyword", "--output-dir", str(tmp_path)]
     assert sb(*args, "--samples", "10").returncode == 0
