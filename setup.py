@@ -25,8 +25,11 @@ setuptools.setup(
         'dev': dev_requirements,
         # LLM serving on the CPU (compiles llama.cpp, ~5 min the first time; pip caches the wheel)
         'cpu-llm': ['llama-cpp-python[server]==0.3.36'],
+        # LoRA SFT of a small LLM (training.llm_sft): peft on transformers; gguf reads the installed GGUF models into
+        # transformers (and is what llama.cpp's convert_lora_to_gguf.py writes with); accelerate for transformers' loading
+        'sft': ['peft==0.21.2', 'gguf==0.19.0', 'accelerate==1.15.0'],
         # GPU machines only: vLLM pulls CUDA builds of torch; install it in its own environment
-        'gpu': ['vllm', 'peft'],
+        'gpu': ['vllm', 'peft==0.21.2'],
     },
     entry_points={'console_scripts': console_scripts, 'nbdev': [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"]},
     zip_safe=False,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything sage-bench needs on a fresh machine (Debian, Python 3.11). Idempotent: a
 # second run checks what is there and installs nothing it already has.
-#   - a virtual environment .venv with the package (editable) and its dev tools
+#   - a virtual environment .venv with the package (editable), its dev tools and the LoRA SFT stack (extra 'sft')
 #   - torch 2.13.0 pinned first, so no CUDA build is pulled on a CPU machine
 #   - the Jupyter kernel "sage-bench" that papermill runs the section notebooks with
 #   - the CPU LLM stack (llama.cpp server + a pinned, sha256-checked GGUF model): scripts/install_llm.sh
@@ -22,7 +22,7 @@ if [ ! -f "$stamp" ]; then
   echo "[setup] installing Python packages into .venv"
   $VPY -m pip install -q --upgrade pip
   $VPY -m pip install -q torch==2.13.0            # the CPU build; any other request pulls CUDA wheels
-  $VPY -m pip install -q -e ".[dev]"
+  $VPY -m pip install -q -e ".[dev,sft]"       # sft: peft, gguf, accelerate (LoRA SFT of the GGUF models)
   $VPY -m pip check >/dev/null || { echo "[setup] pip check failed"; $VPY -m pip check; exit 1; }
   rm -f .venv/.sage-bench-installed-*
   touch "$stamp"
