@@ -21,8 +21,8 @@ from .results import data_info
 warnings.filterwarnings("ignore", message="IProgress not found")
 
 # %% auto #0
-__all__ = ['HEADLINE', 'choose_samples', 'EvalResult', 'apply_fallback', 'evaluate', 'evaluate_many', 'fmt_chance', 'fmt_ci',
-           'no_answer_note', 'IncompleteResults', 'check_complete', 'results_table']
+__all__ = ['HEADLINE', 'choose_samples', 'EvalResult', 'llm_model_of', 'apply_fallback', 'evaluate', 'evaluate_many',
+           'fmt_chance', 'fmt_ci', 'no_answer_note', 'IncompleteResults', 'check_complete', 'results_table']
 
 # %% ../nbs/api/40_engine.ipynb #147d2645
 def choose_samples(pool: Sequence[Sample], n: int | None, seed: int = RANDOM_SEED) -> list[Sample]:
@@ -63,6 +63,22 @@ class EvalResult:
         for k in ("n_transport_failures", "n_failed_replies", "parse_failure_rate", "fallback_rate", "error_rate", "latency_s_mean", "prompt_tokens", "completion_tokens", "llm_calls", "cached_calls"):
             if k in self.metrics: r[k] = self.metrics[k]
         return r
+
+# %% ../nbs/api/40_engine.ipynb #3c5c2310
+def llm_model_of(m: Method, timeout_s: float = 15.0) -> str | None:
+    """The model that answers an LLM method's requests (its client's, else the first one the server lists at
+    `/v1/models`); None for a method without an LLM, a client that names none (a scripted LLM) or no server."""
+    c = getattr(m, "client", None) if getattr(m, "needs_llm", False) else None
+    if c is None or not hasattr(c, "base_urls"): return None
+    if getattr(c, "model", None): return c.model
+    import httpx
+    for url in c.base_urls:
+        try:
+            r = httpx.get(url + "/models", timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)), headers=c._headers())
+            ids = [d.get("id") for d in r.json().get("data", []) if d.get("id")] if r.status_code == 200 else []
+            if ids: return ids[0]
+        except (httpx.HTTPError, ValueError, AttributeError): continue
+    return None
 
 # %% ../nbs/api/40_engine.ipynb #24c859f0
 def _gold(s: Sample, lib) -> dict:
@@ -141,6 +157,19 @@ def evaluate(method: str | Method, dataset: str | Dataset, split: str = "test", 
         print(f"{name}: the saved records were made with another configuration (differs in: {', '.join(e.differs) or 'description'}); "
               f"moved them to {config['replaced_records']}, this run starts over", file=sys.stderr)
         store.check_config(ds.name, split, name, config["method_description"], data["fingerprint"])
+    # an LLM method's records hold the replies of one model: a rerun against a server with another model starts over
+    # (replace_changed) or stops, as for any other change of configuration
+    model, fitted = llm_model_of(m), rec_path.with_suffix(".fitted.json")
+    made_with = json.loads(fitted.read_text(encoding="utf-8")).get("llm_model") if fitted.exists() else None
+    if model and made_with and model != made_with:
+        if not replace_changed:
+            raise ConfigMismatch(f"{name}: the saved records were made with the LLM {made_with!r}, the server now answers with {model!r}; "
+                                 f"rerun with --no-resume (or another output folder) to start over", ["llm_model"])
+        config["replaced_records"] = str(store.archive(ds.name, split, name))
+        print(f"{name}: the saved records were made with the LLM {made_with!r}, the server now answers with {model!r}; "
+              f"moved them to {config['replaced_records']}, this run starts over", file=sys.stderr)
+        store.check_config(ds.name, split, name, config["method_description"], data["fingerprint"])
+        fitted.unlink(missing_ok=True)
     done = {r.sample_id: r for r in store.load(ds.name, split, name)}
     # a transport failure (no reply came back) is not final: the sample is predicted again
     todo = [s for s in chosen if s.id not in done or not done[s.id].final]
@@ -156,7 +185,7 @@ def evaluate(method: str | Method, dataset: str | Dataset, split: str = "test", 
         if fb: fb.fit(ds.select(challenge, fit_split), ds)
         config["fit_seconds"] = round(time.perf_counter() - t0, 3)
         # what `fit` set (e.g. a search depth from the training plans) is part of what the method ran with
-        config["method_description"] = m.describe()
+        config["method_description"] = m.describe() | ({"llm_model": model or made_with} if (model or made_with) else {})
         write_json(rec_path.with_suffix(".fitted.json"), config["method_description"])
         bar = None
         if progress:
