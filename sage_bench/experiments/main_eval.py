@@ -225,14 +225,16 @@ def build_5_2(output_dir=None) -> list[Path]:
     return paths
 
 def run_time_table(res: dict):
-    "Per method: samples scored, samples predicted in this run (the rest were read back), wall seconds, seconds per predicted sample."
+    """Per method: samples scored, samples predicted in this run (the rest were read back), wall seconds, seconds per
+    predicted sample, and the LLM that answered (blank for methods without one)."""
     import pandas as pd
     rows = []
     for ch, p in res.items():
         for r in p["results"]:
             new, wall = r.get("n_new"), r.get("wall_s")
             rows.append({"challenge": ch, "method": r["method"], "n": r["n"], "predicted": new, "wall s": wall,
-                         "s / sample": round(wall / new, 2) if new and wall is not None else None})
+                         "s / sample": round(wall / new, 2) if new and wall is not None else None,
+                         "LLM": (r.get("method_description") or {}).get("llm_model") or ""})
     return pd.DataFrame(rows)
 
 def summary_text(res: dict) -> str:
