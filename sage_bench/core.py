@@ -177,8 +177,9 @@ class Tool(Validated):
     def param_names(self) -> list[str]: return list((self.parameters or {}).get("properties", {}))
 
     def text(self) -> str:
-        "The text retrieval methods index: name, description and parameter names."
-        return f"{self.name}: {self.description} Parameters: {', '.join(self.param_names)}".strip()
+        "The text dense retrieval encodes: `name: description`, then ` Parameters: a, b` only when the tool has parameters."
+        p = self.param_names
+        return (f"{self.name}: {self.description}" + (f" Parameters: {', '.join(p)}" if p else "")).strip()
 
 # %% ../nbs/api/00_core.ipynb #91e94661
 @dataclass

@@ -13,32 +13,57 @@ from .core import Tool, ToolLibrary
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'keyword_text', 'BM25_CACHE_SIZE', 'DENSE_CACHE_SIZE', 'RETRIEVERS', 'Tokenizer', 'default_tokenizer',
-           'tool_text', 'topk_desc', 'BM25Index', 'bm25_index', 'dense_index', 'prefetch', 'rrf', 'ids_at', 'Retriever']
+__all__ = ['log', 'LUCENE_STOPWORDS', 'LUCENE_BM25', 'TOKENIZERS', 'TOOL_TEXT', 'keyword_text', 'BM25_CACHE_SIZE',
+           'DENSE_CACHE_SIZE', 'RETRIEVERS', 'Tokenizer', 'get_tokenizer', 'default_tokenizer', 'tool_text',
+           'topk_desc', 'BM25Index', 'bm25_index', 'dense_index', 'prefetch', 'rrf', 'ids_at', 'Retriever']
 
 # %% ../nbs/api/34_retrieval.ipynb #9027bccb
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _WORDS = re.compile(r"[^\W_]+")
+_LUCENE_WORDS = re.compile(r"\w+(?:[.'\u2019]\w+)*")   # StandardTokenizer (UAX#29): '_' joins, '.'/"'" between word characters join
+_POSSESSIVE = re.compile(r"['\u2019]s$")
+
+# Lucene's EnglishAnalyzer.ENGLISH_STOP_WORDS_SET
+LUCENE_STOPWORDS = frozenset("a an and are as at be but by for if in into is it no not of on or such that the their then "
+                             "there these they this to was will with".split())
+LUCENE_BM25 = {"k1": 1.2, "b": 0.75}     # Lucene's BM25Similarity defaults
+TOKENIZERS = ("project", "lucene")
 
 class Tokenizer:
-    "Lower-cased word tokens with camelCase/snake_case split, stop words removed, optionally stemmed."
-    def __init__(self, stem: bool = True, stopwords: bool = True):
-        from bm25s.stopwords import STOPWORDS_EN
-        from sklearn.feature_extraction._stop_words import ENGLISH_STOP_WORDS
-        self.stop = frozenset(STOPWORDS_EN) | ENGLISH_STOP_WORDS if stopwords else frozenset()
-        self._stemmer = None
+    """`kind='project'`: lower-cased word tokens with camelCase/snake_case split, 318 stop words removed, optionally
+    Snowball-stemmed. `kind='lucene'`: Lucene's EnglishAnalyzer (word tokens, possessive removed, lower-cased, 33 stop words,
+    optionally Porter-stemmed)."""
+    def __init__(self, stem: bool = True, stopwords: bool = True, kind: str = "project"):
+        if kind not in TOKENIZERS: raise ValueError(f"tokenizer kind must be one of {TOKENIZERS}, got {kind!r}")
+        self.kind = kind
+        if not stopwords: self.stop = frozenset()
+        elif kind == "lucene": self.stop = LUCENE_STOPWORDS
+        else:
+            from bm25s.stopwords import STOPWORDS_EN
+            from sklearn.feature_extraction._stop_words import ENGLISH_STOP_WORDS
+            self.stop = frozenset(STOPWORDS_EN) | ENGLISH_STOP_WORDS
+        self._stemmer, self._algo = None, "porter" if kind == "lucene" else "english"
         if stem:
             try:
                 import Stemmer
-                self._stemmer = Stemmer.Stemmer("english")
+                self._stemmer = Stemmer.Stemmer(self._algo)
             except ImportError: log.warning("PyStemmer is not installed: BM25 runs without stemming")
         self._memo: dict[str, str] = {}
 
     @property
-    def config(self) -> dict: return {"stem": self._stemmer is not None, "stopwords": bool(self.stop)}
+    def config(self) -> dict:
+        "Everything that decides the tokens (recorded in each result's configuration)."
+        return {"kind": self.kind, "stem": self._stemmer is not None, "stopwords": bool(self.stop),
+                "stemmer": ("snowball-english" if self._algo == "english" else "porter") if self._stemmer else None,
+                "n_stopwords": len(self.stop), "split_identifiers": self.kind == "project"}
+
+    def _words(self, text: str) -> list[str]:
+        if self.kind == "lucene":
+            return [w for w in (_POSSESSIVE.sub("", m).lower() for m in _LUCENE_WORDS.findall(text)) if w and w not in self.stop]
+        return [w for w in _WORDS.findall(_CAMEL.sub(" ", text).lower()) if w not in self.stop]
 
     def __call__(self, text: str) -> list[str]:
-        words = [w for w in _WORDS.findall(_CAMEL.sub(" ", text).lower()) if w not in self.stop]
+        words = self._words(text)
         if self._stemmer is None: return words
         m, new = self._memo, [w for w in words if w not in self._memo]
         if new:
@@ -47,17 +72,24 @@ class Tokenizer:
 
     def many(self, texts: Sequence[str]) -> list[list[str]]: return [self(t) for t in texts]
 
-_TOK = None
+_TOKS: dict = {}
+def get_tokenizer(kind: str = "project", stem: bool = True) -> Tokenizer:
+    "The shared tokenizer of a kind (built once: loading the stop-word lists and the stemmer costs)."
+    key = (kind, stem)
+    if key not in _TOKS: _TOKS[key] = Tokenizer(stem=stem, kind=kind)
+    return _TOKS[key]
+
 def default_tokenizer() -> Tokenizer:
-    "The shared stemming tokenizer (built once: loading the stop-word lists and the stemmer costs)."
-    global _TOK
-    if _TOK is None: _TOK = Tokenizer()
-    return _TOK
+    "The shared stemming project tokenizer."
+    return get_tokenizer()
 
 # %% ../nbs/api/34_retrieval.ipynb #44f20ede
+TOOL_TEXT = {"bm25": "{name} {description} {parameter names, space-separated}",
+             "dense": "{name}: {description} Parameters: {parameter names, comma-separated} (' Parameters: ...' only when there are parameters)"}
+
 def tool_text(t: Tool) -> str:
-    "What BM25 indexes for a tool: name, description and parameter names."
-    return f"{t.name} {t.description} {' '.join(t.param_names)}"
+    "What BM25 indexes for a tool: name, description and parameter names (`TOOL_TEXT['bm25']`)."
+    return " ".join(x for x in (t.name, t.description, " ".join(t.param_names)) if x)
 
 keyword_text = tool_text   # the name selection used before this module existed
 
@@ -75,7 +107,7 @@ def topk_desc(scores: np.ndarray, k: int | None) -> np.ndarray:
 
 # %% ../nbs/api/34_retrieval.ipynb #007ce755
 class BM25Index:
-    "A bm25s index over a tool library (Lucene BM25, k1=1.5, b=0.75 by default)."
+    "A bm25s index over a tool library (Lucene's BM25 formula; k1=1.5, b=0.75 by default, `LUCENE_BM25` for Lucene's defaults)."
     def __init__(self, lib: ToolLibrary, tokenizer: Tokenizer | None = None, k1: float = 1.5, b: float = 0.75, method: str = "lucene"):
         import bm25s
         self.ids, self.tokenizer = lib.ids, tokenizer or default_tokenizer()
@@ -176,11 +208,11 @@ def ids_at(lib: ToolLibrary, idx) -> list[str]:
 class Retriever:
     "Ranks a library's tools for queries: `bm25`, `dense` or `hybrid` (RRF of the two)."
     def __init__(self, kind: str = "hybrid", model: str | None = None, embedder=None, k1: float = 1.5, b: float = 0.75,
-                 stem: bool = True, rrf_k: int = 60, depth: int = 100, backend: str = "auto"):
+                 stem: bool = True, rrf_k: int = 60, depth: int = 100, backend: str = "auto", tokenizer: str = "project"):
         kind = _ALIASES.get(kind, kind)
         if kind not in RETRIEVERS: raise ValueError(f"retriever kind must be one of {RETRIEVERS} (or {tuple(_ALIASES)}), got {kind!r}")
         self.kind, self.model, self.k1, self.b, self.rrf_k, self.depth, self.backend = kind, model, k1, b, rrf_k, depth, backend
-        self.tokenizer = default_tokenizer() if stem else Tokenizer(stem=False)
+        self.tokenizer = get_tokenizer(tokenizer, stem)
         self._embedder = embedder
 
     @property
@@ -194,7 +226,7 @@ class Retriever:
     @property
     def config(self) -> dict:
         "What identifies this retriever's rankings."
-        c = {"kind": self.kind}
+        c = {"kind": self.kind, "tool_text": {k: TOOL_TEXT[k] for k in ("bm25", "dense") if self.kind in (k, "hybrid")}}
         if self.kind != "dense": c |= {"k1": self.k1, "b": self.b, "tokenizer": self.tokenizer.config}
         if self.kind != "bm25": c |= {"embedding_model": self.embedder.name}
         if self.kind == "hybrid": c |= {"rrf_k": self.rrf_k, "depth": self.depth}

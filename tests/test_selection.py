@@ -139,12 +139,20 @@ def test_bad_sample_is_recorded_not_fatal():
         assert outs[0].error is None and outs[2].error is None
 
 
-def test_retrieval_methods_keep_their_configuration_record():
-    "Moving retrieval into sage_bench.retrieval changed no recorded configuration (old results still resume)."
-    assert set(KeywordSelector().describe()) == {"id", "challenge", "needs_llm", "config", "tokenizer"}
-    assert set(EmbeddingSelector().describe()) == {"id", "challenge", "needs_llm", "config", "embedding_model"}
-    assert set(HybridSelector().describe()) == {"id", "challenge", "needs_llm", "config", "embedding_model", "tokenizer"}
+def test_retrieval_methods_record_tool_text_and_tokenizer():
+    "Every retrieval method's configuration record names its tool-text template and (BM25) its tokenizer settings."
+    assert set(KeywordSelector().describe()) == {"id", "challenge", "needs_llm", "config", "tokenizer", "retriever"}
+    assert set(EmbeddingSelector().describe()) == {"id", "challenge", "needs_llm", "config", "embedding_model", "retriever"}
+    assert set(HybridSelector().describe()) == {"id", "challenge", "needs_llm", "config", "embedding_model", "tokenizer", "retriever"}
     assert HybridSelector().describe()["config"] == {"top_k": 50, "seed": 42, "rrf_k": 60, "depth": 100, "model": None}
+    from sage_bench.retrieval import TOOL_TEXT
+    from sage_bench.methods.selection import LuceneBM25Selector
+    assert KeywordSelector().describe()["retriever"]["tool_text"] == {"bm25": TOOL_TEXT["bm25"]}
+    assert EmbeddingSelector().describe()["retriever"]["tool_text"] == {"dense": TOOL_TEXT["dense"]}
+    kw, lu = KeywordSelector().describe()["retriever"], LuceneBM25Selector().describe()["retriever"]
+    assert kw["tokenizer"]["kind"] == "project" and kw["tokenizer"]["n_stopwords"] == 318 and (kw["k1"], kw["b"]) == (1.5, 0.75)
+    assert lu["tokenizer"] == {"kind": "lucene", "stem": True, "stopwords": True, "stemmer": "porter", "n_stopwords": 33,
+                               "split_identifiers": False} and (lu["k1"], lu["b"]) == (1.2, 0.75)
 
 
 def down(messages, schema): raise ConnectionError("connection refused")

@@ -18,10 +18,10 @@ from ..retrieval import (Tokenizer, tool_text, keyword_text, topk_desc, BM25Inde
 # %% auto #0
 __all__ = ['RetrievalMethod', 'LLMUnavailable', 'SELECT_SYSTEM', 'SELECT_PROMPTS', 'CHARS_PER_TOKEN', 'GORILLA_SYSTEM',
            'DFSDT_SYSTEM', 'fixture_library', 'fixture_samples', 'SelectionMethod', 'KeywordSelector',
-           'EmbeddingSelector', 'HybridSelector', 'LLMLog', 'LLMFailed', 'LLMSelector', 'tool_line', 'windows',
-           'direct_messages', 'LLMDirectSelector', 'rerank_messages', 'LLMRerankSelector', 'api_doc',
-           'gorilla_messages', 'check_call', 'GorillaSelector', 'example_value', 'simulate_call', 'dfsdt_messages',
-           'DFSDTSelector']
+           'EmbeddingSelector', 'HybridSelector', 'LuceneBM25Selector', 'LLMLog', 'LLMFailed', 'LLMSelector',
+           'tool_line', 'windows', 'direct_messages', 'LLMDirectSelector', 'rerank_messages', 'LLMRerankSelector',
+           'api_doc', 'gorilla_messages', 'check_call', 'GorillaSelector', 'example_value', 'simulate_call',
+           'dfsdt_messages', 'DFSDTSelector']
 
 # %% ../../nbs/api/31_selection.ipynb #5fe992c6
 def fixture_library() -> ToolLibrary:
@@ -69,6 +69,12 @@ class SelectionMethod(Method):
 
     def predict(self, sample: Sample, tools: ToolLibrary) -> Output:
         return self.predict_batch([sample], [tools])[0]
+
+    def describe(self) -> dict:
+        "The configuration, with the retriever's (tool-text templates, tokenizer, k1/b, embedding model): it is in every result."
+        d = super().describe()
+        if getattr(self, "retriever", None) is not None: d["retriever"] = self.retriever.config
+        return d
 
     def rank_batch(self, queries: list[str], libs: list[ToolLibrary], k: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
         "(indices, scores) of the top k tools per query."
@@ -132,6 +138,21 @@ class HybridSelector(SelectionMethod):
 
     def describe(self) -> dict:
         d = super().describe(); d["embedding_model"] = self.retriever.embedder.name; d["tokenizer"] = self.retriever.tokenizer.config; return d
+
+# %% ../../nbs/api/31_selection.ipynb #3dd53fb6
+from ..retrieval import LUCENE_BM25
+
+@register_method("selector.bm25_lucene", "tool_selection", needs_llm=False,
+                 description="BM25 with Lucene's standard set-up: EnglishAnalyzer tokens (no identifier splitting, 33 stop words, "
+                 "Porter stemming), k1=1.2, b=0.75")
+class LuceneBM25Selector(KeywordSelector):
+    "BM25 as Lucene/pyserini set it up (`Retriever('bm25', tokenizer='lucene', **LUCENE_BM25)`), reported beside `selector.keyword`."
+    def __init__(self, k1: float = LUCENE_BM25["k1"], b: float = LUCENE_BM25["b"], stem: bool = True, top_k: int | None = 50,
+                 seed: int = RANDOM_SEED, **config):
+        super().__init__(k1=k1, b=b, stem=stem, top_k=top_k, seed=seed, tokenizer="lucene", **config)
+        self.retriever = Retriever("bm25", k1=k1, b=b, stem=stem, tokenizer="lucene")
+        self.tokenizer = self.retriever.tokenizer
+
 
 # %% ../../nbs/api/31_selection.ipynb #389c7c5e
 _PARSE_ORDER = {"n/a": 0, "strict": 1, "fenced": 2, "lenient": 3, "failed": 4}
