@@ -11,15 +11,16 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 # %% auto #0
-__all__ = ['SELECTION_KS', 'METRICS', 'HEADLINES', 'SUMMARY_METRICS', 'TABLE_METRICS', 'TIMING_METRICS', 'PLANNING_METRICS',
-           'Metric', 'UnknownMetric', 'get_metric', 'is_metric', 'metrics_of', 'display_name', 'timing_outcomes',
-           'timing_confusion', 'timing_from_counts', 'timing_metrics', 'relevant_ranks', 'hit_at_k', 'recall_at_k',
-           'precision_at_k', 'reciprocal_rank', 'ndcg_at_k', 'plan_success', 'step_prf', 'edges', 'edge_prf',
-           'lcs_length', 'normalized_lcs', 'resample_means', 'bootstrap_ci', 'selection_matrix', 'planning_matrix',
-           'score_records', 'chance_scores', 'per_sample_scores', 'mean_sd']
+__all__ = ['SELECTION_KS', 'MRR_CUTOFF', 'METRICS', 'HEADLINES', 'SUMMARY_METRICS', 'TABLE_METRICS', 'TIMING_METRICS',
+           'PLANNING_METRICS', 'Metric', 'UnknownMetric', 'get_metric', 'is_metric', 'metrics_of', 'display_name',
+           'timing_outcomes', 'timing_confusion', 'timing_from_counts', 'timing_metrics', 'relevant_ranks', 'hit_at_k',
+           'recall_at_k', 'precision_at_k', 'reciprocal_rank', 'ndcg_at_k', 'plan_success', 'step_prf', 'edges',
+           'edge_prf', 'lcs_length', 'normalized_lcs', 'resample_means', 'bootstrap_ci', 'selection_matrix',
+           'planning_matrix', 'score_records', 'chance_scores', 'per_sample_scores', 'mean_sd']
 
 # %% ../nbs/api/02_metrics.ipynb #8424b0c5
 SELECTION_KS = (1, 3, 5, 10)       # the k of hit@k, recall@k, precision@k and ndcg@k that every run scores
+MRR_CUTOFF = 50                    # MRR is MRR@50: selection rankings are cut at top_k=50 by default, so every method is scored to 50
 
 @dataclass(frozen=True)
 class Metric:
@@ -32,6 +33,7 @@ class Metric:
     secondary: bool = False          # reported beside the headline in summaries (text, overview figure, 5.5)
     table: bool = False              # a column of the per-method results tables
     fmt: str = "percent"             # values are fractions in [0, 1], shown in percent with one decimal
+    description: str = ""            # what it measures where the name alone does not say it
 
     def show(self, v, lo=None, hi=None) -> str:
         "`71.2 [65.0, 77.1]` (percent; no interval when a bound is missing; `-` for None)."
@@ -56,7 +58,9 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
     *_sel("recall", "recall", k5=_T),
     *_sel("precision", "precision"),
     *_sel("ndcg", "NDCG", k5=_T),
-    Metric("mrr", "tool_selection", "MRR", **_S),
+    Metric("mrr", "tool_selection", f"MRR@{MRR_CUTOFF}", description=f"mean reciprocal rank of the first relevant tool within the top "
+           f"{MRR_CUTOFF} (0 when none is there): rankings are cut at top_k={MRR_CUTOFF} by default, so this is MRR@{MRR_CUTOFF}, "
+           "not MRR over the whole ranking; its key stays `mrr`", **_S),
     Metric("plan_success", "planning", "plan success", headline=True, table=True),
     Metric("step_precision", "planning", "step precision"),
     Metric("step_recall", "planning", "step recall"),
@@ -200,9 +204,9 @@ def precision_at_k(ranking, relevant, k: int) -> float:
     "|relevant ∩ top k| / k (divided by k even if the ranking is shorter)."
     return len(relevant_ranks(ranking, relevant, k)) / k
 
-def reciprocal_rank(ranking, relevant) -> float:
-    "1 / rank of the first relevant tool in the whole ranking; 0 if none is ranked."
-    r = relevant_ranks(ranking, relevant)
+def reciprocal_rank(ranking, relevant, k: int | None = None) -> float:
+    "1 / rank of the first relevant tool in the top k (the whole ranking with k=None); 0 if none is there."
+    r = relevant_ranks(ranking, relevant, k) if k is not None else relevant_ranks(ranking, relevant)
     return 1.0 / r[0] if r else 0.0
 
 def _idcg(k: int, n_rel: int) -> float:
@@ -334,7 +338,7 @@ def selection_matrix(rankings, relevants, ks=SELECTION_KS) -> tuple[list[str], n
             top = [r for r in ranks if r <= k]
             out[i, [j, nk + j, 2 * nk + j, 3 * nk + j]] = (float(bool(top)), len(top) / nrel, len(top) / k,
                                                           sum(1 / math.log2(r + 1) for r in top) / _idcg(k, nrel))
-        out[i, -1] = 1 / ranks[0] if ranks else 0.0
+        out[i, -1] = 1 / ranks[0] if ranks and ranks[0] <= MRR_CUTOFF else 0.0
     return names, out
 
 def _score_means(names, mat, n_boot, seed) -> dict:
@@ -425,7 +429,8 @@ def chance_scores(n: int, r: int, ks: Sequence[int] = SELECTION_KS) -> dict:
         m = min(k, n)
         out[f"hit@{k}"], out[f"recall@{k}"], out[f"precision@{k}"] = 1 - p_none[m], m / n, m * r / (n * k)
         out[f"ndcg@{k}"] = (r / n) * sum(1 / math.log2(i + 1) for i in range(1, m + 1)) / _idcg(k, r)
-    out["mrr"] = float(np.sum((p_none[:-1] - p_none[1:]) / np.arange(1, n + 1)))
+    m = min(MRR_CUTOFF, n)
+    out["mrr"] = float(np.sum((p_none[:m] - p_none[1:m + 1]) / np.arange(1, m + 1)))
     return {k: float(v) for k, v in out.items()}
 
 # %% ../nbs/api/02_metrics.ipynb #029ea702

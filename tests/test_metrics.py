@@ -128,7 +128,7 @@ def test_selection_matrix_equals_helpers():
     fn = {"hit": M.hit_at_k, "recall": M.recall_at_k, "precision": M.precision_at_k, "ndcg": M.ndcg_at_k}
     for j, name in enumerate(names):
         for i in range(30):
-            if name == "mrr": want = M.reciprocal_rank(rks[i], rels[i])
+            if name == "mrr": want = M.reciprocal_rank(rks[i], rels[i], M.MRR_CUTOFF)
             else:
                 m, k = name.split("@"); want = fn[m](rks[i], rels[i], int(k))
             assert mat[i, j] == approx(want), (name, i)
