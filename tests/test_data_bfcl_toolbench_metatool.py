@@ -45,17 +45,34 @@ def test_bfcl_counts_from_raw(bfcl, bfcl_dir):
     assert bfcl.check() is bfcl and not bfcl.skipped
 
 def test_bfcl_selection_gold_is_possible_answer(bfcl, bfcl_dir):
+    ps = get_dataset("bfcl_per_sample")
+    assert ps.name == "bfcl_per_sample" and ps.counts() == {"tool_selection": bfcl.counts()["tool_selection"]}
     for cat in BFCL_SELECTION:
         qs = {r["id"]: r for r in _jsonl(bfcl_dir / f"BFCL_v4_{cat}.json")}
         for a in _jsonl(bfcl_dir / "possible_answer" / f"BFCL_v4_{cat}.json"):
-            s = bfcl.sample(f"selection/{a['id']}")
-            assert [bfcl.tools[t].name for t in s.relevant_tools] == [next(iter(c)) for c in a["ground_truth"]]
-            # candidates are the sample's own functions, with the variant it defines
+            s = ps.sample(f"selection/{a['id']}")
+            assert [ps.tools[t].name for t in s.relevant_tools] == [next(iter(c)) for c in a["ground_truth"]]
+            # per-sample task: candidates are the sample's own functions, with the variant it defines
             fns = qs[a["id"]]["function"]
-            assert [bfcl.tools[t].name for t in s.candidate_tools] == [f["name"] for f in fns]
+            assert [ps.tools[t].name for t in s.candidate_tools] == [f["name"] for f in fns]
             for t, f in zip(s.candidate_tools, fns):
-                assert bfcl.tools[t].description == f["description"]
+                assert ps.tools[t].description == f["description"]
             assert len(s.candidate_tools) >= 2     # never "the single candidate is the answer"
+            # the default task: the same query and gold names over the pooled corpus
+            p = bfcl.sample(f"selection/{a['id']}")
+            assert p.query == s.query and p.meta["subset"] == cat and p.meta["corpus"] == "pooled"
+            assert [bfcl.tools[t].name.lower() for t in p.relevant_tools] == [next(iter(c)).lower() for c in a["ground_truth"]]
+
+def test_bfcl_pooled_corpus_from_raw(bfcl, bfcl_dir):
+    "The pooled corpus is every distinct (name, description) of the raw function definitions."
+    norm = lambda x: " ".join(str(x or "").split()).lower()
+    raw = {(norm(fn["name"]), norm(fn.get("description"))) for c in BFCL_TIMING_POSITIVE + BFCL_TIMING_NEGATIVE
+           for r in _jsonl(bfcl_dir / f"BFCL_v4_{c}.json") for fn in r["function"]}
+    raw |= {(norm(fn["name"]), norm(fn.get("description"))) for f in (bfcl_dir / "multi_turn_func_doc").glob("*.json") for fn in _jsonl(f)}
+    sel = bfcl.select("tool_selection")
+    corpus = bfcl.candidates(sel[0])
+    assert len(corpus) == len(raw) == sel[0].meta["n_candidates"] and len(corpus) > 2000
+    assert all(bfcl.candidates(s) is corpus and set(s.relevant_tools) <= set(corpus.ids) for s in sel)
 
 def test_bfcl_tool_ids_unique_and_objects(bfcl):
     names = Counter(t.name for t in bfcl.tools)

@@ -10,11 +10,11 @@ from pathlib import Path
 from ..core import (Tool, TimingSample, PlanningSample, SelectionSample, PlanStep, ToolLibrary, Dataset,
                     RecordError, split_of, stable_hash)
 from ..registry import register_dataset, find_data_dir
-from .common import Guard, finish_dataset, read_json_lines
+from .common import Guard, finish_dataset, read_json_lines, selection_variant, label_subsets
 
 # %% auto #0
 __all__ = ['BFCL_URL', 'BFCL_TIMING_NEGATIVE', 'BFCL_TIMING_POSITIVE', 'BFCL_SELECTION', 'BFCL_MULTI_TURN', 'BFCL_CATEGORIES',
-           'BFCL_CLASS_DOC', 'bfcl_parameters', 'parse_call', 'load_bfcl']
+           'BFCL_CLASS_DOC', 'bfcl_parameters', 'parse_call', 'load_bfcl', 'load_bfcl_per_sample']
 
 # %% ../../nbs/api/15_data_bfcl.ipynb #76845693
 BFCL_URL = "https://github.com/ShishirPatil/gorilla/tree/6ea57973c7a6097fd7c5915698c54c17c5b1b6c8/berkeley-function-call-leaderboard/bfcl_eval/data"
@@ -125,8 +125,9 @@ def _answers(root: Path, cat: str, guard: Guard) -> dict:
 # %% ../../nbs/api/15_data_bfcl.ipynb #a994f69d
 @register_dataset("bfcl", description="BFCL v4: irrelevance vs. call categories (timing), multiple/live_multiple "
                   "(selection), multi-turn (planning)", url=BFCL_URL)
-def load_bfcl(data_dir=None, lenient: bool = False, categories=None) -> Dataset:
-    "Load BFCL from its published layout into a `Dataset` (timing, tool_selection, planning)."
+def load_bfcl(data_dir=None, lenient: bool = False, categories=None, selection: str = "pooled") -> Dataset:
+    """Load BFCL from its published layout into a `Dataset` (timing, tool_selection, planning); selection ranks the pooled
+    corpus (`selection='per_sample'`: the data set `bfcl_per_sample` of the selection samples over their own functions)."""
     root = _bfcl_data_root(data_dir)
     guard = Guard(lenient)
     cats = list(categories or BFCL_CATEGORIES)
@@ -188,7 +189,14 @@ def load_bfcl(data_dir=None, lenient: bool = False, categories=None) -> Dataset:
               "multi_turn_miss_func: the functions BFCL withholds until a later turn are in the candidate list",
               "4 live_irrelevance samples offer no function at all (meta no_functions_offered); their empty "
               "candidate_tools means Dataset.candidates() gives the whole library"]
-    return finish_dataset("bfcl", ToolLibrary(tools, "bfcl"), [(f, ln, partial(b, ids)) for f, ln, b in specs], notes, guard)
+    ds = finish_dataset("bfcl", ToolLibrary(tools, "bfcl"), [(f, ln, partial(b, ids)) for f, ln, b in specs], notes, guard)
+    return selection_variant(label_subsets(ds, lambda s: s.meta.get("category")), selection)
+
+@register_dataset("bfcl_per_sample", description="BFCL v4 multiple/live_multiple: selection over each sample's own functions "
+                  "(2 to 37; the per-sample task)", url=BFCL_URL)
+def load_bfcl_per_sample(data_dir=None, lenient: bool = False, categories=None) -> Dataset:
+    "BFCL's selection samples, each ranking only the functions it offers."
+    return load_bfcl(data_dir, lenient, categories, selection="per_sample")
 
 # %% ../../nbs/api/15_data_bfcl.ipynb #a80ad162
 def _single_turn_specs(d: dict, cat: str, ans: dict, add_fn) -> list:

@@ -7,13 +7,15 @@ from __future__ import annotations
 import ast, csv, io, json, re, sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
+from dataclasses import replace
 from ..core import (RecordError, LoadReport, Tool, ToolLibrary, Dataset, Sample, SelectionSample, PlanningSample,
-                             stable_hash)
+                             TimingSample, stable_hash)
 
 # %% auto #0
-__all__ = ['MAX_FIELD_CHARS', 'json_schema_object', 'ToolCatalog', 'parse_calls', 'DataFileError', 'Guard', 'read_text',
-           'check_size', 'read_json_lines', 'read_json_file', 'read_json_items', 'read_json_array', 'read_json_object',
-           'read_csv', 'print_skips', 'finish_dataset']
+__all__ = ['MAX_FIELD_CHARS', 'SELECTION_VARIANTS', 'json_schema_object', 'ToolCatalog', 'parse_calls', 'DataFileError', 'Guard',
+           'read_text', 'check_size', 'read_json_lines', 'read_json_file', 'read_json_items', 'read_json_array',
+           'read_json_object', 'read_csv', 'print_skips', 'finish_dataset', 'pooled_corpus', 'label_subsets',
+           'selection_variant']
 
 # %% ../../nbs/api/18_data_common.ipynb #cea9797b
 _TYPE_ALIASES = {"dict": "object", "list": "array", "str": "string", "int": "integer", "float": "number",
@@ -352,3 +354,48 @@ def finish_dataset(name: str, tools, items: Iterable[tuple], notes: list[str], g
     ds = Dataset(name, lib, samples, notes=list(notes), skipped=guard.skipped(), lenient=guard.lenient).check()
     if guard.lenient: print_skips(ds)
     return ds
+
+# %% ../../nbs/api/18_data_common.ipynb #aef9fedc
+SELECTION_VARIANTS = ("pooled", "per_sample")
+
+def _tool_key(t: Tool) -> tuple[str, str]: return (" ".join(t.name.split()).lower(), " ".join((t.description or "").split()).lower())
+
+def pooled_corpus(lib: ToolLibrary) -> tuple[list[str], dict[str, str]]:
+    "(ids of the pooled corpus, {tool id: its representative}): one tool per distinct (name, description), first in library order."
+    first, keep, rep = {}, [], {}
+    for t in lib:
+        k = _tool_key(t)
+        if k not in first: first[k] = t.id; keep.append(t.id)
+        rep[t.id] = first[k]
+    return keep, rep
+
+def label_subsets(ds: Dataset, subset) -> Dataset:
+    "Write `meta['subset']` (the published subset a sample's scores are also reported for) of every sample: `subset(sample)`."
+    for s in ds.samples:
+        v = subset(s)
+        if v is not None: s.meta["subset"] = str(v)
+    return ds
+
+def selection_variant(ds: Dataset, selection: str = "pooled") -> Dataset:
+    """`pooled`: every selection sample with its own candidates ranks the pooled corpus instead (its relevant ids mapped to
+    their representatives); `per_sample`: the data set `<name>_per_sample` of the selection samples over their own candidates."""
+    if selection not in SELECTION_VARIANTS: raise ValueError(f"selection must be one of {SELECTION_VARIANTS}, got {selection!r}")
+    if selection == "per_sample":
+        name = f"{ds.name}_per_sample"
+        samples = [replace(s, dataset=name, meta={**s.meta, "corpus": "per_sample", "n_sample_candidates": len(s.candidate_tools)})
+                   for s in ds.samples if isinstance(s, SelectionSample)]
+        notes = [*ds.notes, f"selection over each sample's own candidate functions (the per-sample task); {len(samples)} selection "
+                 f"samples; timing and planning samples are in the data set {ds.name!r}"]
+        return Dataset(name, ds.tools, samples, notes=notes, skipped=ds.skipped, lenient=ds.lenient).check()
+    keep, rep = pooled_corpus(ds.tools)
+    corpus = [] if len(keep) == len(ds.tools) else keep      # [] is the whole library (no subset to build)
+    out, n = [], 0
+    for s in ds.samples:
+        if isinstance(s, SelectionSample) and s.candidate_tools:
+            s = replace(s, relevant_tools=list(dict.fromkeys(rep[t] for t in s.relevant_tools)), candidate_tools=corpus,
+                        meta={**s.meta, "corpus": "pooled", "n_sample_candidates": len(s.candidate_tools), "n_candidates": len(keep)})
+            n += 1
+        out.append(s)
+    notes = [*ds.notes, f"selection over the pooled corpus: {len(keep)} distinct tools (by name and description) of "
+             f"{len(ds.tools)} definitions; {n} selection samples; the per-sample-candidate task is {ds.name + '_per_sample'!r}"]
+    return Dataset(ds.name, ds.tools, out, notes=notes, skipped=ds.skipped, lenient=ds.lenient).check()
