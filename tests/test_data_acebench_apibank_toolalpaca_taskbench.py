@@ -48,18 +48,21 @@ def _acebench_expected(root, min_candidates=2):
 
 def test_acebench_counts_from_raw_files():
     root = _need("acebench")
-    ds = load_acebench()
-    exp = _acebench_expected(root)
-    assert _counts(ds) == {k: exp[k] for k in ("timing", "tool_selection", "planning")}
+    ds = load_acebench()        # selection over the pooled corpus keeps every normal_* question
+    exp, exp1 = _acebench_expected(root), _acebench_expected(root, 1)
+    assert _counts(ds) == {"timing": exp["timing"], "tool_selection": exp1["tool_selection"], "planning": exp["planning"]}
     assert sum(not s.should_call_tool for s in ds.select("timing")) == exp["negatives"] == 150
-    assert _counts(ds) == {"timing": 973, "tool_selection": 725, "planning": 50}  # SOURCE.md: 1,023 questions
-    assert len(load_acebench(min_candidates=1).select("tool_selection")) == _acebench_expected(root, 1)["tool_selection"]
+    assert _counts(ds) == {"timing": 973, "tool_selection": 823, "planning": 50}  # SOURCE.md: 1,023 questions
+    ps = get_dataset("acebench_per_sample")   # the per-sample task: own functions, at least 2
+    assert _counts(ps) == {"timing": 0, "tool_selection": exp["tool_selection"], "planning": 0} and exp["tool_selection"] == 725
+    assert len(load_acebench(min_candidates=1, selection="per_sample").select("tool_selection")) == exp1["tool_selection"]
+    assert {s.meta["subset"] for s in ds.select("tool_selection")} == {s.meta["category"] for s in ds.select("tool_selection")}
     ds.check()
 
 
 def test_acebench_ground_truth_from_answer_files():
     root = _need("acebench")
-    ds = load_acebench(min_candidates=1)
+    ds = load_acebench(min_candidates=1, selection="per_sample")
     folder = root / "data_all" / "data_en"
     answers = {a["id"]: a for f in (folder / "possible_answer").glob("data_normal_*.json") for a in _lines(f)}
     for s in ds.select("tool_selection"):
@@ -69,7 +72,7 @@ def test_acebench_ground_truth_from_answer_files():
         assert names == {k if k in names else re.sub(r"_\d+$", "", k) for k in gt}, s.id
         assert set(s.relevant_tools) <= set(s.candidate_tools) and s.meta["n_candidates"] == len(s.candidate_tools)
     ms = {a["id"]: a["mile_stone"] for a in _lines(folder / "possible_answer" / "data_agent_multi_step.json")}
-    p = ds.sample("agent_multi_step_0/planning")
+    p = load_acebench().sample("agent_multi_step_0/planning")
     assert len(p.steps) == len(ms["agent_multi_step_0"])
 
 
@@ -79,8 +82,8 @@ def test_acebench_tool_ids_unique_and_variants_resolved():
     assert len(set(ds.tools.ids)) == len(ds.tools)
     variants = [t for t in ds.tools if "#" in t.id]
     assert variants, "ACEBench has names with several definitions"
-    # every candidate list points at definitions whose names are unique within the sample
-    for s in ds.samples:
+    # every candidate list of a sample's own functions points at definitions whose names are unique within the sample
+    for s in [*load_acebench(selection="per_sample").samples, *(s for s in ds.samples if s.challenge != "tool_selection")]:
         names = [ds.tools[t].name for t in s.candidate_tools]
         assert len(names) == len(set(names)), s.id
 
@@ -131,12 +134,14 @@ def test_apibank_counts_from_raw_files():
     root = _need("apibank")
     ds = load_apibank()
     exp, pos = _apibank_expected(root)
-    assert _counts(ds) == exp
+    exp1 = _apibank_expected(root, 1)[0]
+    assert _counts(ds) == {**exp, "tool_selection": exp1["tool_selection"]}      # pooled corpus: every level-1 step
+    assert _counts(load_apibank(selection="per_sample")) == {"timing": 0, "tool_selection": exp["tool_selection"], "planning": 0}
     assert sum(s.should_call_tool for s in ds.select("timing")) == pos
     assert exp["tool_selection"] == 294 + 90 and exp["planning"] == 50  # SOURCE.md: 399 level-1 steps, 135 level-2
     l3 = json.load(open(root / "test-data" / "level-3.json"))
     assert sum(len(s.steps) for s in ds.select("planning")) == sum(a["api_name"] != "ToolSearcher" for x in l3 for a in x["apis"]) == 131
-    assert len(load_apibank(min_candidates=1).select("tool_selection")) == _apibank_expected(root, 1)[0]["tool_selection"] == 399 + 90
+    assert len(load_apibank(min_candidates=1, selection="per_sample").select("tool_selection")) == exp1["tool_selection"] == 399 + 90
     ds.check()
 
 
@@ -188,9 +193,11 @@ def _toolalpaca_expected(root, min_candidates=2):
 
 def test_toolalpaca_counts_from_raw_files():
     root = _need("toolalpaca")
-    ds = load_toolalpaca()
-    assert _counts(ds) == _toolalpaca_expected(root)
-    assert len(load_toolalpaca(min_candidates=1).select("tool_selection")) == 100 + 114  # SOURCE.md instruction counts
+    ds = load_toolalpaca()      # pooled corpus: every instruction is a selection sample
+    assert _counts(ds) == {**_toolalpaca_expected(root), "tool_selection": 100 + 114}  # SOURCE.md instruction counts
+    assert _counts(load_toolalpaca(selection="per_sample")) == {**_toolalpaca_expected(root), "timing": 0, "planning": 0}
+    assert len(load_toolalpaca(min_candidates=1, selection="per_sample").select("tool_selection")) == 100 + 114
+    assert {s.meta["subset"] for s in ds.select("tool_selection")} == {"simulated", "real"}
     for s in ds.select("planning"):
         assert len(s.steps) >= 2 and all(t in s.candidate_tools for t in s.tool_sequence)
     ds.check()

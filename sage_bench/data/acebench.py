@@ -11,11 +11,11 @@ from typing import Optional
 from ..core import (Dataset, PlanStep, PlanningSample, RecordError, SelectionSample, TimingSample,
                              split_of, stable_hash)
 from ..registry import find_data_dir, register_dataset
-from .common import Guard, ToolCatalog, finish_dataset, parse_calls, read_json_lines
+from .common import Guard, ToolCatalog, finish_dataset, parse_calls, read_json_lines, selection_variant, label_subsets
 
 # %% auto #0
 __all__ = ['ACEBENCH_REPO', 'ACEBENCH_COMMIT', 'ACEBENCH_URL', 'acebench_dir', 'split_dialogue', 'convert_record',
-           'load_acebench']
+           'load_acebench', 'load_acebench_per_sample']
 
 # %% ../../nbs/api/11_data_acebench.ipynb #97768e0f
 ACEBENCH_REPO = "https://github.com/chenchen0103/ACEBench"
@@ -140,9 +140,11 @@ def _question(c: str, q, af: Path, answers: dict, cat: ToolCatalog, min_candidat
 
 @register_dataset("acebench", description="ACEBench (English): selection + timing from normal_*, timing negatives from "
                   "special_*, planning from agent milestones", url=ACEBENCH_URL)
-def load_acebench(data_dir=None, lenient: bool = False, language: str = "en", min_candidates: int = 2,
-                  timing_positives: str = "normal", categories: Optional[list[str]] = None) -> Dataset:
-    "Load ACEBench from its published layout (see the notebook for the mapping to the three challenges)."
+def load_acebench(data_dir=None, lenient: bool = False, language: str = "en", min_candidates: int | None = None,
+                  timing_positives: str = "normal", categories: Optional[list[str]] = None, selection: str = "pooled") -> Dataset:
+    """Load ACEBench from its published layout (see the notebook for the mapping to the three challenges). Selection ranks the
+    pooled corpus and keeps every normal_* question (`min_candidates` 1); `selection='per_sample'`: own functions, at least 2."""
+    if min_candidates is None: min_candidates = 1 if selection == "pooled" else 2
     if timing_positives not in ("normal", "none"): raise ValueError("timing_positives must be 'normal' or 'none'")
     folder = acebench_dir(data_dir, language)
     guard, cat = Guard(lenient, folder), ToolCatalog("acebench", source="acebench")
@@ -170,4 +172,11 @@ def load_acebench(data_dir=None, lenient: bool = False, language: str = "en", mi
     if excluded:
         notes.append(f"excluded from selection: {sum(excluded.values())} normal_* samples with fewer than {min_candidates} candidate "
                      f"function(s) (trivial ranking; pass min_candidates=1 to keep): " + ", ".join(f"{k} {v}" for k, v in sorted(excluded.items())))
-    return finish_dataset("acebench", cat, makers, notes, guard)
+    ds = finish_dataset("acebench", cat, makers, notes, guard)
+    return selection_variant(label_subsets(ds, lambda s: s.meta.get("category")), selection)
+
+@register_dataset("acebench_per_sample", description="ACEBench (English) normal_*: selection over each question's own functions "
+                  "(the per-sample task)", url=ACEBENCH_URL)
+def load_acebench_per_sample(data_dir=None, lenient: bool = False, language: str = "en") -> Dataset:
+    "ACEBench's selection samples, each ranking only the functions its question offers (at least 2)."
+    return load_acebench(data_dir, lenient, language, selection="per_sample")

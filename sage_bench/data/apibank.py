@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Optional
 from ..core import Dataset, PlanStep, PlanningSample, RecordError, SelectionSample, TimingSample, split_of, dumps
 from ..registry import find_data_dir, register_dataset
-from .common import Guard, ToolCatalog, finish_dataset, parse_calls, read_csv, read_json_items, read_json_lines
+from .common import (Guard, ToolCatalog, finish_dataset, parse_calls, read_csv, read_json_items, read_json_lines,
+                                    selection_variant, label_subsets)
 
 # %% auto #0
 __all__ = ['APIBANK_REPO', 'APIBANK_COMMIT', 'APIBANK_URL', 'APIBANK_UNPARSED_IN_SOURCE', 'APIBANK_EMPTY_IN_SOURCE',
-           'apibank_dir', 'api_schema', 'prompt_apis', 'clean_dialogue', 'dialogue_turns', 'load_apibank']
+           'apibank_dir', 'api_schema', 'prompt_apis', 'clean_dialogue', 'dialogue_turns', 'load_apibank',
+           'load_apibank_per_sample']
 
 # %% ../../nbs/api/12_data_apibank.ipynb #a1d4a224
 APIBANK_REPO = "https://github.com/AlibabaResearch/DAMO-ConvAI"
@@ -148,8 +150,10 @@ def _read_dialogue(p: Path, allow_empty: bool) -> list[tuple[int, dict]]:
     return rows
 
 @register_dataset("apibank", description="API-Bank: level-1/2 selection, level-3 planning, dialogue-turn timing", url=APIBANK_URL)
-def load_apibank(data_dir=None, lenient: bool = False, min_candidates: int = 2) -> Dataset:
-    "Load API-Bank from its published layout (see the notebook for the mapping to the three challenges)."
+def load_apibank(data_dir=None, lenient: bool = False, min_candidates: int | None = None, selection: str = "pooled") -> Dataset:
+    """Load API-Bank from its published layout (see the notebook for the mapping to the three challenges). Selection ranks the
+    pooled corpus and keeps every level-1 step (`min_candidates` 1); `selection='per_sample'`: the published candidates, at least 2."""
+    if min_candidates is None: min_candidates = 1 if selection == "pooled" else 2
     root = apibank_dir(data_dir)
     td = root / "test-data"
     guard, cat = Guard(lenient, root), ToolCatalog("apibank", source="apibank")
@@ -268,4 +272,11 @@ def load_apibank(data_dir=None, lenient: bool = False, min_candidates: int = 2) 
                                    f"(left out of the candidates): {', '.join(sorted(unknown_names))}")
     if empty: notes.append(f"empty dialogue file(s) in the source: {', '.join(empty)}")
     if unparsed: notes.append(f"data/all_apis.csv rows whose api_info is not valid Python (description kept as text, no parameters): {', '.join(unparsed)}")
-    return finish_dataset("apibank", cat, makers, notes, guard)
+    ds = finish_dataset("apibank", cat, makers, notes, guard)
+    return selection_variant(label_subsets(ds, lambda s: f"level-{s.meta['level']}" if "level" in s.meta else None), selection)
+
+@register_dataset("apibank_per_sample", description="API-Bank level-1/2: selection over each step's own APIs (level 1: the "
+                  "prompt's APIs; the per-sample task)", url=APIBANK_URL)
+def load_apibank_per_sample(data_dir=None, lenient: bool = False) -> Dataset:
+    "API-Bank's selection samples over their published candidates (level 1: the APIs in the prompt, at least 2)."
+    return load_apibank(data_dir, lenient, selection="per_sample")

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Optional
 from ..core import Dataset, PlanStep, PlanningSample, RecordError, SelectionSample, split_of
 from ..registry import find_data_dir, register_dataset
-from .common import Guard, ToolCatalog, finish_dataset, read_json_array
+from .common import Guard, ToolCatalog, finish_dataset, read_json_array, selection_variant, label_subsets
 
 # %% auto #0
 __all__ = ['TOOLALPACA_REPO', 'TOOLALPACA_COMMIT', 'TOOLALPACA_URL', 'TOOLALPACA_SETS', 'toolalpaca_dir',
-           'parse_function_description', 'load_toolalpaca']
+           'parse_function_description', 'load_toolalpaca', 'load_toolalpaca_per_sample']
 
 # %% ../../nbs/api/13_data_toolalpaca.ipynb #874fe61e
 TOOLALPACA_REPO = "https://github.com/tangqiaoyu/ToolAlpaca"
@@ -84,9 +84,11 @@ def _golden(seq) -> tuple[list[tuple[str, Optional[dict]]], bool, list[int]]:
 
 @register_dataset("toolalpaca", description="ToolAlpaca eval sets: selection from golden actions, planning from multi-call sequences",
                   url=TOOLALPACA_URL)
-def load_toolalpaca(data_dir=None, lenient: bool = False, sets=TOOLALPACA_SETS, min_candidates: int = 2,
-                    candidates: str = "toolset") -> Dataset:
-    "Load the ToolAlpaca evaluation sets (see the notebook for the mapping to the challenges)."
+def load_toolalpaca(data_dir=None, lenient: bool = False, sets=TOOLALPACA_SETS, min_candidates: int | None = None,
+                    candidates: str = "toolset", selection: str = "pooled") -> Dataset:
+    """Load the ToolAlpaca evaluation sets (see the notebook for the mapping to the challenges). Selection ranks the pooled
+    corpus and keeps every instruction (`min_candidates` 1); `selection='per_sample'` ranks each toolset (`min_candidates` 2)."""
+    if min_candidates is None: min_candidates = 1 if selection == "pooled" else 2
     if candidates not in ("toolset", "all"): raise ValueError("candidates must be 'toolset' or 'all'")
     folder = toolalpaca_dir(data_dir)
     guard, cat = Guard(lenient, folder), ToolCatalog("toolalpaca", source="toolalpaca")
@@ -151,4 +153,11 @@ def load_toolalpaca(data_dir=None, lenient: bool = False, sets=TOOLALPACA_SETS, 
     if n_single: notes.append(f"excluded from selection: {n_single} instruction(s) with fewer than {min_candidates} candidate function(s) "
                               f"(trivial ranking; min_candidates=1 keeps them)")
     if from_doc: notes.append(f"functions taken from the OpenAPI Documentation because Function_Description lacks them: {', '.join(from_doc)}")
-    return finish_dataset("toolalpaca", cat, makers, notes, guard)
+    ds = finish_dataset("toolalpaca", cat, makers, notes, guard)
+    return selection_variant(label_subsets(ds, lambda s: s.meta.get("set")), selection)
+
+@register_dataset("toolalpaca_per_sample", description="ToolAlpaca eval sets: selection over each instruction's own toolset "
+                  "(2 to 10 functions; the per-sample task)", url=TOOLALPACA_URL)
+def load_toolalpaca_per_sample(data_dir=None, lenient: bool = False, sets=TOOLALPACA_SETS) -> Dataset:
+    "ToolAlpaca's selection samples, each ranking only its toolset's functions (toolsets of one function left out)."
+    return load_toolalpaca(data_dir, lenient, sets, selection="per_sample")
