@@ -360,7 +360,8 @@ def errors_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
     for m, v in errs.items():
         _need(isinstance(v, dict) and isinstance(v.get("errors"), dict) and _num(v.get("n")), f"{m} lacks n/errors")
         if not v["errors"]:
-            s.append(f"{tt(m)} made no classified error on its {v['n']} samples {cite_file(rel)}."); frag.claim(rel, ["errors", m, "n"], v["n"], f"{m} n"); continue
+            s.append(f"{tt(m)} made no classified error on its {v['n']} samples {cite_file(rel)}.")
+            frag.claim(rel, ["errors", m, "n"], v["n"], f"{m} n"); continue
         kind, k = max(v["errors"].items(), key=lambda kv: (kv[1], kv[0]))
         frag.claim(rel, ["errors", m, "errors", kind], k, f"{m} {kind}"); frag.claim(rel, ["errors", m, "n"], v["n"], f"{m} n")
         share = f" ({100 * k / v['n']:.1f}\\%)" if v["n"] else ""

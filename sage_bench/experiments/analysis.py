@@ -126,7 +126,8 @@ def scaling_dataset(base: Dataset, samples: list, size: int, pool: list[Tool], s
             for t in extra: lib_tools.setdefault(t.id, t)
             ids = list(s.relevant_tools) + [t.id for t in extra]
             rng.shuffle(ids)
-            new.append(SelectionSample(s.id, f"sage@{size}", s.split, query=s.query, relevant_tools=list(s.relevant_tools), candidate_tools=ids, meta=dict(s.meta)))
+            new.append(SelectionSample(s.id, f"sage@{size}", s.split, query=s.query, relevant_tools=list(s.relevant_tools),
+                                       candidate_tools=ids, meta=dict(s.meta)))
         lib = ToolLibrary(lib_tools.values(), f"sage@{size}")
     else:
         k = size - len(base_tools)
@@ -226,7 +227,8 @@ def run_robustness(methods: Sequence[str], samples: int | None = None, seed: int
         clean = evaluate(m, base, "test", experiment="section_5_3_analysis", output_dir=out, samples=samples, seed=seed, progress=progress)
         c = clean.value(metric)
         for kind in PERTURBATIONS[ch]:
-            r = evaluate(m, perturb(base, kind, ch, seed), "test", experiment="section_5_3_analysis", output_dir=out, samples=samples, seed=seed, progress=progress)
+            r = evaluate(m, perturb(base, kind, ch, seed), "test", experiment="section_5_3_analysis", output_dir=out,
+                         samples=samples, seed=seed, progress=progress)
             v = r.value(metric); mm = r.metrics["metrics"][metric]
             rows.append({"method": m, "challenge": ch, "perturbation": kind, "metric": metric, "clean": c, "perturbed": v,
                          "delta": None if v is None or c is None else v - c, "perturbed_ci": [mm["ci_low"], mm["ci_high"]], "n": r.metrics["n"]})
@@ -294,7 +296,8 @@ def run_analysis(quick: bool = True, seed: int = RANDOM_SEED, samples: int | Non
         res["errors"] = error_analysis(experiment_dir(S52, output_dir), get_dataset("sage"))
         left_out = [{"method": m, "reason": why} for m in (methods or method_ids()) if m not in ids and not m.startswith("trained.")]
         write_result_file(out / "errors.json", {"errors": res["errors"], "skipped": left_out}, None, config=cfg, seed=seed, started_at=t0)
-    sel_fast = [m for m in (methods or ["selector.keyword", "selector.embedding", "selector.hybrid"]) if lookup("method", m).challenge == "tool_selection" and not lookup("method", m).needs_llm]
+    sel_fast = [m for m in (methods or ["selector.keyword", "selector.embedding", "selector.hybrid"])
+                if lookup("method", m).challenge == "tool_selection" and not lookup("method", m).needs_llm]
     if "scaling" in parts:
         t0 = now()
         res["scaling"] = run_scaling(sel_fast, samples=samples or (30 if quick else None), seed=seed, output_dir=output_dir, progress=progress)
@@ -338,7 +341,8 @@ def build_5_3(output_dir=None) -> list[Path]:
         fig.suptitle("Error types per method (sage test)", fontsize=10); fig.tight_layout()
         paths += save_figure(fig, "fig_5_3_errors", output_dir)
         rows = [{"method": m, "n": v["n"], **{t: c for t, c in sorted(v["errors"].items())}} for m, v in err.items()]
-        paths.append(latex_table(pd.DataFrame(rows).fillna(0), "table_5_3_errors", "Section 5.3, error types (counts) per method on the sage test split", output_dir=output_dir, source="section_5_3_analysis/errors.json"))
+        paths.append(latex_table(pd.DataFrame(rows).fillna(0), "table_5_3_errors", "Section 5.3, error types (counts) per method on the sage test split",
+                                 output_dir=output_dir, source="section_5_3_analysis/errors.json"))
     try: sc = _load("scaling.json", output_dir)
     except FileNotFoundError: sc = None
     if sc and sc["rows"]:
@@ -355,7 +359,8 @@ def build_5_3(output_dir=None) -> list[Path]:
         for k in ks: t[k] = (100 * t[k]).round(1)
         t["latency_s_mean"] = (1000 * t["latency_s_mean"]).round(2)
         t.columns = ["method", "tools", *(f"{display_name(k)} %" for k in ks), "ms/query"]
-        paths.append(latex_table(t, "table_5_3_scaling", "Section 5.3, tool selection as the library grows", output_dir=output_dir, source="section_5_3_analysis/scaling.json"))
+        paths.append(latex_table(t, "table_5_3_scaling", "Section 5.3, tool selection as the library grows", output_dir=output_dir,
+                                 source="section_5_3_analysis/scaling.json"))
     try: rb = _load("robustness.json", output_dir)
     except FileNotFoundError: rb = None
     if rb and rb["rows"]:
@@ -363,7 +368,8 @@ def build_5_3(output_dir=None) -> list[Path]:
         piv = df.pivot_table(index="method", columns="perturbation", values="delta")
         fig, ax = plt.subplots(figsize=(1.3 * len(piv.columns) + 3, 0.45 * len(piv) + 1.5))
         im = ax.imshow(100 * piv.values, cmap="RdBu", vmin=-30, vmax=30)
-        ax.set_xticks(range(len(piv.columns))); ax.set_xticklabels(piv.columns, rotation=30, ha="right"); ax.set_yticks(range(len(piv))); ax.set_yticklabels(piv.index)
+        ax.set_xticks(range(len(piv.columns))); ax.set_xticklabels(piv.columns, rotation=30, ha="right")
+        ax.set_yticks(range(len(piv))); ax.set_yticklabels(piv.index)
         for i in range(piv.shape[0]):
             for j in range(piv.shape[1]):
                 v = piv.values[i, j]
@@ -372,7 +378,8 @@ def build_5_3(output_dir=None) -> list[Path]:
         paths += save_figure(fig, "fig_5_3_robustness", output_dir)
         t = df[["method", "perturbation", "metric", "clean", "perturbed", "delta"]].copy()
         for c in ("clean", "perturbed", "delta"): t[c] = (100 * t[c]).round(1)
-        paths.append(latex_table(t, "table_5_3_robustness", "Section 5.3, robustness: main metric clean and perturbed (percent)", output_dir=output_dir, source="section_5_3_analysis/robustness.json"))
+        paths.append(latex_table(t, "table_5_3_robustness", "Section 5.3, robustness: main metric clean and perturbed (percent)",
+                                 output_dir=output_dir, source="section_5_3_analysis/robustness.json"))
     try: ab = _load("ablations.json", output_dir)
     except FileNotFoundError: ab = None
     if ab and ab["rows"]:
@@ -382,7 +389,8 @@ def build_5_3(output_dir=None) -> list[Path]:
             k = HEADLINES[lookup("method", r["method"]).challenge]
             rows.append({"variant": r["name"], "n": r["n"], "metric": k, "value %": round(100 * r[k], 1) if r.get(k) is not None else "-",
                          "LLM calls": r.get("llm_calls", 0)})
-        if rows: paths.append(latex_table(pd.DataFrame(rows), "table_5_3_ablations", "Section 5.3, ablations (each row a real run)", output_dir=output_dir, source="section_5_3_analysis/ablations.json"))
+        if rows: paths.append(latex_table(pd.DataFrame(rows), "table_5_3_ablations", "Section 5.3, ablations (each row a real run)",
+                                          output_dir=output_dir, source="section_5_3_analysis/ablations.json"))
     if not paths: raise FileNotFoundError("no section 5.3 results")
     return paths
 
