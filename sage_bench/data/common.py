@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 from dataclasses import replace
 from ..core import (RecordError, LoadReport, Tool, ToolLibrary, Dataset, Sample, SelectionSample, PlanningSample,
-                             TimingSample, stable_hash)
+                             stable_hash)
 
 # %% auto #0
 __all__ = ['MAX_FIELD_CHARS', 'SELECTION_VARIANTS', 'json_schema_object', 'ToolCatalog', 'parse_calls', 'DataFileError', 'Guard',
