@@ -21,8 +21,9 @@ from .results import data_info
 warnings.filterwarnings("ignore", message="IProgress not found")
 
 # %% auto #0
-__all__ = ['HEADLINE', 'choose_samples', 'EvalResult', 'llm_model_of', 'apply_fallback', 'evaluate', 'evaluate_many',
-           'fmt_chance', 'fmt_ci', 'no_answer_note', 'IncompleteResults', 'check_complete', 'results_table']
+__all__ = ['HEADLINE', 'choose_samples', 'EvalResult', 'subset_scores', 'llm_model_of', 'apply_fallback', 'evaluate',
+           'evaluate_many', 'fmt_chance', 'fmt_ci', 'no_answer_note', 'IncompleteResults', 'check_complete',
+           'results_table']
 
 # %% ../nbs/api/40_engine.ipynb #147d2645
 def choose_samples(pool: Sequence[Sample], n: int | None, seed: int = RANDOM_SEED) -> list[Sample]:
@@ -48,10 +49,16 @@ class EvalResult:
     n_new: int = 0
     n_resumed: int = 0
     path: Path | None = None
+    subsets: dict = field(default_factory=dict)    # {published subset: its scores} when the samples name two or more
 
     def value(self, metric: str) -> float | None:
         m = self.metrics.get("metrics", {}).get(metric)
         return None if m is None else m["value"]
+
+    def subset_results(self) -> list["EvalResult"]:
+        "One result per published subset, its data set named `<data set>:<subset>` (no records: the scores only)."
+        return [EvalResult(self.method, f"{self.dataset}:{k}", self.split, self.challenge, m, [], self.config, path=self.path)
+                for k, m in self.subsets.items()]
 
     def row(self, metrics: Sequence[str] | None = None) -> dict:
         "A flat dict: identity, n, the table metrics (or `metrics`) with CI bounds, and health figures."
@@ -63,6 +70,20 @@ class EvalResult:
         for k in ("n_transport_failures", "n_failed_replies", "parse_failure_rate", "fallback_rate", "error_rate", "latency_s_mean", "prompt_tokens", "completion_tokens", "llm_calls", "cached_calls"):
             if k in self.metrics: r[k] = self.metrics[k]
         return r
+
+# %% ../nbs/api/40_engine.ipynb #d4b6775f
+def subset_scores(challenge: str, records: Sequence[Record], ds: Dataset, n_boot: int = 1000, seed: int = RANDOM_SEED) -> dict:
+    """Scores of each published subset (the samples' `meta['subset']`: MetaTool single/multi, BFCL and ACEBench categories,
+    ToolBench G1/G2/G3, ToolAlpaca simulated/real, ...) of scored records: {subset: score_records(...)}, sorted by name;
+    {} unless the records span two subsets or more (the result itself is then "all")."""
+    from sage_bench.metrics import score_records
+    groups: dict[str, list] = {}
+    for r in records:
+        s = ds._by_id.get(r.sample_id)
+        k = (getattr(s, "meta", None) or {}).get("subset") if s is not None else None
+        if k is not None: groups.setdefault(str(k), []).append(r)
+    if len(groups) < 2: return {}
+    return {k: score_records(challenge, v, n_boot=n_boot, seed=seed) for k, v in sorted(groups.items())}
 
 # %% ../nbs/api/40_engine.ipynb #3c5c2310
 def llm_model_of(m: Method, timeout_s: float = 15.0) -> str | None:
@@ -217,12 +238,13 @@ def evaluate(method: str | Method, dataset: str | Dataset, split: str = "test", 
         config["method_description"] = json.loads(rec_path.with_suffix(".fitted.json").read_text(encoding="utf-8"))
     records = [done[s.id] for s in chosen if s.id in done]
     metrics = score_records(challenge, records, n_boot=n_boot, seed=seed) if records else {"n": 0, "metrics": {}}
-    res = EvalResult(name, ds.name, split, challenge, metrics, records, config, len(todo), n_resumed)
+    subsets = subset_scores(challenge, records, ds, n_boot=n_boot, seed=seed)
+    res = EvalResult(name, ds.name, split, challenge, metrics, records, config, len(todo), n_resumed, subsets=subsets)
     if write:
         res.path = out / "results" / ds.name / split / f"{rec_path.stem}.json"
         write_json(res.path, {"method": name, "dataset": ds.name, "split": split, "challenge": challenge,
                               "n_new": len(todo), "n_resumed": n_resumed, "n_retried": n_retried, "metrics": metrics,
-                              "provenance": provenance(config, seed, started, data)})
+                              **({"subsets": subsets} if subsets else {}), "provenance": provenance(config, seed, started, data)})
     return res
 
 # %% ../nbs/api/40_engine.ipynb #5111f8dc
@@ -265,11 +287,12 @@ def check_complete(results: Sequence[EvalResult]) -> None:
     bad = [f"{r.method} on {r.dataset}/{r.split}: {no_answer_note(r.metrics)}" for r in results if no_answer_note(r.metrics)]
     if bad: raise IncompleteResults("\n".join(bad + ["rerun the same command to retry the samples that got no answer"]))
 
-def results_table(results: Sequence[EvalResult], metrics: Sequence[str] | None = None):
-    "A pandas DataFrame: one row per result, each headline metric as 'value [CI]' in percent (or the no-answer count)."
+def results_table(results: Sequence[EvalResult], metrics: Sequence[str] | None = None, subsets: bool = True):
+    """A pandas DataFrame: one row per result, each headline metric as 'value [CI]' in percent (or the no-answer count); with
+    `subsets`, a result's published subsets follow it as rows of data set `<data set>:<subset>`."""
     import pandas as pd
     rows = []
-    for r in results:
+    for r in [x for res in results for x in ([res, *res.subset_results()] if subsets else [res])]:   # each subset after its "all"
         row = r.row(metrics)
         d = {"challenge": r.challenge, "dataset": r.dataset, "method": r.method, "n": row["n"]}
         failed = no_answer_note(r.metrics)

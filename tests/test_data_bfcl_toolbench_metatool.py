@@ -265,3 +265,11 @@ def test_data_dir_forms(tb_dir, mt_dir, monkeypatch):
 def test_metatool_missing_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="metatool"):
         load_metatool(data_dir=tmp_path)
+
+
+def test_samples_name_their_published_subset(mt, tb, bfcl):
+    "Every sample carries the subset its scores are also reported for (meta.subset): MetaTool single/multi, ToolBench groups, BFCL categories."
+    sel = mt.select("tool_selection")
+    assert all(s.meta["subset"] == s.id.split("/")[0] for s in sel) and {s.meta["subset"] for s in sel} == {"single", "multi"}
+    assert {s.meta["subset"] for s in tb.samples} == {s.meta["group"] for s in tb.samples} <= set(TOOLBENCH_GROUPS)
+    assert all(s.meta["subset"] == s.meta["category"] for s in bfcl.samples)

@@ -17,7 +17,7 @@ from ..metrics import HEADLINES, display_name
 from ..report import save_figure, latex_table, register_builder
 
 # %% auto #0
-__all__ = ['SECTION', 'SECTION_5_4', 'run_cross_dataset', 'load_cross', 'cross_table', 'build_5_4']
+__all__ = ['SECTION', 'SECTION_5_4', 'run_cross_dataset', 'load_cross', 'subset_table', 'cross_table', 'build_5_4']
 
 # %% ../../nbs/api/64_cross_dataset.ipynb #cd462760
 SECTION = "paper1/section_5_4_cross_dataset"
@@ -50,7 +50,9 @@ def run_cross_dataset(quick: bool = True, seed: int = RANDOM_SEED, samples: int 
             if not ds.select(e.challenge, "test"): continue
             r = evaluate(m, ds, "test", experiment="section_5_4_cross_dataset", output_dir=out, seed=seed,
                          samples=llm_samples if e.needs_llm else samples, progress=progress)
-            rows.append({**r.row(), "main_metric": HEADLINES[e.challenge], "metrics": r.metrics})
+            rows.append({**r.row(), "subset": "all", "main_metric": HEADLINES[e.challenge], "metrics": r.metrics})
+            for k, sr in zip(r.subsets, r.subset_results()):     # each published subset beside "all", as `<data set>:<subset>`
+                rows.append({**sr.row(), "subset": k, "parent_dataset": dn, "main_metric": HEADLINES[e.challenge], "metrics": sr.metrics})
     payload = {"results": rows, "skipped": skipped, "datasets": info, "quick": quick}
     write_result_file(out / "cross_dataset_results.json", payload, "results",
                       config={"quick": quick, "samples": samples, "llm_samples": llm_samples, "methods": ids, "datasets": datasets,
@@ -62,12 +64,36 @@ def load_cross(output_dir=None) -> dict:
     if not p.exists(): raise FileNotFoundError(str(p))
     return json.loads(p.read_text())
 
-def cross_table(payload: dict):
-    "Methods x data sets of each challenge's main metric (percent, with the CI)."
+def _cell(r: dict) -> str:
+    from sage_bench.engine import fmt_ci, fmt_chance, no_answer_note
+    k = r["main_metric"]
+    return no_answer_note(r.get("metrics") or r) or fmt_chance(fmt_ci(r.get(k), r.get(k + "_lo"), r.get(k + "_hi")),
+                                                              ((r.get("metrics") or {}).get("metrics", {}).get(k) or {}).get("chance"))
+
+def subset_table(payload: dict):
+    "Per published subset (MetaTool single/multi, BFCL/ACEBench categories, ToolBench groups, ...): (challenge, data set, subset) x methods, 'all' first."
+    import pandas as pd
+    rows = [{"challenge": r["challenge"], "dataset": r.get("parent_dataset", r["dataset"]), "subset": r.get("subset", "all"),
+             "method": r["method"], "n": r.get("n"), "cell": _cell(r)} for r in payload["results"]]
+    df = pd.DataFrame(rows)
+    if df.empty: return df
+    with_subsets = set(zip(df[df.subset != "all"].challenge, df[df.subset != "all"].dataset))
+    df = df[[(c, d) in with_subsets for c, d in zip(df.challenge, df.dataset)]]
+    if df.empty: return df
+    n = df.groupby(["challenge", "dataset", "subset"])["n"].max()
+    t = df.pivot_table(index=["challenge", "dataset", "subset"], columns="method", values="cell", aggfunc="first").fillna("-")
+    t.insert(0, "n", n)
+    t = t.reset_index()
+    t["_o"] = t["subset"] != "all"
+    return t.sort_values(["challenge", "dataset", "_o", "subset"]).drop(columns="_o").reset_index(drop=True)
+
+def cross_table(payload: dict, subsets: bool = False):
+    "Methods x data sets of each challenge's main metric (percent, with the CI); `subsets` adds the `<data set>:<subset>` columns."
     import pandas as pd
     from sage_bench.engine import fmt_ci, fmt_chance, no_answer_note
     rows = []
     for r in payload["results"]:
+        if not subsets and r.get("subset", "all") != "all": continue
         k = r["main_metric"]
         rows.append({"challenge": r["challenge"], "method": r["method"], "dataset": r["dataset"],
                      "cell": no_answer_note(r.get("metrics") or r) or fmt_chance(fmt_ci(r.get(k), r.get(k + "_lo"), r.get(k + "_hi")),
@@ -84,7 +110,8 @@ def build_5_4(output_dir=None) -> list[Path]:
     import matplotlib; matplotlib.use("Agg")
     import matplotlib.pyplot as plt, pandas as pd
     p = load_cross(output_dir)
-    df = pd.DataFrame([{"challenge": r["challenge"], "method": r["method"], "dataset": r["dataset"], "v": None if r.get("n_transport_failures") else r.get(r["main_metric"])} for r in p["results"]])
+    df = pd.DataFrame([{"challenge": r["challenge"], "method": r["method"], "dataset": r["dataset"], "v": None if r.get("n_transport_failures") else r.get(r["main_metric"])}
+                       for r in p["results"] if r.get("subset", "all") == "all"])
     if df.empty: raise FileNotFoundError("section 5.4 results hold no rows")
     chs = [c for c in CHALLENGES if c in set(df.challenge)]
     fig, axes = plt.subplots(len(chs), 1, figsize=(1.1 * df.dataset.nunique() + 3, sum(0.45 * df[df.challenge == c].method.nunique() + 1.2 for c in chs)), squeeze=False)
@@ -106,6 +133,13 @@ def build_5_4(output_dir=None) -> list[Path]:
         sub = sub.loc[:, (sub != "-").any(axis=0)]
         paths.append(latex_table(sub, f"table_5_4_{ch}", f"Section 5.4, {ch.replace('_', ' ')} ({display_name(HEADLINES[ch])}, percent, 95% CI) of every method on every data set "
                                  "with such samples; sample counts per cell are in the result file", output_dir=output_dir,
+                                 source="section_5_4_cross_dataset/cross_dataset_results.json"))
+    st = subset_table(p)
+    for ch in (sorted(set(st["challenge"])) if not st.empty else []):
+        sub = st[st["challenge"] == ch].drop(columns=["challenge"])
+        sub = sub.loc[:, (sub != "-").any(axis=0)]
+        paths.append(latex_table(sub, f"table_5_4_{ch}_subsets", f"Section 5.4, {ch.replace('_', ' ')} ({display_name(HEADLINES[ch])}, percent, 95% CI) "
+                                 "per published subset of each data set, beside all of it", output_dir=output_dir,
                                  source="section_5_4_cross_dataset/cross_dataset_results.json"))
     return paths
 
