@@ -205,7 +205,9 @@ class SFTConfig:
         self.lr = self.lr or (1e-3 if q else 2e-4)
         if self.top_layers is None: self.top_layers = 8 if q else 0
 
-GPU_FULL = dict(model="Qwen/Qwen2.5-Coder-1.5B-Instruct", quick=False, epochs=2, batch_size=8, accum=2, device="cuda")
+# the GPU full path: every layer, the methods' default prompts, all training samples, bf16, 8 sequences a step;
+# `model` may be a Hugging Face id instead (e.g. "Qwen/Qwen2.5-Coder-7B-Instruct") where the hub is reachable
+GPU_FULL = dict(model="qwen2.5-coder-1.5b", quick=False, epochs=2, batch_size=8, accum=2, device="cuda")
 
 # %% ../../nbs/api/55_llm_sft.ipynb #27b6e593
 def add_lora(model, cfg: SFTConfig):
@@ -326,7 +328,7 @@ def convert_adapter(saved: dict, outfile: Path | str, outtype: str = "f32", time
         raise RuntimeError(f"convert_lora_to_gguf.py failed (exit {r.returncode}):\n{(r.stdout + r.stderr)[-3000:]}")
     return outfile
 
-# %% ../../nbs/api/55_llm_sft.ipynb #f908df5c
+# %% ../../nbs/api/55_llm_sft.ipynb #0a549869
 SFT_PORT = 8931
 
 def adapter_name(model: str, lora_file: Path | str) -> str:
@@ -339,7 +341,7 @@ def serve_adapter(model: str, lora_file: Path | str, port: int = SFT_PORT, **kw)
     info = start_llm_service(model, port=port, extra_args=["--lora", str(Path(lora_file).resolve())], **kw)
     return info | {"client_model": adapter_name(model, lora_file), "lora": str(lora_file)}
 
-# %% ../../nbs/api/55_llm_sft.ipynb #5aaaac68
+# %% ../../nbs/api/55_llm_sft.ipynb #4475fea7
 def _versions() -> dict:
     import importlib.metadata as md
     out = {}
@@ -356,8 +358,11 @@ def sft_dir(cfg: SFTConfig, output_dir: Path | str | None = None) -> Path:
     return benchmark_dir(output_dir) / "llm_sft" / f"{name}-{'quick' if cfg.quick else 'full'}-seed{cfg.seed}-{key}"
 
 def run_sft(cfg: SFTConfig | None = None, dataset: str | Dataset = "sage", output_dir: Path | str | None = None,
-            dev_per_challenge: int = 8, reuse: bool = True, convert: bool = True, log_every: int = 0) -> dict:
-    "Train a LoRA adapter as `cfg` says on `dataset`'s train split and convert it for llama.cpp; the run's record."
+            dev_per_challenge: int = 8, loss_examples: int | None = 24, reuse: bool = True, convert: bool = True,
+            log_every: int = 0) -> dict:
+    """Train a LoRA adapter as `cfg` says on `dataset`'s train split and convert it for llama.cpp; the run's record.
+    The answer loss before and after is measured on the dev examples and on `loss_examples` of the training examples
+    (a seeded sample; None: all of them)."""
     cfg = cfg or SFTConfig()
     out = sft_dir(cfg, output_dir)
     rec_path = out / "sft_run.json"
@@ -377,12 +382,18 @@ def run_sft(cfg: SFTConfig | None = None, dataset: str | Dataset = "sage", outpu
     if not enc: raise ValueError(f"no training example fits max_len={cfg.max_len}")
     model = add_lora(model, cfg)
     pad = tok.pad_token_id or 0
+    probe = enc if loss_examples is None or loss_examples >= len(enc) else random.Random(cfg.seed).sample(enc, loss_examples)
+    def say(msg):
+        if log_every: print(f"[run_sft {time.perf_counter() - t0:.0f}s] {msg}", flush=True)
+    say(f"{len(enc)} training examples ({len(long)} too long), {len(dev_enc)} dev; base loaded in {times['load_s']}s")
     t = time.perf_counter()
-    before = {"train": answer_loss(model, enc, pad_id=pad), "dev": answer_loss(model, dev_enc, pad_id=pad)}
+    before = {"train": answer_loss(model, probe, pad_id=pad), "dev": answer_loss(model, dev_enc, pad_id=pad)}
     times["loss_before_s"] = round(time.perf_counter() - t, 2)
+    say(f"answer loss before: train {before['train']['loss']:.4f}, dev {before['dev']['loss']:.4f}")
     log = train_lora(model, tok, enc, cfg, log_every)
     times["train_s"] = log["wall_s"]
-    after = {"train": answer_loss(model, enc, pad_id=pad), "dev": answer_loss(model, dev_enc, pad_id=pad)}
+    after = {"train": answer_loss(model, probe, pad_id=pad), "dev": answer_loss(model, dev_enc, pad_id=pad)}
+    say(f"answer loss after: train {after['train']['loss']:.4f}, dev {after['dev']['loss']:.4f}")
     saved = save_adapter(model, out)
     lora = None
     if convert:
@@ -393,6 +404,7 @@ def run_sft(cfg: SFTConfig | None = None, dataset: str | Dataset = "sage", outpu
     rec = {"config": json.loads(json.dumps(asdict(cfg), default=str)), "base": src, "dataset": data["dataset"],
            "examples": {"train_samples": data["samples"], "calls_answered": data["used"], "calls_without_gold": data["skipped"],
                         "too_long": len(long), "used_per_challenge": per, "used": len(enc), "dev_used": len(dev_enc),
+                        "loss_probe": [e.id for e in probe],
                         "answer_tokens": sum(e.n_answer for e in enc), "ids": [e.id for e in enc]},
            "methods": data["config"], "loss_before": before, "loss_after": after, "train": log, "times": times,
            "wall_s": round(time.perf_counter() - t0, 2), "adapter": saved["adapter"], "base_config": saved["base"],
@@ -400,7 +412,7 @@ def run_sft(cfg: SFTConfig | None = None, dataset: str | Dataset = "sage", outpu
     write_json(rec_path, rec)
     return rec | {"path": str(rec_path), "reused": False, "_model": model, "_tokenizer": tok}
 
-# %% ../../nbs/api/55_llm_sft.ipynb #26fa4a98
+# %% ../../nbs/api/55_llm_sft.ipynb #9f56e8c7
 _SERVED: dict = {}
 
 def serve_run(rec: dict, port: int = SFT_PORT, **kw) -> dict:
@@ -457,7 +469,7 @@ def register_tuned_methods() -> dict:
                         "(SFT on the sage train split, served by llama-server with the adapter)")(cls)
     return classes
 
-# %% ../../nbs/api/55_llm_sft.ipynb #9f56e8c7
+# %% ../../nbs/api/55_llm_sft.ipynb #ffad66ed
 def evaluate_llm(llm: dict, name: str, quick: bool = True, dataset: str | Dataset = "sage", split: str = "test",
                  samples: int | None = None, output_dir=None, experiment: str = "llm_sft", seed: int = RANDOM_SEED) -> dict:
     "The three SFT methods (the path's configuration) against the server `llm` ({base_urls, model}), scored by the engine."
