@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import httpx  # noqa: E402
-from sage_bench.llm_service import (MODELS, llama_server_binary, llama_server_metrics, verify_model)  # noqa: E402
+from sage_bench.llm_service import (MODELS, llama_server_binary, verify_model)  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

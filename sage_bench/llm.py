@@ -6,14 +6,14 @@
 from __future__ import annotations
 import ast, asyncio, hashlib, json, os, re, sqlite3, threading, time, weakref
 from collections import Counter
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 import httpx
 
 from .store import redact_url
-from .core import (BENCHMARK_LLM_TEMPERATURE, DEFAULT_LLM_BASE_URL, RANDOM_SEED, PARSE_STATUSES,
+from .core import (BENCHMARK_LLM_TEMPERATURE, DEFAULT_LLM_BASE_URL, RANDOM_SEED,
                              cache_dir, dumps)
 
 # %% auto #0

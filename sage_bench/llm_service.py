@@ -120,9 +120,9 @@ def cpu_server(server: str = "auto", quiet: bool = False) -> str:
         raise LLMServiceError(f"llama-server is not built ({llama_cpp_dir() / 'bin' / 'llama-server'}): "
                               "run `bash scripts/install_llm.sh llama-server`")
     if not quiet:
-        print(f"note: llama-server is not built, so the LLM server is llama-cpp-python's, which answers one request at a "
-              f"time (several times slower with concurrent requests); build it with `bash scripts/install_llm.sh "
-              f"llama-server`", file=sys.stderr, flush=True)
+        print("note: llama-server is not built, so the LLM server is llama-cpp-python's, which answers one request at a "
+              "time (several times slower with concurrent requests); build it with `bash scripts/install_llm.sh "
+              "llama-server`", file=sys.stderr, flush=True)
     return "llama-cpp-python"
 
 # %% ../nbs/api/21_llm_service.ipynb #71d8e755

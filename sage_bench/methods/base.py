@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy, time
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
-from ..core import Sample, TimingSample, PlanningSample, SelectionSample, ToolLibrary, Dataset
+from ..core import Sample, ToolLibrary, Dataset
 
 # %% auto #0
 __all__ = ['Output', 'blind', 'Method', 'LLMMethod', 'worst_parse_status', 'add_reply', 'ReplyFailed', 'ask', 'bad_reply']

@@ -4,11 +4,10 @@
 
 # %% ../../nbs/api/33_planning.ipynb #5090c2c8
 from __future__ import annotations
-import json, re, time
+import json, re
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
-from ..core import PlanningSample, Tool, ToolLibrary, Dataset, RANDOM_SEED
+from ..core import PlanningSample, Tool, ToolLibrary, Dataset
 from .base import Method, LLMMethod, Output, blind, ask, ReplyFailed, bad_reply
 from ..retrieval import Retriever
 from ..registry import register_method
@@ -124,7 +123,7 @@ def split_subgoals(request: str) -> list[str]:
             if _starts_with_verb(s): pieces.append(cur); cur = s
             else: cur = cur + sep + s
         pieces.append(cur)
-    out, before_next = [], False
+    out, _before_next = [], False
     for p in pieces:
         is_before = "<BEFORE>" in p
         p = _strip_lead(p.replace("<BEFORE>", ""))

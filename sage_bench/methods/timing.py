@@ -6,8 +6,8 @@
 from __future__ import annotations
 import math, re, time
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
-from ..core import TimingSample, ToolLibrary, Dataset, RANDOM_SEED
+from typing import Optional, Sequence
+from ..core import TimingSample, ToolLibrary, RANDOM_SEED
 from .base import Method, LLMMethod, Output, ask, ReplyFailed
 from .planning import tokenize     # the planners' tokenizer (planning does not import this module)
 from ..registry import register_method
