@@ -272,7 +272,7 @@ def test_splits_deterministic_and_registered(name, loader):
     assert [(s.id, s.split) for s in a.samples] == [(s.id, s.split) for s in b.samples]
     assert {s.split for s in a.samples} == {"train", "dev", "test"}
     frac = sum(s.split == "train" for s in a.samples) / len(a.samples)
-    assert 0.55 < frac < 0.85
+    assert (0.45 if name == "toolalpaca" else 0.55) < frac < 0.85     # ToolAlpaca splits whole toolsets (about 50 groups)
     reg = get_dataset(name, cache=False)
     assert len(reg.samples) == len(a.samples) and reg.tools.fingerprint == a.tools.fingerprint
     assert reg.notes and all(isinstance(n, str) for n in reg.notes)

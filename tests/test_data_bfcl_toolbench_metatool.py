@@ -92,7 +92,11 @@ def test_bfcl_planning_from_answers(bfcl, bfcl_dir):
 def test_bfcl_splits_deterministic(bfcl):
     again = load_bfcl()
     assert [(s.id, s.split) for s in again.samples] == [(s.id, s.split) for s in bfcl.samples]
-    for s in bfcl.samples: assert s.split == split_of(s.meta["source_id"])
+    by_id = {}
+    for s in bfcl.samples: by_id.setdefault(s.meta["source_id"], set()).add(s.split)
+    assert all(len(v) == 1 for v in by_id.values())          # a question is in one split in every challenge
+    # hashed from the BFCL id, except where a group (one multi-turn question, near-identical texts) shares one split
+    assert sum(s.split == split_of(s.meta["source_id"]) for s in bfcl.samples) / len(bfcl.samples) > 0.85
     c = Counter(s.split for s in bfcl.samples)
     assert 0.6 < c["train"] / len(bfcl.samples) < 0.8 and c["test"] > 0 and c["dev"] > 0
 
@@ -177,7 +181,7 @@ def test_toolbench_per_query(tb, tb_dir):
             assert s.candidate_tools == list(dict.fromkeys(f"{a['tool_name']}::{a['api_name']}" for a in r["api_list"]))
             assert set(s.relevant_tools) <= set(s.candidate_tools)
             assert len(pq.candidates(s)) == len(s.candidate_tools)
-            assert s.split == tb.sample(s.id).split == split_of(s.id)
+            assert s.split == tb.sample(s.id).split        # split_of(s.id), unless grouped with a near text
     with pytest.raises(ValueError): load_toolbench(setting="everything")
 
 def test_toolbench_corrupted_strict_and_lenient(tmp_path, tb_dir, tb):

@@ -11,7 +11,7 @@ from typing import Optional
 from ..core import (Dataset, PlanStep, PlanningSample, RecordError, SelectionSample, TimingSample,
                              split_of, stable_hash)
 from ..registry import find_data_dir, register_dataset
-from .common import Guard, ToolCatalog, finish_dataset, parse_calls, read_json_lines, selection_variant, label_subsets
+from .common import Guard, ToolCatalog, finish_dataset, parse_calls, read_json_lines, selection_variant, label_subsets, leak_free_splits
 
 # %% auto #0
 __all__ = ['ACEBENCH_REPO', 'ACEBENCH_COMMIT', 'ACEBENCH_URL', 'acebench_dir', 'split_dialogue', 'convert_record',
@@ -173,7 +173,7 @@ def load_acebench(data_dir=None, lenient: bool = False, language: str = "en", mi
         notes.append(f"excluded from selection: {sum(excluded.values())} normal_* samples with fewer than {min_candidates} candidate "
                      f"function(s) (trivial ranking; pass min_candidates=1 to keep): " + ", ".join(f"{k} {v}" for k, v in sorted(excluded.items())))
     ds = finish_dataset("acebench", cat, makers, notes, guard)
-    return selection_variant(label_subsets(ds, lambda s: s.meta.get("category")), selection)
+    return selection_variant(leak_free_splits(label_subsets(ds, lambda s: s.meta.get("category"))), selection)
 
 @register_dataset("acebench_per_sample", description="ACEBench (English) normal_*: selection over each question's own functions "
                   "(the per-sample task)", url=ACEBENCH_URL)

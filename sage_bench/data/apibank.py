@@ -11,7 +11,7 @@ from typing import Optional
 from ..core import Dataset, PlanStep, PlanningSample, RecordError, SelectionSample, TimingSample, split_of, dumps
 from ..registry import find_data_dir, register_dataset
 from .common import (Guard, ToolCatalog, finish_dataset, parse_calls, read_csv, read_json_items, read_json_lines,
-                                    selection_variant, label_subsets)
+                                    selection_variant, label_subsets, leak_free_splits)
 
 # %% auto #0
 __all__ = ['APIBANK_REPO', 'APIBANK_COMMIT', 'APIBANK_URL', 'APIBANK_UNPARSED_IN_SOURCE', 'APIBANK_EMPTY_IN_SOURCE',
@@ -273,7 +273,8 @@ def load_apibank(data_dir=None, lenient: bool = False, min_candidates: int | Non
     if empty: notes.append(f"empty dialogue file(s) in the source: {', '.join(empty)}")
     if unparsed: notes.append(f"data/all_apis.csv rows whose api_info is not valid Python (description kept as text, no parameters): {', '.join(unparsed)}")
     ds = finish_dataset("apibank", cat, makers, notes, guard)
-    return selection_variant(label_subsets(ds, lambda s: f"level-{s.meta['level']}" if "level" in s.meta else None), selection)
+    ds = label_subsets(ds, lambda s: f"level-{s.meta['level']}" if "level" in s.meta else None)
+    return selection_variant(leak_free_splits(ds, group=lambda s: s.meta.get("source_file")), selection)   # a dialogue file: one split
 
 @register_dataset("apibank_per_sample", description="API-Bank level-1/2: selection over each step's own APIs (level 1: the "
                   "prompt's APIs; the per-sample task)", url=APIBANK_URL)

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..core import (Tool, TimingSample, PlanningSample, SelectionSample, PlanStep, ToolLibrary, Dataset,
                     RecordError, split_of, stable_hash)
 from ..registry import register_dataset, find_data_dir
-from .common import Guard, finish_dataset, read_json_lines, selection_variant, label_subsets
+from .common import Guard, finish_dataset, read_json_lines, selection_variant, label_subsets, leak_free_splits
 
 # %% auto #0
 __all__ = ['BFCL_URL', 'BFCL_TIMING_NEGATIVE', 'BFCL_TIMING_POSITIVE', 'BFCL_SELECTION', 'BFCL_MULTI_TURN', 'BFCL_CATEGORIES',
@@ -190,7 +190,13 @@ def load_bfcl(data_dir=None, lenient: bool = False, categories=None, selection: 
               "4 live_irrelevance samples offer no function at all (meta no_functions_offered); their empty "
               "candidate_tools means Dataset.candidates() gives the whole library"]
     ds = finish_dataset("bfcl", ToolLibrary(tools, "bfcl"), [(f, ln, partial(b, ids)) for f, ln, b in specs], notes, guard)
-    return selection_variant(label_subsets(ds, lambda s: s.meta.get("category")), selection)
+    ds = leak_free_splits(label_subsets(ds, lambda s: s.meta.get("category")), group=_question_group)
+    return selection_variant(ds, selection)
+
+def _question_group(s) -> str | None:
+    "The four multi-turn categories ask the same questions (`multi_turn_base_12`, `multi_turn_miss_func_12`): one split for them."
+    m = re.fullmatch(r"multi_turn_\w+?_(\d+)", s.meta.get("source_id", "")) if s.meta.get("category") in BFCL_MULTI_TURN else None
+    return f"multi_turn:{m.group(1)}" if m else None
 
 @register_dataset("bfcl_per_sample", description="BFCL v4 multiple/live_multiple: selection over each sample's own functions "
                   "(2 to 37; the per-sample task)", url=BFCL_URL)

@@ -12,10 +12,10 @@ from ..core import (RecordError, LoadReport, Tool, ToolLibrary, Dataset, Sample,
                              stable_hash)
 
 # %% auto #0
-__all__ = ['MAX_FIELD_CHARS', 'SELECTION_VARIANTS', 'json_schema_object', 'ToolCatalog', 'parse_calls', 'DataFileError', 'Guard',
-           'read_text', 'check_size', 'read_json_lines', 'read_json_file', 'read_json_items', 'read_json_array',
-           'read_json_object', 'read_csv', 'print_skips', 'finish_dataset', 'pooled_corpus', 'label_subsets',
-           'selection_variant']
+__all__ = ['MAX_FIELD_CHARS', 'SELECTION_VARIANTS', 'LEAK_COSINE', 'json_schema_object', 'ToolCatalog', 'parse_calls',
+           'DataFileError', 'Guard', 'read_text', 'check_size', 'read_json_lines', 'read_json_file', 'read_json_items',
+           'read_json_array', 'read_json_object', 'read_csv', 'print_skips', 'finish_dataset', 'pooled_corpus',
+           'label_subsets', 'selection_variant', 'split_leaks', 'leak_free_splits']
 
 # %% ../../nbs/api/18_data_common.ipynb #cea9797b
 _TYPE_ALIASES = {"dict": "object", "list": "array", "str": "string", "int": "integer", "float": "number",
@@ -398,4 +398,69 @@ def selection_variant(ds: Dataset, selection: str = "pooled") -> Dataset:
         out.append(s)
     notes = [*ds.notes, f"selection over the pooled corpus: {len(keep)} distinct tools (by name and description) of "
              f"{len(ds.tools)} definitions; {n} selection samples; the per-sample-candidate task is {ds.name + '_per_sample'!r}"]
+    return Dataset(ds.name, ds.tools, out, notes=notes, skipped=ds.skipped, lenient=ds.lenient).check()
+
+# %% ../../nbs/api/18_data_common.ipynb #943b1f2a
+LEAK_COSINE = 0.9
+
+def _near_pairs(texts: list[str], threshold: float, chunk: int = 2000):
+    "Index pairs (i, j), i != j, of `texts` whose TF-IDF cosine is at least `threshold`."
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    if len(texts) < 2: return
+    try: X = TfidfVectorizer().fit_transform(texts)     # l2-normalised rows: X @ X.T is the cosine
+    except ValueError: return                           # no word in any text
+    for i in range(0, X.shape[0], chunk):
+        S = (X[i:i + chunk] @ X.T).tocoo()
+        m = (S.data >= threshold) & (S.row + i != S.col)
+        yield from zip((S.row[m] + i).tolist(), S.col[m].tolist())
+
+def split_leaks(ds: Dataset, threshold: float = LEAK_COSINE) -> dict:
+    "{challenge: number of distinct dev/test texts within TF-IDF cosine `threshold` of a train text of that challenge}."
+    from sage_bench.core import text_of
+    out = {}
+    for ch in sorted({s.challenge for s in ds.samples}):
+        splits: dict[str, set] = {}
+        for s in ds.samples:
+            if s.challenge == ch: splits.setdefault(text_of(s), set()).add(s.split)
+        texts = sorted(splits)
+        train = [("train" in splits[t]) for t in texts]
+        held = [bool(splits[t] - {"train"}) for t in texts]
+        bad = {i for i in range(len(texts)) if held[i] and train[i]}          # the same text in train and dev/test
+        bad |= {i for i, j in _near_pairs(texts, threshold) if held[i] and train[j]}
+        out[ch] = len(bad)
+    return out
+
+def leak_free_splits(ds: Dataset, threshold: float = LEAK_COSINE, group=None) -> Dataset:
+    """Splits regrouped so that no dev/test text is within TF-IDF cosine `threshold` of a train text of its challenge: samples
+    with the same text, the same `group(sample)` (not None), or near texts (transitively) share the split of their smallest id."""
+    from sage_bench.core import text_of
+    n = len(ds.samples)
+    parent = list(range(n))
+    def find(a):
+        while parent[a] != a: parent[a] = parent[parent[a]]; a = parent[a]
+        return a
+    def union(a, b):
+        ra, rb = find(a), find(b)
+        if ra != rb: parent[max(ra, rb)] = min(ra, rb)
+    first: dict = {}
+    for i, s in enumerate(ds.samples):
+        g = group(s) if group else None
+        for key in (("text", text_of(s)),) + ((("group", g),) if g is not None else ()):
+            if key in first: union(first[key], i)
+            else: first[key] = i
+    for ch in sorted({s.challenge for s in ds.samples}):
+        texts = sorted({text_of(s) for s in ds.samples if s.challenge == ch})
+        for a, b in _near_pairs(texts, threshold): union(first[("text", texts[a])], first[("text", texts[b])])
+    lead: dict[int, int] = {}
+    for i, s in enumerate(ds.samples):
+        r = find(i)
+        if r not in lead or s.id < ds.samples[lead[r]].id: lead[r] = i
+    out, moved = [], 0
+    for i, s in enumerate(ds.samples):
+        sp = ds.samples[lead[find(i)]].split
+        if sp != s.split: s = replace(s, split=sp); moved += 1
+        out.append(s)
+    notes = [*ds.notes, f"splits grouped: samples with the same text{', the same group' if group else ''} or a text within TF-IDF cosine "
+             f"{threshold} of each other (per challenge, transitively) share one split, so no dev/test text nears a train text; "
+             f"{moved} of {n} samples moved from their hashed split"]
     return Dataset(ds.name, ds.tools, out, notes=notes, skipped=ds.skipped, lenient=ds.lenient).check()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from ..core import Tool, TimingSample, SelectionSample, ToolLibrary, Dataset, RecordError, split_of
 from ..registry import register_dataset, find_data_dir
-from .common import DataFileError, Guard, finish_dataset, read_csv, read_json_items, read_json_object, label_subsets
+from .common import DataFileError, Guard, finish_dataset, read_csv, read_json_items, read_json_object, label_subsets, leak_free_splits
 
 # %% auto #0
 __all__ = ['METATOOL_URL', 'METATOOL_PARTS', 'METATOOL_MERGED_IN_SOURCE', 'metatool_tools', 'load_metatool']
@@ -104,4 +104,4 @@ def load_metatool(data_dir=None, lenient: bool = False, parts=METATOOL_PARTS) ->
               "not used: Task2-Subtask3 (reliability: no relevant tool among the candidates), Task2-Subtask4 (candidate "
               "lists only inside prompt text), similar-choice and scenario subtasks (not published as data)"]
     ds = finish_dataset("metatool", lib, items, notes, guard)
-    return label_subsets(ds, lambda s: {"single_tool": "single", "multi_tool": "multi"}.get(s.meta.get("kind")))
+    return leak_free_splits(label_subsets(ds, lambda s: {"single_tool": "single", "multi_tool": "multi"}.get(s.meta.get("kind"))))

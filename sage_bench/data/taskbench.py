@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 from ..core import Dataset, PlanStep, PlanningSample, RecordError, SelectionSample, split_of
 from ..registry import find_data_dir, register_dataset
-from .common import Guard, ToolCatalog, finish_dataset, read_json_array, read_json_lines, read_text, label_subsets
+from .common import Guard, ToolCatalog, finish_dataset, read_json_array, read_json_lines, read_text, label_subsets, leak_free_splits
 
 # %% auto #0
 __all__ = ['TASKBENCH_REPO', 'TASKBENCH_COMMIT', 'TASKBENCH_URL', 'TASKBENCH_DOMAINS', 'NO_LABELS', 'taskbench_dir',
@@ -151,4 +151,4 @@ def load_taskbench(data_dir=None, lenient: bool = False, domains=TASKBENCH_DOMAI
         warnings.warn(f"taskbench: {msg}", stacklevel=2)
     if labelled: notes.append(f"labelled domains: {', '.join(labelled)}: selection from every record, planning from records with >= 2 nodes")
     notes.append("no timing samples: every TaskBench request needs tools")
-    return label_subsets(finish_dataset("taskbench", cat, makers, notes, guard), lambda s: s.meta.get("domain"))
+    return leak_free_splits(label_subsets(finish_dataset("taskbench", cat, makers, notes, guard), lambda s: s.meta.get("domain")))

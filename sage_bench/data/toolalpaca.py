@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Optional
 from ..core import Dataset, PlanStep, PlanningSample, RecordError, SelectionSample, split_of
 from ..registry import find_data_dir, register_dataset
-from .common import Guard, ToolCatalog, finish_dataset, read_json_array, selection_variant, label_subsets
+from .common import Guard, ToolCatalog, finish_dataset, read_json_array, selection_variant, label_subsets, leak_free_splits
 
 # %% auto #0
 __all__ = ['TOOLALPACA_REPO', 'TOOLALPACA_COMMIT', 'TOOLALPACA_URL', 'TOOLALPACA_SETS', 'toolalpaca_dir',
@@ -154,7 +154,8 @@ def load_toolalpaca(data_dir=None, lenient: bool = False, sets=TOOLALPACA_SETS, 
                               f"(trivial ranking; min_candidates=1 keeps them)")
     if from_doc: notes.append(f"functions taken from the OpenAPI Documentation because Function_Description lacks them: {', '.join(from_doc)}")
     ds = finish_dataset("toolalpaca", cat, makers, notes, guard)
-    return selection_variant(label_subsets(ds, lambda s: s.meta.get("set")), selection)
+    ds = leak_free_splits(label_subsets(ds, lambda s: s.meta.get("set")), group=lambda s: s.meta.get("toolset"))   # a toolset: one split
+    return selection_variant(ds, selection)
 
 @register_dataset("toolalpaca_per_sample", description="ToolAlpaca eval sets: selection over each instruction's own toolset "
                   "(2 to 10 functions; the per-sample task)", url=TOOLALPACA_URL)

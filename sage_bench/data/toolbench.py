@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from ..core import Tool, SelectionSample, ToolLibrary, Dataset, RecordError, split_of
 from ..registry import register_dataset, find_data_dir
-from .common import Guard, finish_dataset, read_json_array, read_json_object, label_subsets
+from .common import Guard, finish_dataset, read_json_array, read_json_object, label_subsets, leak_free_splits
 
 # %% auto #0
 __all__ = ['TOOLBENCH_URL', 'TOOLBENCH_GROUPS', 'TOOLBENCH_SETTINGS', 'toolbench_tool_id', 'toolbench_parameters',
@@ -130,7 +130,7 @@ def load_toolbench(data_dir=None, lenient: bool = False, setting: str = "union",
                  "2,479 candidate APIs of the test queries instead")
     name = "toolbench" if setting == "union" else "toolbench_per_query"
     ds = finish_dataset(name, ToolLibrary(apis.values(), name), items, notes, guard)
-    return label_subsets(ds, lambda s: s.meta.get("group"))     # G1_instruction ... G3_instruction, as ToolBench reports them
+    return leak_free_splits(label_subsets(ds, lambda s: s.meta.get("group")))     # subsets G1_instruction ... G3_instruction
 
 @register_dataset("toolbench_per_query", description="ToolBench test queries: selection over each query's own "
                   "candidate APIs", url=TOOLBENCH_URL)
