@@ -11,9 +11,9 @@ from typing import Any, Callable, Optional
 from .core import CHALLENGES, Dataset
 
 # %% auto #0
-__all__ = ['PLUGIN_MODULES', 'UnknownNameError', 'Entry', 'lookup', 'entries', 'register_method', 'config_keys', 'get_method',
-           'method_ids', 'register_dataset', 'is_builtin', 'get_dataset', 'dataset_names', 'find_data_dir',
-           'register_experiment', 'load_plugins']
+__all__ = ['PLUGIN_MODULES', 'PLUGIN_PACKAGES', 'UnknownNameError', 'Entry', 'lookup', 'entries', 'unregister', 'register_method',
+           'config_keys', 'get_method', 'method_ids', 'register_dataset', 'is_builtin', 'get_dataset', 'dataset_names',
+           'find_data_dir', 'register_experiment', 'plugin_modules', 'load_plugins']
 
 # %% ../nbs/api/01_registry.ipynb #6a937894
 class UnknownNameError(KeyError):
@@ -54,6 +54,14 @@ def entries(kind: str, challenge: str | None = None) -> list[Entry]:
     "All entries of a kind (methods optionally of one challenge), in registration order."
     load_plugins()
     return [e for e in _REGISTRY[kind].values() if challenge is None or e.challenge == challenge]
+
+def unregister(kind: str, name: str) -> Entry:
+    "Remove the entry `name` of `kind` (and a data set's loaded copies); for tests and notebooks that try one out."
+    e = _REGISTRY[kind].pop(name, None)
+    if e is None: raise UnknownNameError(kind, name, list(_REGISTRY[kind]))
+    if kind == "dataset":
+        for k in [k for k in _DS_CACHE if k[0] == name]: del _DS_CACHE[k]
+    return e
 
 # %% ../nbs/api/01_registry.ipynb #3609f146
 def register_method(id: str, challenge: str, needs_llm: bool = False, description: str = "", **extra):
@@ -179,14 +187,23 @@ PLUGIN_MODULES = [
     "sage_bench.methods.selection", "sage_bench.methods.timing", "sage_bench.methods.planning",
     "sage_bench.training.methods",
 ]
-_loaded = False
+PLUGIN_PACKAGES = ("sage_bench.data", "sage_bench.methods")   # every module in them is imported too
+_loaded: set[str] = set()
+
+def plugin_modules() -> list[str]:
+    "The modules `load_plugins` imports: PLUGIN_MODULES, the other modules of PLUGIN_PACKAGES, then `$SAGE_BENCH_PLUGINS`."
+    import pkgutil
+    found = [f"{p}.{m.name}" for p in PLUGIN_PACKAGES for m in sorted(pkgutil.iter_modules(importlib.import_module(p).__path__),
+                                                                      key=lambda m: m.name) if not m.name.startswith("_")]
+    env = [m.strip() for m in os.environ.get("SAGE_BENCH_PLUGINS", "").split(",") if m.strip()]
+    return list(dict.fromkeys([*PLUGIN_MODULES, *found, *env]))
 
 def load_plugins():
-    "Import the modules that register the built-in data sets and methods (once)."
-    global _loaded
-    if _loaded: return
-    _loaded = True
-    for m in PLUGIN_MODULES:
+    "Import the modules that register data sets, methods and metrics (each once; a plugin named later is imported then)."
+    if _loaded and not os.environ.get("SAGE_BENCH_PLUGINS"): return
+    for m in plugin_modules():
+        if m in _loaded: continue
+        _loaded.add(m)
         try: importlib.import_module(m)
         except ModuleNotFoundError as e:
             if e.name and (m == e.name or m.startswith(e.name + ".")): continue
