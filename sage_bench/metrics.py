@@ -6,17 +6,18 @@
 from __future__ import annotations
 import math, re, warnings
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 import numpy as np
 
 # %% auto #0
 __all__ = ['SELECTION_KS', 'MRR_CUTOFF', 'METRICS', 'HEADLINES', 'SUMMARY_METRICS', 'TABLE_METRICS', 'TIMING_METRICS',
            'PLANNING_METRICS', 'Metric', 'UnknownMetric', 'get_metric', 'is_metric', 'metrics_of', 'display_name',
-           'timing_outcomes', 'timing_confusion', 'timing_from_counts', 'timing_metrics', 'relevant_ranks', 'hit_at_k',
-           'recall_at_k', 'precision_at_k', 'reciprocal_rank', 'ndcg_at_k', 'plan_success', 'step_prf', 'edges',
-           'edge_prf', 'lcs_length', 'normalized_lcs', 'resample_means', 'bootstrap_ci', 'selection_matrix',
-           'planning_matrix', 'score_records', 'chance_scores', 'per_sample_scores', 'mean_sd']
+           'register_metric', 'unregister_metric', 'timing_outcomes', 'timing_confusion', 'timing_from_counts',
+           'timing_metrics', 'relevant_ranks', 'hit_at_k', 'recall_at_k', 'precision_at_k', 'reciprocal_rank',
+           'ndcg_at_k', 'plan_success', 'step_prf', 'edges', 'edge_prf', 'lcs_length', 'normalized_lcs',
+           'resample_means', 'bootstrap_ci', 'selection_matrix', 'planning_matrix', 'score_records', 'chance_scores',
+           'per_sample_scores', 'mean_sd']
 
 # %% ../nbs/api/02_metrics.ipynb #8424b0c5
 SELECTION_KS = (1, 3, 5, 10)       # the k of hit@k, recall@k, precision@k and ndcg@k that every run scores
@@ -34,6 +35,9 @@ class Metric:
     table: bool = False              # a column of the per-method results tables
     fmt: str = "percent"             # values are fractions in [0, 1], shown in percent with one decimal
     description: str = ""            # what it measures where the name alone does not say it
+    # per sample: compute(prediction, gold) -> float, the set value is its mean (see register_metric); None for the built-in
+    # metrics, which timing_from_counts, selection_matrix and planning_matrix compute
+    compute: Callable | None = field(default=None, compare=False, repr=False)
 
     def show(self, v, lo=None, hi=None) -> str:
         "`71.2 [65.0, 77.1]` (percent; no interval when a bound is missing; `-` for None)."
@@ -103,12 +107,40 @@ def display_name(name: str) -> str:
     return get_metric(name).display
 
 _CHALLENGES = tuple(dict.fromkeys(m.challenge for m in METRICS.values()))
-HEADLINES: dict[str, str] = {ch: metrics_of(ch, "headline")[0] for ch in _CHALLENGES}         # challenge -> headline metric
-SUMMARY_METRICS: dict[str, list[str]] = {ch: [HEADLINES[ch], *metrics_of(ch, "secondary")] for ch in _CHALLENGES}
-TABLE_METRICS: dict[str, list[str]] = {ch: metrics_of(ch, "table") for ch in _CHALLENGES}
-for _ch in _CHALLENGES:
-    if len(metrics_of(_ch, "headline")) != 1: raise AssertionError(f"{_ch}: exactly one headline metric must be declared")
+HEADLINES: dict[str, str] = {}              # challenge -> headline metric
+SUMMARY_METRICS: dict[str, list[str]] = {}  # challenge -> [headline, secondary metrics...]
+TABLE_METRICS: dict[str, list[str]] = {}    # challenge -> the columns of the results tables
 
+def _derive():
+    "Fill HEADLINES, SUMMARY_METRICS and TABLE_METRICS from METRICS, in place (so a metric registered later shows everywhere)."
+    for ch in _CHALLENGES:
+        if len(metrics_of(ch, "headline")) != 1: raise AssertionError(f"{ch}: exactly one headline metric must be declared")
+        HEADLINES[ch] = metrics_of(ch, "headline")[0]
+        SUMMARY_METRICS.setdefault(ch, [])[:] = [HEADLINES[ch], *metrics_of(ch, "secondary")]
+        TABLE_METRICS.setdefault(ch, [])[:] = metrics_of(ch, "table")
+_derive()
+
+
+# %% ../nbs/api/02_metrics.ipynb #c3f7caa0
+def register_metric(name: str, challenge: str, display: str | None = None, **flags):
+    """Decorator: declare the metric `name` of `challenge` computed per sample by the decorated `compute(prediction, gold)`;
+    `flags` are Metric's (table, secondary, higher_is_better, fmt, description)."""
+    if challenge not in _CHALLENGES: raise ValueError(f"unknown challenge {challenge!r}; one of {', '.join(_CHALLENGES)}")
+    if name in METRICS or _FAMILY.match(name): raise ValueError(f"metric {name!r} is already declared")
+    if flags.get("headline"): raise ValueError(f"{challenge} has its headline metric, {HEADLINES[challenge]!r}: one per challenge")
+    def deco(compute: Callable) -> Callable:
+        METRICS[name] = Metric(name, challenge, display or name, compute=compute, **flags)
+        _derive()
+        return compute
+    return deco
+
+def unregister_metric(name: str) -> Metric:
+    "Remove a metric declared with `register_metric` (the built-in ones stay)."
+    m = METRICS.get(name)
+    if m is None or m.compute is None: raise ValueError(f"{name!r} is not a metric declared with register_metric")
+    del METRICS[name]
+    _derive()
+    return m
 
 # %% ../nbs/api/02_metrics.ipynb #7c8241dc
 def _as_bool_pred(p) -> bool | None:
@@ -138,7 +170,7 @@ def timing_confusion(preds: Sequence, golds: Sequence) -> dict:
     return dict(zip(("tp", "fp", "tn", "fn"), map(int, c)))
 
 # %% ../nbs/api/02_metrics.ipynb #3e5a3c79
-TIMING_METRICS = tuple(metrics_of("timing"))          # declared in METRICS; timing_from_counts computes them in this order
+TIMING_METRICS = tuple(k for k in metrics_of("timing") if METRICS[k].compute is None)   # timing_from_counts computes these, in order
 
 def _div(a, b):
     "a / b elementwise, NaN where b == 0."
@@ -361,7 +393,7 @@ def _score_selection(preds, golds, ids, ks, n_boot, seed) -> dict:
     return {"metrics": metrics,
             "malformed_predictions": sum(p is not None and r is None for p, r in zip(preds, rankings))}
 
-PLANNING_METRICS = tuple(metrics_of("planning"))      # declared in METRICS; the columns of planning_matrix
+PLANNING_METRICS = tuple(k for k in metrics_of("planning") if METRICS[k].compute is None)   # the columns of planning_matrix
 
 def planning_matrix(plans, golds) -> np.ndarray:
     "Per-sample planning metrics, array (n, 8) in the order of `PLANNING_METRICS`."
@@ -395,6 +427,20 @@ def _unpack(challenge, records):
 
 def _rate(flags, n): return sum(flags) / n if n else None
 
+def _computed(ch, preds, golds, ids) -> tuple[list[str], np.ndarray]:
+    "The challenge's metrics declared with `compute` (register_metric): (names, per-sample values, shape (n, len(names)))."
+    ms = [m for m in METRICS.values() if m.challenge == ch and m.compute is not None]
+    if not ms: return [], np.zeros((len(golds), 0))
+    if ch == "timing": p, g = [_as_bool_pred(x) for x in preds], [_as_bool_gold(x, s) for x, s in zip(golds, ids)]
+    elif ch == "planning": p, g = [_as_plan(x) for x in preds], [_as_gold_plan(x, s) for x, s in zip(golds, ids)]
+    else: p, g = [_as_ranking(x) for x in preds], [_as_relevant(x, s) for x, s in zip(golds, ids)]
+    vals = [[m.compute(a, b) for m in ms] for a, b in zip(p, g)]
+    for s, row in zip(ids, vals):
+        for m, v in zip(ms, row):
+            if not isinstance(v, (int, float, np.number, np.bool_)) or math.isnan(v):     # a bool counts as 0/1
+                raise ValueError(f"metric {m.name!r} gave {v!r} on sample {s!r}: compute must return a number for every sample")
+    return [m.name for m in ms], np.array(vals, float).reshape(len(g), len(ms))
+
 def score_records(challenge: str, records: Iterable, ks: Sequence[int] = SELECTION_KS, n_boot: int = 1000, seed: int = 42) -> dict:
     """Score the records of one challenge: metrics with bootstrap CIs, confusion (timing),
     by_length (planning), failure/fallback/error rates, latency and token totals."""
@@ -402,6 +448,8 @@ def score_records(challenge: str, records: Iterable, ks: Sequence[int] = SELECTI
     if ch == "timing": out = _score_timing(preds, golds, ids, n_boot, seed)
     elif ch == "planning": out = _score_planning(preds, golds, ids, n_boot, seed)
     else: out = _score_selection(preds, golds, ids, tuple(ks), n_boot, seed)
+    names, mat = _computed(ch, preds, golds, ids)          # the metrics declared with register_metric
+    if names: out["metrics"] |= _score_means(names, mat, n_boot, seed)
     n = len(records)
     lat = [float(x) for x in (_get(r, "latency_s") for r in records) if isinstance(x, (int, float))]
     res = {"challenge": ch, "n": n, **out,
@@ -435,18 +483,22 @@ def chance_scores(n: int, r: int, ks: Sequence[int] = SELECTION_KS) -> dict:
 
 # %% ../nbs/api/02_metrics.ipynb #029ea702
 def per_sample_scores(challenge: str, records: Iterable, ks: Sequence[int] = SELECTION_KS) -> list[dict]:
-    "One dict of per-sample scores per record (with its `sample_id`), in record order."
+    "One dict of per-sample scores per record (with its `sample_id`), in record order; metrics from register_metric included."
     ch, records, ids, preds, golds = _unpack(challenge, records)
     if ch == "timing":
         oc = timing_outcomes(preds, [_as_bool_gold(g, s) for g, s in zip(golds, ids)])
         names = ("tp", "fp", "tn", "fn")
-        return [{"sample_id": s, "outcome": names[int(row.argmax())], "correct": float(row[0] + row[2])} for s, row in zip(ids, oc)]
-    if ch == "planning":
+        out = [{"sample_id": s, "outcome": names[int(row.argmax())], "correct": float(row[0] + row[2])} for s, row in zip(ids, oc)]
+    elif ch == "planning":
         gp = [_as_gold_plan(g, s) for g, s in zip(golds, ids)]
         mat, names = planning_matrix([_as_plan(p) for p in preds], gp), PLANNING_METRICS
-        return [{"sample_id": s, "gold_length": len(g), **dict(zip(names, map(float, row)))} for s, g, row in zip(ids, gp, mat)]
-    names, mat = selection_matrix([_as_ranking(p) for p in preds], [_as_relevant(g, s) for g, s in zip(golds, ids)], tuple(ks))
-    return [{"sample_id": s, **dict(zip(names, map(float, row)))} for s, row in zip(ids, mat)]
+        out = [{"sample_id": s, "gold_length": len(g), **dict(zip(names, map(float, row)))} for s, g, row in zip(ids, gp, mat)]
+    else:
+        names, mat = selection_matrix([_as_ranking(p) for p in preds], [_as_relevant(g, s) for g, s in zip(golds, ids)], tuple(ks))
+        out = [{"sample_id": s, **dict(zip(names, map(float, row)))} for s, row in zip(ids, mat)]
+    names, mat = _computed(ch, preds, golds, ids)
+    for d, row in zip(out, mat): d.update(zip(names, map(float, row)))
+    return out
 
 # %% ../nbs/api/02_metrics.ipynb #3f771b4a
 def mean_sd(values: Iterable) -> dict:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/api/05_sections.ipynb #70c584c8
 from __future__ import annotations
-import importlib
+import importlib, sys
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
@@ -64,10 +64,12 @@ class Section:
 SECTION_MODULES = ("sage_bench.experiments.main_eval", "sage_bench.experiments.analysis", "sage_bench.experiments.cross_dataset",
                    "sage_bench.experiments.training")
 _SECTIONS: dict[str, Section] = {}
+_ORIGIN: dict[str, str] = {}          # section -> the module that declared it (orders the sections)
 
 def declare(s: Section) -> Section:
     "Declare a paper section (from its own module) and register it as an experiment."
     _SECTIONS[s.key] = s
+    _ORIGIN[s.key] = sys._getframe(1).f_globals.get("__name__", "")
     register_experiment(s.key, s.notebook, s.description, s.output, expected=[r.name for r in s.results if r.required])
     return s
 
@@ -77,7 +79,8 @@ def sections() -> dict[str, Section]:
         try: importlib.import_module(m)
         except ModuleNotFoundError as e:           # a section whose optional dependency (torch) is missing is left out
             if (e.name or "sage_bench").startswith("sage_bench"): raise
-    return dict(_SECTIONS)
+    order = lambda k: SECTION_MODULES.index(_ORIGIN[k]) if _ORIGIN.get(k) in SECTION_MODULES else len(SECTION_MODULES)
+    return {k: _SECTIONS[k] for k in sorted(_SECTIONS, key=order)}      # stable: a module's sections in declaration order
 
 def section(key: str) -> Section:
     "The section called `key` (KeyError naming the known ones)."
