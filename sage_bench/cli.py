@@ -11,13 +11,11 @@ from .registry import UnknownNameError, entries, lookup, dataset_names, get_data
 from .store import ConfigMismatch, redact_url
 
 # %% auto #0
-__all__ = ['SECTIONS', 'CHALLENGE_ALIASES', 'SPLITS', 'LLM_ENV', 'COUNT', 'SEED', 'PORT', 'UsageError', 'int_in', 'float_in',
-           'existing_dir', 'http_urls', 'build_parser', 'NotBuilt', 'writable_dir', 'check_methods', 'cmd_list',
-           'cmd_eval', 'cmd_run', 'cmd_train', 'cmd_llm', 'cmd_build', 'cmd_report', 'cmd_paper', 'cmd_interactive',
-           'records_added', 'main']
+__all__ = ['CHALLENGE_ALIASES', 'SPLITS', 'LLM_ENV', 'COUNT', 'SEED', 'PORT', 'UsageError', 'int_in', 'float_in', 'existing_dir',
+           'http_urls', 'build_parser', 'NotBuilt', 'writable_dir', 'check_methods', 'cmd_list', 'cmd_eval', 'cmd_run',
+           'cmd_train', 'cmd_llm', 'cmd_build', 'cmd_report', 'cmd_paper', 'cmd_interactive', 'records_added', 'main']
 
 # %% ../nbs/api/70_cli.ipynb #cff4b3b3
-SECTIONS = ("5.2", "5.3", "5.4", "5.5", "paper2")
 CHALLENGE_ALIASES = {"timing": "timing", "planning": "planning", "tool_selection": "tool_selection", "selection": "tool_selection"}
 SPLITS = ("train", "dev", "test", "all")
 LLM_ENV = {"llm_timeout": "SAGE_BENCH_LLM_TIMEOUT", "llm_attempts": "SAGE_BENCH_LLM_ATTEMPTS"}
@@ -89,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
 
     r = sub.add_parser("run", help="run paper sections (papermill notebooks) and write results under .sage/benchmark/")
-    r.add_argument("--section", default="5.2", help="5.2|5.3|5.4|5.5|paper2|all, or a comma-separated list (default 5.2)")
+    r.add_argument("--section", default="5.2", help="a section (`sage-bench list experiments`: 5.2, 5.3, ...), all, or a comma-separated list (default 5.2)")
     r.add_argument("--quick", action="store_true", help="quick mode: small samples, fewer seeds")
     r.add_argument("--challenge", choices=sorted(CHALLENGE_ALIASES), help="only one challenge")
     r.add_argument("--skip-llm", action="store_true", help="skip the methods that need an LLM")
@@ -282,8 +280,10 @@ class _InterruptKernel:
         if self.old is not None: signal.signal(signal.SIGINT, self.old)
 
 def cmd_run(a) -> int:
-    secs = list(SECTIONS) if a.section == "all" else _split_list(a.section)
-    if not secs: raise UsageError("--section is empty: give 5.2, 5.3, 5.4, 5.5, paper2 or all")
+    from sage_bench.sections import sections
+    known = list(sections())                                  # the declared sections, in paper order
+    secs = known if a.section == "all" else _split_list(a.section)
+    if not secs: raise UsageError(f"--section is empty: give {', '.join(known)} or all")
     for s in secs: lookup("experiment", s)
     _nonempty(a, "methods")
     check_methods(_split_list(a.methods))              # before papermill, so that "did you mean" is the whole answer

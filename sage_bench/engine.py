@@ -21,9 +21,8 @@ from .results import data_info
 warnings.filterwarnings("ignore", message="IProgress not found")
 
 # %% auto #0
-__all__ = ['HEADLINE', 'choose_samples', 'EvalResult', 'subset_scores', 'llm_model_of', 'apply_fallback', 'evaluate',
-           'evaluate_many', 'fmt_chance', 'fmt_ci', 'no_answer_note', 'IncompleteResults', 'check_complete',
-           'results_table']
+__all__ = ['choose_samples', 'EvalResult', 'subset_scores', 'llm_model_of', 'apply_fallback', 'evaluate', 'evaluate_many',
+           'fmt_chance', 'fmt_ci', 'no_answer_note', 'IncompleteResults', 'check_complete', 'results_table']
 
 # %% ../nbs/api/40_engine.ipynb #147d2645
 def choose_samples(pool: Sequence[Sample], n: int | None, seed: int = RANDOM_SEED) -> list[Sample]:
@@ -34,8 +33,6 @@ def choose_samples(pool: Sequence[Sample], n: int | None, seed: int = RANDOM_SEE
     return [s for s in pool if s.id in keep]
 
 # %% ../nbs/api/40_engine.ipynb #7c4c1065
-HEADLINE = TABLE_METRICS        # the former name of the table columns; declared in sage_bench.metrics.METRICS
-
 @dataclass
 class EvalResult:
     "The scored outcome of one method on one data set split."

@@ -5,53 +5,38 @@
 # %% ../nbs/api/63_paper.ipynb #c3118b92
 from __future__ import annotations
 import json, os, re, shutil, subprocess, unicodedata
-from dataclasses import dataclass
-from fnmatch import fnmatch
 from pathlib import Path
-from typing import Callable
 from .core import benchmark_dir
 from .metrics import HEADLINES, SUMMARY_METRICS, display_name
-from .results import MetricValue, ResultFile, ResultFileError, ResultRow
+from .results import LayoutError, MetricValue, ResultFile, ResultFileError, ResultRow
+from .sections import ResultSpec, section_of_file, sections
 
 # %% auto #0
-__all__ = ['SECTIONS', 'SECTION_ALIASES', 'FIGURE_SUFFIXES', 'FIGURE_CAPTIONS', 'CHALLENGE_NAMES', 'MAX_GROUPS', 'READERS',
-           'WIDE_TABLE_CHARS', 'TOOLS', 'section_of', 'paper_source_dir', 'collect_artifacts', 'tex_caption', 'detex',
-           'normalize_text', 'figure_caption', 'tex_escape', 'tt', 'cite_file', 'fmt_ci', 'Fragment', 'LayoutError',
-           'Reader', 'reader_for', 'read_result', 'best_sentence', 'provenance_sentence', 'not_run_sentence',
-           'section_files', 'challenge_paragraph', 'rows_paragraph', 'fmt_msd', 'errors_paragraph', 'scaling_paragraph',
-           'robustness_paragraph', 'training_paragraph', 'ablation_summary_paragraph', 'sage_ablation_paragraph',
-           'efficiency_paragraph', 'online_paragraph', 'skipped_sentence', 'file_paragraph', 'figure_latex',
-           'table_width_chars', 'table_latex', 'methods_table', 'section_fragment', 'number_citations',
-           'result_files_latex', 'prepare_paper', 'PaperBuildError', 'MissingToolError', 'check_tools', 'latex_errors',
-           'pdf_text', 'missing_captions', 'build_paper']
+__all__ = ['OTHER', 'FIGURE_SUFFIXES', 'CHALLENGE_NAMES', 'MAX_GROUPS', 'WIDE_TABLE_CHARS', 'TOOLS', 'section_of',
+           'paper_source_dir', 'collect_artifacts', 'tex_caption', 'detex', 'normalize_text', 'figure_caption',
+           'tex_escape', 'tt', 'cite_file', 'fmt_ci', 'Fragment', 'result_spec', 'read_result', 'best_sentence',
+           'provenance_sentence', 'not_run_sentence', 'section_files', 'challenge_paragraph', 'rows_paragraph',
+           'fmt_msd', 'errors_paragraph', 'scaling_paragraph', 'robustness_paragraph', 'training_paragraph',
+           'ablation_summary_paragraph', 'sage_ablation_paragraph', 'efficiency_paragraph', 'online_paragraph',
+           'skipped_sentence', 'file_paragraph', 'figure_latex', 'table_width_chars', 'table_latex', 'methods_table',
+           'section_fragment', 'number_citations', 'result_files_latex', 'prepare_paper', 'PaperBuildError',
+           'MissingToolError', 'check_tools', 'latex_errors', 'pdf_text', 'missing_captions', 'build_paper']
 
 # %% ../nbs/api/63_paper.ipynb #8c6f6a20
-SECTIONS = {
-    "5.2": {"title": "main results", "run": "sage-bench run --section 5.2",
-            "results": ["paper1/section_5_2_main/timing_results.json", "paper1/section_5_2_main/planning_results.json",
-                        "paper1/section_5_2_main/selection_results.json"]},
-    "5.3": {"title": "analysis", "run": "sage-bench run --section 5.3",
-            "results": [f"paper1/section_5_3_analysis/{n}.json" for n in ("errors", "scaling", "robustness", "ablations")]},
-    "5.4": {"title": "cross-data-set evaluation", "run": "sage-bench run --section 5.4",
-            "results": ["paper1/section_5_4_cross_dataset/cross_dataset_results.json"]},
-    "5.5": {"title": "training comparison", "run": "sage-bench run --section 5.5",
-            "results": ["paper1/section_5_5_training/training_comparison.json"]},
-    "paper2": {"title": "SAGE-Agent", "run": "sage-bench run --section paper2",
-               "results": ["paper2/ablation_study/SAGE_*.json", "paper2/efficiency_analysis.json", "paper2/online_adaptation.json"],
-               "optional": ["paper2/ablation_study/ablation_summary.json"]},
-    "other": {"title": "other results", "run": None, "results": []},
-}
-
-SECTION_ALIASES = {"training_comparison": "5.5", "ablation_summary": "paper2", "efficiency_analysis": "paper2", "online_adaptation": "paper2"}
+OTHER = "other"      # the part of the paper for figures and tables no section claims
 
 def section_of(name: str, folder: str = "paper1") -> str:
-    "The paper section a figure or table belongs to, from its file name (`fig_5_3_x` -> '5.3')."
-    m = re.match(r"(?:fig|figure|table|tab)_(5_[2-5])(?:_|$)", name)
-    if m: return m.group(1).replace("_", ".")
-    for k, sec in SECTION_ALIASES.items():
-        if k in name: return sec
-    if folder == "paper2" or re.match(r"(?:fig|figure|table|tab)_(?:6|paper2|sage)(?:_|$)", name, re.I): return "paper2"
-    return "other"
+    "The paper section a figure or table belongs to: the section whose folder holds it or that claims its name, else 'other'."
+    for key, s in sections().items():
+        if s.output == folder or s.owns(name): return key
+    return OTHER
+
+def __getattr__(name: str):
+    "`paper.SECTIONS`: the declared sections (sage_bench.sections) as {key: {'title', 'run', 'results', 'optional'}}, and 'other'."
+    if name == "SECTIONS":
+        return {**{k: {"title": s.title, "run": s.run, "results": s.files(True), "optional": s.files(False)} for k, s in sections().items()},
+                OTHER: {"title": "other results", "run": None, "results": [], "optional": []}}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # %% ../nbs/api/63_paper.ipynb #5daba71c
 def paper_source_dir() -> Path:
@@ -67,7 +52,7 @@ FIGURE_SUFFIXES = (".pdf", ".png", ".jpg", ".jpeg")
 def collect_artifacts(output_dir=None) -> dict[str, dict[str, list[Path]]]:
     "Every figure (the PDF when there is one, else the PNG) and LaTeX table under the results root, by section."
     root = benchmark_dir(output_dir)
-    out = {s: {"figures": [], "tables": []} for s in SECTIONS}
+    out = {s: {"figures": [], "tables": []} for s in [*sections(), OTHER]}
     for folder in ("paper1", "paper2"):
         figs: dict[str, list[Path]] = {}
         for p in sorted((root / folder / "figures").glob("*")):
@@ -115,34 +100,20 @@ def normalize_text(s: str) -> str:
     return re.sub(r"[\s\-\u2010-\u2015'\"`\u2018\u2019\u201c\u201d]", "", s)
 
 # %% ../nbs/api/63_paper.ipynb #64d12bca
-FIGURE_CAPTIONS = {
-    "fig_5_2_overall": ("Headline metrics of every method run on the sage test split, per challenge, with 95% bootstrap "
-                        "confidence intervals.", "paper1/section_5_2_main/*_results.json"),
-    "fig_5_2_planning_by_length": ("Task planning: plan success and step F1 by the length of the gold plan.",
-                                   "paper1/section_5_2_main/planning_results.json"),
-    "fig_5_2_timing_confusion": ("Timing judgment: confusion matrix of each method (rows gold, columns predicted).",
-                                 "paper1/section_5_2_main/timing_results.json"),
-    "fig_5_3_errors": ("Distribution of error types per method.", "paper1/section_5_3_analysis/errors.json"),
-    "fig_5_3_scaling": ("Tool selection as the candidate library grows.", "paper1/section_5_3_analysis/scaling.json"),
-    "fig_5_3_robustness": ("Robustness to perturbed queries and tool libraries.", "paper1/section_5_3_analysis/robustness.json"),
-    "fig_5_3_ablations": ("Ablations of method components.", "paper1/section_5_3_analysis/ablations.json"),
-    "training_comparison": ("Training methods (section 5.5): headline metric of each challenge for the unified model trained each "
-                            "way (mean and sd over seeds).", "paper1/section_5_5_training/training_comparison.json"),
-    "fig_5_4_heatmap": ("Headline metric of every method on every data set it applies to.",
-                        "paper1/section_5_4_cross_dataset/cross_dataset_results.json"),
-}
-
 def figure_caption(path: Path, output_dir=None) -> tuple[str, str]:
-    "(caption, source) of a figure file: sidecar JSON, else the known captions, else one naming the file."
+    "(caption, source) of a figure file: sidecar JSON, else the caption its section declares, else one naming the file."
     side = path.with_suffix(".json")
     if side.exists():
         try:
             d = json.loads(side.read_text())
             if isinstance(d, dict) and d.get("caption"): return str(d["caption"]), str(d.get("source") or _rel(path, output_dir))
         except json.JSONDecodeError: pass
-    if path.stem in FIGURE_CAPTIONS: return FIGURE_CAPTIONS[path.stem]
+    for s in sections().values():
+        if path.stem in s.captions:
+            cap, src = s.captions[path.stem]
+            return cap, f"{s.output}/{src}"
     sec = section_of(path.stem, path.parent.parent.name)
-    where = {"other": "an experiment", "paper2": "the SAGE-Agent experiments"}.get(sec, f"section {sec}")
+    where = {OTHER: "an experiment", "paper2": "the SAGE-Agent experiments"}.get(sec, f"section {sec}")
     return f"Figure {path.stem.replace('_', ' ')} produced by {where}.", _rel(path, output_dir)
 
 def _rel(path: Path, output_dir=None) -> str:
@@ -181,8 +152,6 @@ class Fragment:
     def latex(self) -> str: return "\n\n".join(self.parts) + "\n"
 
 # %% ../nbs/api/63_paper.ipynb #fd609cdf
-class LayoutError(Exception): "A result file does not have the layout its summary reads."
-
 def _need(cond, what):
     if not cond: raise LayoutError(what)
 
@@ -193,24 +162,14 @@ def _short(text: str, n: int = 180) -> str:
     text = " ".join(text.split())
     return text if len(text) <= n else text[:n].rsplit(" ", 1)[0].rstrip(",;:") + " ..."
 
-@dataclass(frozen=True)
-class Reader:
-    "How the paper reads one kind of result file: where its rows are, what names a row, and the paragraph that states it."
-    pattern: str                  # the file name (fnmatch pattern)
-    paragraph: Callable           # fn(frag, rel, ResultFile) -> LaTeX
-    rows_key: str | None = None   # the JSON key of its score rows; None: the file has no score rows
-    name_key: str = "method"      # the field that names a row
+def result_spec(rel: str) -> ResultSpec:
+    "The declaration of a result file (path relative to the results root); ResultFileError when no section declares it."
+    try: return section_of_file(rel)[1]
+    except KeyError: raise ResultFileError(rel, "is declared by no section (sage_bench.sections)") from None
 
-def reader_for(rel: str) -> Reader:
-    "The declared reader of a result file; ResultFileError when none is declared (the paper does not guess)."
-    for r in READERS:
-        if fnmatch(Path(rel).name, r.pattern): return r
-    raise ResultFileError(rel, "has no reader declared in sage_bench.paper.READERS")
-
-def read_result(path: Path, rel: str | None = None) -> ResultFile:
-    "A result file read through its declared reader (ResultFileError naming it when it does not fit)."
-    r = reader_for(rel or Path(path).name)
-    return ResultFile.read(path, r.rows_key, r.name_key)
+def read_result(path: Path, rel: str) -> ResultFile:
+    "A result file read as its section declares it (ResultFileError naming it when it does not fit)."
+    return result_spec(rel).read(path)
 
 # %% ../nbs/api/63_paper.ipynb #530498da
 def _names(xs: list[str]) -> str:
@@ -257,19 +216,18 @@ def provenance_sentence(rf: ResultFile, rel: str) -> str:
 
 def not_run_sentence(section: str, missing: list[str]) -> str:
     "The explicit line for results that have not been produced yet."
-    cmd = SECTIONS[section]["run"]
     files = ", ".join(r"\nolinkurl{" + m + "}" for m in missing)
-    return (r"\notyetrun{" + tex_escape(cmd) + "}" + f" No result file exists yet for this part ({files}); the text and numbers "
-            "for it will appear here once it has run.")
+    return (r"\notyetrun{" + tex_escape(sections()[section].run) + "}" + f" No result file exists yet for this part ({files}); the text "
+            "and numbers for it will appear here once it has run.")
 
 def section_files(section: str, output_dir=None) -> tuple[list[Path], list[str]]:
-    "(existing result files, expected patterns with no file) of a section."
-    root = benchmark_dir(output_dir)
+    "(existing result files, expected patterns with no file) of a section; its optional summaries first."
+    root, s = benchmark_dir(output_dir), sections()[section]
     have, missing = [], []
-    for pat in SECTIONS[section]["results"]:
+    for pat in s.files(required=True):
         hits = sorted(root.glob(pat))
         (have.extend(hits) if hits else missing.append(pat))
-    for pat in SECTIONS[section].get("optional", []):
+    for pat in s.files(required=False):
         have = sorted(root.glob(pat)) + have                # a summary first, so the text leads with the comparison
     return have, missing
 
@@ -494,19 +452,9 @@ def skipped_sentence(rf: ResultFile) -> str:
         reasons.setdefault(_short(str(x["reason"])), []).append(what or "?")
     return " ".join(f"Not run in this build: {', '.join(tt(w) for w in dict.fromkeys(ws))} ({tex_escape(why)})." for why, ws in reasons.items())
 
-# every result file the paper reads, by name: where its rows are, what names a row, and the paragraph that states it
-READERS = [Reader("timing_results.json", challenge_paragraph, "results"), Reader("planning_results.json", challenge_paragraph, "results"),
-           Reader("selection_results.json", challenge_paragraph, "results"),
-           Reader("errors.json", errors_paragraph), Reader("scaling.json", scaling_paragraph, "rows"),
-           Reader("robustness.json", robustness_paragraph), Reader("ablations.json", rows_paragraph, "rows", "name"),
-           Reader("cross_dataset_results.json", rows_paragraph, "results"),
-           Reader("training_comparison.json", training_paragraph), Reader("ablation_summary.json", ablation_summary_paragraph),
-           Reader("SAGE_*.json", sage_ablation_paragraph), Reader("efficiency_analysis.json", efficiency_paragraph),
-           Reader("online_adaptation.json", online_paragraph)]
-
 def file_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
-    "The text of one result file: its declared paragraph, then what was skipped; a layout it cannot state is a ResultFileError."
-    try: text = reader_for(rel).paragraph(frag, rel, rf)
+    "The text of one result file: the paragraph its section declares, then what was skipped; a layout it cannot state is a ResultFileError."
+    try: text = result_spec(rel).paragraph(frag, rel, rf)
     except LayoutError as e: raise ResultFileError(rel, f"does not have the layout its summary reads: {e}") from None
     sk = skipped_sentence(rf)
     return text + (" " + sk if sk else "")
@@ -553,16 +501,18 @@ def section_fragment(section: str, output_dir=None, artifacts=None, build: Path 
     root = benchmark_dir(output_dir)
     arts = (artifacts or collect_artifacts(output_dir))[section]
     frag = Fragment(section)
-    if section != "other":
+    if section != OTHER:
         have, missing = section_files(section, output_dir)
-        summarised = any(p.name == "ablation_summary.json" for p in have)
-        detail = [p for p in have if summarised and section == "paper2" and p.name.startswith("SAGE_")]
+        rels = {p: str(p.relative_to(root)) for p in have}
+        # a section's optional summary (paper 2's ablation summary), when it exists, is stated first; the per-item files
+        # it summarises (the specs with a glob) are then cited once instead of stated one by one
+        summary = [p for p, r in rels.items() if not result_spec(r).required]
+        detail = [p for p, r in rels.items() if summary and "*" in result_spec(r).name]
         for p in have:
             if p in detail: continue
-            rel = str(p.relative_to(root))
-            frag.add(file_paragraph(frag, rel, read_result(p, rel)))
-            if detail and p.name == "ablation_summary.json":  # the comparison is stated from the summary; cite the detail once
-                frag.add("The per-seed results of each ablation are in " + _names([cite_file(str(q.relative_to(root))) for q in detail]) + ".")
+            frag.add(file_paragraph(frag, rels[p], read_result(p, rels[p])))
+            if detail and p in summary:
+                frag.add("The per-seed results behind this summary are in " + _names([cite_file(rels[q]) for q in detail]) + ".")
         if missing:
             frag.add(not_run_sentence(section, missing)); frag.not_run += missing
     elif not arts["figures"] and not arts["tables"]:
@@ -614,13 +564,13 @@ def prepare_paper(output_dir=None, paper_dir=None) -> Path:
     cites: dict = {}
     arts = collect_artifacts(output_dir)
     (build / "methods.tex").write_text(methods_table())
-    for sec in SECTIONS:
+    for sec in [*sections(), OTHER]:
         frag = section_fragment(sec, output_dir, arts, build, manifest)
         key = sec.replace(".", "_")
         (build / f"section_{key}.tex").write_text(f"% generated by sage_bench.paper.prepare_paper from {root}; do not edit\n"
                                                   + number_citations(frag.latex(), cites))
         manifest["claims"] += frag.claims
-        if frag.not_run: manifest["not_run"][sec] = {"command": SECTIONS[sec]["run"], "missing": frag.not_run}
+        if frag.not_run: manifest["not_run"][sec] = {"command": sections()[sec].run, "missing": frag.not_run}
     (build / "result_files.tex").write_text(result_files_latex(cites, output_dir))
     manifest["result_files"] = cites
     (build / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))

@@ -162,22 +162,9 @@ def find_data_dir(name: str, data_dir: str | Path | None = None, required: bool 
 
 # %% ../nbs/api/01_registry.ipynb #ac047b8a
 def register_experiment(name: str, notebook: str, description: str = "", output: str = "", **extra):
-    "Register a paper section: its notebook and its output folder under `.sage/benchmark/`."
+    """Register a paper section: its notebook and its output folder under `.sage/benchmark/`. The sections register
+    themselves: each one's module declares it once (`sage_bench.sections.declare`), which calls this."""
     return _register("experiment", name, lambda: notebook, description=description, extra=dict(notebook=notebook, output=output, **extra))
-
-# the last column: the result files a complete run writes (what `sage-bench report` checks)
-for _n, _nb, _d, _o, _x in [
-    ("5.2", "05_2_main_eval.ipynb", "Main evaluation: every method on the sage test split, three challenges", "paper1/section_5_2_main",
-     ["timing_results.json", "planning_results.json", "selection_results.json"]),
-    ("5.3", "05_3_analysis.ipynb", "Analysis: errors, scaling to 20k tools, robustness, ablations", "paper1/section_5_3_analysis",
-     ["errors.json", "scaling.json", "robustness.json", "ablations.json"]),
-    ("5.4", "05_4_cross_dataset.ipynb", "Cross-data-set: every method on every data set it applies to", "paper1/section_5_4_cross_dataset",
-     ["cross_dataset_results.json"]),
-    ("5.5", "05_5_training.ipynb", "Training comparison: A, B1-B4 coresets, C continual, D combined", "paper1/section_5_5_training",
-     ["training_comparison.json"]),
-    ("paper2", "06_sage_agent.ipynb", "SAGE-Agent: SSIS, priority replay, cross-task attention; ablation, efficiency, online adaptation", "paper2",
-     ["efficiency_analysis.json", "online_adaptation.json"]),
-]: register_experiment(_n, _nb, _d, _o, expected=_x)
 
 # %% ../nbs/api/01_registry.ipynb #378fffe0
 PLUGIN_MODULES = [
@@ -196,7 +183,8 @@ def plugin_modules() -> list[str]:
     found = [f"{p}.{m.name}" for p in PLUGIN_PACKAGES for m in sorted(pkgutil.iter_modules(importlib.import_module(p).__path__),
                                                                       key=lambda m: m.name) if not m.name.startswith("_")]
     env = [m.strip() for m in os.environ.get("SAGE_BENCH_PLUGINS", "").split(",") if m.strip()]
-    return list(dict.fromkeys([*PLUGIN_MODULES, *found, *env]))
+    from sage_bench.sections import SECTION_MODULES       # the modules that declare the paper sections
+    return list(dict.fromkeys([*PLUGIN_MODULES, *found, *SECTION_MODULES, *env]))
 
 def load_plugins():
     "Import the modules that register data sets, methods and metrics (each once; a plugin named later is imported then)."

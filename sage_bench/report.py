@@ -6,7 +6,7 @@
 from __future__ import annotations
 import json, os, sys, time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 from .core import benchmark_dir, sage_home, write_json, RANDOM_SEED
 from .registry import lookup, entries
 from .store import figures_dir, tables_dir, redact_url
@@ -131,28 +131,20 @@ def latex_table(df, name: str, caption: str, label: str | None = None, output_di
     p.write_text("\n".join(lines) + "\n")
     return p
 
-_BUILDERS: dict[str, list[Callable]] = {}
-
 def register_builder(section: str):
-    "Decorator: `fn(output_dir) -> list[Path]` rebuilds a section's figures/tables from saved results."
-    def deco(fn): _BUILDERS.setdefault(section, []).append(fn); return fn
+    """Kept for modules that still call it (`training.methods`); it does nothing: a section's figures and tables are
+    built by its declaration's `Section.build` (sage_bench.sections), which `rebuild` runs."""
+    def deco(fn): return fn
     return deco
 
 def rebuild(sections: Sequence[str] | None = None, output_dir=None) -> dict[str, list]:
-    "Run every registered builder whose section has saved results; returns {section: paths or reason}."
-    import importlib
-    for m in ("sage_bench.experiments.main_eval", "sage_bench.experiments.analysis", "sage_bench.experiments.cross_dataset", "sage_bench.training.methods"):
-        try: importlib.import_module(m)
-        except ModuleNotFoundError as e:
-            if e.name and not m.startswith(e.name): raise
+    "Run the builder of every declared section (or of `sections`) from its saved results; returns {section: paths or reason}."
+    from sage_bench.sections import sections as declared
     out = {}
-    for sec, fns in _BUILDERS.items():
-        if sections and sec not in sections: continue
-        paths = []
-        for fn in fns:
-            try: paths += list(fn(output_dir) or [])
-            except FileNotFoundError as e: paths.append(f"missing results: {e}")
-        out[sec] = paths
+    for key, s in declared().items():
+        if (sections and key not in sections) or s.build is None: continue
+        try: out[key] = list(s.build(output_dir) or [])
+        except FileNotFoundError as e: out[key] = [f"missing results: {e}"]
     return out
 
 # %% ../nbs/api/60_report.ipynb #d9d34064
@@ -167,10 +159,10 @@ def experiment_status(output_dir=None) -> list[dict]:
         run = next(iter(sorted(d.glob("*.run.json"))), None) if d.exists() else None
         info = json.loads(run.read_text()) if run else {}
         exp = e.extra.get("expected", [])
-        absent = [f for f in exp if not (d / f).exists()]
+        absent = [f for f in exp if not list(d.glob(f))]          # a name may be a glob (paper 2's per-ablation files)
         skipped = []                     # methods a run left out (no LLM server, --skip-llm), as the result files say
-        for f in exp:
-            try: payload = json.loads((d / f).read_text())
+        for f in (q for x in exp for q in sorted(d.glob(x))):
+            try: payload = json.loads(f.read_text())
             except (OSError, ValueError): continue
             skipped += [s.get("method", "?") for s in payload.get("skipped", []) if isinstance(s, dict)] if isinstance(payload, dict) else []
         failed = no_answer_in(d)         # methods whose LLM calls got no reply: their scores are not reported

@@ -12,8 +12,8 @@ from .metrics import get_metric, UnknownMetric
 from .store import provenance
 
 # %% auto #0
-__all__ = ['ResultFileError', 'MetricValue', 'Scores', 'ResultRow', 'data_fingerprint', 'data_info', 'Provenance', 'ResultFile',
-           'write_result_file']
+__all__ = ['ResultFileError', 'LayoutError', 'MetricValue', 'Scores', 'ResultRow', 'data_fingerprint', 'data_info', 'Provenance',
+           'ResultFile', 'write_result_file']
 
 # %% ../nbs/api/04_results.ipynb #d74fa9e0
 class ResultFileError(ValueError):
@@ -21,6 +21,9 @@ class ResultFileError(ValueError):
     def __init__(self, path, why: str):
         super().__init__(f"result file {path} {why}")
         self.path, self.why = path, why
+
+class LayoutError(ValueError):
+    "A result file's content lacks what the code that states it needs (the paper turns it into a ResultFileError naming the file)."
 
 def _num_or_none(v, what: str):
     if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)): return v

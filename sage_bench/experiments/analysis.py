@@ -16,7 +16,7 @@ from ..sections import Section, ResultSpec, declare
 from ..paper import errors_paragraph, scaling_paragraph, robustness_paragraph, rows_paragraph
 from ..engine import evaluate
 from ..metrics import HEADLINES, SUMMARY_METRICS, TABLE_METRICS, display_name
-from ..report import save_figure, latex_table, register_builder
+from ..report import save_figure, latex_table
 
 # %% auto #0
 __all__ = ['SECTION', 'PERTURBATIONS', 'SECTION_5_3', 'timing_error', 'planning_error', 'selection_error', 'error_analysis',
@@ -318,7 +318,6 @@ def _load(name, output_dir):
     if not p.exists(): raise FileNotFoundError(str(p))
     return json.loads(p.read_text())
 
-@register_builder("5.3")
 def build_5_3(output_dir=None) -> list[Path]:
     "Figures and tables of section 5.3 from its saved result files."
     import matplotlib; matplotlib.use("Agg")

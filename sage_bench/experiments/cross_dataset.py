@@ -14,7 +14,7 @@ from ..sections import Section, ResultSpec, declare
 from ..paper import rows_paragraph
 from ..engine import evaluate
 from ..metrics import HEADLINES, display_name
-from ..report import save_figure, latex_table, register_builder
+from ..report import save_figure, latex_table
 
 # %% auto #0
 __all__ = ['SECTION', 'SECTION_5_4', 'run_cross_dataset', 'load_cross', 'subset_table', 'cross_table', 'build_5_4']
@@ -104,7 +104,6 @@ def cross_table(payload: dict, subsets: bool = False):
     t["challenge"] = t["challenge"].map(lambda c: f"{c} ({display_name(HEADLINES[c])})")
     return t
 
-@register_builder("5.4")
 def build_5_4(output_dir=None) -> list[Path]:
     "Heatmap (PDF/PNG) and LaTeX table of section 5.4 from the saved result file."
     import matplotlib; matplotlib.use("Agg")

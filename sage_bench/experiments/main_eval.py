@@ -10,12 +10,16 @@ from typing import Sequence
 from ..core import CHALLENGES, RANDOM_SEED, restores_env
 from ..registry import method_ids, lookup
 from ..store import experiment_dir, write_result, now
-from ..report import save_figure, latex_table, register_builder
-from ..engine import evaluate, results_table, HEADLINE
+from ..results import write_result_file
+from ..metrics import SUMMARY_METRICS, TABLE_METRICS, display_name
+from ..sections import Section, ResultSpec, declare
+from ..paper import challenge_paragraph
+from ..report import save_figure, latex_table
+from ..engine import evaluate, results_table
 
 # %% auto #0
 __all__ = ['SECTION', 'RESULT_FILES', 'QUICK_LLM_SAMPLES', 'SEARCH_METHODS', 'QUICK_SEARCH_CONFIG', 'QUICK_LLM_CONFIG',
-           'MAIN_METRIC', 'run_plan', 'saved_run_params', 'run_main_eval', 'llm_repeatability', 'repeatability_text',
+           'SECTION_5_2', 'run_plan', 'saved_run_params', 'run_main_eval', 'llm_repeatability', 'repeatability_text',
            'load_results', 'main_table', 'fig_overall', 'fig_planning_by_length', 'fig_timing_confusion', 'build_5_2',
            'run_time_table', 'summary_text']
 
@@ -97,8 +101,8 @@ def run_main_eval(quick: bool = True, seed: int = RANDOM_SEED, samples: int | No
                                 "wall_s": r.config["wall_s"], "method_description": r.config["method_description"],
                                 "metrics": r.metrics} for r in results],
                    "skipped": skipped}
-        write_result(out / RESULT_FILES[ch], payload, {"quick": quick, "samples": samples, "llm_samples": llm_samples, "methods": ids,
-                                                       "skip_llm": skip_llm, "llm_base_url": llm_base_url}, seed, started)
+        write_result_file(out / RESULT_FILES[ch], payload, "results", config={"quick": quick, "samples": samples, "llm_samples": llm_samples,
+                          "methods": ids, "skip_llm": skip_llm, "llm_base_url": llm_base_url}, seed=seed, started_at=started)
         payloads[ch] = payload
     return payloads
 
@@ -149,7 +153,7 @@ def main_table(payload: dict):
     for r in payload["results"]:
         m = r["metrics"]; d = {"method": r["method"], "n": m["n"]}
         failed = no_answer_note(m)     # a score over samples that got no reply is not shown
-        for k in HEADLINE[payload["challenge"]]:
+        for k in TABLE_METRICS[payload["challenge"]]:
             v = m["metrics"].get(k)
             d[k] = failed or (fmt_chance(fmt_ci(v["value"], v["ci_low"], v["ci_high"]), v.get("chance")) if v else "-")
         d["parse fail %"] = f"{100*m['parse_failure_rate']:.1f}" if m.get("llm_calls") else "-"
@@ -159,8 +163,6 @@ def main_table(payload: dict):
     return pd.DataFrame(rows)
 
 # %% ../../nbs/api/61_main_eval.ipynb #02ef696a
-MAIN_METRIC = {"timing": ["accuracy", "f1"], "tool_selection": ["hit@1", "hit@5", "mrr"], "planning": ["plan_success", "step_f1", "lcs"]}
-
 def fig_overall(res: dict, output_dir=None) -> list[Path]:
     import matplotlib; matplotlib.use("Agg")
     import matplotlib.pyplot as plt, numpy as np
@@ -168,11 +170,11 @@ def fig_overall(res: dict, output_dir=None) -> list[Path]:
     fig, axes = plt.subplots(1, len(chs), figsize=(5.2 * len(chs), 3.8), squeeze=False)
     for ax, ch in zip(axes[0], chs):
         rs = [r for r in res[ch]["results"] if not r["metrics"].get("n_transport_failures")]
-        ms = MAIN_METRIC[ch]; x = np.arange(len(rs)); w = 0.8 / len(ms)
+        ms = SUMMARY_METRICS[ch]; x = np.arange(len(rs)); w = 0.8 / len(ms)
         for j, k in enumerate(ms):
             v = np.array([r["metrics"]["metrics"][k]["value"] for r in rs])
             lo = np.array([r["metrics"]["metrics"][k]["ci_low"] for r in rs]); hi = np.array([r["metrics"]["metrics"][k]["ci_high"] for r in rs])
-            ax.bar(x + j * w - 0.4 + w / 2, v, w, yerr=[v - lo, hi - v], capsize=2, label=k)
+            ax.bar(x + j * w - 0.4 + w / 2, v, w, yerr=[v - lo, hi - v], capsize=2, label=display_name(k))
         ax.set_xticks(x); ax.set_xticklabels([r["method"].split(".", 1)[1] for r in rs], rotation=35, ha="right")
         if len(rs) < len(res[ch]["results"]): ax.set_xlabel("not shown (no LLM answer): " + ", ".join(r["method"] for r in res[ch]["results"] if r not in rs), fontsize=7)
         ax.set_ylim(0, 1.05); ax.set_title(ch.replace("_", " ")); ax.legend(fontsize=7)
@@ -189,9 +191,9 @@ def fig_planning_by_length(res: dict, output_dir=None) -> list[Path]:
         if r["metrics"].get("n_transport_failures"): continue
         bl = r["metrics"].get("by_length", {})
         ls = sorted(bl, key=int)
-        for ax, k in zip(axes, ("plan_success", "step_f1")):
+        for ax, k in zip(axes, SUMMARY_METRICS["planning"]):
             ax.plot([int(l) for l in ls], [bl[l][k] for l in ls], marker="o", label=r["method"])
-    for ax, k in zip(axes, ("plan success", "step F1")):
+    for ax, k in zip(axes, map(display_name, SUMMARY_METRICS["planning"])):
         ax.set_xlabel("gold plan length (steps)"); ax.set_ylabel(k); ax.set_ylim(-0.02, 1.02)
     axes[1].legend(fontsize=7); fig.suptitle("Planning quality by plan length", fontsize=10); fig.tight_layout()
     return save_figure(fig, "fig_5_2_planning_by_length", output_dir)
@@ -213,7 +215,6 @@ def fig_timing_confusion(res: dict, output_dir=None) -> list[Path]:
     axes[0][0].set_ylabel("gold"); fig.tight_layout()
     return save_figure(fig, "fig_5_2_timing_confusion", output_dir)
 
-@register_builder("5.2")
 def build_5_2(output_dir=None) -> list[Path]:
     "Every figure and table of section 5.2, from the saved result files."
     res = load_results(output_dir)
@@ -246,3 +247,14 @@ def summary_text(res: dict) -> str:
             parts.append(f"== {ch} (sage test, 95% bootstrap CI, percent) ==\n" + main_table(p).to_string(index=False))
             for s in p["skipped"]: parts.append(f"  skipped {s['method']}: {s['reason']}")
     return "\n".join(parts)
+
+# %% ../../nbs/api/61_main_eval.ipynb #cf71bdb0
+SECTION_5_2 = declare(Section(
+    "5.2", "main results", "Main evaluation: every method on the sage test split, three challenges", "05_2_main_eval.ipynb", SECTION,
+    tuple(ResultSpec(f, challenge_paragraph, "results") for f in RESULT_FILES.values()), build=build_5_2,
+    captions={"fig_5_2_overall": ("Headline metrics of every method run on the sage test split, per challenge (the headline first, then "
+                                  "the secondary ones), with 95% bootstrap confidence intervals.", "*_results.json"),
+              "fig_5_2_planning_by_length": (f"Task planning: {' and '.join(map(display_name, SUMMARY_METRICS['planning']))} by the length "
+                                             "of the gold plan.", RESULT_FILES["planning"]),
+              "fig_5_2_timing_confusion": ("Timing judgment: confusion matrix of each method (rows gold, columns predicted).",
+                                           RESULT_FILES["timing"])}))
