@@ -101,3 +101,16 @@ def test_metric_recipe(toys, capsys):
     assert "all_in_top5" in t.columns and t["all_in_top5"].iloc[0].startswith(f"{100 * r.value('hit@5'):.1f}")
     assert main(["eval", "--dataset", "tiny", "--methods", "selector.keyword", "--output-dir", str(toys["out"] / "eval")]) == 0
     assert "all_in_top5" in capsys.readouterr().out
+
+
+def test_a_new_module_needs_no_list(tmp_path, monkeypatch):
+    "A module added to sage_bench.methods or sage_bench.data is imported by load_plugins without PLUGIN_MODULES naming it."
+    assert R.PLUGIN_PACKAGES == ("sage_bench.data", "sage_bench.methods")
+    assert {"sage_bench.methods.timing", "sage_bench.data.common", "sage_bench.methods.base"} <= set(R.plugin_modules())
+    (tmp_path / "toypkg").mkdir()
+    (tmp_path / "toypkg" / "__init__.py").write_text("")
+    (tmp_path / "toypkg" / "newmethod.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(R, "PLUGIN_PACKAGES", ("toypkg",))
+    assert "toypkg.newmethod" in R.plugin_modules()
+    sys.modules.pop("toypkg", None)
