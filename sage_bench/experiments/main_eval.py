@@ -8,9 +8,9 @@ import json, os, time
 from pathlib import Path
 from typing import Sequence
 from ..core import CHALLENGES, RANDOM_SEED, restores_env
-from ..registry import method_ids, lookup
+from ..registry import method_ids, lookup, get_dataset
 from ..store import experiment_dir, write_result, now
-from ..results import write_result_file
+from ..results import data_info, write_result_file
 from ..metrics import SUMMARY_METRICS, TABLE_METRICS, display_name
 from ..sections import Section, ResultSpec, declare
 from ..paper import challenge_paragraph
@@ -81,6 +81,7 @@ def run_main_eval(quick: bool = True, seed: int = RANDOM_SEED, samples: int | No
     out = experiment_dir(SECTION, output_dir)
     chosen = methods or method_ids()
     llm_ok, why = (False, "skipped by request (--skip-llm)") if skip_llm else _llm_up(llm_base_url)
+    sage = get_dataset("sage")
     payloads = {}
     for ch in CHALLENGES:
         if challenge and ch != challenge: continue
@@ -102,7 +103,8 @@ def run_main_eval(quick: bool = True, seed: int = RANDOM_SEED, samples: int | No
                                 "metrics": r.metrics} for r in results],
                    "skipped": skipped}
         write_result_file(out / RESULT_FILES[ch], payload, "results", config={"quick": quick, "samples": samples, "llm_samples": llm_samples,
-                          "methods": ids, "skip_llm": skip_llm, "llm_base_url": llm_base_url}, seed=seed, started_at=started)
+                          "methods": ids, "skip_llm": skip_llm, "llm_base_url": llm_base_url}, seed=seed, started_at=started,
+                          data=data_info(sage, sage.select(ch, "test")))        # the data every row ran on: its fingerprint
         payloads[ch] = payload
     return payloads
 
