@@ -103,11 +103,10 @@ def normalize_text(s: str) -> str:
 def figure_caption(path: Path, output_dir=None) -> tuple[str, str]:
     "(caption, source) of a figure file: sidecar JSON, else the caption its section declares, else one naming the file."
     side = path.with_suffix(".json")
-    if side.exists():
-        try:
-            d = json.loads(side.read_text())
-            if isinstance(d, dict) and d.get("caption"): return str(d["caption"]), str(d.get("source") or _rel(path, output_dir))
-        except json.JSONDecodeError: pass
+    if side.exists():                        # a sidecar the build cannot read is an error naming it, not a generic caption
+        try: d = json.loads(side.read_text())
+        except json.JSONDecodeError as e: raise ValueError(f"figure caption file {side} is not valid JSON: {e}") from None
+        if isinstance(d, dict) and d.get("caption"): return str(d["caption"]), str(d.get("source") or _rel(path, output_dir))
     for s in sections().values():
         if path.stem in s.captions:
             cap, src = s.captions[path.stem]
