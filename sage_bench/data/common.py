@@ -403,16 +403,37 @@ def selection_variant(ds: Dataset, selection: str = "pooled") -> Dataset:
 # %% ../../nbs/api/18_data_common.ipynb #943b1f2a
 LEAK_COSINE = 0.9
 
-def _near_pairs(texts: list[str], threshold: float, chunk: int = 2000):
-    "Index pairs (i, j), i != j, of `texts` whose TF-IDF cosine is at least `threshold`."
+def _near_pairs(texts: list[str], threshold: float, chunk: int = 4000):
+    """Index pairs (i, j), i != j, of `texts` whose TF-IDF cosine is at least `threshold`, found exactly without the full
+    n x n product (all-pairs prefix filtering): the words of a text that are most frequent in the corpus, as long as their
+    share of its l2 norm stays below `threshold`, cannot make a cosine of `threshold` alone, so only texts sharing one of its
+    other (rarer) words are candidates; each candidate's cosine is then computed."""
+    import numpy as np
     from sklearn.feature_extraction.text import TfidfVectorizer
-    if len(texts) < 2: return
-    try: X = TfidfVectorizer().fit_transform(texts)     # l2-normalised rows: X @ X.T is the cosine
-    except ValueError: return                           # no word in any text
+    if len(texts) < 2 or threshold <= 0: return
+    try: X = TfidfVectorizer().fit_transform(texts).tocsr()     # l2-normalised rows: x . y is the cosine
+    except ValueError: return                                   # no word in any text
+    X.sort_indices()
+    df = np.bincount(X.indices, minlength=X.shape[1])
+    rank = np.argsort(np.argsort(-df, kind="stable"), kind="stable")   # 0: the most frequent word
+    R = X.copy()
+    for i in range(X.shape[0]):
+        a, b = X.indptr[i], X.indptr[i + 1]
+        if a == b: continue
+        o = np.argsort(rank[X.indices[a:b]], kind="stable")
+        drop = o[np.cumsum(X.data[a:b][o] ** 2) < threshold * threshold - 1e-9]   # frequent prefix, norm below threshold
+        R.data[a + drop] = 0
+    R.eliminate_zeros(); R.data[:] = 1
+    B = X.copy(); B.data[:] = 1
     for i in range(0, X.shape[0], chunk):
-        S = (X[i:i + chunk] @ X.T).tocoo()
-        m = (S.data >= threshold) & (S.row + i != S.col)
-        yield from zip((S.row[m] + i).tolist(), S.col[m].tolist())
+        C = (R[i:i + chunk] @ B.T).tocoo()
+        r, c = C.row + i, C.col
+        keep = r != c
+        r, c = r[keep], c[keep]
+        if not len(r): continue
+        cos = np.asarray(X[r].multiply(X[c]).sum(axis=1)).ravel()
+        m = cos >= threshold
+        yield from zip(r[m].tolist(), c[m].tolist())
 
 def split_leaks(ds: Dataset, threshold: float = LEAK_COSINE) -> dict:
     "{challenge: number of distinct dev/test texts within TF-IDF cosine `threshold` of a train text of that challenge}."
