@@ -83,6 +83,14 @@ class UnknownMetric(KeyError, ValueError):
 
 _FAMILY = re.compile(r"(hit|recall|precision|ndcg)@([1-9][0-9]*)$")
 
+def _load_plugins() -> bool:
+    """Import the modules that may declare metrics with register_metric (a method's, a data set's, `$SAGE_BENCH_PLUGINS`'),
+    so that a result file written with such a metric reads in a fresh process; True if that declared new metrics."""
+    from sage_bench.registry import load_plugins
+    n = len(METRICS)
+    load_plugins()
+    return len(METRICS) > n
+
 def get_metric(name: str) -> Metric:
     "The declaration of `name`; `hit@20` and its kind (any k) are derived from the declared family; UnknownMetric otherwise."
     if name in METRICS: return METRICS[name]
@@ -90,6 +98,7 @@ def get_metric(name: str) -> Metric:
     if m:
         fam = METRICS[f"{m.group(1)}@{SELECTION_KS[0]}"]
         return Metric(name, fam.challenge, fam.display.split("@")[0] + "@" + m.group(2))
+    if _load_plugins(): return get_metric(name)
     raise UnknownMetric(f"unknown metric {name!r}: not declared in sage_bench.metrics.METRICS")
 
 def is_metric(name) -> bool:

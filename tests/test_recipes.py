@@ -114,3 +114,14 @@ def test_a_new_module_needs_no_list(tmp_path, monkeypatch):
     monkeypatch.setattr(R, "PLUGIN_PACKAGES", ("toypkg",))
     assert "toypkg.newmethod" in R.plugin_modules()
     sys.modules.pop("toypkg", None)
+
+
+def test_plugin_metric_known_in_a_fresh_process(toys):
+    "A result file written with a plugin's metric reads in a new process: get_metric imports the plugin modules when it must."
+    import os, subprocess
+    env = {**os.environ, "SAGE_BENCH_PLUGINS": MODULE, "PYTHONPATH": os.pathsep.join([str(toys["dir"]), os.environ.get("PYTHONPATH", "")])}
+    code = ("from sage_bench.results import Scores\n"
+            "s = Scores.from_dict({'challenge': 'tool_selection', 'n': 1, 'metrics': {'all_in_top5': {'value': 1.0}}})\n"
+            "from sage_bench.metrics import display_name; print(display_name('all_in_top5'))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "all relevant in top 5", out.stderr[-2000:]
