@@ -67,7 +67,9 @@ class Tokenizer:
         if self._stemmer is None: return words
         m, new = self._memo, [w for w in words if w not in self._memo]
         if new:
-            for w, s in zip(new, self._stemmer.stemWords(new)): m[w] = s
+            for w, s in zip(new, self._stemmer.stemWords(new)):
+                # Lucene's PorterStemmer leaves words of one or two letters alone (PyStemmer's porter makes "s" empty)
+                m[w] = w if (self.kind == "lucene" and len(w) <= 2) or not s else s
         return [m[w] for w in words]
 
     def many(self, texts: Sequence[str]) -> list[list[str]]: return [self(t) for t in texts]
