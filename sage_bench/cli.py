@@ -288,7 +288,7 @@ def cmd_run(a) -> int:
     _nonempty(a, "methods")
     check_methods(_split_list(a.methods))              # before papermill, so that "did you mean" is the whole answer
     if a.output_dir: writable_dir(a.output_dir)
-    from sage_bench.report import run_section
+    from sage_bench.runner import run_section
     from sage_bench.engine import IncompleteResults
     import papermill.exceptions as pme
     rc = 0
@@ -346,7 +346,7 @@ def cmd_llm(a) -> int:
 
 def cmd_build(a, kind) -> int:
     if a.section: lookup("experiment", a.section)
-    from sage_bench.report import rebuild
+    from sage_bench.artifacts import rebuild
     res = rebuild([a.section] if a.section else None, a.output_dir)
     n = 0
     for sec, paths in res.items():
@@ -357,7 +357,7 @@ def cmd_build(a, kind) -> int:
     return 0 if n else 1
 
 def cmd_report(a) -> int:
-    from sage_bench.report import experiment_status
+    from sage_bench.status import experiment_status
     rows = experiment_status(a.output_dir)
     if a.json: print(json.dumps(rows, indent=2)); return 0
     for r in rows:

@@ -16,7 +16,7 @@ from ..sections import Section, ResultSpec, declare
 from ..paper import errors_paragraph, scaling_paragraph, robustness_paragraph, rows_paragraph
 from ..engine import evaluate
 from ..metrics import HEADLINES, SUMMARY_METRICS, TABLE_METRICS, display_name
-from ..report import save_figure, latex_table
+from ..artifacts import save_figure, latex_table
 
 # %% auto #0
 __all__ = ['SECTION', 'PERTURBATIONS', 'SECTION_5_3', 'timing_error', 'planning_error', 'selection_error', 'error_analysis',

@@ -14,7 +14,7 @@ from ..sections import Section, ResultSpec, declare
 from ..paper import rows_paragraph
 from ..engine import evaluate
 from ..metrics import HEADLINES, display_name
-from ..report import save_figure, latex_table
+from ..artifacts import save_figure, latex_table
 
 # %% auto #0
 __all__ = ['SECTION', 'SECTION_5_4', 'run_cross_dataset', 'load_cross', 'subset_table', 'cross_table', 'build_5_4']

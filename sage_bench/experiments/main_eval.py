@@ -14,7 +14,7 @@ from ..results import data_info, write_result_file
 from ..metrics import SUMMARY_METRICS, TABLE_METRICS, display_name
 from ..sections import Section, ResultSpec, declare
 from ..paper import challenge_paragraph
-from ..report import save_figure, latex_table
+from ..artifacts import save_figure, latex_table
 from ..engine import evaluate, results_table
 
 # %% auto #0
