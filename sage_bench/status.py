@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from .core import benchmark_dir
-from .registry import entries
+from .results import ResultFileError
+from .sections import sections
 
 # %% auto #0
 __all__ = ['no_answer_in', 'experiment_status']
@@ -40,30 +41,32 @@ def no_answer_in(folder: Path) -> list[str]:
 
 # %% ../nbs/api/68_status.ipynb #a255cfba
 def experiment_status(output_dir=None) -> list[dict]:
-    "One dict per experiment: name, state, result files, records, last run and its parameters."
+    "One dict per declared section: name, state, result files, records, last run and its parameters."
     root = benchmark_dir(output_dir)
     rows = []
-    for e in entries("experiment"):
-        d = root / e.extra["output"]
+    for key, s in sections().items():
+        d = root / s.output
         results = sorted(p for p in d.rglob("*.json") if not p.name.endswith(".run.json") and "records" not in p.parts) if d.exists() else []
         recs = sum(sum(1 for _ in open(p)) for p in d.rglob("records/**/*.jsonl") if "replaced" not in p.parts) if d.exists() else 0
         run = next(iter(sorted(d.glob("*.run.json"))), None) if d.exists() else None
         info = json.loads(run.read_text()) if run else {}
-        exp = e.extra.get("expected", [])
+        exp = [r.name for r in s.results if r.required]
         absent = [f for f in exp if not list(d.glob(f))]          # a name may be a glob (paper 2's per-ablation files)
-        skipped = []                     # methods a run left out (no LLM server, --skip-llm), as the result files say
-        for f in (q for x in exp for q in sorted(d.glob(x))):
-            try: payload = json.loads(f.read_text())
-            except (OSError, ValueError): continue
-            skipped += [s.get("method", "?") for s in payload.get("skipped", []) if isinstance(s, dict)] if isinstance(payload, dict) else []
+        skipped, unreadable = [], []     # methods a run left out (no LLM server, --skip-llm), as the result files say
+        for r in s.results:              # each file read as its section declares it; one that does not fit is named
+            for f in sorted(d.glob(r.name)):
+                try: skipped += [x.get("method") or x.get("name") or x.get("dataset") or "?" for x in r.read(f).skipped]
+                except ResultFileError as err: unreadable.append(str(err))
         failed = no_answer_in(d)         # methods whose LLM calls got no reply: their scores are not reported
-        state = ("missing" if not results and not recs else "done" if run and not absent and not skipped and not failed else "partial")
+        state = ("missing" if not results and not recs else
+                 "done" if run and not absent and not skipped and not failed and not unreadable else "partial")
         detail = "" if state == "missing" else "; ".join(x for x in (f"{len(exp) - len(absent)}/{len(exp)} result files" if absent else "",
                                        f"skipped: {', '.join(dict.fromkeys(skipped))}" if skipped else "",
                                        "no answer: " + "; ".join(failed) if failed else "",
+                                       "unreadable: " + "; ".join(unreadable) if unreadable else "",
                                        "" if run else "no finished run") if x)
-        rows.append({"experiment": e.name, "description": e.description, "state": state, "detail": detail, "result_files": len(results),
-                     "missing_files": absent, "skipped_methods": list(dict.fromkeys(skipped)), "no_answer": failed,
+        rows.append({"experiment": key, "description": s.description, "state": state, "detail": detail, "result_files": len(results),
+                     "missing_files": absent, "skipped_methods": list(dict.fromkeys(skipped)), "no_answer": failed, "unreadable": unreadable,
                      "records": recs, "last_run": info.get("started_at"), "wall_seconds": info.get("wall_seconds"),
                      "parameters": info.get("parameters"), "folder": str(d)})
     return rows
