@@ -47,6 +47,7 @@ class EvalResult:
     n_resumed: int = 0
     path: Path | None = None
     subsets: dict = field(default_factory=dict)    # {published subset: its scores} when the samples name two or more
+    data: dict = field(default_factory=dict)       # the data it ran on: data set, version, samples, fingerprint (results.data_info)
 
     def value(self, metric: str) -> float | None:
         m = self.metrics.get("metrics", {}).get(metric)
@@ -236,7 +237,7 @@ def evaluate(method: str | Method, dataset: str | Dataset, split: str = "test", 
     records = [done[s.id] for s in chosen if s.id in done]
     metrics = score_records(challenge, records, n_boot=n_boot, seed=seed) if records else {"n": 0, "metrics": {}}
     subsets = subset_scores(challenge, records, ds, n_boot=n_boot, seed=seed)
-    res = EvalResult(name, ds.name, split, challenge, metrics, records, config, len(todo), n_resumed, subsets=subsets)
+    res = EvalResult(name, ds.name, split, challenge, metrics, records, config, len(todo), n_resumed, subsets=subsets, data=data)
     if write:
         res.path = out / "results" / ds.name / split / f"{rec_path.stem}.json"
         write_json(res.path, {"method": name, "dataset": ds.name, "split": split, "challenge": challenge,

@@ -151,7 +151,7 @@ def run_scaling(methods: Sequence[str], sizes=(10, 100, 1000, 5000, 20000), samp
         ds = scaling_dataset(base, test, size, pool, seed)
         for m in methods:
             r = evaluate(m, ds, "test", experiment="section_5_3_analysis", output_dir=out, seed=seed, progress=progress)
-            row = {**r.row(TABLE_METRICS["tool_selection"]), "library_size": size, "metrics": r.metrics}   # flat copies for the tables; the scores
+            row = {**r.row(TABLE_METRICS["tool_selection"]), "library_size": size, "metrics": r.metrics, "data": r.data}   # flat copies for the tables; the scores
             rows.append(row)
     return {"sizes": list(sizes), "n_queries": len(test), "real_tools_in_pool": n_real, "rows": rows}
 
@@ -263,7 +263,7 @@ def run_ablations(quick: bool = True, skip_llm: bool = False, samples: int | Non
                          method_config=cfg, name=name, progress=progress)
         except TypeError as err:  # a configuration key the method does not take is a bug to report, not to hide
             rows.append({"name": name, "method": mid, "config": cfg, "error": str(err)}); continue
-        rows.append({**r.row(), "name": name, "method": mid, "config": cfg, "metrics": r.metrics})
+        rows.append({**r.row(), "name": name, "method": mid, "config": cfg, "metrics": r.metrics, "data": r.data})
     return {"rows": rows, "skipped": skipped}
 
 # %% ../../nbs/api/62_analysis.ipynb #a243ca8f

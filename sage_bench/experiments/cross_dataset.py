@@ -50,7 +50,7 @@ def run_cross_dataset(quick: bool = True, seed: int = RANDOM_SEED, samples: int 
             if not ds.select(e.challenge, "test"): continue
             r = evaluate(m, ds, "test", experiment="section_5_4_cross_dataset", output_dir=out, seed=seed,
                          samples=llm_samples if e.needs_llm else samples, progress=progress)
-            rows.append({**r.row(), "subset": "all", "main_metric": HEADLINES[e.challenge], "metrics": r.metrics})
+            rows.append({**r.row(), "subset": "all", "main_metric": HEADLINES[e.challenge], "metrics": r.metrics, "data": r.data})
             for k, sr in zip(r.subsets, r.subset_results()):     # each published subset beside "all", as `<data set>:<subset>`
                 rows.append({**sr.row(), "subset": k, "parent_dataset": dn, "main_metric": HEADLINES[e.challenge], "metrics": sr.metrics})
     payload = {"results": rows, "skipped": skipped, "datasets": info, "quick": quick}
