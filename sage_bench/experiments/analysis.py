@@ -151,7 +151,8 @@ def run_scaling(methods: Sequence[str], sizes=(10, 100, 1000, 5000, 20000), samp
         ds = scaling_dataset(base, test, size, pool, seed)
         for m in methods:
             r = evaluate(m, ds, "test", experiment="section_5_3_analysis", output_dir=out, seed=seed, progress=progress)
-            row = {**r.row(TABLE_METRICS["tool_selection"]), "library_size": size, "metrics": r.metrics, "data": r.data}   # flat copies for the tables; the scores
+            # flat copies of the table metrics (for the tables), then the scores and the data they came from
+            row = {**r.row(TABLE_METRICS["tool_selection"]), "library_size": size, "metrics": r.metrics, "data": r.data}
             rows.append(row)
     return {"sizes": list(sizes), "n_queries": len(test), "real_tools_in_pool": n_real, "rows": rows}
 
