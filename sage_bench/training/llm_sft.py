@@ -283,7 +283,7 @@ def train_lora(model, tok, enc: Sequence[Encoded], cfg: SFTConfig, log_every: in
                 loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1),
                                                          ignore_index=-100, reduction="sum") / max(ntok, 1)
                 loss.backward()
-                total += float(loss); seen += len(part)
+                total += loss.item(); seen += len(part)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
             step += 1
