@@ -1,6 +1,6 @@
 """LoRA SFT of a small LLM (sage_bench.training.llm_sft): the examples are the LLM methods' own requests with gold
 answers in their schemas (fast); a tiny training run lowers the loss, the adapter converts with llama.cpp's converter
-and llama-server serves it (slow: `-m "not slow"` leaves them out)."""
+and llama-server serves it (marked slow and llm: the fast tier leaves it out)."""
 import json
 from pathlib import Path
 
@@ -118,6 +118,7 @@ def test_tuned_methods_run_as_trained():
 
 
 @pytest.mark.slow
+@pytest.mark.llm          # the CPU LLM stack: the GGUF model, llama.cpp's converter and llama-server
 def test_tiny_run_lowers_loss_converts_and_serves(tmp_path):
     pytest.importorskip("peft")
     _installed("smollm2-135m")
