@@ -12,12 +12,13 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['SELECTION_KS', 'MRR_CUTOFF', 'METRICS', 'HEADLINES', 'SUMMARY_METRICS', 'TABLE_METRICS', 'TIMING_METRICS',
-           'PLANNING_METRICS', 'Metric', 'UnknownMetric', 'get_metric', 'is_metric', 'metrics_of', 'display_name',
-           'register_metric', 'unregister_metric', 'timing_outcomes', 'timing_confusion', 'timing_from_counts',
-           'timing_metrics', 'relevant_ranks', 'hit_at_k', 'recall_at_k', 'precision_at_k', 'reciprocal_rank',
-           'ndcg_at_k', 'plan_success', 'step_prf', 'edges', 'edge_prf', 'lcs_length', 'normalized_lcs',
-           'resample_means', 'bootstrap_ci', 'selection_matrix', 'planning_matrix', 'score_records', 'chance_scores',
-           'per_sample_scores', 'mean_sd']
+           'PUBLISHED_METRICS', 'PLANNING_METRICS', 'Metric', 'UnknownMetric', 'get_metric', 'is_metric', 'metrics_of',
+           'display_name', 'register_metric', 'unregister_metric', 'timing_outcomes', 'timing_confusion',
+           'timing_from_counts', 'timing_metrics', 'PublishedMetric', 'register_published_metric',
+           'published_metrics_of', 'published_value', 'relevant_ranks', 'hit_at_k', 'recall_at_k', 'precision_at_k',
+           'reciprocal_rank', 'ndcg_at_k', 'plan_success', 'step_prf', 'edges', 'edge_prf', 'lcs_length',
+           'normalized_lcs', 'resample_means', 'bootstrap_ci', 'selection_matrix', 'planning_matrix', 'score_records',
+           'chance_scores', 'per_sample_scores', 'mean_sd']
 
 # %% ../nbs/api/02_metrics.ipynb #8424b0c5
 SELECTION_KS = (1, 3, 5, 10)       # the k of hit@k, recall@k, precision@k and ndcg@k that every run scores
@@ -204,6 +205,55 @@ def timing_metrics(preds: Sequence, golds: Sequence) -> dict:
     "Set-level timing metrics (None where undefined) plus the `confusion` counts."
     c = timing_confusion(preds, golds)
     return {k: _py(v) for k, v in timing_from_counts(**c).items()} | {"confusion": c}
+
+# %% ../nbs/api/02_metrics.ipynb #1d79673d
+@dataclass(frozen=True)
+class PublishedMetric:
+    "A data set's own published metric for one challenge, computed from the scores of its published subsets (`published_value`)."
+    name: str                  # e.g. `bfcl_irrelevance_detection`
+    dataset: str               # the data set it belongs to
+    challenge: str             # timing | tool_selection | planning
+    display: str               # its published name
+    metric: str                # the registry metric computed on the samples of `subsets`
+    subsets: tuple = ("all",)  # the `meta.subset` values it covers; ("all",) for the whole data set
+    combine: str = "pooled"    # pooled: confusion counts (or n-weighted means) over the subsets; unweighted: mean of subset values
+    source: str = ""           # where the definition is published
+    differs: str = ""          # how the protocol here differs from the published one
+
+PUBLISHED_METRICS: dict[str, PublishedMetric] = {}
+
+def register_published_metric(name: str, dataset: str, challenge: str, display: str, metric: str, subsets=("all",),
+                              combine: str = "pooled", source: str = "", differs: str = "") -> PublishedMetric:
+    "Declare a data set's published metric (re-declaring the same name replaces it, so a reloaded loader module does not fail)."
+    if challenge not in _CHALLENGES: raise ValueError(f"unknown challenge {challenge!r}; one of {', '.join(_CHALLENGES)}")
+    if get_metric(metric).challenge != challenge: raise ValueError(f"{metric!r} is not a {challenge} metric")
+    if combine not in ("pooled", "unweighted"): raise ValueError(f"combine must be 'pooled' or 'unweighted', got {combine!r}")
+    pm = PublishedMetric(name, dataset, challenge, display, metric, tuple(subsets), combine, source, differs)
+    PUBLISHED_METRICS[name] = pm
+    return pm
+
+def published_metrics_of(dataset: str, challenge: str | None = None) -> list[PublishedMetric]:
+    "The published metrics declared for `dataset` (and `challenge`), in declaration order."
+    return [p for p in PUBLISHED_METRICS.values() if p.dataset == dataset and (challenge is None or p.challenge == challenge)]
+
+def published_value(pm: PublishedMetric, scores: dict) -> dict:
+    """`pm` from `scores` = {subset: score_records(...) dict} (`all` the whole result): {value, n, subsets, missing};
+    value None when none of its subsets was scored; `missing` names the subsets without samples (a quick run samples few)."""
+    have = [k for k in pm.subsets if (scores.get(k) or {}).get("n")]
+    out = {"name": pm.name, "display": pm.display, "value": None, "n": sum(scores[k]["n"] for k in have), "subsets": have,
+           "missing": [k for k in pm.subsets if k not in have]}
+    if not have: return out
+    if pm.combine == "pooled" and pm.challenge == "timing":
+        c = [sum(scores[k]["confusion"][x] for k in have) for x in ("tp", "fp", "tn", "fn")]
+        out["value"] = _py(timing_from_counts(*c)[pm.metric])
+        return out
+    vals = [((scores[k].get("metrics") or {}).get(pm.metric) or {}).get("value") for k in have]
+    pairs = [(v, scores[k]["n"]) for v, k in zip(vals, have) if v is not None]
+    if pairs:
+        out["value"] = (sum(v for v, _ in pairs) / len(pairs) if pm.combine == "unweighted"
+                        else sum(v * n for v, n in pairs) / sum(n for _, n in pairs))
+    return out
+
 
 # %% ../nbs/api/02_metrics.ipynb #4a36ea83
 def _as_ranking(p) -> list | None:

@@ -11,6 +11,7 @@ from typing import Optional
 from ..core import (Dataset, PlanStep, PlanningSample, RecordError, SelectionSample, TimingSample,
                              split_of, stable_hash)
 from ..registry import find_data_dir, register_dataset
+from ..metrics import register_published_metric
 from .common import Guard, ToolCatalog, finish_dataset, parse_calls, read_json_lines, selection_variant, label_subsets, leak_free_splits
 
 # %% auto #0
@@ -180,3 +181,12 @@ def load_acebench(data_dir=None, lenient: bool = False, language: str = "en", mi
 def load_acebench_per_sample(data_dir=None, lenient: bool = False, language: str = "en") -> Dataset:
     "ACEBench's selection samples, each ranking only the functions its question offers (at least 2)."
     return load_acebench(data_dir, lenient, language, selection="per_sample")
+
+# %% ../../nbs/api/11_data_acebench.ipynb #f6d1241e
+_ACE_DIFFERS = ("ACEBench also requires the reply to name the problem (missing parameter, wrong value, no suitable function) "
+                "and scores every English question; here only the no-call decision, test split only (an upper bound)")
+register_published_metric("acebench_special", "acebench", "timing", "ACEBench special", "irrelevance_detection",
+                          ("special_incomplete", "special_error_param", "special_irrelevant"), source=ACEBENCH_URL, differs=_ACE_DIFFERS)
+register_published_metric("acebench_irrelevant", "acebench", "timing", "ACEBench special (irrelevant)", "irrelevance_detection",
+                          ("special_irrelevant",), source=ACEBENCH_URL, differs=_ACE_DIFFERS)
+

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..core import (Tool, TimingSample, PlanningSample, SelectionSample, PlanStep, ToolLibrary, Dataset,
                     RecordError, split_of, stable_hash)
 from ..registry import register_dataset, find_data_dir
+from ..metrics import register_published_metric
 from .common import Guard, finish_dataset, read_json_lines, selection_variant, label_subsets, leak_free_splits
 
 # %% auto #0
@@ -286,3 +287,12 @@ def _gold_calls(gt, turns: list, by_name: dict, classes: list, params_of) -> tup
             calls.append((by_name[name], parse_call(c, params_of(by_name[name]))[1]))
     if not calls: raise RecordError("no calls in any turn", field="ground_truth")
     return calls, per_turn
+
+# %% ../../nbs/api/15_data_bfcl.ipynb #b52f96dc
+_BFCL_DIFFERS = ("BFCL counts a call when the model's output decodes into a function call (AST) and scores every question of "
+                 "the category; here a timing method's call/no-call decision on the last user message, test split only")
+register_published_metric("bfcl_irrelevance_detection", "bfcl", "timing", "BFCL irrelevance detection", "irrelevance_detection",
+                          ("irrelevance", "live_irrelevance"), "unweighted", source=BFCL_URL, differs=_BFCL_DIFFERS)
+register_published_metric("bfcl_relevance_detection", "bfcl", "timing", "BFCL relevance detection", "relevance_detection",
+                          ("live_relevance",), source=BFCL_URL, differs=_BFCL_DIFFERS + "; call arguments are not checked, as in BFCL")
+

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from ..core import Tool, TimingSample, SelectionSample, ToolLibrary, Dataset, RecordError, split_of
 from ..registry import register_dataset, find_data_dir
+from ..metrics import register_published_metric
 from .common import DataFileError, Guard, finish_dataset, read_csv, read_json_items, read_json_object, label_subsets, leak_free_splits
 
 # %% auto #0
@@ -105,3 +106,12 @@ def load_metatool(data_dir=None, lenient: bool = False, parts=METATOOL_PARTS) ->
               "lists only inside prompt text), similar-choice and scenario subtasks (not published as data)"]
     ds = finish_dataset("metatool", lib, items, notes, guard)
     return leak_free_splits(label_subsets(ds, lambda s: {"single_tool": "single", "multi_tool": "multi"}.get(s.meta.get("kind"))))
+
+# %% ../../nbs/api/17_data_metatool.ipynb #851297d0
+_MT_DIFFERS = ("MetaTool prompts an LLM with the thought_prompt (few-shot) and parses yes/no, over all 1,040 items; "
+               "here a timing method gets the bare query, test split only")
+register_published_metric("metatool_awareness_accuracy", "metatool", "timing", "MetaTool awareness accuracy", "accuracy",
+                          source=METATOOL_URL, differs=_MT_DIFFERS)
+register_published_metric("metatool_awareness_f1", "metatool", "timing", "MetaTool awareness F1", "f1",
+                          source=METATOOL_URL, differs=_MT_DIFFERS)
+
