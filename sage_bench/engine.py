@@ -50,6 +50,7 @@ class EvalResult:
     data: dict = field(default_factory=dict)       # the data it ran on: data set, version, samples, fingerprint (results.data_info)
 
     def value(self, metric: str) -> float | None:
+        "The value of `metric` (e.g. `hit@1`); None when it was not measured."
         m = self.metrics.get("metrics", {}).get(metric)
         return None if m is None else m["value"]
 
@@ -99,13 +100,15 @@ def llm_model_of(m: Method, timeout_s: float = 15.0) -> str | None:
         except (httpx.HTTPError, ValueError, AttributeError): continue
     return None
 
-# %% ../nbs/api/40_engine.ipynb #24c859f0
+# %% ../nbs/api/40_engine.ipynb #530daae7
 def _gold(s: Sample, lib) -> dict:
     "The sample's gold; a selection gold also keeps how many candidates the method ranked (for the chance levels)."
     g = gold_of(s)
     if s.challenge == "tool_selection" and lib is not None: g["n_candidates"] = len(lib)
     return g
 
+
+# %% ../nbs/api/40_engine.ipynb #64e857e4
 def _records_for(outs: list[Output], batch: list[Sample], experiment, dataset, split, name, challenge, seed, libs=None) -> list[Record]:
     recs = []
     for s, o, lib in zip(batch, outs, libs or [None] * len(batch)):
@@ -117,6 +120,8 @@ def _records_for(outs: list[Output], batch: list[Sample], experiment, dataset, s
                            trace=o.trace or {}, seed=seed, created_at=now(), transport_error=bool(o.transport_error)))
     return recs
 
+
+# %% ../nbs/api/40_engine.ipynb #6a64c8e1
 def apply_fallback(fb: Method, fb_id: str, samples: list[Sample], libs: list, outs: list[Output]) -> list[Output]:
     "Answer the samples whose output has no prediction with the fallback method `fb`; the record says so and keeps the LLM's error."
     idx = [i for i, o in enumerate(outs) if o.prediction is None]
@@ -127,6 +132,8 @@ def apply_fallback(fb: Method, fb_id: str, samples: list[Sample], libs: list, ou
         o.prediction, o.error, o.fallback = fo.prediction, fo.error, fb_id
     return outs
 
+
+# %% ../nbs/api/40_engine.ipynb #dfd3ff63
 class _Heartbeat:
     "While a batch waits on the LLM, show on the progress bar what the client is doing (waiting, retrying), once a second."
     def __init__(self, bar, method, every_s: float = 1.0):
@@ -147,11 +154,26 @@ class _Heartbeat:
         self._stop.set()
         if self.bar is not None and hasattr(self, "_t"): self._t.join(); self.bar.set_postfix_str("", refresh=False)
 
-def evaluate(method: str | Method, dataset: str | Dataset, split: str = "test", *, experiment: str = "adhoc",
-             output_dir: Path | str | None = None, samples: int | None = None, seed: int = RANDOM_SEED,
-             resume: bool = True, method_config: dict | None = None, name: str | None = None,
-             fit_split: str = "train", batch_size: int = 16, progress: bool = True, n_boot: int = 1000,
-             write: bool = True, replace_changed: bool = False) -> EvalResult:
+
+# %% ../nbs/api/40_engine.ipynb #ddfe8213
+def evaluate(method: str | Method,                # a registered method id, or a `Method` instance
+             dataset: str | Dataset,              # a registered data set name, or a `Dataset`
+             split: str = "test",                 # the split whose samples are predicted ("all": every split)
+             *,
+             experiment: str = "adhoc",           # the experiment the records belong to (their folder in the store)
+             output_dir: Path | str | None = None,  # the folder of the records and results (default: `benchmark_dir() / experiment`)
+             samples: int | None = None,          # a seeded subset of this many samples (`choose_samples`); None: all
+             seed: int = RANDOM_SEED,             # the subset's and the bootstrap's seed
+             resume: bool = True,                 # keep the records this configuration already made on this data
+             method_config: dict | None = None,   # keyword arguments for `get_method` when `method` is an id
+             name: str | None = None,             # the name the records and the result go under (default: the method's id)
+             fit_split: str = "train",            # the split `fit` learns from
+             batch_size: int = 16,                # samples per `predict_batch` call; records are written after each batch
+             progress: bool = True,               # show a progress bar
+             n_boot: int = 1000,                  # bootstrap resamples of each confidence interval
+             write: bool = True,                  # write the result JSON beside the records
+             replace_changed: bool = False,       # records made under another configuration or LLM are moved aside (else: raise)
+            ) -> EvalResult:
     "Run `method` over `dataset`'s `split`, store a record per sample, and score them."
     from sage_bench.metrics import score_records
     ds = get_dataset(dataset) if isinstance(dataset, str) else dataset
@@ -244,6 +266,7 @@ def evaluate(method: str | Method, dataset: str | Dataset, split: str = "test", 
                               "n_new": len(todo), "n_resumed": n_resumed, "n_retried": n_retried, "metrics": metrics,
                               **({"subsets": subsets} if subsets else {}), "provenance": provenance(config, seed, started, data)})
     return res
+
 
 # %% ../nbs/api/40_engine.ipynb #5111f8dc
 def evaluate_many(methods: Sequence[str], datasets: Sequence[str], split: str = "test", **kw) -> list[EvalResult]:
