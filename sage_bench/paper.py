@@ -15,12 +15,13 @@ from .sections import ResultSpec, section_of_file, sections
 __all__ = ['OTHER', 'FIGURE_SUFFIXES', 'CHALLENGE_NAMES', 'MAX_GROUPS', 'WIDE_TABLE_CHARS', 'TOOLS', 'section_of',
            'paper_source_dir', 'collect_artifacts', 'tex_caption', 'detex', 'normalize_text', 'figure_caption',
            'tex_escape', 'tt', 'cite_file', 'fmt_ci', 'Fragment', 'result_spec', 'read_result', 'best_sentence',
-           'provenance_sentence', 'not_run_sentence', 'section_files', 'challenge_paragraph', 'rows_paragraph',
-           'fmt_msd', 'errors_paragraph', 'scaling_paragraph', 'robustness_paragraph', 'training_paragraph',
-           'ablation_summary_paragraph', 'sage_ablation_paragraph', 'efficiency_paragraph', 'online_paragraph',
-           'skipped_sentence', 'file_paragraph', 'figure_latex', 'table_width_chars', 'table_latex', 'methods_table',
-           'section_fragment', 'number_citations', 'result_files_latex', 'prepare_paper', 'PaperBuildError',
-           'MissingToolError', 'check_tools', 'latex_errors', 'pdf_text', 'missing_captions', 'build_paper']
+           'provenance_sentence', 'not_run_sentence', 'section_files', 'challenge_paragraph', 'protocols_sentences',
+           'rows_paragraph', 'fmt_msd', 'errors_paragraph', 'scaling_paragraph', 'robustness_paragraph',
+           'training_paragraph', 'ablation_summary_paragraph', 'sage_ablation_paragraph', 'efficiency_paragraph',
+           'online_paragraph', 'skipped_sentence', 'file_paragraph', 'figure_latex', 'table_width_chars', 'table_latex',
+           'methods_table', 'section_fragment', 'number_citations', 'result_files_latex', 'prepare_paper',
+           'PaperBuildError', 'MissingToolError', 'check_tools', 'latex_errors', 'pdf_text', 'missing_captions',
+           'build_paper']
 
 # %% ../nbs/api/63_paper.ipynb #8c6f6a20
 OTHER = "other"      # the part of the paper for figures and tables no section claims
@@ -277,6 +278,38 @@ def challenge_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
     return " ".join(s)
 
 # %% ../nbs/api/63_paper.ipynb #1fae509d
+_PROTOCOL_NOTE = re.compile(r"(not loaded|not used|not available|excluded from|selection over|timing negatives|no timing samples|"
+                            r"functions taken from|\S+: \d+ queries not in)", re.I)
+
+def protocols_sentences(frag: Fragment, rel: str, rf: ResultFile) -> list[str]:
+    """A result file that records the data sets it ran on (`datasets`: {name: {counts, tools, notes}}, section 5.4): one sentence
+    per data set with its protocol, generated from the file: what it maps to each challenge (its registry description), its
+    tool definitions and test samples per challenge (claimed), what its loader notes say it pools, drops or leaves out, and
+    the published metrics its timing is also reported under. [] for a file without `datasets`."""
+    info = rf.fields.get("datasets")
+    if not isinstance(info, dict) or not info: return []
+    from sage_bench.registry import lookup, UnknownNameError
+    from sage_bench.metrics import published_metrics_of
+    s = [f"The data sets are used as follows {cite_file(rel)}."]
+    for dn, d in info.items():
+        _need(isinstance(d, dict) and isinstance(d.get("counts"), dict), f"datasets.{dn}: no counts")
+        try: desc = getattr(lookup("dataset", dn), "description", "") or ""
+        except (UnknownNameError, KeyError): desc = ""
+        parts = [tt(dn) + (f" ({tex_escape(_short(desc, 160))})" if desc else "")]
+        if _num(d.get("tools")):
+            frag.claim(rel, ["datasets", dn, "tools"], d["tools"], f"{dn} tools"); parts.append(f"{d['tools']:,} tool definitions")
+        tests = []
+        for ch, c in d["counts"].items():
+            if isinstance(c, dict) and _num(c.get("test")):
+                frag.claim(rel, ["datasets", dn, "counts", ch, "test"], c["test"], f"{dn} {ch} test")
+                tests.append(f"{CHALLENGE_NAMES.get(ch, ch)} {c['test']:,}")
+        if tests: parts.append("test samples: " + ", ".join(tests))
+        notes = [_short(n, 200) for n in d.get("notes") or [] if isinstance(n, str) and _PROTOCOL_NOTE.match(n)]
+        pub = [p.display for p in published_metrics_of(dn)]
+        s.append("; ".join(parts) + "".join(f"; {tex_escape(n)}" for n in notes) +
+                 (f"; its timing is also reported as {_names([tex_escape(x) for x in pub])}, under the data set's own definitions" if pub else "") + ".")
+    return s
+
 MAX_GROUPS = 30
 
 def rows_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
@@ -286,9 +319,14 @@ def rows_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
     scored = [r for r in rf.rows if r.scores and not r.scores.transport_failures]
     for r in scored: _need(r.challenge in CHALLENGE_NAMES, f"row {r.name!r} has no known challenge ({r.challenge!r})")
     groups: dict = {}
-    for r in scored: groups.setdefault((r.challenge, r.dataset), []).append(r)
+    subsets: dict = {}          # (challenge, parent data set) -> its published subsets (`<data set>:<subset>` rows): not groups of their own
+    for r in scored:
+        k = r.fields.get("subset", "all")
+        if k != "all": subsets.setdefault((r.challenge, r.fields.get("parent_dataset") or str(r.dataset).split(":")[0]), set()).add(str(k))
+        else: groups.setdefault((r.challenge, r.dataset), []).append(r)
     groups = dict(sorted(groups.items(), key=lambda kv: list(CHALLENGE_NAMES).index(kv[0][0])))
-    s, prev = [], None
+    s, prev = protocols_sentences(frag, rel, rf), None
+    if s: s.append("\n\n")
     for gi, ((ch, ds), grows) in enumerate(groups.items()):
         if gi == MAX_GROUPS:
             s.append(f"The file holds {len(groups) - MAX_GROUPS} further group(s) of results, shown in its tables and figures."); break
@@ -297,6 +335,8 @@ def rows_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
         where = ", ".join(x for x in (CHALLENGE_NAMES[ch], (r"on \texttt{" + tex_escape(ds) + "}") if ds else None) if x)
         b = best_sentence(frag, rel, grows, HEADLINES[ch], f"For {where}, ")
         if b: s.append(b)
+        if subsets.get((ch, ds)): s.append(f"Its published subsets ({_names([tt(k) for k in sorted(subsets[(ch, ds)])])}) are "
+                                           "scored apart, beside all of it, in the subset table.")
     s += _no_answer_sentences(frag, rel, failed)
     s += [f"{tt(r.name)} did not run: {tex_escape(_short(str(r.fields.get('error'))))} {cite_file(rel)}." for r in errors]
     if not s: s.append(f"The result file {cite_file(rel)} holds no row; its figures and tables are shown below.")
