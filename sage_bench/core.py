@@ -181,7 +181,7 @@ class Tool(Validated):
         p = self.param_names
         return (f"{self.name}: {self.description}" + (f" Parameters: {', '.join(p)}" if p else "")).strip()
 
-# %% ../nbs/api/00_core.ipynb #91e94661
+# %% ../nbs/api/00_core.ipynb #21b35539
 @dataclass
 class PlanStep(Validated):
     "One step of a plan: a tool id, optional arguments, and the earlier steps it depends on."
@@ -200,6 +200,7 @@ class Sample(Validated):
         if not self.id: raise RecordError("empty sample id", field="id")
         if self.split not in SPLITS: raise RecordError(f"split must be one of {SPLITS}, got {self.split!r}", field="split")
 
+# %% ../nbs/api/00_core.ipynb #b2d11bc2
 @dataclass
 class TimingSample(Sample):
     "Should the assistant call a tool for this turn?"
@@ -214,6 +215,7 @@ class TimingSample(Sample):
         super().validate()
         if not self.message.strip(): raise RecordError("empty message", field="message")
 
+# %% ../nbs/api/00_core.ipynb #32e9c93e
 @dataclass
 class PlanningSample(Sample):
     "An ordered sequence of tool calls that achieves the request."
@@ -234,6 +236,7 @@ class PlanningSample(Sample):
     @property
     def tool_sequence(self) -> list[str]: return [s.tool_id for s in self.steps]
 
+# %% ../nbs/api/00_core.ipynb #a1dd4370
 @dataclass
 class SelectionSample(Sample):
     "Rank the candidate library so that the relevant tools come first."
@@ -251,6 +254,7 @@ class SelectionSample(Sample):
             missing = set(self.relevant_tools) - set(self.candidate_tools)
             if missing: raise RecordError(f"relevant tools not among the candidates: {sorted(missing)}", field="relevant_tools")
 
+# %% ../nbs/api/00_core.ipynb #1b20bc29
 SAMPLE_TYPES = {"timing": TimingSample, "planning": PlanningSample, "tool_selection": SelectionSample}
 
 def sample_from_dict(d: dict) -> Sample:
@@ -313,7 +317,7 @@ def text_of(s: Sample) -> str:
     "The main text of a sample (message, request or query)."
     return getattr(s, "message", None) or getattr(s, "request", None) or getattr(s, "query", "")
 
-# %% ../nbs/api/00_core.ipynb #e8c1a426
+# %% ../nbs/api/00_core.ipynb #44e06c2f
 @dataclass
 class LoadReport:
     "What a lenient load skipped."
@@ -333,6 +337,7 @@ class LoadReport:
             out.append({"file": self.file, "line": ln, "reason": msg[len(where):] if msg.startswith(where) else msg})
         return out
 
+# %% ../nbs/api/00_core.ipynb #ba1e1973
 def _json_line(raw: bytes) -> Any:
     "One JSON Lines line (bytes) parsed; bytes that are not UTF-8 or text that is not JSON raise a RecordError."
     try: text = raw.decode("utf-8")
@@ -355,6 +360,7 @@ def iter_jsonl(path: Path | str, on_error=None) -> Iterator[tuple[int, Any]]:
                 on_error(i, err); continue
             yield i, v
 
+# %% ../nbs/api/00_core.ipynb #10ee82de
 def read_jsonl(path: Path | str, parse=None, lenient: bool = False) -> tuple[list, LoadReport]:
     "Read and validate a JSONL file with `parse` (a `from_dict`); returns (items, report)."
     path = Path(path)
@@ -372,6 +378,7 @@ def read_jsonl(path: Path | str, parse=None, lenient: bool = False) -> tuple[lis
     rep.loaded = len(out)
     return out, rep
 
+# %% ../nbs/api/00_core.ipynb #4e81997c
 def _default(o):
     if dataclasses.is_dataclass(o): return asdict(o)
     if isinstance(o, Path): return str(o)
@@ -384,6 +391,7 @@ def dumps(o, **kw) -> str:
     "JSON with dataclasses, numpy values and paths handled."
     return json.dumps(o, default=_default, ensure_ascii=False, **kw)
 
+# %% ../nbs/api/00_core.ipynb #fb5e5851
 def write_jsonl(path: Path | str, items: Iterable, sort_keys: bool = True) -> Path:
     "Write items (dataclasses or dicts) as JSONL, atomically."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -401,6 +409,7 @@ def write_json(path: Path | str, obj, indent: int = 2) -> Path:
     os.replace(tmp, path)
     return path
 
+# %% ../nbs/api/00_core.ipynb #987cc64d
 def stable_hash(*parts, n: int = 16) -> str:
     "A short, stable content hash (sha256) of JSON-serialisable parts."
     return hashlib.sha256(dumps(parts, sort_keys=True).encode()).hexdigest()[:n]
