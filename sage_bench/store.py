@@ -13,7 +13,7 @@ from .core import Record, RecordError, read_jsonl, write_json, dumps, benchmark_
 __all__ = ['ConfigMismatch', 'repair_tail', 'RecordStore', 'git_info', 'package_versions', 'redact_url', 'scrub', 'now',
            'provenance', 'write_result', 'experiment_dir', 'figures_dir', 'tables_dir']
 
-# %% ../nbs/api/03_store.ipynb #8a5f5095
+# %% ../nbs/api/03_store.ipynb #e1ea5f7e
 def _safe(name: str) -> str:
     "A file-system-safe version of a method or data set name."
     return "".join(c if c.isalnum() or c in "._-@+" else "_" for c in name)
@@ -23,6 +23,7 @@ class ConfigMismatch(ValueError):
     def __init__(self, msg: str, differs: Sequence[str] = ()):
         super().__init__(msg); self.differs = list(differs)
 
+# %% ../nbs/api/03_store.ipynb #b7fac170
 def repair_tail(path: Path | str, quiet: bool = False) -> int:
     """Make `path` end with a complete line before anything is appended to it: a last line without its newline that
     is a whole JSON object gets the newline; anything else after the last newline (a record cut off by a full disk or
@@ -51,6 +52,7 @@ def repair_tail(path: Path | str, quiet: bool = False) -> int:
               f"{size - cut} byte(s) before appending", file=sys.stderr, flush=True)
     return 0 if whole else size - cut
 
+# %% ../nbs/api/03_store.ipynb #44fa5756
 class RecordStore:
     "Append-only per-sample records of one experiment."
     def __init__(self, root: Path | str, experiment: str):
