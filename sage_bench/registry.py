@@ -15,7 +15,7 @@ __all__ = ['PLUGIN_MODULES', 'PLUGIN_PACKAGES', 'UnknownNameError', 'Entry', 'lo
            'config_keys', 'get_method', 'method_ids', 'register_dataset', 'is_builtin', 'get_dataset', 'dataset_names',
            'find_data_dir', 'register_experiment', 'plugin_modules', 'load_plugins']
 
-# %% ../nbs/api/01_registry.ipynb #6a937894
+# %% ../nbs/api/01_registry.ipynb #79f17894
 class UnknownNameError(KeyError):
     "An unknown registry name; carries the nearest known names."
     def __init__(self, kind: str, name: str, known: list[str]):
@@ -25,6 +25,7 @@ class UnknownNameError(KeyError):
         super().__init__(f"unknown {kind} {name!r}.{hint} Known: {', '.join(sorted(known))}")
     def __str__(self): return self.args[0]
 
+# %% ../nbs/api/01_registry.ipynb #b21a09f5
 @dataclass
 class Entry:
     "A registered name."
@@ -43,6 +44,7 @@ def _register(kind, name, factory, **kw) -> Entry:
     _REGISTRY[kind][name] = e
     return e
 
+# %% ../nbs/api/01_registry.ipynb #e2264ca5
 def lookup(kind: str, name: str) -> Entry:
     "The entry called `name`, or an `UnknownNameError` with suggestions."
     load_plugins()
@@ -63,7 +65,7 @@ def unregister(kind: str, name: str) -> Entry:
         for k in [k for k in _DS_CACHE if k[0] == name]: del _DS_CACHE[k]
     return e
 
-# %% ../nbs/api/01_registry.ipynb #3609f146
+# %% ../nbs/api/01_registry.ipynb #7cce7bb5
 def register_method(id: str, challenge: str, needs_llm: bool = False, description: str = "", **extra):
     "Decorator: register a method factory under its public id."
     if challenge not in CHALLENGES: raise ValueError(f"challenge must be one of {CHALLENGES}")
@@ -75,6 +77,7 @@ def register_method(id: str, challenge: str, needs_llm: bool = False, descriptio
         return factory
     return deco
 
+# %% ../nbs/api/01_registry.ipynb #777c193c
 def config_keys(factory) -> set[str] | None:
     """The configuration keys a method class takes: the named parameters of `__init__` along its class hierarchy, plus
     `client` and `llm` (None for a factory that is not a class: anything goes)."""
@@ -88,6 +91,7 @@ def config_keys(factory) -> set[str] | None:
         keys |= {p.name for p in ps if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"}
     return keys
 
+# %% ../nbs/api/01_registry.ipynb #786d321c
 def get_method(id: str, **config):
     "Build the method registered as `id`; a configuration key it does not take is an error, not silently ignored."
     f = lookup("method", id).factory
@@ -100,7 +104,7 @@ def method_ids(challenge: str | None = None, skip_llm: bool = False) -> list[str
     "Registered method ids (optionally of one challenge, optionally without the LLM ones)."
     return [e.name for e in entries("method", challenge) if not (skip_llm and e.needs_llm)]
 
-# %% ../nbs/api/01_registry.ipynb #869264af
+# %% ../nbs/api/01_registry.ipynb #f11213cd
 def register_dataset(name: str, description: str = "", url: str = "", **extra):
     "Decorator: register a data set loader."
     def deco(loader):
@@ -113,6 +117,7 @@ def is_builtin(e: Entry) -> bool:
     "Is the data set of entry `e` shipped inside the package (registered with `builtin=True` or `url='built in'`)?"
     return bool(e.extra.get("builtin")) or e.extra.get("url") == "built in"
 
+# %% ../nbs/api/01_registry.ipynb #b292ca85
 _DS_CACHE: dict = {}
 
 def get_dataset(name: str, data_dir: str | Path | None = None, lenient: bool = False, cache: bool = True, **kw) -> Dataset:
@@ -128,6 +133,7 @@ def get_dataset(name: str, data_dir: str | Path | None = None, lenient: bool = F
 
 def dataset_names() -> list[str]: return [e.name for e in entries("dataset")]
 
+# %% ../nbs/api/01_registry.ipynb #522014a6
 def _candidate_roots() -> list[Path]:
     roots = []
     for start in (Path.cwd(), Path(__file__).resolve().parent):
