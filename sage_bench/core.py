@@ -33,7 +33,7 @@ CHALLENGES = ("timing", "planning", "tool_selection")
 SPLITS = ("train", "dev", "test")
 Challenge = Literal["timing", "planning", "tool_selection"]
 
-# %% ../nbs/api/00_core.ipynb #af100fa6
+# %% ../nbs/api/00_core.ipynb #d3db96ae
 def checkout_root(start: Path | str = ".") -> Path | None:
     "The nearest folder at or above `start` whose `settings.ini` names `lib_name = sage_bench` (a sage-bench checkout)."
     start = Path(start).resolve()
@@ -53,6 +53,7 @@ def benchmark_dir(root: Path | str | None = None) -> Path:
     "Where experiment outputs go: `<root>/.sage/benchmark`."
     return Path(root) if root else sage_home() / ".sage" / "benchmark"
 
+# %% ../nbs/api/00_core.ipynb #238e680b
 def restores_env(*names: str):
     "Decorator: after the call, the environment variables `names` are as they were before it, whatever the function set."
     def deco(fn):
@@ -67,6 +68,7 @@ def restores_env(*names: str):
         return wrapper
     return deco
 
+# %% ../nbs/api/00_core.ipynb #49a20eb9
 def cache_dir(name: str = "") -> Path:
     "A cache folder under `.sage/cache/` (env `SAGE_BENCH_CACHE` overrides the root)."
     base = Path(os.environ["SAGE_BENCH_CACHE"]) if os.environ.get("SAGE_BENCH_CACHE") else sage_home() / ".sage" / "cache"
@@ -78,7 +80,7 @@ def resources_dir() -> Path:
     "Data files shipped inside the package (the built-in `sage` data set)."
     return Path(__file__).parent / "resources"
 
-# %% ../nbs/api/00_core.ipynb #cb3fcd36
+# %% ../nbs/api/00_core.ipynb #0795956c
 class RecordError(ValueError):
     "A record that does not match its schema: names the file, line and field."
     def __init__(self, msg: str, file: str | None = None, line: int | None = None, field: str | None = None):
@@ -86,6 +88,7 @@ class RecordError(ValueError):
         where = ":".join(str(x) for x in (file, line) if x is not None)
         super().__init__(f"{where + ': ' if where else ''}{'field ' + repr(field) + ': ' if field else ''}{msg}")
 
+# %% ../nbs/api/00_core.ipynb #37a0558e
 def _check_type(value, tp, name):
     "Check `value` against the type hint `tp`; return the (possibly converted) value."
     origin = typing.get_origin(tp)
@@ -130,6 +133,7 @@ def _check_type(value, tp, name):
         return value
     return value
 
+# %% ../nbs/api/00_core.ipynb #e7ac9eb3
 class Validated:
     "Mixin: `from_dict` with type checks, `to_dict` for JSON."
     def __post_init__(self): self.validate()
