@@ -29,13 +29,15 @@ def _tex_escape(s) -> str:
     return s
 
 def latex_table(df, name: str, caption: str, label: str | None = None, output_dir=None, source: str = "") -> Path:
-    "Write a DataFrame as a booktabs LaTeX table `<tables>/<name>.tex` (caption names its source file)."
+    """Write a DataFrame as a booktabs LaTeX table `<tables>/<name>.tex` (caption names its source file); a column named by a
+    metric key is headed by the metric's display name (`mrr` -> MRR@50, metrics.header)."""
+    from sage_bench.metrics import header
     cols = list(df.columns)
     lines = [r"\begin{table}[ht]", r"\centering", r"\small",
              r"\caption{" + _tex_escape(caption) + ((r" (source: \texttt{" + _tex_escape(source) + "})") if source else "") + "}",
              rf"\label{{{label or 'tab:' + name}}}",
              r"\begin{tabular}{" + "l" * min(2, len(cols)) + "r" * max(0, len(cols) - 2) + "}", r"\toprule",
-             " & ".join(_tex_escape(c) for c in cols) + r" \\", r"\midrule"]
+             " & ".join(_tex_escape(header(c)) for c in cols) + r" \\", r"\midrule"]
     for _, row in df.iterrows(): lines.append(" & ".join(_tex_escape(v) for v in row.values) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     p = tables_dir(output_dir) / f"{name}.tex"

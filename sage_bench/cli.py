@@ -232,7 +232,7 @@ def cmd_eval(a) -> int:
     with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 250):
         for ch in CHALLENGES:
             rs = [r for r in results if r.challenge == ch]
-            if rs: print(f"\n== {ch} (95% bootstrap CI, percent) ==\n" + results_table(rs).to_string(index=False))
+            if rs: print(f"\n== {ch} (95% bootstrap CI, percent) ==\n" + results_table(rs, display=True).to_string(index=False))
     from sage_bench.core import write_json
     write_json(out / "eval_summary.json", [r.row() for r in results])
     print(f"\nrecords and results under {out}")

@@ -12,7 +12,7 @@ from .core import Record, Dataset, Sample, gold_of, RANDOM_SEED, benchmark_dir, 
 from .registry import get_method, get_dataset
 from .methods.base import Method, Output, blind
 from .store import RecordStore, ConfigMismatch, now, provenance
-from .metrics import TABLE_METRICS, get_metric
+from .metrics import TABLE_METRICS, get_metric, header
 from .results import data_info
 
 # in a Jupyter kernel without ipywidgets (papermill runs), tqdm.auto falls back to the text bar, which is what
@@ -308,9 +308,10 @@ def check_complete(results: Sequence[EvalResult]) -> None:
     bad = [f"{r.method} on {r.dataset}/{r.split}: {no_answer_note(r.metrics)}" for r in results if no_answer_note(r.metrics)]
     if bad: raise IncompleteResults("\n".join(bad + ["rerun the same command to retry the samples that got no answer"]))
 
-def results_table(results: Sequence[EvalResult], metrics: Sequence[str] | None = None, subsets: bool = True):
+def results_table(results: Sequence[EvalResult], metrics: Sequence[str] | None = None, subsets: bool = True, display: bool = False):
     """A pandas DataFrame: one row per result, each headline metric as 'value [CI]' in percent (or the no-answer count); with
-    `subsets`, a result's published subsets follow it as rows of data set `<data set>:<subset>`."""
+    `subsets`, a result's published subsets follow it as rows of data set `<data set>:<subset>`. Its metric columns are the
+    keys (`mrr`); `display=True` heads them with the registry's display names (`MRR@50`) for printing."""
     import pandas as pd
     rows = []
     for r in [x for res in results for x in ([res, *res.subset_results()] if subsets else [res])]:   # each subset after its "all"
@@ -327,4 +328,5 @@ def results_table(results: Sequence[EvalResult], metrics: Sequence[str] | None =
         if r.metrics.get("error_rate"): d["error%"] = f"{100*r.metrics['error_rate']:.1f}"
         if r.metrics.get("n_transport_failures"): d["no answer"] = f"{r.metrics['n_transport_failures']}/{r.metrics['n']}"
         rows.append(d)
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    return df.rename(columns=header) if display else df

@@ -13,7 +13,7 @@ import numpy as np
 # %% auto #0
 __all__ = ['SELECTION_KS', 'MRR_CUTOFF', 'METRICS', 'HEADLINES', 'SUMMARY_METRICS', 'TABLE_METRICS', 'TIMING_METRICS',
            'PUBLISHED_METRICS', 'PLANNING_METRICS', 'Metric', 'UnknownMetric', 'get_metric', 'is_metric', 'metrics_of',
-           'display_name', 'register_metric', 'unregister_metric', 'timing_outcomes', 'timing_confusion',
+           'display_name', 'header', 'register_metric', 'unregister_metric', 'timing_outcomes', 'timing_confusion',
            'timing_from_counts', 'timing_metrics', 'PublishedMetric', 'register_published_metric',
            'published_metrics_of', 'published_value', 'relevant_ranks', 'hit_at_k', 'recall_at_k', 'precision_at_k',
            'reciprocal_rank', 'ndcg_at_k', 'plan_success', 'step_prf', 'edges', 'edge_prf', 'lcs_length',
@@ -115,6 +115,12 @@ def metrics_of(challenge: str, role: str | None = None) -> list[str]:
 def display_name(name: str) -> str:
     "How text, tables and figures name a metric."
     return get_metric(name).display
+
+def header(column) -> str:
+    """A table column's header: a declared metric's display name (`mrr` -> `MRR@50`, `ndcg@5` -> `NDCG@5`), any other column
+    as it is. Tables keep the keys as their columns (code reads them); only what is shown is renamed. No plugin import."""
+    s = str(column)
+    return get_metric(s).display if (s in METRICS or _FAMILY.match(s)) else s
 
 _CHALLENGES = tuple(dict.fromkeys(m.challenge for m in METRICS.values()))
 HEADLINES: dict[str, str] = {}              # challenge -> headline metric
