@@ -4,10 +4,10 @@
 
 # %% ../../nbs/api/55_llm_sft.ipynb #46bea68b
 from __future__ import annotations
-import asyncio, hashlib, json, math, os, random, subprocess, sys, time
+import hashlib, json, math, os, random, subprocess, sys, time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 from ..core import Dataset, Sample, ToolLibrary, RANDOM_SEED, benchmark_dir, write_json
 from ..methods.base import blind
 
