@@ -16,12 +16,12 @@ __all__ = ['OTHER', 'FIGURE_SUFFIXES', 'CHALLENGE_NAMES', 'MAX_GROUPS', 'WIDE_TA
            'paper_source_dir', 'collect_artifacts', 'tex_caption', 'detex', 'normalize_text', 'figure_caption',
            'tex_escape', 'tt', 'cite_file', 'fmt_ci', 'Fragment', 'result_spec', 'read_result', 'best_sentence',
            'provenance_sentence', 'not_run_sentence', 'section_files', 'challenge_paragraph', 'protocols_sentences',
-           'rows_paragraph', 'fmt_msd', 'errors_paragraph', 'scaling_paragraph', 'robustness_paragraph',
-           'training_paragraph', 'ablation_summary_paragraph', 'sage_ablation_paragraph', 'efficiency_paragraph',
-           'online_paragraph', 'skipped_sentence', 'file_paragraph', 'figure_latex', 'table_width_chars', 'table_latex',
-           'methods_table', 'section_fragment', 'number_citations', 'result_files_latex', 'prepare_paper',
-           'PaperBuildError', 'MissingToolError', 'check_tools', 'latex_errors', 'pdf_text', 'missing_captions',
-           'build_paper']
+           'published_sentences', 'rows_paragraph', 'fmt_msd', 'errors_paragraph', 'scaling_paragraph',
+           'robustness_paragraph', 'training_paragraph', 'ablation_summary_paragraph', 'sage_ablation_paragraph',
+           'efficiency_paragraph', 'online_paragraph', 'skipped_sentence', 'file_paragraph', 'figure_latex',
+           'table_width_chars', 'table_latex', 'methods_table', 'section_fragment', 'number_citations',
+           'result_files_latex', 'prepare_paper', 'PaperBuildError', 'MissingToolError', 'check_tools', 'latex_errors',
+           'pdf_text', 'missing_captions', 'build_paper']
 
 # %% ../nbs/api/63_paper.ipynb #8c6f6a20
 OTHER = "other"      # the part of the paper for figures and tables no section claims
@@ -310,6 +310,31 @@ def protocols_sentences(frag: Fragment, rel: str, rf: ResultFile) -> list[str]:
                  (f"; its timing is also reported as {_names([tex_escape(x) for x in pub])}, under the data set's own definitions" if pub else "") + ".")
     return s
 
+def published_sentences(frag: Fragment, rel: str, rf: ResultFile) -> list[str]:
+    """A result file with `published` figures (section 5.4: each data set's own metric for a challenge, see
+    metrics.register_published_metric): per published metric, the method(s) with the highest value and the samples it covers
+    (claimed), the subsets a quick run did not sample named. [] for a file without them."""
+    pub = rf.fields.get("published")
+    if not isinstance(pub, list) or not pub: return []
+    by: dict = {}
+    for i, p in enumerate(pub):
+        _need(isinstance(p, dict) and isinstance(p.get("metric"), str) and isinstance(p.get("method"), str), f"published[{i}]: no metric/method")
+        if _num(p.get("value")) and not p.get("note"): by.setdefault(p["metric"], []).append((i, p))
+    s = []
+    for metric, items in by.items():
+        top = max(p["value"] for _, p in items)
+        best = [(i, p) for i, p in items if p["value"] == top]
+        for i, p in best:
+            frag.claim(rel, ["published", i, "value"], p["value"], f"{p['method']} {metric}")
+            frag.claim(rel, ["published", i, "n"], p["n"], f"{p['method']} {metric} n")
+        miss = sorted({k for _, p in best for k in p.get("missing") or []})
+        n = best[0][1]["n"]
+        s.append(f"Under its own definition, {tex_escape(metric)} is highest for {_names([tt(p['method']) for _, p in best])}: "
+                 f"{100 * top:.1f}\\% over {n:,} sample{'s' if n != 1 else ''}" + (f" ({_names([tt(k) for k in miss])} not sampled)" if miss else "")
+                 + f" {cite_file(rel)}.")
+    if s: s.append("The protocol differences from each published setting are stated in the data set's loader notebook.")
+    return s
+
 MAX_GROUPS = 30
 
 def rows_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
@@ -337,6 +362,8 @@ def rows_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
         if b: s.append(b)
         if subsets.get((ch, ds)): s.append(f"Its published subsets ({_names([tt(k) for k in sorted(subsets[(ch, ds)])])}) are "
                                            "scored apart, beside all of it, in the subset table.")
+    pub = published_sentences(frag, rel, rf)
+    if pub: s += ["\n\n", *pub]
     s += _no_answer_sentences(frag, rel, failed)
     s += [f"{tt(r.name)} did not run: {tex_escape(_short(str(r.fields.get('error'))))} {cite_file(rel)}." for r in errors]
     if not s: s.append(f"The result file {cite_file(rel)} holds no row; its figures and tables are shown below.")

@@ -55,6 +55,7 @@ def run_cross_dataset(quick: bool = True, seed: int = RANDOM_SEED, samples: int 
             for k, sr in zip(r.subsets, r.subset_results()):     # each published subset beside "all", as `<data set>:<subset>`
                 rows.append({**sr.row(), "subset": k, "parent_dataset": dn, "main_metric": HEADLINES[e.challenge], "metrics": sr.metrics})
     payload = {"results": rows, "skipped": skipped, "datasets": info, "quick": quick}
+    payload["published"] = [{k: v for k, v in r.items() if k != "differs"} for r in published_rows(payload)]   # for readers (paper)
     write_result_file(out / "cross_dataset_results.json", payload, "results",
                       config={"quick": quick, "samples": samples, "llm_samples": llm_samples, "methods": ids, "datasets": datasets,
                               "skip_llm": skip_llm}, seed=seed, started_at=started)
