@@ -29,6 +29,7 @@ def toys(tmp_path_factory):
     "Import the recipes' module the way a plugin is found ($SAGE_BENCH_PLUGINS); unregister what it added afterwards."
     d = tmp_path_factory.mktemp("recipes")
     (d / f"{MODULE}.py").write_text("\n\n".join(recipe_code(t) for t in RECIPES), encoding="utf-8")
+    R.load_plugins()   # the package's own entries first, so that the snapshot holds them and only the toys are removed
     before = {k: set(R._REGISTRY[k]) for k in ("method", "dataset")}, set(M.METRICS)
     with pytest.MonkeyPatch.context() as mp:
         mp.syspath_prepend(str(d))
