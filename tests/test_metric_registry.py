@@ -12,9 +12,8 @@ METRIC_NAMES = sorted(M.METRICS, key=len, reverse=True)
 CHALLENGE_TO_METRIC = re.compile(r'"(?:timing|tool_selection|planning)"\s*:\s*\[?\s*"(' + "|".join(map(re.escape, METRIC_NAMES)) + r')"')
 
 
-# modules whose owners have not moved their remaining metric choices onto the registry yet (named in issue 14's
-# report): training.methods.SECONDARY (step F1 beside plan success in 5.5)
-PENDING = {"training/methods.py"}
+# modules whose owners have not moved their remaining metric choices onto the registry yet (none left)
+PENDING: set = set()
 
 
 def _sources(pending: bool = False):
