@@ -20,13 +20,13 @@ times in swapped order (sequential first, then concurrent first, ...), which spr
 over both; the median ratio is printed. `--json PATH` writes every figure.
 """
 from __future__ import annotations
-import argparse, asyncio, json, os, re, statistics, sys, time
+import argparse, asyncio, json, os, statistics, sys, time
 from types import SimpleNamespace
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-import httpx  # noqa: E402
 from sage_bench.llm import LLMClient  # noqa: E402
+from sage_bench.llm_service import llama_server_metrics, llama_server_slots  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------------------- prompts
@@ -108,23 +108,12 @@ def tagged(req: dict, tag: str) -> dict:
 # ---------------------------------------------------------------------------------------------------------- server
 def server_metrics(url: str) -> dict:
     "llama-server's /metrics counters (started with --metrics); {} from a server without them."
-    try:
-        r = httpx.get(url.rstrip("/").removesuffix("/v1") + "/metrics", timeout=30)
-        if r.status_code != 200: return {}
-    except httpx.HTTPError: return {}
-    out = {}
-    for line in r.text.splitlines():
-        m = re.match(r"llamacpp:(\w+) ([-+0-9.eE]+|nan|inf)$", line)
-        if m: out[m.group(1)] = float(m.group(2))
-    return out
+    return llama_server_metrics(url, timeout=30)
 
 
 def server_slots(url: str) -> int | None:
     "How many parallel slots llama-server has (/props total_slots); None for another server."
-    try:
-        r = httpx.get(url.rstrip("/").removesuffix("/v1") + "/props", timeout=30)
-        return int(r.json()["total_slots"]) if r.status_code == 200 else None
-    except (httpx.HTTPError, ValueError, KeyError, TypeError): return None
+    return llama_server_slots(url, timeout=30)
 
 
 def metrics_delta(before: dict, after: dict) -> dict:
