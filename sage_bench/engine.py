@@ -191,23 +191,18 @@ def evaluate(method: str | Method,                # a registered method id, or a
     data = data_info(ds, ds.select(challenge, None if split == "all" else split))
     rec_path = store.path(ds.name, split, name)
     if not resume: store.reset(ds.name, split, name)
-    try: store.check_config(ds.name, split, name, config["method_description"], data["fingerprint"])   # resume only what this configuration made on this data
+    # an LLM method's records hold the replies of one model: another model on the server is another configuration
+    model, fitted = llm_model_of(m), rec_path.with_suffix(".fitted.json")
+    made_with = json.loads(fitted.read_text(encoding="utf-8")).get("llm_model") if fitted.exists() else None
+    try:   # resume only what this configuration made on this data
+        store.check_config(ds.name, split, name, config["method_description"], data["fingerprint"])
+        if model and made_with and model != made_with:
+            raise ConfigMismatch(f"{name}: the saved records were made with the LLM {made_with!r}, the server now answers with "
+                                 f"{model!r}; rerun with --no-resume (or another output folder) to start over", ["llm_model"])
     except ConfigMismatch as e:
         if not replace_changed: raise
         config["replaced_records"] = str(store.archive(ds.name, split, name))      # kept aside, never mixed in
         print(f"{name}: the saved records were made with another configuration (differs in: {', '.join(e.differs) or 'description'}); "
-              f"moved them to {config['replaced_records']}, this run starts over", file=sys.stderr)
-        store.check_config(ds.name, split, name, config["method_description"], data["fingerprint"])
-    # an LLM method's records hold the replies of one model: a rerun against a server with another model starts over
-    # (replace_changed) or stops, as for any other change of configuration
-    model, fitted = llm_model_of(m), rec_path.with_suffix(".fitted.json")
-    made_with = json.loads(fitted.read_text(encoding="utf-8")).get("llm_model") if fitted.exists() else None
-    if model and made_with and model != made_with:
-        if not replace_changed:
-            raise ConfigMismatch(f"{name}: the saved records were made with the LLM {made_with!r}, the server now answers with {model!r}; "
-                                 f"rerun with --no-resume (or another output folder) to start over", ["llm_model"])
-        config["replaced_records"] = str(store.archive(ds.name, split, name))
-        print(f"{name}: the saved records were made with the LLM {made_with!r}, the server now answers with {model!r}; "
               f"moved them to {config['replaced_records']}, this run starts over", file=sys.stderr)
         store.check_config(ds.name, split, name, config["method_description"], data["fingerprint"])
         fitted.unlink(missing_ok=True)

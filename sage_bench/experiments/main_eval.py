@@ -18,10 +18,10 @@ from ..artifacts import save_figure, latex_table
 from ..engine import evaluate, results_table
 
 # %% auto #0
-__all__ = ['SECTION', 'RESULT_FILES', 'QUICK_LLM_SAMPLES', 'SEARCH_METHODS', 'QUICK_SEARCH_CONFIG', 'QUICK_LLM_CONFIG',
-           'SECTION_5_2', 'run_plan', 'saved_run_params', 'run_main_eval', 'llm_repeatability', 'repeatability_text',
-           'load_results', 'main_table', 'fig_overall', 'fig_planning_by_length', 'fig_timing_confusion', 'build_5_2',
-           'run_time_table', 'summary_text']
+__all__ = ['SECTION', 'RESULT_FILES', 'QUICK_LLM_SAMPLES', 'QUICK_SEARCH_CONFIG', 'QUICK_LLM_CONFIG', 'SECTION_5_2', 'run_plan',
+           'saved_run_params', 'run_main_eval', 'llm_repeatability', 'repeatability_text', 'load_results', 'main_table',
+           'fig_overall', 'fig_planning_by_length', 'fig_timing_confusion', 'build_5_2', 'run_time_table',
+           'summary_text']
 
 # %% ../../nbs/api/61_main_eval.ipynb #dbf45f3b
 SECTION = "paper1/section_5_2_main"
@@ -29,7 +29,6 @@ RESULT_FILES = {"timing": "timing_results.json", "planning": "planning_results.j
 
 QUICK_LLM_SAMPLES = 12                                                # every LLM method's samples per challenge in quick mode
 # many LLM calls (or the whole library) per sample: smaller budgets, not fewer samples, in quick mode
-SEARCH_METHODS = ("planner.tot", "planner.react", "selector.dfsdt", "selector.llm_direct")
 # quick mode on a CPU, recorded in each result's method configuration: the planners see 10 retrieved candidates
 # with 80-character descriptions; ToT keeps one node per depth; DFSDT expands 2 of the top 10 tools, 3 deep, at most
 # 4 calls; selector.llm_direct still reads the WHOLE library, its windows listing ids and names only (max_desc=0)
