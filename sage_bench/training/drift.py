@@ -44,6 +44,7 @@ class DriftConfig:
     train_per_round: int = 300   # training samples per round
     recur: float = 0.4           # share of a round's training samples already trained on in an earlier round
     n_test: int = 200            # test samples per challenge per round (the test split, grown by composites)
+    max_plan_steps: int = 8      # a planning composite has at most this many steps (the unified planner decodes at most 8)
     seed: int = RANDOM_SEED
 
 # %% ../../nbs/api/56_drift_stream.ipynb #4c897cc3
@@ -198,8 +199,9 @@ def composite(a: Sample, b: Sample) -> Sample:
                             should_call_tool=a.should_call_tool, context=list(a.context or []), candidate_tools=[], meta=meta)
     raise ValueError(f"cannot compose {type(a).__name__} {a.id} with {type(b).__name__} {b.id}")
 
-def grow(samples: Sequence[Sample], n: int, seed: int = RANDOM_SEED) -> list[Sample]:
-    "All of `samples` (one challenge), then seeded composites of distinct pairs until there are `n` (timing: same-label pairs)."
+def grow(samples: Sequence[Sample], n: int, seed: int = RANDOM_SEED, max_steps: int | None = None) -> list[Sample]:
+    """All of `samples` (one challenge), then seeded composites of distinct pairs until there are `n` (timing: same-label pairs;
+    planning: pairs of at most `max_steps` steps together)."""
     out = list(samples)
     if len(out) >= n or len(out) < 2: return out
     rng = np.random.default_rng(seed)
@@ -212,7 +214,9 @@ def grow(samples: Sequence[Sample], n: int, seed: int = RANDOM_SEED) -> list[Sam
         g = groups[int(rng.choice(len(groups), p=weights / weights.sum()))]
         i, j = rng.choice(len(g), 2, replace=False)
         if (g[i].id, g[j].id) in seen: continue
-        seen.add((g[i].id, g[j].id)); out.append(composite(g[i], g[j]))
+        seen.add((g[i].id, g[j].id))
+        if max_steps is not None and len(getattr(g[i], "steps", [])) + len(getattr(g[j], "steps", [])) > max_steps: continue
+        out.append(composite(g[i], g[j]))
     return out
 
 # %% ../../nbs/api/56_drift_stream.ipynb #7f92d798
@@ -274,7 +278,7 @@ def make_drift_stream(ds: Dataset, cfg: DriftConfig | None = None) -> DriftStrea
     for ch in CHALLENGES:
         base = [s for s in ds.samples if s.split == "test" and s.challenge == ch]
         n_base[ch] = len(base)
-        grown[ch] = grow(base, cfg.n_test, cfg.seed + zlib.crc32(ch.encode()) % 1000)
+        grown[ch] = grow(base, cfg.n_test, cfg.seed + zlib.crc32(ch.encode()) % 1000, cfg.max_plan_steps)
     for v in versions:
         m = min(cfg.train_per_round, len(tr))
         n_old = min(int(round(cfg.recur * m)), len(used)) if v.k else 0
