@@ -49,7 +49,7 @@ def oracle(ds) -> ScriptedLLM:
             done = sum(1 for m in messages if m["role"] == "assistant" and json.loads(m["content"]).get("action") == "call")
             if done == len(gold): return {"thought": "all done", "action": "finish"}
             nxt, shown = gold[done], props["tool"].get("enum", [])
-            if nxt in shown: return {"thought": "next step", "action": "call", "tool": nxt, "arguments": {}}
+            if nxt in shown: return {"thought": "next step", "action": "call", "tool": nxt, "arguments": s.steps[done].arguments or {"step": done}}
             return {"thought": "find the tool", "action": "search_tools", "query": ds.tools[nxt].description}
         if "next" in props:             # ToT generator
             plan, _ = _plan_line(text.split("Plan so far: ")[-1].split("\n")[0].replace("(nothing yet)", "(empty)") + "  [partial]")

@@ -167,12 +167,19 @@ def test_llm_planners_fail_loudly(cls):
 
 
 def test_react_obeys_step_limit():
-    loop = ScriptedLLM(lambda m, s: {"thought": "again", "action": "call", "tool": "get_weather", "arguments": {"city": "Rome"}})
+    # a new call every turn (a repeated identical call is refused, see test_react_refuses_a_repeated_call)
+    loop = ScriptedLLM(lambda m, s: {"thought": "again", "action": "call", "tool": "get_weather", "arguments": {"city": f"Rome {len(m)}"}})
     for k in (1, 3, 5):
         o = ReActPlanner(client=loop, max_steps=k, retriever="bm25").predict_batch([blind(FIX[0])], [LIB])[0]
         assert len(o.prediction["steps"]) == k and o.trace["stopped"] == "step_limit"
         assert len([t for t in o.trace["transcript"] if "observation" in t]) == k
 
+
+def test_react_refuses_a_repeated_call():
+    same = ScriptedLLM(lambda m, s: {"thought": "again", "action": "call", "tool": "get_weather", "arguments": {"city": "Rome"}})
+    o = ReActPlanner(client=same, max_invalid=2, retriever="bm25").predict_batch([blind(FIX[0])], [LIB])[0]
+    assert o.prediction == {"steps": ["get_weather"]} and o.trace["stopped"] == "invalid_actions" and o.llm_calls == 3
+    assert [t.get("invalid") for t in o.trace["transcript"]] == [None, "repeated call", "repeated call"]
 
 def test_react_search_action_returns_retrieval_and_call_returns_simulated_output():
     acts = iter([{"action": "search_tools", "query": "weather forecast for a city"}, {"action": "call", "tool": "get_weather", "arguments": {"city": "Rome"}},

@@ -452,16 +452,21 @@ def react_messages(request: str, cards: str, prompt: str = "default") -> list[di
     return [{"role": "system", "content": _REACT_GUIDE + (_REACT_SHOT if prompt == "few_shot" else "")}, {"role": "user", "content": user}]
 
 # %% ../../nbs/api/33_planning.ipynb #60625847
+def _call_key(tool, arguments) -> str:
+    "A call's identity: its tool and its arguments as canonical JSON."
+    return json.dumps([tool, arguments], sort_keys=True, default=str)
+
 @register_method("planner.react", "planning", needs_llm=True,
                  description="ReAct agent: thought and action per turn (search_tools: retrieval result; call: observation simulated from the tool's output schema; finish)")
 class ReActPlanner(_LLMPlannerBase):
     "ReAct over the tool library: search, call (simulated observation), finish."
-    def __init__(self, max_steps: int = 10, max_turns: int = 20, search_k: int = 5, **config):
+    def __init__(self, max_steps: int = 10, max_turns: int = 20, search_k: int = 5, max_invalid: int = 3, **config):
         config.setdefault("search_queries", False)   # ReAct searches by itself, as an action
-        super().__init__(max_steps=max_steps, max_turns=max_turns, search_k=search_k, **config)
+        super().__init__(max_steps=max_steps, max_turns=max_turns, search_k=search_k, max_invalid=max_invalid, **config)
 
-    def _act(self, p, known: dict, lib: ToolLibrary, steps: list) -> tuple[str, dict]:
-        "The observation for one parsed action (and the turn record); `known` and `steps` grow."
+    def _act(self, p, known: dict, lib: ToolLibrary, steps: list, last_call: str | None = None) -> tuple[str, dict]:
+        """The observation for one parsed action (and the turn record); `known` and `steps` grow. A call identical to the
+        one just made (`last_call`: its tool and arguments as JSON) is not made again: the observation says so."""
         act = p.get("action")
         turn = {"thought": p.get("thought"), "action": act}
         if act == "search_tools":
@@ -474,6 +479,9 @@ class ReActPlanner(_LLMPlannerBase):
         if act == "call":
             t = p.get("tool")
             if t not in known: return f"error: {t!r} is not a tool you have seen; search for one first", turn | {"tool": t, "invalid": "unknown tool"}
+            if last_call == _call_key(t, p.get("arguments")):
+                return "error: you just made this exact call and its result is above; call the next tool the request needs, or finish", \
+                    turn | {"tool": t, "invalid": "repeated call"}
             if len(steps) >= self.config["max_steps"]: return "error: step limit reached", turn | {"tool": t, "refused": "step limit"}
             steps.append(t)
             obs = simulate_observation(lib[t], p.get("arguments"))
@@ -482,6 +490,7 @@ class ReActPlanner(_LLMPlannerBase):
 
     async def arun(self, sample: PlanningSample, lib: ToolLibrary) -> Output:
         out, steps, known = Output(None, trace={"transcript": [], "stopped": "turn_limit"}), [], {}
+        last_call, invalid = None, 0
         try:
             ids = await self.start(out, sample, lib)
             known.update(dict.fromkeys(ids, True))
@@ -491,9 +500,12 @@ class ReActPlanner(_LLMPlannerBase):
                 p = r.parsed
                 if not isinstance(p, dict) or not isinstance(p.get("action"), str): raise bad_reply(out, r, "unparseable action")
                 if p["action"] == "finish": out.trace["transcript"].append({"thought": p.get("thought"), "action": "finish"}); out.trace["stopped"] = "finish"; break
-                obs, turn = self._act(p, known, lib, steps)
+                obs, turn = self._act(p, known, lib, steps, last_call)
                 out.trace["transcript"].append(turn)
                 if turn.get("refused"): out.trace["stopped"] = "step_limit"; break
+                if "observation" in turn: last_call = _call_key(turn["tool"], turn.get("arguments"))
+                invalid = invalid + 1 if turn.get("invalid") else 0
+                if invalid >= self.config["max_invalid"]: out.trace["stopped"] = "invalid_actions"; break
                 msgs = msgs + [{"role": "assistant", "content": r.text or json.dumps(p)}, {"role": "user", "content": f"Observation: {obs}"}]
         except ReplyFailed as e:
             out.error, out.trace["stopped"] = str(e), "llm_failure"
