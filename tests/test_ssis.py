@@ -46,3 +46,19 @@ def test_admit_keeps_share_and_at_least_one():
     s = SSIS(SSISConfig(keep=0.35))
     assert len(s.admit(np.arange(100.0))) == 35 and list(s.admit(np.array([0.3]))) == [0]
     assert len(s.admit(np.array([]))) == 0
+
+
+def test_forgetting_recognises_a_sample_under_a_new_library_version():
+    from sage_bench.training.sage_agent import base_id
+    s = SSIS()
+    s.observe(["q7@v0"], [0.4])
+    f = s.forgetting(["q7@v2", "q8@v2", "q7@v3"], [1.4, 3.0, 0.1])
+    assert base_id("q7@v2") == "q7" and base_id("plain") == "plain"
+    assert f[0] == pytest.approx(1 - math.exp(-1.0)) and f[1] == 0.0 and f[2] == 0.0   # recurred and got worse; new; got better
+
+
+def test_diversity_at_replay_is_against_the_steps_samples_not_always_one():
+    rep = np.array([[1, 0], [0, 1]], np.float32)          # two replayed samples' states
+    new = np.array([[1, 0.05]], np.float32)               # the step's new sample is near the first
+    d = SSIS.diversity(rep, new)
+    assert d[0] < 0.01 and d[1] > 0.9

@@ -70,3 +70,24 @@ def test_priority_replay_replaces_least_important_when_full():
     assert pr.add("low", 0.5) is None                           # less important than everything held
     assert pr.add("high", 4) == 1 and sorted(pr.tree.data) == ["high", "x0", "x2"]
     with pytest.raises(ValueError): PriorityReplay(2).sample(1)
+
+
+def test_beta_reaches_one_at_the_last_planned_draw():
+    pr = PriorityReplay(4, beta0=0.4, beta_steps=5, seed=0)
+    for i in range(4): pr.add(i, 1.0 + i)
+    betas = []
+    for _ in range(5):
+        pr.sample(2); betas.append(pr.last_beta)
+    assert betas[0] == pytest.approx(0.4) and betas[-1] == pytest.approx(1.0) and np.all(np.diff(betas) > 0)
+
+
+def test_run_sage_plans_exactly_the_draws_it_makes():
+    from sage_bench.training.model import toy_dataset, featurize, TextEncoder, hashing_embed, ModelConfig
+    from sage_bench.training.continual import make_stream
+    from sage_bench.training.sage_agent import run_sage, sage_config
+    ds = toy_dataset(); F = featurize(ds.samples, ds.tools, TextEncoder(hashing_embed, "hashing"))
+    split = np.array([s.split for s in ds.samples])
+    S = make_stream(F, np.flatnonzero(split == "train"), np.flatnonzero(split == "test"), [t.category for t in ds.tools], 3, 2, seed=0)
+    _, res = run_sage(F, S, sage_config("SAGE_full", epochs_per_round=2, buffer_size=30), ModelConfig(hidden=32, heads=2), seed=0,
+                      evaluate=False)
+    assert res["replay"]["draws"] == res["replay"]["planned_draws"] > 0 and res["replay"]["last_beta"] == pytest.approx(1.0)

@@ -4,18 +4,18 @@
 
 # %% ../../nbs/api/52_training_continual.ipynb #a56b4f6a
 from __future__ import annotations
-import time, zlib
+import contextlib, time, zlib
 from dataclasses import dataclass, asdict
 from typing import Sequence
 import numpy as np
 from ..core import RANDOM_SEED
-from .model import Features, ModelConfig, TrainLog, build_model, make_optimizer, train, task_scores, sample_stats
+from .model import Features, ModelConfig, TrainLog, TASKS, build_model, make_optimizer, train, predict, sample_stats
 from .coresets import select_coreset
 
 # %% auto #0
-__all__ = ['Round', 'make_stream', 'average_accuracy', 'forgetting', 'backward_transfer', 'forward_transfer', 'drift_per_round',
-           'stream_metrics', 'EWC', 'Reservoir', 'ContinualConfig', 'round_features', 'score_rounds', 'finish_stream',
-           'run_continual']
+__all__ = ['SCORE_KEYS', 'Round', 'make_stream', 'average_accuracy', 'forgetting', 'backward_transfer', 'forward_transfer',
+           'drift_per_round', 'stream_metrics', 'EWC', 'Reservoir', 'ContinualConfig', 'round_features', 'with_states',
+           'sample_scores', 'cell_scores', 'score_rounds', 'finish_stream', 'run_continual']
 
 # %% ../../nbs/api/52_training_continual.ipynb #bc2dc084
 @dataclass
@@ -28,6 +28,7 @@ class Round:
     tools: np.ndarray
     train: np.ndarray
     test: np.ndarray
+    own_candidates: bool = False    # True: every sample keeps its own candidates (a drift stream: its version's library)
 
     def describe(self) -> dict:
         return {"round": self.r, "library_size": int(len(self.tools)), "new_categories": len(self.new),
@@ -140,12 +141,45 @@ class ContinualConfig:
     budget: float = 0.35
 
 def round_features(F: Features, rounds: Sequence[Round]) -> list[Features]:
-    "F restricted to each round's library."
-    return [F.with_candidates(r.tools) for r in rounds]
+    "F restricted to each round's library (F itself for a round whose samples keep their own candidates)."
+    return [F if r.own_candidates else F.with_candidates(r.tools) for r in rounds]
+
+def with_states(model, idx):
+    "The context a model that reads per-sample states needs for the samples `idx` (`model.on(idx)`); else nothing."
+    return model.on(idx) if hasattr(model, "on") else contextlib.nullcontext()
+
+SCORE_KEYS = {"timing": ("accuracy",), "tool_selection": ("hit@5",), "planning": ("plan_success", "step_f1")}
+
+def sample_scores(model, F: Features, idx, k: int = 5, chunk: int = 256) -> dict:
+    """Per-sample scores of samples `idx` by challenge: {challenge: {'ids': [...], metric: array}}: timing accuracy,
+    selection hit@k (stored under 'hit@5' for k=5), planning plan success (the whole plan exactly right) and step F1."""
+    from sage_bench.metrics import step_prf
+    idx = np.asarray(idx, dtype=int)
+    P = []
+    for s0 in range(0, len(idx), chunk):
+        c = idx[s0:s0 + chunk]
+        with with_states(model, c): P += predict(model, F, c, top=k, batch_size=chunk)
+    out = {}
+    for p, i in zip(P, idx):
+        t = TASKS[F.task[i]]
+        d = out.setdefault(t, {"ids": [], **{m: [] for m in SCORE_KEYS[t]}})
+        d["ids"].append(F.ids[i])
+        if t == "timing": d["accuracy"].append(float(p["call_tool"] == bool(F.y[i])))
+        elif t == "tool_selection": d["hit@5"].append(float(bool(set(p["ranking"][:k]) & {F.tool_ids[j] for j in F.relevant[i]})))
+        else:
+            gold = [F.tool_ids[j] for j in F.plan[i]]
+            d["plan_success"].append(float(p["steps"] == gold)); d["step_f1"].append(step_prf(p["steps"], gold)[2])
+    return {t: {k_: (v if k_ == "ids" else np.asarray(v, float)) for k_, v in d.items()} for t, d in out.items()}
+
+def cell_scores(scores: dict) -> dict:
+    "Timing accuracy, selection hit@5, planning plan success (the headline of each challenge present) and their `mean`."
+    out = {t: float(np.mean(scores[t][SCORE_KEYS[t][0]])) for t in TASKS if t in scores}
+    out["mean"] = float(np.mean(list(out.values()))) if out else float("nan")
+    return out
 
 def score_rounds(model, Fr: Sequence[Features], rounds: Sequence[Round]) -> list[dict]:
-    "`task_scores` of every round's test set under that round's library."
-    return [task_scores(model, f, r.test) for f, r in zip(Fr, rounds)]
+    "The headline scores (`cell_scores`) of every round's test set under that round's library."
+    return [cell_scores(sample_scores(model, f, r.test)) for f, r in zip(Fr, rounds)]
 
 def finish_stream(model, out: dict, R: list, b: list, select=None):
     """Pack the accuracy matrix `R` (row i: after round i; column j: round j's test set), the untrained baselines `b`

@@ -4,16 +4,21 @@
 
 # %% ../../nbs/api/53_sage_agent.ipynb #1e71a727
 from __future__ import annotations
-import math, time
+import contextlib, math, re, time
 from dataclasses import dataclass, field, asdict
 from typing import Any, Sequence
 import numpy as np
 from ..core import RANDOM_SEED
-from .model import Features, ModelConfig, TrainLog, build_model, make_optimizer, sample_stats, train_step
-from .continual import Round, round_features, score_rounds, finish_stream
+from .model import (Features, ModelConfig, TrainLog, build_model, make_optimizer, sample_stats, train_step,
+                                       torch_threads)
+from .continual import Round, round_features, score_rounds, finish_stream, with_states
 
 # %% auto #0
-__all__ = ['ABLATIONS', 'SumTree', 'PriorityReplay', 'SSISConfig', 'SSIS', 'SageConfig', 'sage_config', 'run_sage']
+__all__ = ['TERMS', 'ABLATIONS', 'COMPARISONS', 'FINAL_METRICS', 'STREAM_METRICS', 'HYPOTHESES', 'RESULT_DIR', 'SumTree',
+           'PriorityReplay', 'SSISConfig', 'base_id', 'SSIS', 'SageConfig', 'sage_config', 'words_of', 'SampleStates',
+           'build_state_model', 'n_params', 'planned_draws', 'run_sage', 'DriftSettings', 'PreparedDrift',
+           'prepare_drift', 'paired_samples', 'paired_seeds', 'mean_ci_samples', 'verdict', 'analyse',
+           'run_drift_study', 'mean_sd_rows', 'tests_paragraph', 'ssis_paragraph', 'report_drift']
 
 # %% ../../nbs/api/53_sage_agent.ipynb #60fd6fa0
 class SumTree:
@@ -78,12 +83,14 @@ class PriorityReplay:
     def __init__(self, capacity: int, alpha: float = 0.6, beta0: float = 0.4, beta_steps: int = 1000,
                  eps: float = 1e-3, seed: int = RANDOM_SEED):
         self.tree, self.alpha, self.beta0, self.beta_steps, self.eps = SumTree(capacity), alpha, beta0, max(1, beta_steps), eps
-        self.rng, self.draws, self.max_p = np.random.default_rng(seed), 0, 1.0
+        self.rng, self.draws, self.max_p, self.last_beta = np.random.default_rng(seed), 0, 1.0, None
 
     def __len__(self): return len(self.tree)
 
     @property
-    def beta(self) -> float: return min(1.0, self.beta0 + (1 - self.beta0) * self.draws / self.beta_steps)
+    def beta(self) -> float:
+        "The beta of the next draw: draw j of `beta_steps` planned uses beta0 + (1 - beta0) j / (beta_steps - 1), the last one 1."
+        return min(1.0, self.beta0 + (1 - self.beta0) * self.draws / max(1, self.beta_steps - 1))
 
     def _p(self, priority: float) -> float: return (abs(float(priority)) + self.eps) ** self.alpha
 
@@ -108,7 +115,7 @@ class PriorityReplay:
         P = np.array([t.priority(s) for s in slots]) / t.total
         N, beta = len(t), self.beta
         w = (N * P) ** (-beta) / (N * t.min_priority / t.total) ** (-beta)
-        self.draws += 1
+        self.draws += 1; self.last_beta = beta
         return slots, [t.data[s] for s in slots], w.astype(np.float32)
 
     def update(self, slots, priorities):
@@ -127,11 +134,20 @@ class SSISConfig:
     keep: float = 0.35
     kind: str = "entropy"
 
+_VERSION = re.compile(r"@v\d+$")
+
+def base_id(sample_id) -> str:
+    "The id a recurring sample keeps across library versions (a drift stream's `<id>@v<k>` without `@v<k>`)."
+    return _VERSION.sub("", str(sample_id))
+
+TERMS = ("uncertainty", "diversity", "forgetting")
+
 class SSIS:
     "Streaming sample-importance scorer: uncertainty + diversity + forgetting."
     def __init__(self, cfg: SSISConfig | None = None):
         self.cfg = cfg or SSISConfig()
         self.last_loss: dict = {}
+        self.n, self.mean, self.m2 = 0, 0.0, 0.0        # running mean and variance of every importance scored so far
 
     def uncertainty(self, entropy, margin=None) -> np.ndarray:
         if self.cfg.kind == "margin":
@@ -155,15 +171,26 @@ class SSIS:
         return np.clip(1 - best, 0, 1)
 
     def forgetting(self, ids: Sequence, losses) -> np.ndarray:
-        return np.array([1 - math.exp(-max(0.0, float(l) - self.last_loss[i])) if i in self.last_loss else 0.0
-                         for i, l in zip(ids, losses)])
+        keys = [base_id(i) for i in ids]
+        return np.array([1 - math.exp(-max(0.0, float(l) - self.last_loss[k])) if k in self.last_loss else 0.0
+                         for k, l in zip(keys, losses)])
 
     def score(self, ids, losses, entropy, emb, memory=None, margin=None, sequential=True) -> dict:
         "The three components and the weighted `importance` of each sample."
         c = self.cfg
         u, d, f = self.uncertainty(entropy, margin), self.diversity(emb, memory, sequential), self.forgetting(ids, losses)
-        return {"uncertainty": u, "diversity": d, "forgetting": f,
-                "importance": c.w_uncertainty * u + c.w_diversity * d + c.w_forgetting * f}
+        imp = c.w_uncertainty * u + c.w_diversity * d + c.w_forgetting * f
+        for x in imp:                                    # Welford's running mean and variance
+            self.n += 1; dx = float(x) - self.mean; self.mean += dx / self.n; self.m2 += dx * (float(x) - self.mean)
+        return {"uncertainty": u, "diversity": d, "forgetting": f, "importance": imp}
+
+    def priority(self, importance) -> np.ndarray:
+        """Replay priority `exp(z)` of the importance standardised by the running mean and sd of all importances scored
+        (z clipped to [-3, 3]): samples are prioritised by how much more important they are than usual, not by the level of
+        the sum, which the three terms lift alike."""
+        sd = math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
+        z = (np.asarray(importance, float) - self.mean) / sd if sd > 1e-9 else np.zeros(len(np.atleast_1d(importance)))
+        return np.exp(np.clip(z, -3, 3))
 
     def admit(self, importance) -> np.ndarray:
         "Positions of the top `keep` share (at least one) by importance."
@@ -172,8 +199,8 @@ class SSIS:
         return np.sort(np.argsort(-np.asarray(importance), kind="stable")[:k])
 
     def observe(self, ids, losses):
-        "Remember each sample's loss at the time it was trained on."
-        for i, l in zip(ids, losses): self.last_loss[i] = float(l)
+        "Remember each sample's loss (by base id) at the time it was trained on."
+        for i, l in zip(ids, losses): self.last_loss[base_id(i)] = float(l)
 
 # %% ../../nbs/api/53_sage_agent.ipynb #bf8e4223
 @dataclass
@@ -203,27 +230,147 @@ def sage_config(name: str, **kw) -> SageConfig:
     return SageConfig(**{**ABLATIONS[name], **kw})
 
 # %% ../../nbs/api/53_sage_agent.ipynb #36ba2498
+def words_of(text: str, max_words: int = 32) -> list[str]:
+    "The words of `text` (lower-case letters, at least two), the first `max_words`."
+    return [w for w in re.findall(r"[a-z]+", str(text).lower()) if len(w) > 1][:max_words]
+
+@dataclass
+class SampleStates:
+    "Frozen token- and tool-level states of every sample of a `Features`."
+    vocab: np.ndarray        # [V + 1, d] word embeddings; the last row (zeros) pads
+    words: np.ndarray        # [N, L] rows of `vocab`
+    tools: np.ndarray        # [N, K] tool-table rows of the K candidates nearest the query (frozen cosine)
+    tool_ok: np.ndarray      # [N, K] a real candidate (fewer than K candidates are padded)
+
+    @classmethod
+    def build(cls, F: Features, texts: Sequence[str], encoder, max_words: int = 32, top_tools: int = 16) -> "SampleStates":
+        "States of the samples of `F` from their texts (`model.sample_text`) and `encoder` (a `TextEncoder`)."
+        W = [words_of(t, max_words) for t in texts]
+        vocab = list(dict.fromkeys(w for ws in W for w in ws))
+        d = F.q.shape[1]
+        V = np.vstack([encoder(vocab, kind="query") if vocab else np.zeros((0, d), np.float32), np.zeros((1, d), np.float32)])
+        pos = {w: i for i, w in enumerate(vocab)}
+        words = np.full((len(F), max([len(ws) for ws in W] + [1])), len(vocab), np.int64)
+        for i, ws in enumerate(W): words[i, :len(ws)] = [pos[w] for w in ws]
+        tools, ok = np.zeros((len(F), top_tools), np.int64), np.zeros((len(F), top_tools), bool)
+        for i in range(len(F)):
+            cand = np.arange(len(F.tool_ids)) if F.cand[i] is None else np.asarray(F.cand[i], int)
+            sim = F.tool_emb[cand] @ F.q[i]
+            top = cand[np.argsort(-sim, kind="stable")[:top_tools]]
+            tools[i, :len(top)], ok[i, :len(top)] = top, True
+        return cls(V.astype(np.float32), words, tools, ok)
+
+_STATE_CLS = None
+
+def _state_model_class():
+    global _STATE_CLS
+    if _STATE_CLS is not None: return _STATE_CLS
+    import torch
+    from torch import nn
+    from sage_bench.training.model import _model_class
+
+    class StateModel(_model_class()):
+        "The unified network whose task tokens attend over word states and candidate-tool encodings (or, ablated, mix them)."
+        def __init__(self, cfg: ModelConfig, states: SampleStates, tool_emb, attend: bool = True):
+            super().__init__(cfg)
+            d, h = cfg.dim, cfg.hidden
+            self.attend = attend
+            self.word_proj = nn.Linear(d, h)
+            if not attend:                           # same parameter count as the attention (4h^2 + 4h)
+                del self.attn
+                self.mix = nn.Sequential(nn.Linear(h, 2 * h), nn.GELU(), nn.Linear(2 * h, h))
+                self.mix_gain = nn.Parameter(torch.ones(h))
+            self.vocab, self.table = torch.as_tensor(states.vocab), torch.as_tensor(np.asarray(tool_emb, np.float32))
+            self.words, self.top, self.top_ok = (torch.as_tensor(x) for x in (states.words, states.tools, states.tool_ok))
+            self._idx = None
+
+        @contextlib.contextmanager
+        def on(self, idx):
+            "Calls inside read the states of samples `idx` (the rows of the batch, in order)."
+            old, self._idx = self._idx, torch.as_tensor(np.asarray(idx, np.int64))
+            try: yield self
+            finally: self._idx = old
+
+        def tokens(self, q):
+            if self._idx is None or len(self._idx) != q.shape[0]:
+                raise RuntimeError("StateModel reads per-sample states: call it inside `with model.on(idx):` (continual.with_states)")
+            t = self.task_proj(self.trunk(q)).view(q.shape[0], 3, -1) + self.task_emb
+            wi = self.words[self._idx]
+            keys = torch.cat([self.word_proj(self.vocab[wi]), self.encode_tools(self.table[self.top[self._idx]])], 1)
+            ok = torch.cat([wi < len(self.vocab) - 1, self.top_ok[self._idx]], 1)
+            if self.attend: a, _ = self.attn(t, keys, keys, key_padding_mask=~ok, need_weights=False)
+            else:
+                pooled = (keys * ok[..., None]).sum(1) / ok.sum(1, keepdim=True).clamp_min(1)
+                a = self.mix_gain * self.mix(t + pooled[:, None])
+            t = self.ln1(t + a)
+            return self.ln2(t + self.ffn(t))
+
+    _STATE_CLS = StateModel
+    return StateModel
+
+def build_state_model(cfg: ModelConfig, states: SampleStates, tool_emb, attend: bool = True, seed: int = RANDOM_SEED,
+                      threads: int | None = None):
+    "A freshly initialised `StateModel` (seeded; the parts it shares with `training.model` start as in `build_model`)."
+    import torch
+    torch_threads(threads)
+    torch.manual_seed(seed)
+    return _state_model_class()(cfg, states, tool_emb, attend)
+
+def n_params(model) -> int: return int(sum(p.numel() for p in model.parameters()))
+
+# %% ../../nbs/api/53_sage_agent.ipynb #ce7ad9b6
+def planned_draws(rounds: Sequence[Round], cfg: "SageConfig", batch_size: int) -> int:
+    "The replay draws `run_sage` makes: one per training step of every round after the first that admitted something."
+    n, filled = 0, False
+    for r in rounds:
+        m = len(r.train)
+        adm = sum(max(1, int(round(cfg.ssis_cfg.keep * min(cfg.chunk, m - c0)))) for c0 in range(0, m, cfg.chunk)) if cfg.ssis else m
+        if filled: n += cfg.epochs_per_round * math.ceil(adm / batch_size)
+        filled = filled or adm > 0
+    return n
+
+def _spread(p) -> dict:
+    p = np.asarray(p, float)
+    if not len(p): return {"n": 0}
+    q = np.percentile(p, [10, 50, 90])
+    return {"n": int(len(p)), "min": float(p.min()), "max": float(p.max()), "sd": float(p.std()), "p10": float(q[0]),
+            "p50": float(q[1]), "p90": float(q[2]), "max_over_min": float(p.max() / p.min()) if p.min() > 0 else None}
+
+def _terms(v: dict) -> dict:
+    return {k: {"mean": float(np.mean(x)), "sd": float(np.std(x)), "n": len(x), "nonzero": float(np.mean(np.asarray(x) > 0))}
+            for k, x in v.items() if x}
+
 def run_sage(F: Features, rounds: Sequence[Round], cfg: SageConfig | None = None, model_cfg: ModelConfig | None = None,
-             seed: int = RANDOM_SEED, evaluate: bool = True, select=None):
+             seed: int = RANDOM_SEED, evaluate: bool = True, select=None, states: SampleStates | None = None):
     """Train SAGE-Agent over the stream; returns (model, result dict: R, b, stream metrics, data share, wall time, SSIS log).
-    With `select` (a `model.DevSelector`) the starting model and every epoch are scored on the dev samples and the returned model
-    is the best checkpoint of the whole stream (the R matrix still describes the model as it was after each round)."""
+    With `states` the network is a `StateModel` (attention over word and tool states when `cfg.cross_attention`, else the
+    matched ablation); without, `training.model`'s network. With `select` (a `model.DevSelector`, for the network without
+    states) the returned model is the best dev checkpoint of the whole stream (R still describes each round's model)."""
     import torch
     cfg = cfg or SageConfig()
     mc = ModelConfig(**{**asdict(model_cfg or ModelConfig()), "cross_attention": cfg.cross_attention})
-    model = build_model(mc, seed)
+    model = build_state_model(mc, states, F.tool_emb, cfg.cross_attention, seed) if states is not None else build_model(mc, seed)
     opt = make_optimizer(model, mc)
     rng = np.random.default_rng(seed)
     Fr = round_features(F, rounds)
     b = score_rounds(model, Fr, rounds) if evaluate else []
     ssis = SSIS(cfg.ssis_cfg)
-    steps_total = sum(cfg.epochs_per_round * math.ceil(max(1, len(r.train) * (cfg.ssis_cfg.keep if cfg.ssis else 1)) / mc.batch_size) for r in rounds)
-    buf = PriorityReplay(cfg.buffer_size, cfg.alpha, cfg.beta0, steps_total, seed=seed) if cfg.replay else None
-    emb_of = {}                                         # sample index -> embedding, for buffer diversity
-    R, log, per_round, n_arrived, admitted_all = [], TrainLog(), [], 0, []
-    comp_log = {"uncertainty": [], "diversity": [], "forgetting": []}
+    planned = planned_draws(rounds, cfg, mc.batch_size)
+    buf = PriorityReplay(cfg.buffer_size, cfg.alpha, cfg.beta0, planned, seed=seed) if cfg.replay else None
+    comp = {"admission": {k: [] for k in TERMS}, "replay": {k: [] for k in TERMS}}
+    R, log, per_round, n_arrived, prio = [], TrainLog(), [], 0, []
     wall = 0.0
     if select is not None and not select.history: select(model)
+
+    def reps(f, idx):                                   # the model's own state of samples idx: its trunk's output
+        with torch.no_grad(): return model.trunk(torch.as_tensor(f.q[np.asarray(idx, int)])).numpy()
+
+    def stats(f, idx, temb):
+        model.eval()
+        with torch.no_grad(), with_states(model, idx): st = sample_stats(model, f, idx, temb)
+        return {k: v.numpy() for k, v in st.items()}, reps(f, idx)
+
+    held = lambda: [i for i in buf.tree.data if i is not None] if buf is not None else []
     for r, f in zip(rounds, Fr):
         t0 = time.perf_counter()
         if select is not None: select.round = r.r
@@ -233,52 +380,443 @@ def run_sage(F: Features, rounds: Sequence[Round], cfg: SageConfig | None = None
         if cfg.ssis:                                    # 1. admission by importance, chunk by chunk
             for c0 in range(0, len(arrived), cfg.chunk):
                 ch = arrived[c0:c0 + cfg.chunk]
-                model.eval()
-                with torch.no_grad(): st = sample_stats(model, f, ch, temb)
-                mem = np.stack([emb_of[i] for i in admitted] + ([emb_of[i] for i in buf.tree.data if i is not None] if buf else [])) \
-                    if admitted or (buf and len(buf)) else None
-                sc = ssis.score([f.ids[i] for i in ch], st["loss"].numpy(), st["entropy"].numpy(), f.q[ch], mem, st["margin"].numpy())
-                for k in comp_log: comp_log[k] += sc[k].tolist()
-                keep = ch[ssis.admit(sc["importance"])]
-                for i in keep: emb_of[int(i)] = f.q[i]
-                admitted += keep.tolist()
-        else:
-            admitted = arrived.tolist()
-            for i in admitted: emb_of[int(i)] = f.q[i]
-        admitted = np.asarray(admitted, int); admitted_all += admitted.tolist()
+                st, rep = stats(f, ch, temb)
+                mem_idx = admitted + held()
+                sc = ssis.score([f.ids[i] for i in ch], st["loss"], st["entropy"], rep, reps(f, mem_idx) if mem_idx else None, st["margin"])
+                for k in TERMS: comp["admission"][k] += sc[k].tolist()
+                admitted += ch[ssis.admit(sc["importance"])].tolist()
+        else: admitted = arrived.tolist()
+        admitted = np.asarray(admitted, int)
+        model.train()
         for ep in range(cfg.epochs_per_round):          # 2. training, with priority replay
             order = rng.permutation(admitted)
             for s0 in range(0, len(order), mc.batch_size):
                 bt = order[s0:s0 + mc.batch_size]
                 w = np.ones(len(bt), np.float32)
-                slots = None
                 if buf is not None and len(buf):
                     slots, items, isw = buf.sample(min(cfg.replay_batch, len(buf)))
-                    bt = np.concatenate([bt, np.asarray(items, int)]); w = np.concatenate([w, isw])
-                res = train_step(model, opt, f, bt, weights=w, tool_emb_t=temb)
+                    items = np.asarray(items, int)
+                    st, rep = stats(f, items, temb)     # the replayed samples as the model sees them now: new priorities
+                    sc = ssis.score([f.ids[i] for i in items], st["loss"], st["entropy"], rep, reps(f, bt), st["margin"])
+                    for k in TERMS: comp["replay"][k] += sc[k].tolist()
+                    buf.update(slots, ssis.priority(sc["importance"])); ssis.observe([f.ids[i] for i in items], st["loss"])
+                    bt = np.concatenate([bt, items]); w = np.concatenate([w, isw])
+                with with_states(model, bt): res = train_step(model, opt, f, bt, weights=w, tool_emb_t=temb)
                 log.steps += 1; log.samples_seen += len(bt); log.losses.append(res["loss"])
-                ids = [f.ids[i] for i in bt]
-                if slots is not None:                   # new priority: SSIS importance with forgetting
-                    nr = len(slots)
-                    with torch.no_grad(): st = sample_stats(model, f, bt[-nr:], temb)
-                    sc = ssis.score(ids[-nr:], st["loss"].numpy(), st["entropy"].numpy(), f.q[bt[-nr:]], None,
-                                    st["margin"].numpy(), sequential=False)
-                    buf.update(slots, sc["importance"])
-                ssis.observe(ids, res["per_sample"])
             if select is not None: select(model)
-        if buf is not None:                             # 3. admitted samples join the buffer
-            model.eval()
-            with torch.no_grad(): st = sample_stats(model, f, admitted, temb) if len(admitted) else None
-            if st is not None:
-                mem = np.stack([emb_of[i] for i in buf.tree.data if i is not None]) if len(buf) else None
-                sc = ssis.score([f.ids[i] for i in admitted], st["loss"].numpy(), st["entropy"].numpy(), f.q[admitted], mem, st["margin"].numpy())
-                for i, p in zip(admitted, sc["importance"]): buf.add(int(i), float(p))
+        if len(admitted) and (cfg.ssis or buf is not None):   # 3. losses after the round remembered; the buffer fed
+            st, rep = stats(f, admitted, temb)
+            mem_idx = held()
+            sc = ssis.score([f.ids[i] for i in admitted], st["loss"], st["entropy"], rep, reps(f, mem_idx) if mem_idx else None, st["margin"])
+            ssis.observe([f.ids[i] for i in admitted], st["loss"])
+            if buf is not None:
+                for i, p in zip(admitted, ssis.priority(sc["importance"])): buf.add(int(i), float(p))
+                prio.append({"round": r.r, **_spread([buf.tree.priority(s) for s in range(buf.tree.n)])})
         dt = time.perf_counter() - t0; wall += dt
         log.used.update(f.ids[i] for i in admitted)
         per_round.append({**r.describe(), "admitted": int(len(admitted)), "buffer": len(buf) if buf else 0, "seconds": round(dt, 3)})
         if evaluate: R.append(score_rounds(model, Fr, rounds))
     model.eval()
-    out = {"config": asdict(cfg), "model_config": asdict(mc), "rounds": per_round,
+    out = {"config": asdict(cfg), "model_config": asdict(mc), "parameters": n_params(model), "rounds": per_round,
            "train": {**log.summary(n_arrived), "wall_s": round(wall, 3)},
-           "ssis_components": {k: {"mean": float(np.mean(v)), "sd": float(np.std(v))} for k, v in comp_log.items() if v}}
+           "ssis_components": _terms(comp["admission"]), "ssis_terms": {k: _terms(v) for k, v in comp.items()},
+           "replay": None if buf is None else {"planned_draws": planned, "draws": buf.draws, "last_beta": buf.last_beta,
+                                                "priorities": prio}}
     return finish_stream(model, out, R, b, select)
+
+# %% ../../nbs/api/53_sage_agent.ipynb #5eab4007
+from .drift import DriftConfig, DriftStream, make_drift_stream
+
+@dataclass
+class DriftSettings:
+    "Sizes of a drift study: quick (2 seeds, 4 versions, few epochs) or full (5 seeds, 6 versions)."
+    quick: bool = True
+    seeds: int = 0
+    epochs_per_round: int = 0
+    drift: DriftConfig | None = None
+    model: ModelConfig = field(default_factory=ModelConfig)
+    n_boot: int = 2000
+
+    def __post_init__(self):
+        self.seeds = self.seeds or (2 if self.quick else 5)
+        self.epochs_per_round = self.epochs_per_round or (4 if self.quick else 10)
+        self.drift = self.drift or (DriftConfig(n_versions=4, train_per_round=240, n_test=200) if self.quick
+                                    else DriftConfig(n_versions=6, train_per_round=400, n_test=300))
+
+@dataclass
+class PreparedDrift:
+    "A drift stream embedded once: features of every rendered sample, the rounds, the word and tool states."
+    stream: DriftStream
+    F: Features
+    rounds: list
+    states: SampleStates
+    encoder: Any
+
+def prepare_drift(dataset, cfg: DriftConfig, encoder=None) -> PreparedDrift:
+    "The drift stream of `dataset` (a name for the registry, or a `Dataset`) embedded with `encoder` (default: the project's)."
+    from sage_bench.registry import get_dataset
+    from sage_bench.training.model import TextEncoder, featurize, sample_text
+    ds = get_dataset(dataset) if isinstance(dataset, str) else dataset
+    encoder = encoder or TextEncoder()
+    torch_threads()
+    st = make_drift_stream(ds, cfg)
+    S, L, W = st.samples()
+    F = featurize(S, st.table, encoder, L)
+    where = np.array([f"{r}:{role}" for r, role in W])
+    index = st.table.index
+    rounds = [Round(v.k, [], sorted(o for x in v.changes.values() for o in x), [], np.array([index[t] for t in v.library.ids], int),
+                    np.flatnonzero(where == f"{v.k}:train"), np.flatnonzero(where == f"{v.k}:test"), own_candidates=True)
+              for v in st.versions]
+    return PreparedDrift(st, F, rounds, SampleStates.build(F, [sample_text(s) for s in S], encoder), encoder)
+
+# %% ../../nbs/api/53_sage_agent.ipynb #647a1acc
+def paired_samples(a, b, n_boot: int = 2000, seed: int = RANDOM_SEED) -> dict:
+    "Paired difference of per-sample scores `a - b`: mean, 95% bootstrap interval over samples, sign-flip permutation p, n."
+    d = np.asarray(a, float) - np.asarray(b, float); n = len(d)
+    if n == 0: return {"n": 0, "diff": None, "ci": None, "p": None, "test": "paired bootstrap / sign-flip permutation"}
+    rng = np.random.default_rng(seed)
+    boot = d[rng.integers(0, n, (n_boot, n))].mean(1)
+    perm = np.abs((rng.choice([-1.0, 1.0], (n_boot, n)) * d).mean(1))
+    p = float((1 + np.sum(perm >= abs(d.mean()) - 1e-12)) / (n_boot + 1)) if np.any(d) else 1.0
+    return {"n": int(n), "diff": float(d.mean()), "ci": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))], "p": p,
+            "test": "paired bootstrap / sign-flip permutation"}
+
+def paired_seeds(a, b) -> dict:
+    "Paired difference of per-seed values `a - b`: mean, 95% t interval, paired t-test p (None with fewer than 2 seeds)."
+    from scipy import stats
+    d = np.asarray(a, float) - np.asarray(b, float); n = len(d)
+    out = {"n": int(n), "diff": float(d.mean()) if n else None, "ci": None, "p": None, "test": "paired t over seeds"}
+    if n >= 2:
+        se = float(d.std(ddof=1) / math.sqrt(n)); h = float(stats.t.ppf(0.975, n - 1)) * se
+        out["ci"] = [out["diff"] - h, out["diff"] + h]
+        out["p"] = float(stats.ttest_rel(a, b).pvalue) if se > 0 else (1.0 if out["diff"] == 0 else 0.0)
+    return out
+
+def mean_ci_samples(x, n_boot: int = 2000, seed: int = RANDOM_SEED) -> dict:
+    "Mean of per-sample scores with a 95% bootstrap interval."
+    x = np.asarray(x, float); rng = np.random.default_rng(seed)
+    boot = x[rng.integers(0, len(x), (n_boot, len(x)))].mean(1)
+    return {"mean": float(x.mean()), "ci": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))], "n": int(len(x))}
+
+def verdict(ci, target: float, kind: str = "at_least") -> str:
+    """'supported', 'contradicted' or 'inconclusive' for a 95% interval against a hypothesis: `at_least` (lower bound >= target
+    supports, upper < target contradicts), `at_most` (the mirror) or `about` (the interval holds the target: consistent)."""
+    if ci is None: return "untested (one seed)"
+    lo, hi = ci
+    if kind == "at_least": return "supported" if lo >= target else "contradicted" if hi < target else "inconclusive"
+    if kind == "at_most": return "supported" if hi <= target else "contradicted" if lo > target else "inconclusive"
+    return "consistent" if lo <= target <= hi else "contradicted"
+
+assert verdict([0.95, 0.97], 0.94) == "supported" and verdict([0.5, 0.6], 0.94) == "contradicted" and verdict([0.9, 0.95], 0.94) == "inconclusive"
+_r = paired_samples(np.ones(50), np.zeros(50), 500); assert _r["diff"] == 1.0 and _r["p"] < 0.01 and _r["ci"] == [1.0, 1.0]
+assert paired_samples(np.ones(9), np.ones(9))["p"] == 1.0
+
+# %% ../../nbs/api/53_sage_agent.ipynb #40ff7c3d
+COMPARISONS = (("SAGE_ssis_only", "SAGE_sft_baseline", "SSIS"), ("SAGE_ssis_replay", "SAGE_ssis_only", "priority replay"),
+               ("SAGE_full", "SAGE_ssis_replay", "cross-task attention"), ("SAGE_full", "SAGE_sft_baseline", "all three"))
+FINAL_METRICS = (("timing", "accuracy"), ("tool_selection", "hit@5"), ("planning", "plan_success"), ("planning", "step_f1"))
+STREAM_METRICS = ("average_accuracy", "forgetting", "backward_transfer", "forward_transfer", "drift_per_round")
+# the seed design's expectations: hypotheses to test (SPEC), never numbers to print as results
+HYPOTHESES = (
+    {"id": "H1", "claim": "SAGE_full selection hit@5 on the current version is at least 94%", "ablation": "SAGE_full",
+     "metric": "tool_selection/hit@5", "target": 0.94, "kind": "at_least"},
+    {"id": "H2", "claim": "SAGE_full planning plan success on the current version is at least 85%", "ablation": "SAGE_full",
+     "metric": "planning/plan_success", "target": 0.85, "kind": "at_least"},
+    {"id": "H3", "claim": "SAGE_full timing accuracy on the current version is at least 95%", "ablation": "SAGE_full",
+     "metric": "timing/accuracy", "target": 0.95, "kind": "at_least"},
+    {"id": "H4", "claim": "SAGE_full trains in at most 0.4x the wall time of SAGE_sft_baseline", "ablation": "SAGE_full",
+     "metric": "time_ratio", "target": 0.4, "kind": "at_most"},
+    {"id": "H5", "claim": "SAGE_full trains on about 35% of the arriving data", "ablation": "SAGE_full", "metric": "data_share",
+     "target": 0.35, "kind": "about"},
+    {"id": "H6", "claim": "SAGE_full drifts by at most 0.5 points per round (drift per round >= -0.5 points)", "ablation": "SAGE_full",
+     "metric": "drift_per_round", "target": -0.005, "kind": "at_least"},
+    {"id": "H7", "claim": "SAGE_sft_baseline drifts by about 8 points per round", "ablation": "SAGE_sft_baseline",
+     "metric": "drift_per_round", "target": -0.08, "kind": "about"},
+    {"id": "H8", "claim": "SAGE_full drifts less than SAGE_sft_baseline (paired over seeds)", "ablation": "SAGE_full",
+     "metric": "drift_per_round_vs_baseline", "target": 0.0, "kind": "at_least_strict"},
+)
+
+# %% ../../nbs/api/53_sage_agent.ipynb #fa93d677
+def _final_by_sample(runs: list, ch: str, metric: str) -> tuple[list, np.ndarray]:
+    "Per-sample scores averaged over the runs (seeds) of one ablation, in one sample order."
+    ids = runs[0]["final"][ch]["ids"]
+    for r in runs: assert r["final"][ch]["ids"] == ids, "runs scored different test samples"
+    return ids, np.mean([np.asarray(r["final"][ch][metric], float) for r in runs], axis=0)
+
+def analyse(runs: list, ablations: Sequence[str], n_boot: int = 2000) -> dict:
+    "Summary per ablation, paired tests of every comparison and the hypotheses, from the runs of `run_drift_study`."
+    from sage_bench.metrics import mean_sd
+    by = {a: sorted([r for r in runs if r["ablation"] == a], key=lambda r: r["seed"]) for a in ablations}
+    by = {a: rs for a, rs in by.items() if rs}
+    summ = {}
+    for a, rs in by.items():
+        d = {f"{ch}/{m}": {**mean_sd(float(np.mean(r["final"][ch][m])) for r in rs),
+                           "ci_samples": mean_ci_samples(_final_by_sample(rs, ch, m)[1], n_boot)["ci"]}
+             for ch, m in FINAL_METRICS if ch in rs[0]["final"]}
+        d.update({f"stream/{k}": mean_sd(r["metrics"]["mean"][k] for r in rs) for k in STREAM_METRICS})
+        d["wall_s"] = mean_sd(r["wall_s"] for r in rs); d["data_share"] = mean_sd(r["data_share"] for r in rs)
+        d["seeds"] = [r["seed"] for r in rs]
+        summ[a] = d
+    base = by.get("SAGE_sft_baseline")
+    if base:
+        bs = {r["seed"]: r for r in base}
+        for a, rs in by.items():
+            pairs = [(r, bs[r["seed"]]) for r in rs if r["seed"] in bs]
+            summ[a]["time_ratio"] = {**mean_sd(r["wall_s"] / b["wall_s"] for r, b in pairs),
+                                     "ci_seeds": paired_seeds([r["wall_s"] / b["wall_s"] for r, b in pairs], [0.0] * len(pairs))["ci"]}
+    tests = []
+    for a, b, what in COMPARISONS:
+        if a not in by or b not in by: continue
+        seeds = sorted(set(r["seed"] for r in by[a]) & set(r["seed"] for r in by[b]))
+        A, B = [r for r in by[a] if r["seed"] in seeds], [r for r in by[b] if r["seed"] in seeds]
+        row = {"a": a, "b": b, "component": what, "seeds": seeds, "per_sample": {}, "per_seed": {}}
+        for ch, m in FINAL_METRICS:
+            if ch not in A[0]["final"]: continue
+            ia, xa = _final_by_sample(A, ch, m); ib, xb = _final_by_sample(B, ch, m)
+            assert ia == ib
+            row["per_sample"][f"{ch}/{m}"] = paired_samples(xa, xb, n_boot)
+        for k in STREAM_METRICS:
+            row["per_seed"][f"stream/{k}"] = paired_seeds([r["metrics"]["mean"][k] for r in A], [r["metrics"]["mean"][k] for r in B])
+        row["per_seed"]["wall_s"] = paired_seeds([r["wall_s"] for r in A], [r["wall_s"] for r in B])
+        tests.append(row)
+    hyps = []
+    for h in HYPOTHESES:
+        a = h["ablation"]
+        if a not in summ: hyps.append({**h, "measured": None, "ci": None, "verdict": f"untested ({a} not run)"}); continue
+        if h["metric"] == "drift_per_round_vs_baseline":
+            if "SAGE_sft_baseline" not in by: hyps.append({**h, "measured": None, "ci": None, "verdict": "untested (no baseline)"}); continue
+            t = next((x for x in tests if x["a"] == "SAGE_full" and x["b"] == "SAGE_sft_baseline"), None)
+            pt = t["per_seed"]["stream/drift_per_round"] if t else None
+            v = None if pt is None else ("supported" if pt["ci"] and pt["ci"][0] > 0 else "contradicted" if pt["ci"] and pt["ci"][1] < 0
+                                         else "inconclusive" if pt["ci"] else "untested (one seed)")
+            hyps.append({**h, "measured": pt and pt["diff"], "ci": pt and pt["ci"], "p": pt and pt["p"], "n": pt and pt["n"], "unit": "seeds",
+                         "verdict": v}); continue
+        if h["metric"] == "time_ratio":
+            d = summ[a].get("time_ratio"); ci = d and d["ci_seeds"]; unit = "seeds"; m = d and d["mean"]; n = d and d["n"]
+        elif h["metric"] == "data_share":
+            d = summ[a]["data_share"]; m, n, unit = d["mean"], d["n"], "seeds"
+            ci = [min(r["data_share"] for r in by[a]) - 0.05, max(r["data_share"] for r in by[a]) + 0.05]   # 'about': within 5 points
+        elif h["metric"] == "drift_per_round":
+            x = [r["metrics"]["mean"]["drift_per_round"] for r in by[a]]
+            ps = paired_seeds(x, [0.0] * len(x)); m, ci, n, unit = ps["diff"], ps["ci"], ps["n"], "seeds"
+        else:
+            ch, met = h["metric"].split("/")
+            c = mean_ci_samples(_final_by_sample(by[a], ch, met)[1], n_boot); m, ci, n, unit = c["mean"], c["ci"], c["n"], "test samples"
+        hyps.append({**h, "measured": m, "ci": ci, "n": n, "unit": unit, "verdict": verdict(ci, h["target"], h["kind"])})
+    return {"summary": summ, "tests": tests, "hypotheses": hyps}
+
+# %% ../../nbs/api/53_sage_agent.ipynb #5bcfdb6b
+RESULT_DIR = "paper2/drift"
+
+def _run_row(a: str, seed: int, res: dict, final: dict) -> dict:
+    "What one ablation x seed run keeps: its stream figures, SSIS log, time, data share and final per-sample scores."
+    return {"ablation": a, "seed": seed, "wall_s": res["train"]["wall_s"], "data_share": res["train"].get("data_share"),
+            "steps": res["train"]["steps"], "parameters": res["parameters"], "R": res["R"], "b": res["b"], "metrics": res["metrics"],
+            "rounds": res["rounds"], "ssis_terms": res["ssis_terms"], "replay": res["replay"],
+            "final": {ch: {k: (v if k == "ids" else [round(float(x), 4) for x in v]) for k, v in d.items()} for ch, d in final.items()}}
+
+def run_drift_study(dataset="sage", quick: bool = True, seed: int = RANDOM_SEED, seeds: int | None = None, ablations=None,
+                    output_dir=None, settings: DriftSettings | None = None, encoder=None, progress: bool = True) -> dict:
+    "Train every ablation with every seed over the drift stream of `dataset`, analyse, and write paper 2's result files."
+    from sage_bench.core import benchmark_dir, write_json
+    from sage_bench.metrics import mean_sd
+    from sage_bench.store import provenance, now
+    from sage_bench.training.continual import sample_scores
+    started = now()
+    s = settings or DriftSettings(quick=quick, seeds=seeds or 0)
+    ablations = list(ablations or ABLATIONS)
+    t0 = time.perf_counter()
+    P = prepare_drift(dataset, s.drift, encoder)
+    prep_s = time.perf_counter() - t0
+    seed_list = [seed + i for i in range(s.seeds)]
+    runs = []
+    for sd in seed_list:
+        for a in ablations:
+            model, res = run_sage(P.F, P.rounds, sage_config(a, epochs_per_round=s.epochs_per_round), s.model, sd, states=P.states)
+            runs.append(_run_row(a, sd, res, sample_scores(model, P.F, P.rounds[-1].test)))
+            if progress:
+                m = res["metrics"]["mean"]
+                print(f"{a} seed {sd}: trained {res['train']['wall_s']:.1f}s on {100 * res['train']['data_share']:.0f}% of the arriving data; "
+                      f"average accuracy {m['average_accuracy']:.3f}, forgetting {m['forgetting']:.3f}")
+    an = analyse(runs, ablations, s.n_boot)
+    desc = P.stream.describe()
+    counts = [{ch: int(np.sum(P.F.task[r.test] == i)) for i, ch in enumerate(("timing", "tool_selection", "planning"))} for r in P.rounds]
+    root = benchmark_dir(output_dir) / RESULT_DIR
+    config = {"dataset": P.stream.dataset, "quick": s.quick, "seeds": seed_list, "ablations": ablations, "encoder": P.encoder.name,
+              "settings": asdict(s)}
+    prov = provenance(config, seed, started)
+    common = {"dataset": P.stream.dataset, "quick": s.quick, "seeds": seed_list, "provenance": prov}
+    paths = {}
+    paths["ablation"] = write_json(root / "ablation.json", {**common, "ablations": ablations, "summary": an["summary"],
+        "stream": {"rounds": desc, "n_base_test": P.stream.n_base_test, "config": asdict(s.drift), "prepare_s": round(prep_s, 2)},
+        "runs": runs, "note": "final model = the model after the last round, scored on the last round's test set (the current "
+                              "library version); mean and sd over seeds; ci_samples: 95% bootstrap interval over test samples"})
+    paths["tests"] = write_json(root / "tests.json", {**common, "tests": an["tests"], "hypotheses": an["hypotheses"],
+        "n_test_current": counts[-1], "n_base_test": P.stream.n_base_test})
+    onl = {}
+    for a in ablations:
+        rs = [r for r in runs if r["ablation"] == a]
+        if not rs: continue
+        keys = list(rs[0]["R"])
+        onl[a] = {"R_mean": {k: np.mean([r["R"][k] for r in rs], axis=0).round(4).tolist() for k in keys},
+                  "b_mean": {k: np.mean([r["b"][k] for r in rs], axis=0).round(4).tolist() for k in keys},
+                  "current_after": mean_sd_rows([np.diag(np.asarray(r["R"]["mean"])) for r in rs]),
+                  "current_before": mean_sd_rows([np.r_[r["b"]["mean"][0], np.diag(np.asarray(r["R"]["mean"]), 1)] for r in rs]),
+                  "per_seed": [{"seed": r["seed"], "metrics": r["metrics"]} for r in rs],
+                  **{k: mean_sd(r["metrics"]["mean"][k] for r in rs) for k in STREAM_METRICS}}
+    paths["online"] = write_json(root / "online.json", {**common, "ablations": onl, "test_counts": counts,
+        "definition": "R[i][j]: score on round j's test set (under version j's library) after training round i; mean = mean of "
+                      "timing accuracy, selection hit@5 and plan success; drift_per_round = mean_j mean_{i>j} (R[i][j] - R[i-1][j]); "
+                      "current_after[i] = R[i][i], current_before[i] = R[i-1][i] (round 0: the untrained model)"})
+    eff = {}
+    for a in ablations:
+        rs = {r["seed"]: r for r in runs if r["ablation"] == a}
+        bs = {r["seed"]: r for r in runs if r["ablation"] == "SAGE_sft_baseline"}
+        d = {"wall_s": mean_sd(r["wall_s"] for r in rs.values()), "data_share": mean_sd(r["data_share"] for r in rs.values()),
+             "steps": mean_sd(r["steps"] for r in rs.values()), "parameters": sorted({r["parameters"] for r in rs.values()})}
+        if bs:
+            d["wall_time_ratio_vs_sft_baseline"] = mean_sd(rs[k]["wall_s"] / bs[k]["wall_s"] for k in rs if k in bs)
+            d["data_share_ratio_vs_sft_baseline"] = mean_sd(rs[k]["data_share"] / bs[k]["data_share"] for k in rs if k in bs)
+        eff[a] = d
+    paths["efficiency"] = write_json(root / "efficiency.json", {**common, "ablations": eff,
+        "note": "wall_s is the whole training procedure over the drift stream (SSIS scoring and replay included, scoring the rounds' "
+                "test sets excluded), measured on this machine; every ablation has the same parameter count"})
+    ssis = {a: {"terms": {ph: {k: mean_sd(r["ssis_terms"].get(ph, {}).get(k, {}).get("sd") for r in runs if r["ablation"] == a)
+                                for k in TERMS} for ph in ("admission", "replay")},
+                "terms_mean": {ph: {k: mean_sd(r["ssis_terms"].get(ph, {}).get(k, {}).get("mean") for r in runs if r["ablation"] == a)
+                                    for k in TERMS} for ph in ("admission", "replay")},
+                "nonzero": {ph: {k: mean_sd(r["ssis_terms"].get(ph, {}).get(k, {}).get("nonzero") for r in runs if r["ablation"] == a)
+                                 for k in TERMS} for ph in ("admission", "replay")},
+                "priorities_last_round": [(r["replay"] or {}).get("priorities", [None])[-1] for r in runs if r["ablation"] == a],
+                "beta": [{k: (r["replay"] or {}).get(k) for k in ("planned_draws", "draws", "last_beta")} for r in runs if r["ablation"] == a]}
+            for a in ablations if ABLATIONS[a]["ssis"]}
+    paths["ssis"] = write_json(root / "ssis.json", {**common, "ablations": ssis,
+        "definition": "terms: sd of each SSIS term within a run (mean and sd over seeds); nonzero: share of scores above 0; "
+                      "priorities_last_round: spread of the replay buffer's priorities after the last round"})
+    return {"runs": runs, **an, "paths": {k: str(v) for k, v in paths.items()}, "stream": desc, "prepared": P,
+            "wall_s": round(time.perf_counter() - t0, 2)}
+
+def mean_sd_rows(rows) -> dict:
+    "Element-wise mean and sd (over seeds) of equal-length rows."
+    A = np.asarray(rows, float)
+    return {"mean": A.mean(0).round(4).tolist(), "sd": (A.std(0, ddof=1) if len(A) > 1 else np.zeros(A.shape[1])).round(4).tolist(), "n": len(A)}
+
+# %% ../../nbs/api/53_sage_agent.ipynb #c936d256
+def _pts(x) -> str: return f"{100 * x:+.1f}"
+
+def tests_paragraph(frag, rel: str, rf) -> str:
+    "Paper 2 tests.json: every ablation difference with its interval and p, then each hypothesis of the seed design and its verdict."
+    from sage_bench.paper import _need, cite_file, tt, tex_escape
+    tests, hyps = rf.fields.get("tests"), rf.fields.get("hypotheses")
+    _need(isinstance(tests, list) and isinstance(hyps, list), "no 'tests' and 'hypotheses' lists")
+    s = []
+    for i, t in enumerate(tests):
+        parts = []
+        for k, d in t.get("per_sample", {}).items():
+            if d.get("diff") is None: continue
+            frag.claim(rel, ["tests", i, "per_sample", k, "diff"], d["diff"], f"{t['a']} - {t['b']} {k}")
+            parts.append(f"{tex_escape(k)} {_pts(d['diff'])} points [{_pts(d['ci'][0])}, {_pts(d['ci'][1])}], p = {d['p']:.3g}, n = {d['n']}")
+        fg = t.get("per_seed", {}).get("stream/forgetting", {})
+        if fg.get("diff") is not None:
+            frag.claim(rel, ["tests", i, "per_seed", "stream/forgetting", "diff"], fg["diff"], f"{t['a']} - {t['b']} forgetting")
+            parts.append(f"forgetting {_pts(fg['diff'])} points" + (f" [{_pts(fg['ci'][0])}, {_pts(fg['ci'][1])}], p = {fg['p']:.3g}"
+                                                                      if fg.get("ci") else "") + f" over {fg['n']} seeds")
+        if parts:
+            c = tex_escape(t["component"])
+            s.append(f"{c[:1].upper() + c[1:]} ({tt(t['a'])} against {tt(t['b'])}): " + "; ".join(parts) + ".")
+    if s: s.insert(0, f"Each ablation difference, paired on the same test samples of the current library version (95\\% bootstrap "
+                      f"interval, sign-flip permutation p) and, for forgetting, on the same seeds (t interval, paired t-test) {cite_file(rel)}:")
+    for i, h in enumerate(hyps):
+        m = h.get("measured")
+        if m is None: s.append(f"{h['id']} ({tex_escape(h['claim'])}): {tex_escape(h['verdict'])}."); continue
+        frag.claim(rel, ["hypotheses", i, "measured"], m, f"{h['id']} measured")
+        ci = h.get("ci")
+        pct = h["metric"] not in ("time_ratio",)
+        f = (lambda x: f"{100 * x:.1f}") if pct else (lambda x: f"{x:.2f}")
+        s.append(f"{h['id']} ({tex_escape(h['claim'])}): measured {f(m)}" + (f" [{f(ci[0])}, {f(ci[1])}]" if ci else "")
+                 + f" over {h.get('n')} {h.get('unit', '')}: {tex_escape(h['verdict'])}.")
+    return " ".join(s)
+
+def ssis_paragraph(frag, rel: str, rf) -> str:
+    "Paper 2 ssis.json: how much SSIS's three terms vary, how far the replay priorities spread, where beta ends."
+    from sage_bench.paper import _need, _num, cite_file, tt
+    ab = rf.fields.get("ablations"); _need(isinstance(ab, dict), "no 'ablations' mapping")
+    s = []
+    for a, d in ab.items():
+        terms = []
+        for ph in ("admission", "replay"):
+            for k in TERMS:
+                v = d["terms"][ph][k].get("mean")
+                if _num(v):
+                    frag.claim(rel, ["ablations", a, "terms", ph, k, "mean"], v, f"{a} {ph} {k} sd")
+                    terms.append(f"{k} at {ph} {v:.3f}")
+        if not terms: continue
+        t = f"In {tt(a)} the standard deviation of SSIS's terms within a run is: " + ", ".join(terms)
+        pr = [p for p in d.get("priorities_last_round") or [] if p and _num(p.get("max_over_min"))]
+        if pr:
+            frag.claim(rel, ["ablations", a, "priorities_last_round", 0, "max_over_min"], pr[0]["max_over_min"], f"{a} priority spread")
+            t += f"; the buffer's largest priority is {pr[0]['max_over_min']:.2f} times its smallest after the last round"
+        bt = [b for b in d.get("beta") or [] if _num(b.get("last_beta"))]
+        if bt: t += f"; importance-sampling beta reaches {bt[0]['last_beta']:.2f} at the last of {bt[0]['draws']} replay draws"
+        s.append(t + f" {cite_file(rel)}.")
+    return " ".join(s) or f"No ablation with SSIS in {cite_file(rel)}."
+
+# %% ../../nbs/api/53_sage_agent.ipynb #92e9acb2
+def _caption(name: str, caption: str, source: str, output_dir=None):
+    from sage_bench.core import write_json
+    from sage_bench.store import figures_dir
+    return write_json(figures_dir(output_dir) / f"{name}.json", {"caption": caption, "source": source})
+
+def report_drift(output_dir=None) -> list:
+    "Paper 2's tables and figures from the saved drift-study files (`ablation.json`, `tests.json`, `online.json`)."
+    import json
+    import matplotlib; matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from sage_bench.core import benchmark_dir
+    from sage_bench.report import save_figure, latex_table
+    root = benchmark_dir(output_dir) / RESULT_DIR
+    for f in ("ablation.json", "tests.json", "online.json"):
+        if not (root / f).exists(): raise FileNotFoundError(str(root / f))
+    A, T, O = (json.loads((root / f).read_text()) for f in ("ablation.json", "tests.json", "online.json"))
+    S = A["summary"]
+    fmt = lambda d: "-" if not d or d.get("mean") is None else f"{100 * d['mean']:.1f}" + (f" ± {100 * d['sd']:.1f}" if d.get("sd") else "")
+    rows = [{"ablation": a, **{k: fmt(d.get(k)) for k in ("timing/accuracy", "tool_selection/hit@5", "planning/plan_success",
+                                                          "planning/step_f1", "stream/forgetting", "stream/drift_per_round")},
+             "time vs SFT": "-" if not d.get("time_ratio") else f"{d['time_ratio']['mean']:.2f}"} for a, d in S.items()]
+    out = [latex_table(pd.DataFrame(rows), "table_paper2_drift_ablation", "SAGE-Agent ablation over the drift stream: final model on "
+                       "the current library version (percent, mean ± sd over seeds), forgetting and drift per round (points)",
+                       output_dir=output_dir, source=f"{RESULT_DIR}/ablation.json")]
+    trows = [{"comparison": f"{t['a']} - {t['b']}", "metric": k, "diff (pts)": f"{100 * d['diff']:+.1f}",
+              "95% CI": f"[{100 * d['ci'][0]:+.1f}, {100 * d['ci'][1]:+.1f}]" if d.get("ci") else "-",
+              "p": f"{d['p']:.3g}" if d.get("p") is not None else "-", "n": d["n"]}
+             for t in T["tests"] for k, d in [*t["per_sample"].items(), *t["per_seed"].items()] if k != "wall_s" and d.get("diff") is not None]
+    out.append(latex_table(pd.DataFrame(trows), "table_paper2_drift_tests", "Paired differences between ablations: per test sample "
+                           "of the current version (bootstrap interval, sign-flip p) and per seed for the stream metrics (t interval, "
+                           "paired t-test)", output_dir=output_dir, source=f"{RESULT_DIR}/tests.json"))
+    names = list(O["ablations"])
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    for a in names:
+        d = O["ablations"][a]; x = np.arange(len(d["current_after"]["mean"]))
+        for key, ls in (("current_after", "-"), ("current_before", ":")):
+            m, e = np.asarray(d[key]["mean"]), np.asarray(d[key]["sd"])
+            ax.plot(x, m, ls, marker="o" if ls == "-" else None, label=f"{a} ({'after' if ls == '-' else 'before'} training)")
+            if ls == "-": ax.fill_between(x, m - e, m + e, alpha=0.15)
+    ax.set_xlabel("round (library version)"); ax.set_ylabel("mean score on the current version"); ax.set_xticks(x)
+    ax.legend(fontsize=6); fig.tight_layout()
+    out += save_figure(fig, "fig_paper2_drift_online", output_dir)
+    out.append(_caption("fig_paper2_drift_online", "Online adaptation over the drift stream: mean of timing accuracy, selection hit@5 "
+                        "and plan success on the current library version's test set after training each round (solid, sd over seeds "
+                        "shaded) and before it (dotted: the previous round's model meeting the new version).",
+                        f"{RESULT_DIR}/online.json", output_dir))
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names) + 1.0, 3.0), squeeze=False)
+    for axx, a in zip(axes[0], names):
+        R = np.asarray(O["ablations"][a]["R_mean"]["mean"])
+        im = axx.imshow(R, vmin=0, vmax=1, cmap="viridis")
+        for (i, j), v in np.ndenumerate(R): axx.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=7, color="w" if v < 0.6 else "k")
+        axx.set_title(a, fontsize=8); axx.set_xlabel("test set of round j", fontsize=8); axx.set_ylabel("after round i", fontsize=8)
+    fig.colorbar(im, ax=list(axes[0]), shrink=0.8)
+    out += save_figure(fig, "fig_paper2_drift_matrix", output_dir)
+    out.append(_caption("fig_paper2_drift_matrix", "Accuracy matrices over the drift stream (mean round score, percent, mean over "
+                        "seeds); each column's test-set size is in online.json (test_counts).", f"{RESULT_DIR}/online.json", output_dir))
+    return out
