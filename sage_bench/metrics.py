@@ -17,7 +17,8 @@ __all__ = ['SELECTION_KS', 'MRR_CUTOFF', 'METRICS', 'HEADLINES', 'SUMMARY_METRIC
            'timing_from_counts', 'timing_metrics', 'PublishedMetric', 'register_published_metric',
            'published_metrics_of', 'published_value', 'relevant_ranks', 'hit_at_k', 'recall_at_k', 'precision_at_k',
            'reciprocal_rank', 'ndcg_at_k', 'plan_success', 'step_prf', 'edges', 'edge_prf', 'lcs_length',
-           'normalized_lcs', 'resample_means', 'bootstrap_ci', 'selection_matrix', 'planning_matrix', 'score_records',
+           'normalized_lcs', 'plan_deps', 'graph_of', 'is_topological_order', 'plan_success_graph', 'graph_links',
+           'graph_edge_prf', 'resample_means', 'bootstrap_ci', 'selection_matrix', 'planning_matrix', 'score_records',
            'chance_scores', 'per_sample_scores', 'mean_sd']
 
 # %% ../nbs/api/02_metrics.ipynb #8424b0c5
@@ -74,8 +75,15 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("edge_recall", "planning", "edge recall"),
     Metric("edge_f1", "planning", "edge F1", table=True),
     Metric("lcs", "planning", "normalised LCS", table=True),
+    Metric("plan_success_graph", "planning", "graph plan success", table=True,
+           description="1 when the predicted sequence is a topological order of the gold dependency graph with exactly its tools "
+           "(as a multiset), else 0; a plan that states no dependency is read as a chain, so there it equals plan success"),
+    Metric("graph_edge_precision", "planning", "graph edge precision"),
+    Metric("graph_edge_recall", "planning", "graph edge recall"),
+    Metric("graph_edge_f1", "planning", "graph edge F1", table=True,
+           description="F1 over the (source tool, target tool) dependency links of the gold graph, as TaskBench scores links; "
+           "a prediction without `depends_on` is read as a chain"),
 ]}
-
 
 # %% ../nbs/api/02_metrics.ipynb #22be1062
 class UnknownMetric(KeyError, ValueError):
@@ -135,7 +143,6 @@ def _derive():
         SUMMARY_METRICS.setdefault(ch, [])[:] = [HEADLINES[ch], *metrics_of(ch, "secondary")]
         TABLE_METRICS.setdefault(ch, [])[:] = metrics_of(ch, "table")
 _derive()
-
 
 # %% ../nbs/api/02_metrics.ipynb #c3f7caa0
 def register_metric(name: str, challenge: str, display: str | None = None, **flags):
@@ -261,6 +268,7 @@ def published_value(pm: PublishedMetric, scores: dict) -> dict:
     return out
 
 
+
 # %% ../nbs/api/02_metrics.ipynb #4a36ea83
 def _as_ranking(p) -> list | None:
     "The ranking of a selection prediction (dict or list); None when failed or malformed."
@@ -374,6 +382,73 @@ def normalized_lcs(pred: Sequence | None, gold: Sequence) -> float:
     n = max(len(pred), len(gold))
     return lcs_length(pred, gold) / n if n else 1.0
 
+# %% ../nbs/api/02_metrics.ipynb #5ccd61e1
+def _deps_list(v, n: int) -> list[list[int]] | None:
+    "`v` as n dependency lists (each an earlier step index), or None when it is not that."
+    if not isinstance(v, (list, tuple)) or len(v) != n: return None
+    out = []
+    for j, d in enumerate(v):
+        if d is None: d = []
+        if not isinstance(d, (list, tuple)) or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < j for i in d): return None
+        out.append(sorted(set(d)))
+    return out
+
+def plan_deps(plan, n: int, sid=None) -> list[list[int]] | None:
+    """The `depends_on` lists a plan (a dict with `steps`, its steps dicts, or a bare list) states for its `n` steps; None
+    when it states none. With `sid` (a gold) a malformed `depends_on` raises a ValueError naming the sample, else it is None."""
+    v = None
+    if isinstance(plan, dict):
+        v = plan.get("depends_on")
+        steps = plan.get("steps")
+        if v is None and isinstance(steps, (list, tuple)) and any(isinstance(s, dict) and "depends_on" in s for s in steps):
+            v = [s.get("depends_on") if isinstance(s, dict) else None for s in steps]
+    if v is None: return None
+    d = _deps_list(v, n)
+    if d is None and sid is not None:
+        raise ValueError(f"sample {sid!r}: planning gold depends_on must be {n} lists of earlier step indices, got {v!r}")
+    return d
+
+def graph_of(n: int, deps=None) -> list[list[int]]:
+    "The dependency lists scoring uses for an n-step plan: `deps` when it states at least one dependency, else the chain."
+    if deps is not None and len(deps) == n and any(deps): return [list(d) for d in deps]
+    return [[] if j == 0 else [j - 1] for j in range(n)]
+
+def is_topological_order(pred: Sequence | None, tools: Sequence, deps=None) -> bool:
+    """Whether `pred` uses exactly the tools of the graph (`tools[j]` with dependencies `graph_of(n, deps)[j]`) as a multiset,
+    in an order in which every step comes after the steps it depends on (steps matched to gold steps of the same tool)."""
+    pred, tools = list(pred or []), list(tools)
+    n = len(tools)
+    if len(pred) != n or Counter(pred) != Counter(tools): return False
+    need = [sum(1 << i for i in d) for d in graph_of(n, deps)]
+    dead: set = set()
+    def place(mask: int, i: int) -> bool:            # the steps in `mask` are placed; position i comes next
+        if i == n: return True
+        if mask in dead: return False
+        for j in range(n):
+            if not mask >> j & 1 and tools[j] == pred[i] and need[j] & mask == need[j] and place(mask | 1 << j, i + 1): return True
+        dead.add(mask)
+        return False
+    return place(0, 0)
+
+def plan_success_graph(pred: Sequence | None, gold: Sequence, gold_deps=None) -> float:
+    "1.0 if the predicted sequence is a topological order of the gold graph with exactly its tools, else 0.0."
+    return float(is_topological_order(pred, gold, gold_deps))
+
+def graph_links(plan: Sequence, deps=None) -> set[tuple]:
+    "The (source tool, target tool) links of a plan's dependency graph (`graph_of`), as a set (TaskBench's links)."
+    plan = list(plan)
+    return {(plan[i], plan[j]) for j, d in enumerate(graph_of(len(plan), deps)) for i in d}
+
+def graph_edge_prf(pred: Sequence | None, gold: Sequence, pred_deps=None, gold_deps=None) -> tuple[float, float, float]:
+    "Precision, recall, F1 of the predicted links against the gold graph's links (a prediction without `depends_on`: a chain)."
+    pred, gold = list(pred or []), list(gold)
+    if not pred: return (1.0, 1.0, 1.0) if not gold else (0.0, 0.0, 0.0)
+    lp, lg = graph_links(pred, pred_deps), graph_links(gold, gold_deps)
+    if not lp and not lg: return 1.0, 1.0, 1.0
+    m = len(lp & lg)
+    p, r = (m / len(lp) if lp else 0.0), (m / len(lg) if lg else 0.0)
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
 # %% ../nbs/api/02_metrics.ipynb #22670b06
 def resample_means(x, n_boot: int = 1000, seed: int = 42) -> np.ndarray:
     "Column means of `n_boot` bootstrap resamples of the rows of `x` (n,) or (n, d): shape (n_boot, d)."
@@ -460,15 +535,26 @@ def _score_selection(preds, golds, ids, ks, n_boot, seed) -> dict:
 
 PLANNING_METRICS = tuple(k for k in metrics_of("planning") if METRICS[k].compute is None)   # the columns of planning_matrix
 
-def planning_matrix(plans, golds) -> np.ndarray:
-    "Per-sample planning metrics, array (n, 8) in the order of `PLANNING_METRICS`."
-    return np.array([[plan_success(p, g), *step_prf(p, g), *edge_prf(p, g), normalized_lcs(p, g)]
-                     for p, g in zip(plans, golds)]).reshape(len(golds), len(PLANNING_METRICS))
+def planning_matrix(plans, golds, gold_deps=None, pred_deps=None) -> np.ndarray:
+    """Per-sample planning metrics, array (n, len(PLANNING_METRICS)) in that order; `gold_deps` / `pred_deps` are the
+    `depends_on` lists of each gold / prediction (None: not stated, read as a chain)."""
+    n = len(golds)
+    gd, pd_ = gold_deps or [None] * n, pred_deps or [None] * n
+    return np.array([[plan_success(p, g), *step_prf(p, g), *edge_prf(p, g), normalized_lcs(p, g),
+                      plan_success_graph(p, g, d), *graph_edge_prf(p, g, e, d)]
+                     for p, g, d, e in zip(plans, golds, gd, pd_)]).reshape(n, len(PLANNING_METRICS))
+
+def _planning_inputs(preds, golds, ids) -> tuple[list, list, list, list]:
+    "(plans, gold plans, gold depends_on, predicted depends_on) of a challenge's records; a malformed gold raises naming the sample."
+    gp = [_as_gold_plan(g, s) for g, s in zip(golds, ids)]
+    plans = [_as_plan(p) for p in preds]
+    gd = [plan_deps(g, len(x), sid=s) for g, x, s in zip(golds, gp, ids)]
+    pd_ = [plan_deps(p, len(x)) if x else None for p, x in zip(preds, plans)]
+    return plans, gp, gd, pd_
 
 def _score_planning(preds, golds, ids, n_boot, seed) -> dict:
-    golds = [_as_gold_plan(g, s) for g, s in zip(golds, ids)]
-    plans = [_as_plan(p) for p in preds]
-    mat = planning_matrix(plans, golds)
+    plans, golds, gd, pd_ = _planning_inputs(preds, golds, ids)
+    mat = planning_matrix(plans, golds, gd, pd_)
     lengths = np.array([len(g) for g in golds])
     by_length = {}
     for L in sorted(set(lengths.tolist())):
@@ -555,8 +641,8 @@ def per_sample_scores(challenge: str, records: Iterable, ks: Sequence[int] = SEL
         names = ("tp", "fp", "tn", "fn")
         out = [{"sample_id": s, "outcome": names[int(row.argmax())], "correct": float(row[0] + row[2])} for s, row in zip(ids, oc)]
     elif ch == "planning":
-        gp = [_as_gold_plan(g, s) for g, s in zip(golds, ids)]
-        mat, names = planning_matrix([_as_plan(p) for p in preds], gp), PLANNING_METRICS
+        plans, gp, gd, pd_ = _planning_inputs(preds, golds, ids)
+        mat, names = planning_matrix(plans, gp, gd, pd_), PLANNING_METRICS
         out = [{"sample_id": s, "gold_length": len(g), **dict(zip(names, map(float, row)))} for s, g, row in zip(ids, gp, mat)]
     else:
         names, mat = selection_matrix([_as_ranking(p) for p in preds], [_as_relevant(g, s) for g, s in zip(golds, ids)], tuple(ks))
