@@ -100,7 +100,8 @@ def precheck(spec: dict, text: str | None) -> str | None:
     low = text.lower()
     for t in spec.get("tools", []) + spec.get("distractors", []):
         n = t["name"].lower()
-        if re.search(r"[._]", n) and n in low: return f"names the tool {t['name']}"
+        if re.search(r"[._]", n) and (n in low or re.search(r"\b" + re.escape(re.sub(r"[._]+", " ", n)) + r"\b", low)):
+            return f"names the tool {t['name']}"
     return None
 
 def judge(spec: dict, verdict) -> str | None:
