@@ -6,14 +6,15 @@
 from __future__ import annotations
 import json, time
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Sequence
 import numpy as np
 from ..core import RANDOM_SEED, SelectionSample, Sample, Tool, ToolLibrary, text_of
 from ..registry import register_method
 from .base import Method, LLMMethod, Output
 # the retrieval pieces live in sage_bench.retrieval; these names stay importable from here
-from ..retrieval import (Tokenizer, tool_text, keyword_text, topk_desc, BM25Index, bm25_index, rrf, Retriever,
-                                  default_tokenizer, ids_at, RETRIEVERS)
+from ..retrieval import (Tokenizer as Tokenizer, tool_text as tool_text, keyword_text as keyword_text, topk_desc as topk_desc,
+                                  BM25Index, bm25_index as bm25_index, rrf as rrf, Retriever, default_tokenizer as default_tokenizer, ids_at,
+                                  RETRIEVERS as RETRIEVERS)
 
 # %% auto #0
 __all__ = ['RetrievalMethod', 'LLMUnavailable', 'SELECT_SYSTEM', 'SELECT_PROMPTS', 'CHARS_PER_TOKEN', 'GORILLA_SYSTEM',
@@ -31,12 +32,15 @@ def fixture_library() -> ToolLibrary:
         ("weather.current", "get_current_weather", "Current weather conditions (temperature, wind, rain) for a city.", P("city"), "weather"),
         ("weather.forecast", "get_weather_forecast", "Weather forecast for the next days for a city.", P("city", "days"), "weather"),
         ("weather.air", "air_quality_index", "Air quality index and pollution levels at a location.", P("location"), "weather"),
-        ("finance.convert", "convert_currency", "Convert an amount of money from one currency to another at today's exchange rate.", P("amount", "from_currency", "to_currency"), "finance"),
+        ("finance.convert", "convert_currency", "Convert an amount of money from one currency to another at today's exchange rate.",
+         P("amount", "from_currency", "to_currency"), "finance"),
         ("finance.stock", "get_stock_price", "Latest share price of a stock ticker on the exchange.", P("ticker"), "finance"),
-        ("finance.loan", "loan_payment_calculator", "Monthly payment of a loan given principal, interest rate and term.", P("principal", "rate", "years"), "finance"),
+        ("finance.loan", "loan_payment_calculator", "Monthly payment of a loan given principal, interest rate and term.",
+         P("principal", "rate", "years"), "finance"),
         ("travel.flight", "search_flights", "Search flights between two airports on a date.", P("origin", "destination", "date"), "travel"),
         ("travel.hotel", "book_hotel", "Book a hotel room in a city for given check-in and check-out dates.", P("city", "check_in", "check_out"), "travel"),
-        ("travel.visa", "visa_requirements", "Visa requirements for a citizen of one country travelling to another.", P("citizenship", "destination"), "travel"),
+        ("travel.visa", "visa_requirements", "Visa requirements for a citizen of one country travelling to another.",
+         P("citizenship", "destination"), "travel"),
         ("comm.email", "send_email", "Send an email message to a recipient with a subject and body.", P("to", "subject", "body"), "communication"),
         ("comm.sms", "send_sms", "Send a text message (SMS) to a phone number.", P("phone", "message"), "communication"),
         ("comm.translate", "translate_text", "Translate text from one language into another language.", P("text", "target_language"), "communication"),
@@ -44,6 +48,7 @@ def fixture_library() -> ToolLibrary:
     ret = {"type": "object", "properties": {"result": {"type": "string", "description": "What the tool returns."}}}
     return ToolLibrary([Tool(id=i, name=n, description=d, parameters=p, category=c, returns=ret) for i, n, d, p, c in rows], "fixture")
 
+# %% ../../nbs/api/31_selection.ipynb #6c3ca9ca
 def fixture_samples() -> list[SelectionSample]:
     "Five selection queries over `fixture_library` (labels included; methods get them blinded)."
     q = [("q1", "How many euros do I get for 250 US dollars?", ["finance.convert"]),
@@ -59,6 +64,7 @@ def _query(s: Sample) -> str:
     if not q or not q.strip(): raise ValueError(f"sample {s.id!r} has an empty query")
     return q
 
+# %% ../../nbs/api/31_selection.ipynb #2aec276b
 class SelectionMethod(Method):
     "Base of the retrieval methods: `retriever` ranks a batch, `{'ranking': [...]}` outputs out."
     challenge = "tool_selection"
@@ -98,7 +104,7 @@ class SelectionMethod(Method):
 
 RetrievalMethod = SelectionMethod   # the former name
 
-# %% ../../nbs/api/31_selection.ipynb #d686de21
+# %% ../../nbs/api/31_selection.ipynb #9919459b
 @register_method("selector.keyword", "tool_selection", needs_llm=False,
                  description="BM25 (bm25s, Lucene variant) over tool name, description and parameter names")
 class KeywordSelector(SelectionMethod):
@@ -113,6 +119,7 @@ class KeywordSelector(SelectionMethod):
     def describe(self) -> dict:
         d = super().describe(); d["tokenizer"] = self.tokenizer.config; return d
 
+# %% ../../nbs/api/31_selection.ipynb #ff9442b0
 @register_method("selector.embedding", "tool_selection", needs_llm=False,
                  description="dense retrieval with sentence-transformers (BGE by default, bundled MiniLM offline); exact search")
 class EmbeddingSelector(SelectionMethod):
@@ -128,6 +135,7 @@ class EmbeddingSelector(SelectionMethod):
     def describe(self) -> dict:
         d = super().describe(); d["embedding_model"] = self.embedder.name; return d
 
+# %% ../../nbs/api/31_selection.ipynb #c31ca889
 @register_method("selector.hybrid", "tool_selection", needs_llm=False,
                  description="reciprocal rank fusion (k=60) of selector.keyword and selector.embedding")
 class HybridSelector(SelectionMethod):
@@ -152,6 +160,7 @@ class LuceneBM25Selector(KeywordSelector):
         super().__init__(k1=k1, b=b, stem=stem, top_k=top_k, seed=seed, tokenizer="lucene", **config)
         self.retriever = Retriever("bm25", k1=k1, b=b, stem=stem, tokenizer="lucene")
         self.tokenizer = self.retriever.tokenizer
+
 
 
 # %% ../../nbs/api/31_selection.ipynb #389c7c5e
@@ -191,10 +200,12 @@ class LLMLog:
         if o.raw_output is None: o.raw_output = self.raw[0] if len(self.raw) == 1 else (json.dumps(self.raw, ensure_ascii=False) if self.raw else None)
         return o
 
+# %% ../../nbs/api/31_selection.ipynb #7cb3bb14
 class LLMFailed(RuntimeError):
     "An LLM request got no reply (`transport`: server down, 5xx, timeout) or was refused."
     def __init__(self, msg: str, transport: bool): super().__init__(msg); self.transport = transport
 
+# %% ../../nbs/api/31_selection.ipynb #b5923539
 LLMUnavailable = LLMFailed   # the former name
 
 class LLMSelector(LLMMethod):
@@ -251,6 +262,7 @@ def _params(t: Tool) -> str:
              f"optional: {', '.join(p for p in names if p not in req)}" if set(names) - req else ""]
     return "; ".join(x for x in parts if x)
 
+# %% ../../nbs/api/31_selection.ipynb #22c5b1c9
 def tool_line(t: Tool, max_desc: int = 160, params: bool = True) -> str:
     "One line describing a tool in a prompt: id (and name), description cut to `max_desc` chars, parameters."
     head = f"- {t.id}" + ("" if t.name in t.id else f" ({t.name})")
@@ -264,6 +276,7 @@ def _ranking_schema(ids: Sequence[str], max_items: int, min_items: int = 0, key:
             "properties": {key: {"type": "array", "minItems": min_items, "maxItems": max_items,
                                  "items": {"type": "string", "enum": list(ids)}}}}
 
+# %% ../../nbs/api/31_selection.ipynb #ab6bfa7b
 def _valid_ids(parsed, key: str, allowed: Sequence[str]) -> tuple[list[str], list]:
     "The answer's ids that are allowed (deduplicated, in order) and the ones that were not."
     vals = parsed.get(key) if isinstance(parsed, dict) else None
@@ -289,6 +302,7 @@ def windows(lib: ToolLibrary, max_prompt_tokens: int, max_desc: int) -> list[lis
         cur.append(t.id); used += n
     return out + ([cur] if cur else [])
 
+# %% ../../nbs/api/31_selection.ipynb #569f8495
 def direct_messages(query: str, window: Sequence[Tool], carried: Sequence[Tool], part: tuple[int, int], max_choices: int,
                     max_desc: int = 80, prompt: str = "default") -> list[dict]:
     "One window's request: its tools first (the same for every request: a server caches the prefix), then the carried tools and the request."
@@ -305,13 +319,23 @@ def direct_messages(query: str, window: Sequence[Tool], carried: Sequence[Tool],
              f"\nUser request: {query}\n\nWhich of the tools listed above does the request need? Name at most {max_choices}, "
              'most important first; name none if no listed tool fits. Reply as JSON: {"ranking": [tool ids]}.'}]
 
+# %% ../../nbs/api/31_selection.ipynb #b968dcee
 @register_method("selector.llm_direct", "tool_selection", needs_llm=True,
                  description="the LLM reads every tool of the library in sliding windows (RankGPT, Sun et al. 2023: each window "
                              "carries the best tools so far into the next); the ranking holds only tools the LLM named, no retriever")
 class LLMDirectSelector(LLMSelector):
     "RankGPT-style sliding windows over the whole library: each window plus the carried best tools, the LLM names the best."
-    def __init__(self, max_prompt_tokens: int = 3000, carry: int = 5, max_desc: int = 80, prompt: str = "default",
-                 top_k: int | None = 50, seed: int = RANDOM_SEED, client=None, llm: dict | None = None, fallback: str | None = None, **config):
+    def __init__(self,
+                 max_prompt_tokens: int = 3000,   # the window size: prompt tokens of one window's tool lines
+                 carry: int = 5,                  # tools the LLM may name per window, carried into the next
+                 max_desc: int = 80,              # characters of each tool description
+                 prompt: str = "default",         # prompt variant (`SELECT_PROMPTS`)
+                 top_k: int | None = 50,          # ranking length (None: every ranked tool)
+                 seed: int = RANDOM_SEED,
+                 client=None,                     # an LLM client (else one from `llm`)
+                 llm: dict | None = None,         # settings for `llm.get_client`
+                 fallback: str | None = None,     # a method id the engine answers failed samples with
+                 **config):
         _check_prompt(prompt)
         if carry < 1: raise ValueError(f"carry must be >= 1, got {carry}")
         super().__init__(top_k=top_k, seed=seed, client=client, llm=llm, fallback=fallback, max_prompt_tokens=max_prompt_tokens,
@@ -369,6 +393,7 @@ def rerank_messages(query: str, cands: Sequence[Tool], max_desc: int = 160, prom
              'Rank the candidate tools from most to least useful for fulfilling the request (you may leave out tools '
              'that are clearly irrelevant). Reply as JSON: {"ranking": [tool ids, best first]}.'}]
 
+# %% ../../nbs/api/31_selection.ipynb #7bfb47c4
 @register_method("selector.llm_rerank", "tool_selection", needs_llm=True,
                  description="the LLM re-ranks the retriever's top M (hybrid BM25+dense, M=20); hit@k is capped by the "
                              "retriever's recall of the top M, the rest of the ranking is the retriever's order")
@@ -404,6 +429,7 @@ def _ptype(s: dict) -> str:
     t = s.get("type", "any") if isinstance(s, dict) else "any"
     return "|".join(t) if isinstance(t, list) else str(t)
 
+# %% ../../nbs/api/31_selection.ipynb #2ffcd5e6
 def api_doc(t: Tool, max_desc: int = 160) -> str:
     "A tool's documentation as one compact JSON object: id, description, required and optional parameters with their types."
     props = (t.parameters or {}).get("properties") or {}
@@ -413,6 +439,7 @@ def api_doc(t: Tool, max_desc: int = 160) -> str:
            "required": {p: _ptype(s) for p, s in props.items() if p in req}, "optional": {p: _ptype(s) for p, s in props.items() if p not in req}}
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
+# %% ../../nbs/api/31_selection.ipynb #631144ea
 def gorilla_messages(query: str, docs: Sequence[Tool], max_desc: int = 160, prompt: str = "default") -> list[dict]:
     "The request, then 'Use this API documentation for reference:' and the retrieved documentation (Gorilla's prompt)."
     _check_prompt(prompt)
@@ -424,6 +451,7 @@ def gorilla_messages(query: str, docs: Sequence[Tool], max_desc: int = 160, prom
             {"role": "user", "content": f"{query}\nUse this API documentation for reference:\n{ref}\n\n"
              f"Write the API call(s) that fulfil the request, with their arguments. {ask}"}]
 
+# %% ../../nbs/api/31_selection.ipynb #3c6e5374
 def _calls_schema(ids: Sequence[str], max_calls: int) -> dict:
     call = {"type": "object", "additionalProperties": False, "required": ["api", "arguments"],
             "properties": {"api": {"type": "string", "enum": list(ids)}, "arguments": {"type": "object"}}}
@@ -436,15 +464,26 @@ def check_call(t: Tool, args) -> dict:
     args = args if isinstance(args, dict) else {}
     return {"missing": [p for p in (t.parameters or {}).get("required") or [] if p not in args], "unknown": [a for a in args if a not in props]}
 
+# %% ../../nbs/api/31_selection.ipynb #1981cc48
 @register_method("selector.gorilla", "tool_selection", needs_llm=True,
                  description="Gorilla (Patil et al. 2023), retriever-aware: the LLM writes the API call(s) given the documentation "
                              "of the retriever's top M (hybrid, M=20); the called tools lead the ranking, the rest is the retriever's "
                              "order; hit@k is capped by the retriever's recall of the top M")
 class GorillaSelector(LLMSelector):
     "Retriever-aware API-call generation (Gorilla): called tools first, then the retriever's ranking."
-    def __init__(self, m: int = 20, retriever: str = "hybrid", model: str | None = None, max_desc: int = 160, max_calls: int = 5,
-                 prompt: str = "default", top_k: int | None = 50, seed: int = RANDOM_SEED, client=None, llm: dict | None = None,
-                 fallback: str | None = None, **config):
+    def __init__(self,
+                 m: int = 20,                     # documented tools: the retriever's top m
+                 retriever: str = "hybrid",       # the retriever kind (`retrieval.RETRIEVERS`)
+                 model: str | None = None,        # its embedding model (None: the default)
+                 max_desc: int = 160,             # characters of each tool description in the documentation
+                 max_calls: int = 5,              # the most calls the answer may hold
+                 prompt: str = "default",         # prompt variant (`SELECT_PROMPTS`)
+                 top_k: int | None = 50,          # ranking length (None: every tool ranked)
+                 seed: int = RANDOM_SEED,
+                 client=None,                     # an LLM client (else one from `llm`)
+                 llm: dict | None = None,         # settings for `llm.get_client`
+                 fallback: str | None = None,     # a method id the engine answers failed samples with
+                 **config):
         _check_prompt(prompt)
         super().__init__(top_k=top_k, seed=seed, client=client, llm=llm, fallback=fallback, m=m, retriever=retriever, model=model,
                          max_desc=max_desc, max_calls=max_calls, prompt=prompt, **config)
@@ -503,6 +542,7 @@ DFSDT_SYSTEM = ("You solve a user's request by calling tools, one action at a ti
 
 def _fmt_call(tool: str, args) -> str: return f"{tool} with {json.dumps(args if isinstance(args, dict) else {}, ensure_ascii=False, sort_keys=True)}"
 
+# %% ../../nbs/api/31_selection.ipynb #8feca179
 def dfsdt_messages(query: str, cands: Sequence[Tool], chain: Sequence[tuple], tried: Sequence[str], max_desc: int = 120,
                    at_limit: bool = False) -> list[dict]:
     "One step of the search: tools, request, the chain so far (calls and observations), the actions already tried at this state."
@@ -515,6 +555,7 @@ def dfsdt_messages(query: str, cands: Sequence[Tool], chain: Sequence[tuple], tr
     if at_limit: msg += "\nThis chain has reached the most calls it may hold: finish or give up.\n"
     return [{"role": "system", "content": DFSDT_SYSTEM}, {"role": "user", "content": msg + "\nWhat is the next action?"}]
 
+# %% ../../nbs/api/31_selection.ipynb #ef7dcb84
 def _action_schema(ids: Sequence[str], can_call: bool = True) -> dict:
     "The action schema; at the maximum depth a chain can only finish or give up."
     return {"type": "object", "additionalProperties": False, "required": ["action"],
@@ -524,6 +565,7 @@ def _action_schema(ids: Sequence[str], can_call: bool = True) -> dict:
 class _Stop(Exception):
     "The search is over (finished, or the budget is spent)."
 
+# %% ../../nbs/api/31_selection.ipynb #dc2878dd
 @register_method("selector.dfsdt", "tool_selection", needs_llm=True,
                  description="DFSDT (ToolLLM, Qin et al. 2023): depth-first search over chains of tool calls with observations "
                              "simulated from each tool's output schema, give-up and backtracking on the LLM's decision; candidates "
@@ -531,9 +573,20 @@ class _Stop(Exception):
                              "finished chain in confirmation order, then tools tried on abandoned branches")
 class DFSDTSelector(LLMSelector):
     "ToolLLM's depth-first search decision tree over chains of calls, ranked by the order the search confirmed the tools."
-    def __init__(self, m: int = 20, retriever: str = "hybrid", model: str | None = None, width: int = 2, max_depth: int = 5,
-                 max_calls: int = 12, max_desc: int = 120, top_k: int | None = 50, seed: int = RANDOM_SEED, client=None,
-                 llm: dict | None = None, fallback: str | None = None, **config):
+    def __init__(self,
+                 m: int = 20,                     # candidates: the retriever's top m
+                 retriever: str = "hybrid",       # the retriever kind (`retrieval.RETRIEVERS`)
+                 model: str | None = None,        # its embedding model (None: the default)
+                 width: int = 2,                  # actions tried at each state before it is abandoned
+                 max_depth: int = 5,              # the most calls a chain may hold
+                 max_calls: int = 12,             # the search's budget of LLM calls per sample
+                 max_desc: int = 120,             # characters of each tool description in the prompt
+                 top_k: int | None = 50,          # ranking length (None: every tool ranked)
+                 seed: int = RANDOM_SEED,
+                 client=None,                     # an LLM client (else one from `llm`)
+                 llm: dict | None = None,         # settings for `llm.get_client`
+                 fallback: str | None = None,     # a method id the engine answers failed samples with
+                 **config):
         if width < 1 or max_depth < 1 or max_calls < 1: raise ValueError("width, max_depth and max_calls must be >= 1")
         super().__init__(top_k=top_k, seed=seed, client=client, llm=llm, fallback=fallback, m=m, retriever=retriever, model=model,
                          width=width, max_depth=max_depth, max_calls=max_calls, max_desc=max_desc, **config)
