@@ -24,6 +24,7 @@ _ACTION = (r"book|reserve|schedule|reschedule|send|e-?mail|text|message|call|dia
            r"unsubscribe|rent|ship|deliver|refund|invite|forward|reply|print|scan|backup|sync|install|upgrade|query|monitor|"
            r"generate a report|run|execute|deploy|transcribe|resize|compress|upload|mute|dim|increase|decrease|raise|lower")
 
+# %% ../../nbs/api/32_timing.ipynb #a72be067
 TIMING_RULES: list[tuple[str, float, str]] = [
     # (name, weight, pattern) -- positive: a tool is needed
     ("realtime", 1.5, r"\b(current(ly)?|latest|today'?s?|tonight|tomorrow|yesterday|right now|at the moment|live|real[- ]time|"
@@ -42,7 +43,8 @@ TIMING_RULES: list[tuple[str, float, str]] = [
                              r"where is the nearest|near me|nearby|directions to|how far|distance (from|between)|how long does it take to get|"
                              r"is there (a|any) .* available|what'?s the (status|price|rate|score))\b"),
     ("quantity", 1.0, r"(\$\s?\d|\b\d+(\.\d+)?\s?((usd|eur|gbp|jpy|dollars|euros|yen|pounds|km|miles|kg|lbs|celsius|fahrenheit)\b|%))"),
-    ("specific_id", 0.8, r"\b(order|ticket|invoice|flight|booking|account|tracking|reference|confirmation)\s*(number|no\.?|#|id)?\s*[#:]?\s*[A-Z0-9-]*\d[A-Z0-9-]*\b"),
+    ("specific_id", 0.8, r"\b(order|ticket|invoice|flight|booking|account|tracking|reference|confirmation)\s*(number|no\.?|#|id)?"
+                         r"\s*[#:]?\s*[A-Z0-9-]*\d[A-Z0-9-]*\b"),
     ("email_or_url", 0.8, r"[\w.+-]+@[\w-]+\.[\w.]+|https?://\S+"),
     # negative: no tool is needed
     ("greeting", -2.5, r"^\s*(hi|hello|hey|hiya|good (morning|afternoon|evening|night)|thanks?( you)?|thank you|thx|bye|goodbye|"
@@ -70,6 +72,7 @@ TIMING_RULES: list[tuple[str, float, str]] = [
 ]
 _COMPILED = [(n, w, re.compile(p, re.I)) for n, w, p in TIMING_RULES]
 
+# %% ../../nbs/api/32_timing.ipynb #7771dce1
 _AFFIRM = re.compile(r"^\s*(yes|yeah|yep|yup|sure|ok(ay)?|please do|go ahead|do it|confirm(ed)?|sounds good|that works|absolutely|of course)\b", re.I)
 _OFFER = re.compile(r"\b(shall i|should i|would you like me to|do you want me to|want me to|may i|can i go ahead|confirm)\b", re.I)
 _DECLINE = re.compile(r"^\s*(no|nope|not now|never mind|nevermind|cancel that|don'?t)\b", re.I)
@@ -88,11 +91,13 @@ def _last_assistant(context: Sequence[dict]) -> str:
         if isinstance(turn, dict) and turn.get("role") == "assistant": return str(turn.get("content") or "")
     return ""
 
+# %% ../../nbs/api/32_timing.ipynb #16d8101e
 def tool_overlap(message: str, tools: Sequence) -> int:
     "The most content words (stems) the message shares with any one tool's `text()`."
     m = set(tokenize(message))
     return max((len(m & set(tokenize(t.text() if hasattr(t, "text") else str(t)))) for t in tools), default=0)
 
+# %% ../../nbs/api/32_timing.ipynb #8516704d
 def rule_verdict(message: str, context: Sequence[dict] = (), scale: float = 2.0, tools: Optional[Sequence] = None) -> RuleVerdict:
     "Apply `TIMING_RULES` (and the follow-up and tool-match rules) to one turn; `tools`: the sample's own candidate list, if it has one."
     msg = (message or "").strip()
@@ -147,11 +152,19 @@ def _context_text(context: Sequence[dict], turns: int = 1) -> str:
     ts = [f"{t.get('role', '')}: {t.get('content', '')}" for t in (context or [])[-turns:] if isinstance(t, dict)] if turns else []
     return " | ".join(ts)
 
+# %% ../../nbs/api/32_timing.ipynb #f4ef1c21
 @register_method("timing.embedding", "timing", needs_llm=False, description="Classifier (logistic regression / kNN) on sentence embeddings, fitted on train")
 class EmbeddingTiming(Method):
     "A classifier on embeddings of the message and the last context turn(s)."
-    def __init__(self, classifier: str = "logreg", k: int = 7, context_turns: int = 1, C: float = 1.0,
-                 embed_model: Optional[str] = None, min_train: int = 10, seed: int = RANDOM_SEED, **config):
+    def __init__(self,
+                 classifier: str = "logreg",      # "logreg" or "knn"
+                 k: int = 7,                      # neighbours (knn)
+                 context_turns: int = 1,          # context turns embedded beside the message (0: none)
+                 C: float = 1.0,                  # inverse regularisation (logreg)
+                 embed_model: Optional[str] = None,  # the embedding model (None: the default)
+                 min_train: int = 10,             # fewer timing samples of both classes in train: fit on the prototypes
+                 seed: int = RANDOM_SEED,
+                 **config):
         self._embedder = config.pop("embedder", None)
         if classifier not in ("logreg", "knn"): raise ValueError(f"classifier must be 'logreg' or 'knn', got {classifier!r}")
         super().__init__(classifier=classifier, k=k, context_turns=context_turns, C=C, embed_model=embed_model,
@@ -181,7 +194,8 @@ class EmbeddingTiming(Method):
         ts = [s for s in train if isinstance(s, TimingSample)]
         labels = {s.should_call_tool for s in ts}
         if len(ts) >= self.config["min_train"] and labels == {True, False}:
-            X, y, self.fitted_on = self.features([s.message for s in ts], [s.context for s in ts]), np.array([s.should_call_tool for s in ts]), f"train ({len(ts)} samples)"
+            X, y, self.fitted_on = (self.features([s.message for s in ts], [s.context for s in ts]), np.array([s.should_call_tool for s in ts]),
+                                    f"train ({len(ts)} samples)")
         else:
             X = self.features([m for m, _ in TIMING_PROTOTYPES], [[] for _ in TIMING_PROTOTYPES])
             y, self.fitted_on = np.array([l for _, l in TIMING_PROTOTYPES]), f"prototypes ({len(TIMING_PROTOTYPES)}; train had {len(ts)} timing samples)"
@@ -202,7 +216,8 @@ class EmbeddingTiming(Method):
             return [Output.failed(f"{type(e).__name__}: {e}", latency_s=(time.perf_counter() - t0) / max(len(samples), 1)) for _ in samples]
         pos = list(self.model.classes_).index(True)
         dt = (time.perf_counter() - t0) / max(len(samples), 1)
-        return [Output(_timing_pred(p[pos] >= 0.5, max(p[pos], 1 - p[pos])), trace={"p_call": round(float(p[pos]), 4), "fitted_on": self.fitted_on}, latency_s=dt)
+        return [Output(_timing_pred(p[pos] >= 0.5, max(p[pos], 1 - p[pos])), trace={"p_call": round(float(p[pos]), 4), "fitted_on": self.fitted_on},
+                       latency_s=dt)
                 for p in proba]
 
     def predict(self, sample, tools) -> Output: return self.predict_batch([sample], [tools])[0]
@@ -218,9 +233,14 @@ TIMING_SCHEMA = {"type": "object", "properties": {"call_tool": {"type": "boolean
                                                    "reason": {"type": "string", "maxLength": 300}},
                  "required": ["call_tool", "confidence", "reason"], "additionalProperties": False}
 
-_TIMING_GUIDE = """You decide whether an AI assistant must call an external tool (an API, a search, a device, a database) to answer the user's latest message, or can answer directly from its own knowledge and the conversation.
-Call a tool when the answer needs information that changes or that the assistant cannot know (weather, prices, news, schedules, availability, anything about "now" or "today"), the user's own data (calendar, email, orders, accounts, files), an action in the world (book, send, buy, set, cancel, turn on, play), or an exact lookup or computation on external data.
-Do not call a tool for greetings, thanks and small talk, general knowledge and explanations, creative writing, rewriting or summarising text the user supplied, opinions and advice, or questions already answered in the conversation. If the tools available cannot help with the request, do not call a tool."""
+_TIMING_GUIDE = ("You decide whether an AI assistant must call an external tool (an API, a search, a device, a database) to answer the "
+                 "user's latest message, or can answer directly from its own knowledge and the conversation.\n"
+                 "Call a tool when the answer needs information that changes or that the assistant cannot know (weather, prices, news, "
+                 "schedules, availability, anything about \"now\" or \"today\"), the user's own data (calendar, email, orders, accounts, files), "
+                 "an action in the world (book, send, buy, set, cancel, turn on, play), or an exact lookup or computation on external data.\n"
+                 "Do not call a tool for greetings, thanks and small talk, general knowledge and explanations, creative writing, rewriting or "
+                 "summarising text the user supplied, opinions and advice, or questions already answered in the conversation. If the tools "
+                 "available cannot help with the request, do not call a tool.")
 
 _TIMING_SHOTS = [
     ("What's the exchange rate from yen to dollars today?", True, "Needs a live exchange rate."),
@@ -239,6 +259,7 @@ def _tools_blurb(sample: TimingSample, tools: ToolLibrary | None, max_listed: in
     cats = [c for c in tools.categories if c][:25]
     return f"The assistant has a library of {len(tools)} tools" + (f" covering: {', '.join(cats)}." if cats else ".")
 
+# %% ../../nbs/api/32_timing.ipynb #a0791dea
 def timing_messages(sample: TimingSample, tools: ToolLibrary | None = None, prompt: str = "default", context_turns: int = 6) -> list[dict]:
     "The chat messages that ask the LLM for a timing verdict."
     if prompt not in TIMING_PROMPTS: raise ValueError(f"prompt must be one of {TIMING_PROMPTS}, got {prompt!r}")
@@ -246,14 +267,17 @@ def timing_messages(sample: TimingSample, tools: ToolLibrary | None = None, prom
     conv = "\n".join(f"{t.get('role', 'user')}: {t.get('content', '')}" for t in ctx)
     ask = 'Answer with JSON: {"call_tool": true|false, "confidence": 0..1, "reason": "<one short sentence>"}.'
     if prompt == "zero_shot_minimal":
-        user = (f"Conversation so far:\n{conv}\n\n" if conv else "") + f"User message: {sample.message}\n\nDoes answering this message require calling an external tool? {ask}"
+        user = ((f"Conversation so far:\n{conv}\n\n" if conv else "") +
+                f"User message: {sample.message}\n\nDoes answering this message require calling an external tool? {ask}")
         return [{"role": "user", "content": user}]
     sys = _TIMING_GUIDE
     if prompt == "few_shot":
-        sys += "\n\nExamples:\n" + "\n".join(f'User: {m}\n-> {{"call_tool": {str(y).lower()}, "confidence": 0.9, "reason": "{r}"}}' for m, y, r in _TIMING_SHOTS)
+        sys += "\n\nExamples:\n" + "\n".join(f'User: {m}\n-> {{"call_tool": {str(y).lower()}, "confidence": 0.9, "reason": "{r}"}}'
+                                               for m, y, r in _TIMING_SHOTS)
     user = f"{_tools_blurb(sample, tools)}\n\n" + (f"Conversation so far:\n{conv}\n\n" if conv else "") + f"Latest user message: {sample.message}\n\n{ask}"
     return [{"role": "system", "content": sys}, {"role": "user", "content": user}]
 
+# %% ../../nbs/api/32_timing.ipynb #dc0de5a5
 def parse_timing_verdict(resp) -> tuple[Optional[dict], Optional[str], str]:
     "(prediction, error, parse_status) from an LLM response; a bad reply gives (None, error, ...)."
     status = getattr(resp, "parse_status", "n/a") or "n/a"
@@ -292,7 +316,8 @@ class LLMTiming(_LLMTimingBase):
         return out
 
 # %% ../../nbs/api/32_timing.ipynb #ad717272
-@register_method("timing.hybrid", "timing", needs_llm=True, description="Rules first; the LLM decides where rule confidence < threshold (a failed LLM reply fails the sample)")
+@register_method("timing.hybrid", "timing", needs_llm=True,
+                 description="Rules first; the LLM decides where rule confidence < threshold (a failed LLM reply fails the sample)")
 class HybridTiming(_LLMTimingBase):
     "Rules, then the LLM for the turns the rules are unsure about."
     def __init__(self, threshold: float = 0.75, scale: float = 2.0, **config):
