@@ -29,6 +29,7 @@ LUCENE_STOPWORDS = frozenset("a an and are as at be but by for if in into is it 
 LUCENE_BM25 = {"k1": 1.2, "b": 0.75}     # Lucene's BM25Similarity defaults
 TOKENIZERS = ("project", "lucene")
 
+# %% ../nbs/api/34_retrieval.ipynb #0fa4c3cd
 class Tokenizer:
     """`kind='project'`: lower-cased word tokens with camelCase/snake_case split, 318 stop words removed, optionally
     Snowball-stemmed. `kind='lucene'`: Lucene's EnglishAnalyzer (word tokens, possessive removed, lower-cased, 33 stop words,
@@ -74,6 +75,7 @@ class Tokenizer:
 
     def many(self, texts: Sequence[str]) -> list[list[str]]: return [self(t) for t in texts]
 
+# %% ../nbs/api/34_retrieval.ipynb #ef10c99b
 _TOKS: dict = {}
 def get_tokenizer(kind: str = "project", stem: bool = True) -> Tokenizer:
     "The shared tokenizer of a kind (built once: loading the stop-word lists and the stemmer costs)."
@@ -136,6 +138,7 @@ class BM25Index:
         "Bytes of the sparse score matrix."
         return sum(v.nbytes for v in self.bm25.scores.values() if hasattr(v, "nbytes"))
 
+# %% ../nbs/api/34_retrieval.ipynb #bfc2b21e
 _INDEX_LOCK = threading.Lock()
 _BM25_CACHE: OrderedDict = OrderedDict()
 BM25_CACHE_SIZE = 64
@@ -198,6 +201,7 @@ def _group_by_library(libs: Sequence[ToolLibrary]) -> dict[str, list[int]]:
     for i, lib in enumerate(libs): g.setdefault(lib.fingerprint, []).append(i)
     return g
 
+# %% ../nbs/api/34_retrieval.ipynb #cda8dcab
 def ids_at(lib: ToolLibrary, idx) -> list[str]:
     "Tool ids at positions `idx` (one id array kept per library: `ToolLibrary.ids` builds a new list per call)."
     a = getattr(lib, "_sel_ids", None)
@@ -207,10 +211,20 @@ def ids_at(lib: ToolLibrary, idx) -> list[str]:
         except AttributeError: pass
     return a[np.asarray(idx, dtype=np.int64)].tolist()
 
+# %% ../nbs/api/34_retrieval.ipynb #357b9697
 class Retriever:
     "Ranks a library's tools for queries: `bm25`, `dense` or `hybrid` (RRF of the two)."
-    def __init__(self, kind: str = "hybrid", model: str | None = None, embedder=None, k1: float = 1.5, b: float = 0.75,
-                 stem: bool = True, rrf_k: int = 60, depth: int = 100, backend: str = "auto", tokenizer: str = "project"):
+    def __init__(self,
+                 kind: str = "hybrid",            # "bm25", "dense" or "hybrid" ("keyword"/"embedding" are aliases)
+                 model: str | None = None,        # the embedding model (dense, hybrid; None: the default)
+                 embedder=None,                   # an embedder object instead of `model`
+                 k1: float = 1.5,                 # BM25 term-frequency saturation
+                 b: float = 0.75,                 # BM25 length normalisation
+                 stem: bool = True,               # stem tokens (BM25)
+                 rrf_k: int = 60,                 # the RRF constant (hybrid)
+                 depth: int = 100,                # how deep each ranking is fused (hybrid)
+                 backend: str = "auto",           # exact dense search: "numpy", "faiss" or "auto"
+                 tokenizer: str = "project"):     # tokenizer kind (`TOKENIZERS`)
         kind = _ALIASES.get(kind, kind)
         if kind not in RETRIEVERS: raise ValueError(f"retriever kind must be one of {RETRIEVERS} (or {tuple(_ALIASES)}), got {kind!r}")
         self.kind, self.model, self.k1, self.b, self.rrf_k, self.depth, self.backend = kind, model, k1, b, rrf_k, depth, backend
