@@ -5,11 +5,10 @@
 # %% ../../nbs/api/65_training_sections.ipynb #229acd14
 from __future__ import annotations
 from ..sections import Section, ResultSpec, declare
-from ..paper import (training_paragraph, ablation_summary_paragraph, sage_ablation_paragraph, efficiency_paragraph,
-                              online_paragraph)
+from ..paper import training_paragraph, ablation_summary_paragraph, efficiency_paragraph, online_paragraph
 
 # %% auto #0
-__all__ = ['SECTION_5_5', 'SECTION_PAPER2', 'build_5_5', 'build_paper2']
+__all__ = ['SECTION_5_5', 'SECTION_PAPER2', 'build_5_5', 'build_paper2', 'drift_tests_paragraph', 'drift_ssis_paragraph']
 
 # %% ../../nbs/api/65_training_sections.ipynb #2e81275d
 def build_5_5(output_dir=None) -> list:
@@ -18,9 +17,20 @@ def build_5_5(output_dir=None) -> list:
     return report_5_5(output_dir)
 
 def build_paper2(output_dir=None) -> list:
-    "Paper 2's table and figures from its three result files."
-    from sage_bench.training.methods import report_paper2
-    return report_paper2(output_dir)
+    "Paper 2's tables and figures from the drift study's result files (`training.sage_agent.report_drift`)."
+    from sage_bench.training.sage_agent import report_drift
+    return report_drift(output_dir)
+
+def drift_tests_paragraph(frag, rel, rf) -> str:
+    "Paper 2 drift/tests.json: `training.sage_agent.tests_paragraph` (imported when the paper is built)."
+    from sage_bench.training.sage_agent import tests_paragraph
+    return tests_paragraph(frag, rel, rf)
+
+def drift_ssis_paragraph(frag, rel, rf) -> str:
+    "Paper 2 drift/ssis.json: `training.sage_agent.ssis_paragraph` (imported when the paper is built)."
+    from sage_bench.training.sage_agent import ssis_paragraph
+    return ssis_paragraph(frag, rel, rf)
+
 
 SECTION_5_5 = declare(Section(
     "5.5", "training comparison", "Training comparison: A, B1-B4 coresets, C continual, D combined", "05_5_training.ipynb",
@@ -30,10 +40,9 @@ SECTION_5_5 = declare(Section(
     artifacts=("training_comparison",)))
 
 SECTION_PAPER2 = declare(Section(
-    "paper2", "SAGE-Agent", "SAGE-Agent: SSIS, priority replay, cross-task attention; ablation, efficiency, online adaptation",
-    "06_sage_agent.ipynb", "paper2",
-    (ResultSpec("ablation_study/ablation_summary.json", ablation_summary_paragraph, required=False),   # stated first when present
-     ResultSpec("ablation_study/SAGE_*.json", sage_ablation_paragraph), ResultSpec("efficiency_analysis.json", efficiency_paragraph),
-     ResultSpec("online_adaptation.json", online_paragraph)),
-    build=build_paper2, artifacts=("fig_paper2", "table_paper2", "fig_6_", "table_6_", "fig_sage", "table_sage", "ablation_summary",
-                                   "efficiency_analysis", "online_adaptation")))
+    "paper2", "SAGE-Agent", "SAGE-Agent over a drift stream of tool-library versions: SSIS, priority replay, cross-task attention; "
+    "ablation with paired tests, efficiency, online adaptation, the seed design's hypotheses", "06_sage_agent.ipynb", "paper2",
+    (ResultSpec("drift/ablation.json", ablation_summary_paragraph), ResultSpec("drift/tests.json", drift_tests_paragraph),
+     ResultSpec("drift/efficiency.json", efficiency_paragraph), ResultSpec("drift/online.json", online_paragraph),
+     ResultSpec("drift/ssis.json", drift_ssis_paragraph)),
+    build=build_paper2, artifacts=("fig_paper2", "table_paper2", "fig_6_", "table_6_", "fig_sage", "table_sage")))
