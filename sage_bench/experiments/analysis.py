@@ -33,6 +33,7 @@ def timing_error(pred, gold) -> str | None:
     if bool(pred["call_tool"]) == bool(gold["call_tool"]): return None
     return "false call" if pred["call_tool"] else "missed call"
 
+# %% ../../nbs/api/62_analysis.ipynb #f6f081f8
 def planning_error(pred, gold) -> str | None:
     "The error type of a planning record, or None when the plan is exactly right."
     p, g = list((pred or {}).get("steps") or []), list(gold["steps"])
@@ -45,10 +46,12 @@ def planning_error(pred, gold) -> str | None:
     later = sum(1 for i in range(first + 1, max(len(p), len(g))) if i >= len(p) or i >= len(g) or p[i] != g[i])
     return "cascading error" if later >= 2 else "wrong tool"
 
+# %% ../../nbs/api/62_analysis.ipynb #fe8abbb9
 _STOP = {"get", "the", "a", "an", "of", "for", "to", "and", "by", "in", "on", "with"}
 def _name_words(t: Tool) -> set:
     return {w for w in re.split(r"[^a-z0-9]+", t.name.lower()) if w and w not in _STOP}
 
+# %% ../../nbs/api/62_analysis.ipynb #bba8edca
 def selection_error(pred, gold, tools: ToolLibrary) -> str | None:
     "The error type of a selection record (judged on the top-1 tool), or None when top-1 is relevant."
     rank = (pred or {}).get("ranking") or []
@@ -111,6 +114,7 @@ def tool_pool(exclude: set, seed: int = RANDOM_SEED, need: int = 20000) -> list[
     random.Random(seed).shuffle(pool)
     return pool, n_real
 
+# %% ../../nbs/api/62_analysis.ipynb #73e11b0d
 def scaling_dataset(base: Dataset, samples: list, size: int, pool: list[Tool], seed: int = RANDOM_SEED) -> Dataset:
     "A data set whose selection samples rank libraries of `size` tools (see above)."
     rng = random.Random(seed + size)
@@ -138,6 +142,7 @@ def scaling_dataset(base: Dataset, samples: list, size: int, pool: list[Tool], s
         new = [SelectionSample(s.id, f"sage@{size}", s.split, query=s.query, relevant_tools=list(s.relevant_tools), meta=dict(s.meta)) for s in samples]
     return Dataset(f"sage@{size}", lib, new, notes=[f"scaling library of {size} tools"])
 
+# %% ../../nbs/api/62_analysis.ipynb #b913c658
 def run_scaling(methods: Sequence[str], sizes=(10, 100, 1000, 5000, 20000), samples: int | None = None, seed: int = RANDOM_SEED,
                 output_dir=None, progress=True) -> dict:
     "Selection quality and per-query latency for each method at each library size."
@@ -165,6 +170,7 @@ def typo_text(text: str, rate: float, rng: random.Random) -> str:
             words[i] = w[:j] + w[j + 1] + w[j] + w[j + 2:] if rng.random() < 0.5 else w[:j] + w[j + 1:]
     return " ".join(words)
 
+# %% ../../nbs/api/62_analysis.ipynb #458488c9
 _SYN = [("find", "look up"), ("get", "fetch"), ("show", "display"), ("book", "reserve"), ("send", "deliver"), ("create", "make"),
         ("check", "verify"), ("search", "hunt for"), ("list", "enumerate"), ("cancel", "call off"), ("update", "change"),
         ("delete", "remove"), ("what is", "tell me"), ("i want to", "i would like to"), ("i need to", "i have to"),
@@ -178,9 +184,11 @@ def paraphrase_text(text: str, rng: random.Random) -> str:
         elif re.search(rf"\b{re.escape(b)}\b", out, re.I) and rng.random() < 0.5: out = re.sub(rf"\b{re.escape(b)}\b", a, out, flags=re.I)
     return out
 
+# %% ../../nbs/api/62_analysis.ipynb #df2e70e3
 def _relabel(ds: Dataset, name: str, samples=None, tools=None) -> Dataset:
     return Dataset(name, tools or ds.tools, samples if samples is not None else list(ds.samples), notes=[f"perturbed from {ds.name}"])
 
+# %% ../../nbs/api/62_analysis.ipynb #cc4b4fc3
 def perturb(ds: Dataset, kind: str, challenge: str, seed: int = RANDOM_SEED) -> Dataset:
     "A perturbed copy of `ds` (its `challenge` samples of every split) named `sage~<kind>`."
     rng = random.Random(seed)
@@ -214,6 +222,7 @@ def perturb(ds: Dataset, kind: str, challenge: str, seed: int = RANDOM_SEED) -> 
     else: raise ValueError(f"unknown perturbation {kind!r}")
     return _relabel(ds, f"sage~{kind}", ss, tools)
 
+# %% ../../nbs/api/62_analysis.ipynb #1263f8f8
 PERTURBATIONS = {"tool_selection": ["typos", "paraphrase", "shuffled_tools", "distractors", "truncated_descriptions", "noisy_descriptions"],
                  "timing": ["typos", "paraphrase"], "planning": ["typos", "paraphrase", "truncated_descriptions"]}
 
@@ -248,8 +257,15 @@ def ablation_grid(quick: bool, skip_llm: bool) -> list[tuple[str, str, dict]]:
             g += [(f"{mid}@prompt={p}", mid, {"prompt": p}) for p in ("default", "zero_shot_minimal")]
     return g
 
-def run_ablations(quick: bool = True, skip_llm: bool = False, samples: int | None = None, llm_samples: int | None = None,
-                  seed: int = RANDOM_SEED, output_dir=None, progress=True, skip_reason: str = "skipped by request (--skip-llm)") -> dict:
+# %% ../../nbs/api/62_analysis.ipynb #3caf7b2a
+def run_ablations(quick: bool = True,              # the smaller grid (`ablation_grid`)
+                  skip_llm: bool = False,          # list the LLM variants under `skipped` instead of running them
+                  samples: int | None = None,      # test samples per variant
+                  llm_samples: int | None = None,  # the same for LLM variants
+                  seed: int = RANDOM_SEED,
+                  output_dir=None,                 # results root
+                  progress=True,
+                  skip_reason: str = "skipped by request (--skip-llm)") -> dict:   # the reason recorded for skipped variants
     "Every ablation of the grid; with `skip_llm`, the LLM ones are listed under `skipped` with the reason, not left out silently."
     base = get_dataset("sage")
     out = experiment_dir(SECTION, output_dir)
@@ -269,9 +285,16 @@ def run_ablations(quick: bool = True, skip_llm: bool = False, samples: int | Non
 
 # %% ../../nbs/api/62_analysis.ipynb #a243ca8f
 @restores_env("SAGE_BENCH_LLM_URL")       # a URL given here is this run's only
-def run_analysis(quick: bool = True, seed: int = RANDOM_SEED, samples: int | None = None, llm_samples: int | None = None,
-                 methods=None, skip_llm: bool = False, llm_base_url: str | None = None, output_dir=None, progress=True,
-                 parts=("errors", "scaling", "robustness", "ablations")) -> dict:
+def run_analysis(quick: bool = True,               # the quick setting (fewer samples, a smaller ablation grid)
+                 seed: int = RANDOM_SEED,          # sampling and method seed
+                 samples: int | None = None,       # test samples per run (None: all, or 30 for scaling in quick mode)
+                 llm_samples: int | None = None,   # the same for LLM methods (quick: 8)
+                 methods=None,                     # method ids (list or comma-separated); None: the defaults of each part
+                 skip_llm: bool = False,           # leave the LLM methods out (also when no server answers)
+                 llm_base_url: str | None = None,  # the LLM server for this run only
+                 output_dir=None,                  # results root (default: `core.benchmark_dir()`)
+                 progress=True,                    # show progress bars
+                 parts=("errors", "scaling", "robustness", "ablations")) -> dict:   # the parts to run
     "Run section 5.3 and write `errors.json`, `scaling.json`, `robustness.json`, `ablations.json`."
     if llm_base_url: os.environ["SAGE_BENCH_LLM_URL"] = llm_base_url
     if isinstance(methods, str): methods = [m.strip() for m in methods.split(",") if m.strip()]
@@ -314,11 +337,13 @@ def run_analysis(quick: bool = True, seed: int = RANDOM_SEED, samples: int | Non
         write_result_file(out / "ablations.json", res["ablations"], "rows", "name", config=cfg, seed=seed, started_at=t0)
     return res
 
+# %% ../../nbs/api/62_analysis.ipynb #f3ada66e
 def _load(name, output_dir):
     p = experiment_dir(SECTION, output_dir) / name
     if not p.exists(): raise FileNotFoundError(str(p))
     return json.loads(p.read_text())
 
+# %% ../../nbs/api/62_analysis.ipynb #c3132d91
 def build_5_3(output_dir=None) -> list[Path]:
     "Figures and tables of section 5.3 from its saved result files."
     import matplotlib; matplotlib.use("Agg")
@@ -404,4 +429,3 @@ SECTION_5_3 = declare(Section(
               "fig_5_3_scaling": ("Tool selection as the candidate library grows.", "scaling.json"),
               "fig_5_3_robustness": ("Robustness to perturbed queries and tool libraries.", "robustness.json"),
               "fig_5_3_ablations": ("Ablations of method components.", "ablations.json")}))
-
