@@ -48,6 +48,14 @@ def paper_source_dir() -> Path:
         if (base / "paper" / "paper.md").exists(): return base / "paper"
     raise FileNotFoundError("cannot find paper/paper.md; run from the repository or set SAGE_BENCH_PAPER")
 
+# %% ../nbs/api/63_paper.ipynb #9e6e97c2
+def _order_key(name: str) -> int:
+    "Tables of one section in the order the text discusses the challenges (timing, planning, selection)."
+    for i, w in enumerate(("timing", "planning", "selection")):
+        if w in name: return i
+    return 3
+
+# %% ../nbs/api/63_paper.ipynb #e8d73b17
 FIGURE_SUFFIXES = (".pdf", ".png", ".jpg", ".jpeg")
 
 def collect_artifacts(output_dir=None) -> dict[str, dict[str, list[Path]]]:
@@ -65,12 +73,6 @@ def collect_artifacts(output_dir=None) -> dict[str, dict[str, list[Path]]]:
     for v in out.values(): v["tables"].sort(key=lambda p: (_order_key(p.stem), p.stem))
     return out
 
-def _order_key(name: str) -> int:
-    "Tables of one section in the order the text discusses the challenges (timing, planning, selection)."
-    for i, w in enumerate(("timing", "planning", "selection")):
-        if w in name: return i
-    return 3
-
 # %% ../nbs/api/63_paper.ipynb #27220185
 def tex_caption(tex: str) -> str | None:
     "The argument of the first `\\caption[...]{...}` in LaTeX source (None when there is none)."
@@ -83,6 +85,7 @@ def tex_caption(tex: str) -> str | None:
         depth += (c == "{") - (c == "}"); i += 1
     return tex[m.end():i - 1] if depth == 0 else None
 
+# %% ../nbs/api/63_paper.ipynb #eca19588
 _UNESCAPE = [(r"\textbackslash{}", "\\"), (r"\textasciitilde{}", "~"), (r"\textasciicircum{}", "^"),
              (r"\&", "&"), (r"\%", "%"), (r"\$", "$"), (r"\#", "#"), (r"\_", "_"), (r"\{", "{"), (r"\}", "}")]
 
@@ -95,6 +98,7 @@ def detex(s: str) -> str:
         parts[k] = t.replace("{", "").replace("}", "").replace("$", "").replace("~", " ")
     return "".join(parts)
 
+# %% ../nbs/api/63_paper.ipynb #21b633a8
 def normalize_text(s: str) -> str:
     "Comparable form of text from LaTeX or from pdftotext: NFKC, no whitespace, no hyphens/dashes, no quotes."
     s = unicodedata.normalize("NFKC", s)
@@ -136,12 +140,14 @@ def cite_file(rel: str) -> str:
     "The citation of a result file in the text: `(paper1/.../x.json)` in typewriter, breakable at slashes."
     return r"\resultfile{" + str(rel).replace("%", r"\%").replace("#", r"\#").replace("{", "").replace("}", "") + "}"
 
+# %% ../nbs/api/63_paper.ipynb #cd153c00
 def fmt_ci(m: MetricValue | dict) -> str:
     "`71.2\\% [65.0, 77.1]` from a MetricValue (or its dict); no interval when it is missing."
     if isinstance(m, dict): m = MetricValue.from_dict(m)
     if m.interval is None: return f"{100 * m.value:.1f}\\%"
     return f"{100 * m.value:.1f}\\% [{100 * m.ci_low:.1f}, {100 * m.ci_high:.1f}]"
 
+# %% ../nbs/api/63_paper.ipynb #9823282f
 class Fragment:
     "The generated LaTeX of one section, with the claims its sentences make."
     def __init__(self, section: str):
@@ -175,6 +181,7 @@ def read_result(path: Path, rel: str) -> ResultFile:
 def _names(xs: list[str]) -> str:
     return xs[0] if len(xs) == 1 else ", ".join(xs[:-1]) + " and " + xs[-1]
 
+# %% ../nbs/api/63_paper.ipynb #7e97f4df
 def best_sentence(frag: Fragment, rel: str, rows: list[ResultRow], metric: str, what: str = "") -> str | None:
     "One sentence: the best row(s) on `metric` (value, CI; ties named together), the runner-up and whether their intervals overlap."
     cand = [(m.value, r.metric_pointer(metric), r.name, m) for r in rows if (m := r.metric(metric)) is not None and m.value is not None]
@@ -214,12 +221,14 @@ def provenance_sentence(rf: ResultFile, rel: str) -> str:
     elif quick is False: bits.append("in the full setting")
     return f"\\nolinkurl{{{rel}}} was {', '.join(bits)}." if bits else ""
 
+# %% ../nbs/api/63_paper.ipynb #ce422665
 def not_run_sentence(section: str, missing: list[str]) -> str:
     "The explicit line for results that have not been produced yet."
     files = ", ".join(r"\nolinkurl{" + m + "}" for m in missing)
     return (r"\notyetrun{" + tex_escape(sections()[section].run) + "}" + f" No result file exists yet for this part ({files}); the text "
             "and numbers for it will appear here once it has run.")
 
+# %% ../nbs/api/63_paper.ipynb #5fbcc63a
 def section_files(section: str, output_dir=None) -> tuple[list[Path], list[str]]:
     "(existing result files, expected patterns with no file) of a section; its optional summaries first."
     root, s = benchmark_dir(output_dir), sections()[section]
@@ -245,6 +254,7 @@ def _rate_sentences(frag: Fragment, rel: str, rows: list[ResultRow]) -> list[str
                 out.append(f"{tt(r.name)} {what} {100 * v:.1f}\\% of its samples.")
     return out
 
+# %% ../nbs/api/63_paper.ipynb #57b3cbff
 def _no_answer_sentences(frag: Fragment, rel: str, rows: list[ResultRow]) -> list[str]:
     "A method whose LLM calls got no reply has no score to report: it is named, with its count, and left out of any ranking."
     out = []
@@ -254,6 +264,7 @@ def _no_answer_sentences(frag: Fragment, rel: str, rows: list[ResultRow]) -> lis
         out.append(f"{tt(r.name)} got no answer from the LLM on {k} of {n} samples; its scores are not reported {cite_file(rel)}.")
     return out
 
+# %% ../nbs/api/63_paper.ipynb #1e9a8d4e
 def challenge_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
     "The text of one section-5.2 result file (one challenge on one data set split)."
     ch = rf.fields.get("challenge")
@@ -310,6 +321,7 @@ def protocols_sentences(frag: Fragment, rel: str, rf: ResultFile) -> list[str]:
                  (f"; its timing is also reported as {_names([tex_escape(x) for x in pub])}, under the data set's own definitions" if pub else "") + ".")
     return s
 
+# %% ../nbs/api/63_paper.ipynb #b32c008d
 def published_sentences(frag: Fragment, rel: str, rf: ResultFile) -> list[str]:
     """A result file with `published` figures (section 5.4: each data set's own metric for a challenge, see
     metrics.register_published_metric): per published metric, the method(s) with the highest value and the samples it covers
@@ -335,6 +347,7 @@ def published_sentences(frag: Fragment, rel: str, rf: ResultFile) -> list[str]:
     if s: s.append("The protocol differences from each published setting are stated in the data set's loader notebook.")
     return s
 
+# %% ../nbs/api/63_paper.ipynb #a10bb319
 MAX_GROUPS = 30
 
 def rows_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
@@ -376,6 +389,7 @@ def fmt_msd(d: dict, pct: bool = True, unit: str = "") -> str:
     s = f"{f * d['mean']:.{nd}f}" + ("\\%" if pct else unit)
     return s + (f" $\\pm$ {f * d['sd']:.{nd}f}" if _num(d.get("sd")) else "")
 
+# %% ../nbs/api/63_paper.ipynb #c0a73f88
 def errors_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
     "Section 5.3 errors.json: the most frequent error type of each method."
     errs = rf.fields.get("errors"); _need(isinstance(errs, dict), "no 'errors' mapping")
@@ -392,6 +406,7 @@ def errors_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
         s.append(f"The most frequent error of {tt(m)} is {tex_escape(kind.replace('_', ' '))}: {k} of {v['n']} samples{share} {cite_file(rel)}.")
     return " ".join(s)
 
+# %% ../nbs/api/63_paper.ipynb #3602b35a
 def scaling_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
     "Section 5.3 scaling.json: each method's selection headline at the smallest and the largest library."
     s = []
@@ -413,6 +428,7 @@ def scaling_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
                  f"data sets, then with generated ones {cite_file(rel)}.")
     return " ".join(s)
 
+# %% ../nbs/api/63_paper.ipynb #8693ad39
 def robustness_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
     "Section 5.3 robustness.json: per challenge, the perturbation that costs most, and for which method."
     rows = rf.fields.get("rows"); _need(isinstance(rows, list), "no 'rows' list")
@@ -429,6 +445,7 @@ def robustness_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
                  f"{change} from {100 * r['clean']:.1f}\\% to {100 * r['perturbed']:.1f}\\% ({100 * r['delta']:+.1f} points) {cite_file(rel)}.")
     return " ".join(s) or f"No method was run under perturbation {cite_file(rel)}."
 
+# %% ../nbs/api/63_paper.ipynb #b712fb77
 def training_paragraph(frag: Fragment, rel: str, rf: ResultFile, label: str = "training method") -> str:
     "Section 5.5 training_comparison.json (and paper 2's summaries): best mean ± sd per headline metric, data share and time."
     return _training_text(frag, rel, rf.fields.get("summary"), rf.fields.get("seeds"), label)
@@ -442,6 +459,7 @@ def sage_ablation_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
     _need(isinstance(rf.fields.get("ablation"), str), "no 'ablation' name")
     return _training_text(frag, rel, {rf.fields["ablation"]: rf.fields.get("summary")}, None, "ablation", single=True)
 
+# %% ../nbs/api/63_paper.ipynb #d945c633
 def _training_text(frag: Fragment, rel: str, summ, seeds, label: str, single: bool = False) -> str:
     "Best mean ± sd per challenge/metric key of `summ` ({method: {'timing/accuracy': {mean, sd}, ...}}, at 'summary' in the file)."
     _need(isinstance(summ, dict) and summ and all(isinstance(d, dict) for d in summ.values()), "no 'summary' mapping")
@@ -476,6 +494,7 @@ def _training_text(frag: Fragment, rel: str, summ, seeds, label: str, single: bo
         s.append("The share of the training data each one used: " + ", ".join(f"{tt(m)} {fmt_msd(d)}" for m, d in shares) + f" {cite_file(rel)}.")
     return " ".join(s)
 
+# %% ../nbs/api/63_paper.ipynb #5ebe10da
 def efficiency_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
     "Paper 2 efficiency_analysis.json: wall time and data share as ratios to SAGE_sft_baseline."
     ab = rf.fields.get("ablations"); _need(isinstance(ab, dict) and ab, "no 'ablations' mapping")
@@ -492,6 +511,7 @@ def efficiency_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
     if rf.fields.get("note"): s.append(f"({tex_escape(rf.fields['note'])}.)")
     return " ".join(s)
 
+# %% ../nbs/api/63_paper.ipynb #aeed530e
 def online_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
     "Paper 2 online_adaptation.json: drift per round and forgetting of each ablation."
     ab = rf.fields.get("ablations"); _need(isinstance(ab, dict) and ab, "no 'ablations' mapping")
@@ -510,6 +530,7 @@ def online_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
     return (f"Over the rounds of library change, the accuracy on earlier rounds moves per round by: {'; '.join(parts)} {cite_file(rel)}."
             + (f" Definition: {tex_escape(defn)}." if defn else ""))
 
+# %% ../nbs/api/63_paper.ipynb #effbd661
 def skipped_sentence(rf: ResultFile) -> str:
     "What the file says was not run, and why."
     reasons: dict = {}
@@ -518,6 +539,7 @@ def skipped_sentence(rf: ResultFile) -> str:
         reasons.setdefault(_short(str(x["reason"])), []).append(what or "?")
     return " ".join(f"Not run in this build: {', '.join(tt(w) for w in dict.fromkeys(ws))} ({tex_escape(why)})." for why, ws in reasons.items())
 
+# %% ../nbs/api/63_paper.ipynb #faffbdc6
 def file_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
     "The text of one result file: the paragraph its section declares, then what was skipped; a layout it cannot state is a ResultFileError."
     try: text = result_spec(rel).paragraph(frag, rel, rf)
@@ -601,6 +623,7 @@ def section_fragment(section: str, output_dir=None, artifacts=None, build: Path 
     if arts["tables"] or arts["figures"]: frag.add(r"\FloatBarrier")
     return frag
 
+# %% ../nbs/api/63_paper.ipynb #6ba5cf16
 def number_citations(text: str, cites: dict) -> str:
     "Replace each `\\resultfile{path}` by `\\resultref{n}`, numbering files in order of first citation (`cites` is shared)."
     def sub(m):
@@ -608,6 +631,7 @@ def number_citations(text: str, cites: dict) -> str:
         return r"\resultref{" + str(n) + "}"
     return re.sub(r"\\resultfile\{([^}]*)\}", sub, text)
 
+# %% ../nbs/api/63_paper.ipynb #0bf707be
 def result_files_latex(cites: dict, output_dir=None) -> str:
     "The list of cited result files ([R1], [R2], ...) with when, from which commit and in which setting each was written."
     if not cites: return "No result file is cited yet: no experiment has been run.\n"
@@ -618,6 +642,7 @@ def result_files_latex(cites: dict, output_dir=None) -> str:
         lines.append(r"\item[\hypertarget{resultfile" + str(n) + "}{[R" + str(n) + "]}] " + (prov or r"\nolinkurl{" + rel + "}"))
     return "\n".join(lines + [r"\end{description}"]) + "\n"
 
+# %% ../nbs/api/63_paper.ipynb #2fbfae98
 def prepare_paper(output_dir=None, paper_dir=None) -> Path:
     "Write `<paper_dir>/_build/` (fragments, copied figures and tables, manifest.json); returns the folder."
     paper_dir = Path(paper_dir) if paper_dir else paper_source_dir()
@@ -649,6 +674,7 @@ class MissingToolError(PaperBuildError, FileNotFoundError):
     "pandoc, xelatex or pdftotext is not installed (also a FileNotFoundError, which the CLI reports without a traceback)."
     def __str__(self): return str(self.args[0])
 
+# %% ../nbs/api/63_paper.ipynb #a7eb0afe
 TOOLS = {"pandoc": "pandoc", "xelatex": "texlive-xetex texlive-latex-recommended texlive-fonts-recommended texlive-latex-extra "
                                         "texlive-plain-generic lmodern", "pdftotext": "poppler-utils"}
 
@@ -661,6 +687,7 @@ def check_tools(tools=("pandoc", "xelatex")) -> dict[str, str]:
                               f"({'; '.join(TOOLS[t] for t in missing)}), e.g. `bash scripts/setup.sh` as root, or use `quarto render`.")
     return found
 
+# %% ../nbs/api/63_paper.ipynb #ad26bc4c
 def _run(cmd: list[str], cwd: Path, what: str, timeout: int = 600) -> subprocess.CompletedProcess:
     try: r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, errors="replace", timeout=timeout)
     except subprocess.TimeoutExpired: raise PaperBuildError(f"{what} did not finish within {timeout} s: {' '.join(cmd)}")
@@ -673,6 +700,7 @@ def latex_errors(log: str, n: int = 12) -> str:
         if l.startswith("!") or re.match(r"^[^\s:]+\.(tex|sty|cls):\d+:", l): keep += lines[i:i + 3]
     return "\n".join(keep[:3 * n]) or "\n".join(lines[-20:])
 
+# %% ../nbs/api/63_paper.ipynb #6c8387a6
 def pdf_text(pdf: Path) -> str:
     "The text of a PDF, with `pdftotext`."
     check_tools(("pdftotext",))
@@ -716,3 +744,6 @@ def build_paper(output_dir=None, paper_dir=None, verify: bool = True) -> Path:
         miss = missing_captions(pdf, caps)
         if miss: raise PaperBuildError(f"{len(miss)} caption(s) are not in {pdf}: " + "; ".join(detex(m)[:80] for m in miss))
     return pdf
+
+
+
