@@ -24,9 +24,16 @@ __all__ = ['SECTION', 'SECTION_5_4', 'run_cross_dataset', 'load_cross', 'subset_
 SECTION = "paper1/section_5_4_cross_dataset"
 
 @restores_env("SAGE_BENCH_LLM_URL")       # a URL given here is this run's only
-def run_cross_dataset(quick: bool = True, seed: int = RANDOM_SEED, samples: int | None = None, llm_samples: int | None = None,
-                      methods=None, skip_llm: bool = False, datasets=None, llm_base_url: str | None = None,
-                      output_dir=None, progress: bool = True) -> dict:
+def run_cross_dataset(quick: bool = True,                # a seeded subset of each test split (`samples` 100 unless given)
+                      seed: int = RANDOM_SEED,            # sampling and method seed
+                      samples: int | None = None,         # test samples per (method, data set); None: all (full) or 100 (quick)
+                      llm_samples: int | None = None,     # the same for LLM methods (quick: 6)
+                      methods=None,                       # method ids (list or comma-separated); None: every registered one
+                      skip_llm: bool = False,             # leave the LLM methods out (also when no server answers)
+                      datasets=None,                      # data set names (list or comma-separated); None: every registered one
+                      llm_base_url: str | None = None,    # the LLM server for this run only
+                      output_dir=None,                    # results root (default: `core.benchmark_dir()`)
+                      progress: bool = True) -> dict:     # show progress bars
     "Run section 5.4 and write `cross_dataset_results.json`."
     if llm_base_url: os.environ["SAGE_BENCH_LLM_URL"] = llm_base_url
     if isinstance(methods, str): methods = [m.strip() for m in methods.split(",") if m.strip()]
@@ -61,6 +68,7 @@ def run_cross_dataset(quick: bool = True, seed: int = RANDOM_SEED, samples: int 
                               "skip_llm": skip_llm}, seed=seed, started_at=started)
     return payload
 
+# %% ../../nbs/api/64_cross_dataset.ipynb #d64593c2
 def load_cross(output_dir=None) -> dict:
     p = experiment_dir(SECTION, output_dir) / "cross_dataset_results.json"
     if not p.exists(): raise FileNotFoundError(str(p))
@@ -72,6 +80,7 @@ def _cell(r: dict) -> str:
     return no_answer_note(r.get("metrics") or r) or fmt_chance(fmt_ci(r.get(k), r.get(k + "_lo"), r.get(k + "_hi")),
                                                               ((r.get("metrics") or {}).get("metrics", {}).get(k) or {}).get("chance"))
 
+# %% ../../nbs/api/64_cross_dataset.ipynb #ae7cce4f
 def subset_table(payload: dict):
     "Per published subset (MetaTool single/multi, BFCL/ACEBench categories, ToolBench groups, ...): (challenge, data set, subset) x methods, 'all' first."
     import pandas as pd
@@ -89,6 +98,7 @@ def subset_table(payload: dict):
     t["_o"] = t["subset"] != "all"
     return t.sort_values(["challenge", "dataset", "_o", "subset"]).drop(columns="_o").reset_index(drop=True)
 
+# %% ../../nbs/api/64_cross_dataset.ipynb #dbbd651d
 def cross_table(payload: dict, subsets: bool = False):
     "Methods x data sets of each challenge's main metric (percent, with the CI); `subsets` adds the `<data set>:<subset>` columns."
     import pandas as pd
@@ -106,16 +116,19 @@ def cross_table(payload: dict, subsets: bool = False):
     t["challenge"] = t["challenge"].map(lambda c: f"{c} ({display_name(HEADLINES[c])})")
     return t
 
+# %% ../../nbs/api/64_cross_dataset.ipynb #0ec8fff9
 def build_5_4(output_dir=None) -> list[Path]:
     "Heatmap (PDF/PNG) and LaTeX table of section 5.4 from the saved result file."
     import matplotlib; matplotlib.use("Agg")
     import matplotlib.pyplot as plt, pandas as pd
     p = load_cross(output_dir)
-    df = pd.DataFrame([{"challenge": r["challenge"], "method": r["method"], "dataset": r["dataset"], "v": None if r.get("n_transport_failures") else r.get(r["main_metric"])}
+    df = pd.DataFrame([{"challenge": r["challenge"], "method": r["method"], "dataset": r["dataset"],
+                        "v": None if r.get("n_transport_failures") else r.get(r["main_metric"])}
                        for r in p["results"] if r.get("subset", "all") == "all"])
     if df.empty: raise FileNotFoundError("section 5.4 results hold no rows")
     chs = [c for c in CHALLENGES if c in set(df.challenge)]
-    fig, axes = plt.subplots(len(chs), 1, figsize=(1.1 * df.dataset.nunique() + 3, sum(0.45 * df[df.challenge == c].method.nunique() + 1.2 for c in chs)), squeeze=False)
+    fig, axes = plt.subplots(len(chs), 1, figsize=(1.1 * df.dataset.nunique() + 3, sum(0.45 * df[df.challenge == c].method.nunique() + 1.2 for c in chs)),
+                             squeeze=False)
     for ax, ch in zip(axes[:, 0], chs):
         piv = df[df.challenge == ch].pivot_table(index="method", columns="dataset", values="v")
         ax.imshow(piv.values.astype(float), cmap="viridis", vmin=0, vmax=1, aspect="auto")
@@ -132,7 +145,8 @@ def build_5_4(output_dir=None) -> list[Path]:
     for ch in chs:  # one table per challenge keeps each table readable on a page
         sub = t[t["challenge"].str.startswith(ch)].drop(columns=["challenge"])
         sub = sub.loc[:, (sub != "-").any(axis=0)]
-        paths.append(latex_table(sub, f"table_5_4_{ch}", f"Section 5.4, {ch.replace('_', ' ')} ({display_name(HEADLINES[ch])}, percent, 95% CI) of every method on every data set "
+        paths.append(latex_table(sub, f"table_5_4_{ch}", f"Section 5.4, {ch.replace('_', ' ')} ({display_name(HEADLINES[ch])}, percent, 95% CI) "
+                                 "of every method on every data set "
                                  "with such samples; sample counts per cell are in the result file", output_dir=output_dir,
                                  source="section_5_4_cross_dataset/cross_dataset_results.json"))
     st = subset_table(p)
@@ -170,11 +184,13 @@ def published_rows(payload: dict) -> list[dict]:
                         "value": None if note else v["value"], "n": v["n"], "missing": v["missing"], "note": note, "differs": p.differs})
     return out
 
+# %% ../../nbs/api/64_cross_dataset.ipynb #527b775b
 def _pub_cell(r: dict) -> str:
     if r["note"]: return r["note"]
     s = "-" if r["value"] is None else f"{100 * r['value']:.1f} (n={r['n']})"
     return s + (f" [not sampled: {', '.join(r['missing'])}]" if r["missing"] else "")
 
+# %% ../../nbs/api/64_cross_dataset.ipynb #0de1c3ca
 def published_table(payload: dict):
     "Methods x published metrics (percent, sample count, subsets a run did not sample); empty when no data set declares one."
     import pandas as pd
@@ -187,10 +203,8 @@ def published_table(payload: dict):
     t.columns.name = None
     return t
 
-
 # %% ../../nbs/api/64_cross_dataset.ipynb #470ae347
 SECTION_5_4 = declare(Section(
     "5.4", "cross-data-set evaluation", "Cross-data-set: every method on every data set it applies to", "05_4_cross_dataset.ipynb", SECTION,
     (ResultSpec("cross_dataset_results.json", rows_paragraph, "results"),), build=build_5_4,
     captions={"fig_5_4_heatmap": ("Headline metric of every method on every data set it applies to.", "cross_dataset_results.json")}))
-
