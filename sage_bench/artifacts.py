@@ -21,6 +21,7 @@ def save_figure(fig, name: str, output_dir=None) -> list[Path]:
     import matplotlib.pyplot as plt; plt.close(fig)
     return paths
 
+# %% ../nbs/api/67_artifacts.ipynb #9d8b9a23
 def _tex_escape(s) -> str:
     s = str(s)
     for a, b in [("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"), ("_", r"\_"),
@@ -28,6 +29,7 @@ def _tex_escape(s) -> str:
         s = s.replace(a, b)
     return s
 
+# %% ../nbs/api/67_artifacts.ipynb #60271a71
 def latex_table(df, name: str, caption: str, label: str | None = None, output_dir=None, source: str = "") -> Path:
     """Write a DataFrame as a booktabs LaTeX table `<tables>/<name>.tex` (caption names its source file); a column named by a
     metric key is headed by the metric's display name (`mrr` -> MRR@50, metrics.header)."""
@@ -44,12 +46,14 @@ def latex_table(df, name: str, caption: str, label: str | None = None, output_di
     p.write_text("\n".join(lines) + "\n")
     return p
 
+# %% ../nbs/api/67_artifacts.ipynb #938b21a8
 def register_builder(section: str):
     """Kept for modules that still call it (`training.methods`); it does nothing: a section's figures and tables are
     built by its declaration's `Section.build` (sage_bench.sections), which `rebuild` runs."""
     def deco(fn): return fn
     return deco
 
+# %% ../nbs/api/67_artifacts.ipynb #f91f8995
 def rebuild(sections: Sequence[str] | None = None, output_dir=None) -> dict[str, list]:
     "Run the builder of every declared section (or of `sections`) from its saved results; returns {section: paths or reason}."
     from sage_bench.sections import sections as declared

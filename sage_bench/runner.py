@@ -26,14 +26,24 @@ def notebooks_dir() -> Path:
 # %% ../nbs/api/66_runner.ipynb #d5a4c8f0
 KERNEL = "sage-bench"
 
-def section_params(quick=True, seed=RANDOM_SEED, samples=None, methods=None, skip_llm=False, challenge=None,
-                   llm_base_url=None, output_dir=None, llm_samples=None) -> dict:
+def section_params(quick=True,         # the quick setting (seeded subsets of the test splits)
+                   seed=RANDOM_SEED,     # sampling and method seed
+                   samples=None,         # test samples per (method, data set)
+                   methods=None,         # method ids: a list or a comma-separated string
+                   skip_llm=False,       # leave the LLM methods out
+                   challenge=None,       # run one challenge only
+                   llm_base_url=None,    # the LLM server for this run
+                   output_dir=None,      # results root (made absolute: the kernel runs in the notebook's folder)
+                   llm_samples=None      # test samples per (method, data set) for LLM methods
+                   ) -> dict:
     "The papermill parameters of a section notebook (None values are left to the notebook's defaults)."
-    p = dict(quick=quick, seed=seed, samples=samples, llm_samples=llm_samples, methods=",".join(methods) if isinstance(methods, (list, tuple)) else methods,
+    p = dict(quick=quick, seed=seed, samples=samples, llm_samples=llm_samples,
+             methods=",".join(methods) if isinstance(methods, (list, tuple)) else methods,
              skip_llm=skip_llm, challenge=challenge, llm_base_url=llm_base_url,
              output_dir=str(Path(output_dir).resolve()) if output_dir else None)
     return {k: v for k, v in p.items() if v is not None}
 
+# %% ../nbs/api/66_runner.ipynb #66cd78ad
 def run_section(section: str, kernel: str | None = None, log_output: bool = False, stream: bool = False, **params) -> Path:
     """Execute the notebook of `section` with papermill; returns the executed copy's path.
     `stream=True` writes what the notebook prints (its progress bars included) to this process's stdout/stderr as it runs."""

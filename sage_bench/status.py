@@ -28,6 +28,7 @@ def _no_answer(obj, where: str = "") -> list[str]:
         for v in obj: out += _no_answer(v, where)
     return out
 
+# %% ../nbs/api/68_status.ipynb #58140d34
 def no_answer_in(folder: Path) -> list[str]:
     "Every method in the result files under `folder` (records and executed copies aside) with samples that got no LLM reply."
     found = {}                     # one line per method and count, citing the section's own file before the engine's
