@@ -798,10 +798,13 @@ def report_drift(output_dir=None) -> list:
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
     for a in names:
         d = O["ablations"][a]; x = np.arange(len(d["current_after"]["mean"]))
+        color = None
         for key, ls in (("current_after", "-"), ("current_before", ":")):
             m, e = np.asarray(d[key]["mean"]), np.asarray(d[key]["sd"])
-            ax.plot(x, m, ls, marker="o" if ls == "-" else None, label=f"{a} ({'after' if ls == '-' else 'before'} training)")
-            if ls == "-": ax.fill_between(x, m - e, m + e, alpha=0.15)
+            line, = ax.plot(x, m, ls, color=color, marker="o" if ls == "-" else None,
+                            label=f"{a} ({'after' if ls == '-' else 'before'} training)")
+            color = line.get_color()                     # the same colour for an ablation's two lines
+            if ls == "-": ax.fill_between(x, m - e, m + e, alpha=0.15, color=color)
     ax.set_xlabel("round (library version)"); ax.set_ylabel("mean score on the current version"); ax.set_xticks(x)
     ax.legend(fontsize=6); fig.tight_layout()
     out += save_figure(fig, "fig_paper2_drift_online", output_dir)
