@@ -105,16 +105,121 @@ def test_encoding_masks_the_prompt(data):
     assert L.encode_example(tok, e, max_len=k) is None
 
 
-def test_tuned_methods_run_as_trained():
-    C = L._tuned_classes()
+def test_trained_llm_is_one_method_for_three_challenges(tmp_path):
+    from sage_bench.registry import lookup, get_method, method_ids
+    e = lookup("method", "trained.llm")
+    assert e.challenge == "all" and e.needs_llm and e.extra["challenges"] == list(L.SFT_METHODS)
+    # section 5.2 runs each challenge's methods: trained.llm is none of them, so 5.2 never serves or trains it
+    assert all("trained.llm" not in method_ids(ch) for ch in L.SFT_METHODS)
     llm = {"base_urls": "http://127.0.0.1:9/v1", "model": "x+lora-0"}
-    for ch, cls in C.items():
-        m = cls(llm=llm)
-        assert m.challenge == ch and m.config["llm"] == llm and m.config["quick"] is True
+    for ch in L.SFT_METHODS:
+        m = get_method("trained.llm", challenge=ch, llm=llm)
+        assert m.challenge == ch and m.id == "trained.llm" and m.config["llm"] == llm and m.config["quick"] is True
         assert all(m.config[k] == v for k, v in L.SFT_METHOD_CONFIG[True][ch].items())      # the trained configuration
         m.fit([], None)                                # pointed at a server: nothing to train or serve
-    assert C["timing"](quick=False).config["prompt"] == "default"
-    assert L.TUNED_IDS == {"timing": "trained.llm_timing", "tool_selection": "trained.llm_selector", "planning": "trained.llm_planner"}
+    assert L.trained_llm("timing", quick=False).config["prompt"] == "default"
+    with pytest.raises(ValueError, match="challenge"): get_method("trained.llm")
+    # no adapter trained yet: a clear error naming what to run, never a training started in fit
+    with pytest.raises(FileNotFoundError, match="sage-bench train"):
+        L.trained_llm("timing", output_dir=str(tmp_path)).fit([], None)
+    L._pointer(tmp_path, True, 42, tmp_path / "x/sft_run.json")
+    assert L.default_adapter(True, 42, tmp_path) == tmp_path / "x/sft_run.json"
+    with pytest.raises(FileNotFoundError, match="full-seed42"): L.default_adapter(False, 42, tmp_path)
+
+
+def test_trained_llm_oracle(ds, tmp_path):
+    """A scripted perfect model (the gold answer of every request, in the method's schema) behind trained.llm, through the
+    engine: timing is perfect, selection and planning reach the ceiling the retrieval stage leaves them."""
+    from sage_bench.engine import choose_samples, evaluate
+    from sage_bench.testing import ScriptedLLM
+    n = 20
+    for ch, k in (("timing", "accuracy"), ("tool_selection", "hit@5"), ("planning", "plan_success")):
+        table, ceiling, teacher = {}, 0, L.sft_method(ch)
+        chosen = choose_samples(ds.select(ch, "test"), n, 42)
+        for s in chosen:
+            calls = L.record_calls(teacher, s, ds.candidates(s), ds.tools)
+            for msgs, schema, ans in calls: table[json.dumps(msgs)] = (ans, schema)
+            ceiling += all(ans is not None for _, _, ans in calls)
+
+        def reply(messages, schema):
+            ans, sch = table[json.dumps(messages)]
+            if ans is not None: return ans
+            props = sch["properties"]                  # no gold answer fits: any valid answer (it cannot score)
+            return {"ranking": props["ranking"]["items"]["enum"][:1]} if "ranking" in props else \
+                   {"steps": props["steps"]["items"]["enum"][:1]}
+
+        m = L.trained_llm(ch, client=ScriptedLLM(reply))
+        r = evaluate(m, ds, "test", samples=n, seed=42, write=False, progress=False, name="oracle", output_dir=tmp_path,
+                     experiment="test_oracle_trained_llm", resume=False, replace_changed=True)
+        v = r.value(k)
+        print(ch, k, v, "ceiling", ceiling / n)
+        assert r.metrics["n"] == n and v >= ceiling / n - 1e-9 and v >= 0.5, (ch, v, ceiling)
+
+
+def _tiny_lm():
+    "A random two-layer llama (no download), the adapter on every layer: the training logic, not the model, is under test."
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("peft")
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(0)
+    m = LlamaForCausalLM(LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     num_key_value_heads=2, max_position_embeddings=64))
+    cfg = L.SFTConfig(quick=True, per_challenge=4, epochs=2, top_layers=0, lr=5e-2, accum=2, device="cpu", threads=1)
+    return L.add_lora(m, cfg), cfg
+
+
+def _enc(i: int, ch: str):
+    import random as _r
+    rng = _r.Random(i)
+    p = [rng.randrange(3, 40) for _ in range(6)]
+    a = [5 + i % 3, 7, 9]                                  # a learnable answer
+    return L.Encoded(f"s{i}#0", ch, p + a, [-100] * len(p) + a)
+
+
+def test_every_5_5_method_trains_from_the_same_adapter_and_records_its_checkpoint():
+    from types import SimpleNamespace
+    import numpy as np
+    model, cfg = _tiny_lm()
+    chs = ["timing", "tool_selection", "planning"] * 4
+    enc = [_enc(i, c) for i, c in enumerate(chs)]
+    dev = [_enc(100 + i, c) for i, c in enumerate(chs[:3])]
+    keys = {"challenge": chs, "stratum": [f"{c}|{i % 2}" for i, c in enumerate(chs)], "group": [str(i % 4) for i in range(12)],
+            "round": [i % 2 for i in range(12)]}
+    stats = L.example_stats(model, enc)
+    assert stats["loss"].shape == (12,) and stats["rep"].shape == (12, 16)
+    s = L.LLMTrainSettings(quick=True, sft=cfg, dev_per_challenge=1, n_rounds=2, replay=2, budget=0.5)
+    init = L._snapshot(model)
+    untrained = L.answer_loss(model, dev)["loss"]
+    tok = SimpleNamespace(pad_token_id=0)
+    out = {}
+    for m in ("A_baseline", "B1_random", "B2_stratified", "B3_cluster", "B4_difficulty", "C_continual", "D_combined"):
+        r = L.train_llm_method(m, model, tok, enc, keys, stats, dev, untrained, init, s, seed=3)
+        out[m] = r
+        assert r["dev_curve"][0] == {"round": 0, "epoch": 0, "dev_loss": round(untrained, 5), "examples_used": 0}
+        assert r["untrained_chosen"] == (r["checkpoint"] == {"round": 0, "epoch": 0})
+        assert r["dev_loss"] == min(c["dev_loss"] for c in r["dev_curve"]) or abs(r["dev_loss"] - min(c["dev_loss"] for c in r["dev_curve"])) < 1e-4
+        # the model is left at the chosen checkpoint
+        assert abs(L.answer_loss(model, dev)["loss"] - r["dev_loss"]) < 1e-4
+        assert 0 <= r["examples_used"] <= r["examples_trained"] <= 12 and r["train_s"] > 0
+    assert out["A_baseline"]["examples_trained"] == 12 and not out["A_baseline"]["untrained_chosen"]
+    assert all(out[m]["examples_trained"] == 6 for m in ("B1_random", "B2_stratified"))
+    assert [r["round"] for r in out["C_continual"]["rounds"]] == [1, 2] and out["C_continual"]["rounds"][1]["replayed"] == 2
+    assert out["D_combined"]["examples_trained"] < out["C_continual"]["examples_trained"]
+    assert len(out["C_continual"]["dev_curve"]) == 1 + 2 * s.epochs_per_round
+    # an adapter that does not learn (a learning rate of almost nothing): dev selection keeps the untrained one, and says so
+    import dataclasses
+    s0 = dataclasses.replace(s, sft=dataclasses.replace(cfg, lr=1e-12))
+    r0 = L.train_llm_method("A_baseline", model, tok, enc, keys, stats, dev, untrained, init, s0, seed=3)
+    assert r0["untrained_chosen"] and r0["examples_used"] == 0 and r0["data_share"] == 0
+    assert all(np.allclose(p.detach().numpy(), init[n].numpy()) for n, p in model.named_parameters() if n in init)
+
+
+def test_paired_test_on_engine_records(ds, tmp_path):
+    from sage_bench.engine import evaluate
+    a = evaluate("timing.rule_based", ds, "test", samples=30, write=False, progress=False, output_dir=tmp_path, resume=False,
+                 experiment="test_paired", replace_changed=True)
+    t = L.paired_test(a.records, a.records, "timing", "accuracy")
+    assert t["n"] == 30 and t["diff"] == 0 and t["p"] == 1.0 and t["a"] == a.value("accuracy")
 
 
 @pytest.mark.slow
@@ -153,3 +258,29 @@ def test_tiny_run_lowers_loss_converts_and_serves(tmp_path):
         assert res.metrics.get("error_rate", 0) == 0 and m.describe()["sft"]["lora_gguf"] == rec["lora_gguf"]
     finally:
         stop_llm_service(SFT_PORT)
+
+
+@pytest.mark.slow
+@pytest.mark.llm          # the CPU LLM stack end to end: train, convert, serve on a port of its own, score, stop
+def test_5_5_comparison_end_to_end_tiny(tmp_path):
+    pytest.importorskip("peft")
+    _installed("smollm2-135m")
+    from sage_bench.llm_service import llama_server_binary, _read_state
+    if llama_server_binary() is None: pytest.skip("llama-server is not built (scripts/install_llm.sh llama-server)")
+    s = L.LLMTrainSettings(quick=True, sft=L.SFTConfig(quick=True, per_challenge=1, epochs=1, top_layers=2), dev_per_challenge=1,
+                           eval_samples=1)
+    res = L.run_llm_training("A_baseline,B1_random,C_continual", settings=s, output_dir=tmp_path, port=SFT_PORT, progress=False,
+                             encoder_net=False)
+    assert _read_state(SFT_PORT) is None                        # every server it started, it stopped
+    saved = json.loads(Path(res["path"]).read_text())
+    assert saved["methods"] == ["A_baseline", "B1_random", "C_continual"] and saved["llm"] is True
+    S = saved["summary"]
+    assert {L.ZERO_SHOT, "A_baseline", "B1_random", "C_continual", "selector.keyword", "planner.simple"} <= set(S)
+    for r in saved["runs"]:
+        if r["kind"] == "llm":
+            assert r["checkpoint"]["round"] >= 0 and r["examples_used"] <= r["pool"] and r["train_s"] > 0
+            assert all(r[ch]["n"] == 1 for ch in L.SFT_METHODS)
+            assert r["untrained_chosen"] or Path(json.loads(Path(r["run"]).read_text())["lora_gguf"]).exists()
+    assert any(t["vs"] == L.ZERO_SHOT and t["n"] == 1 for t in saved["tests"])
+    assert L.default_adapter(True, 42, tmp_path).exists()      # trained.llm's default adapter: this run's A
+    assert saved["rates"]["eval_s_per_sample"] > 0

@@ -62,11 +62,11 @@ def test_every_variant_trains_for_real(toy, settings, name):
 def test_evaluated_through_engine_on_three_challenges(toy, settings, tmp_path):
     ds, P = toy
     tmeth.run_training(["A_baseline", "D_combined"], dataset=ds, output_dir=tmp_path, settings=settings, progress=False)
-    saved = json.loads((tmp_path / "paper1/section_5_5_training/training_comparison.json").read_text())
+    saved = json.loads((tmp_path / "paper1/frozen_encoder_net/training_comparison_network.json").read_text())
     for run in saved["runs"]:
         for ch in ("timing", "tool_selection", "planning"):
             assert run[ch]["n"] == len(ds.select(ch, "test")) and run[ch]["error_rate"] == 0
-    recs = list((tmp_path / "paper1/section_5_5_training/records").rglob("*.jsonl"))
+    recs = list((tmp_path / "paper1/frozen_encoder_net/records").rglob("*.jsonl"))
     assert len(recs) == 6                                          # 2 methods x 3 challenges
     assert "stream" in saved["runs"][1] and "forgetting" in saved["runs"][1]["stream"]["metrics"]["mean"]
     assert saved["summary"]["A_baseline"]["tool_selection/hit@5"]["mean"] > 0.5
@@ -90,7 +90,7 @@ def test_registered_method_trains_in_fit(toy):
     from sage_bench.registry import get_method
     from sage_bench.methods.base import blind
     ds, P = toy
-    m = get_method("trained.planner", variant="B1_random")
+    m = get_method("trained.frozen_encoder_planner", variant="B1_random")
     assert m.challenge == "planning"
     tmeth._PREPARED[(ds.name, ds.tools.fingerprint, len(ds.samples), tmeth._default_encoder().name)] = P  # no model load in tests
     m.fit(ds.select("planning", "train"), ds)
