@@ -114,11 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-resume", action="store_true", help="recompute records that exist")
     _llm_limits(e)
 
-    t = sub.add_parser("train", help="training comparison (section 5.5): A, B1-B4, C, D")
+    t = sub.add_parser("train", help="training comparison (section 5.5): LoRA SFT of a small LLM trained as A, B1-B4, C, D, "
+                       "served as trained.llm and scored beside its zero-shot base and baselines")
     t.add_argument("--methods", default="all", help="A_baseline,B1_random,...|all")
-    t.add_argument("--quick", action="store_true")
-    t.add_argument("--dry-run", action="store_true", help="print the plan, train nothing")
+    t.add_argument("--quick", action="store_true", help="the CPU quick path (smollm2-135m, few examples, one seed)")
+    t.add_argument("--dry-run", action="store_true", help="print the plan (model, examples per method, estimated time), train nothing")
     t.add_argument("--seed", type=SEED, default=RANDOM_SEED, help=f"random seed, 0 to 2**32-1 (default {RANDOM_SEED})")
+    t.add_argument("--seeds", type=COUNT, metavar="N", help="seeds (default: 1 quick, 3 full)")
+    t.add_argument("--samples", type=COUNT, metavar="N", help="test samples scored per challenge (default: 6 quick, all full)")
+    t.add_argument("--model", help="base model: an installed GGUF name (sage-bench llm), a .gguf path or a Hugging Face id")
+    t.add_argument("--port", type=PORT, default=8931, help="port of the llama-servers it starts and stops (default 8931)")
     t.add_argument("--output-dir", help="root of the results (default ./.sage/benchmark); created if missing")
     _llm_limits(t)
 
@@ -322,12 +327,26 @@ def cmd_train(a) -> int:
     _nonempty(a, "methods")
     tm = _need("sage_bench.training.methods", "training (section 5.5)")
     methods = tm.parse_methods(None if a.methods == "all" else _split_list(a.methods))   # unknown names: exit 2
+    L = _need("sage_bench.training.llm_sft", "LoRA training (section 5.5)")
+    kw = dict(quick=a.quick, seed=a.seed, seeds=a.seeds, samples=a.samples if a.samples else -1, model=a.model, port=a.port)
     if a.dry_run:
-        plan = tm.training_plan(methods, quick=a.quick)
+        plan = L.run_llm_training(methods, dry_run=True, output_dir=a.output_dir, **kw)
+        print(f"plan ({'quick' if plan['quick'] else 'full'}): base model {plan['model']} on {plan['device']}, seeds {plan['seeds']}, "
+              f"LoRA {plan['lora']}")
+        print(f"pool: {plan['pool']['examples']} SFT examples {plan['pool']['per_challenge']}, per stream round {plan['pool']['per_round']}")
+        for m in plan["methods"]:
+            print(f"  {m['method']:15} {m['examples (at most)']:>4} examples ({100 * m['share of the pool']:.0f}% of the pool), "
+                  f"{m['example passes']} example passes" + (f", estimated {m['estimated train s']:.0f} s" if "estimated train s" in m else ""))
+        print(f"scored: {plan['rows_scored_by_the_llm']} LLM rows x {plan['test_samples_scored_per_row']} test samples (3 challenges)")
+        r = plan["rates"]
+        print("ESTIMATED total: " + (f"{plan['estimated_total_seconds']:.0f} s (an estimate from the rates measured by {r['source']} with "
+                                    f"{r['model']}, not a measurement)" if r else "unknown (no measured rate yet)"))
         print(json.dumps(plan, indent=2, default=str)); return 0
     if a.output_dir: writable_dir(a.output_dir)
-    res = tm.run_training(methods, quick=a.quick, seed=a.seed, output_dir=a.output_dir)
-    print(json.dumps(res.get("summary", res), indent=2, default=str)); return 0
+    res = L.run_llm_training(methods, output_dir=a.output_dir, **kw)
+    with __import__("pandas").option_context("display.width", 250, "display.max_columns", None):
+        print(L.llm_comparison_table(res).to_string(index=False))
+    print(f"written: {res['path']}"); return 0
 
 def cmd_llm(a) -> int:
     svc = _need("sage_bench.llm_service", "the LLM service")
