@@ -12,9 +12,9 @@ __all__ = ['SECTION_5_5', 'SECTION_PAPER2', 'build_5_5', 'build_paper2', 'drift_
 
 # %% ../../nbs/api/65_training_sections.ipynb #2e81275d
 def build_5_5(output_dir=None) -> list:
-    "Section 5.5's table and figure from `training_comparison.json`."
-    from sage_bench.training.methods import report_5_5
-    return report_5_5(output_dir)
+    "Section 5.5's table and figure from `training_comparison.json` (the LLM trainer's comparison)."
+    from sage_bench.training.llm_sft import report_llm_5_5
+    return report_llm_5_5(output_dir)
 
 def build_paper2(output_dir=None) -> list:
     "Paper 2's tables and figures from the drift study's result files (`training.sage_agent.report_drift`)."
@@ -31,12 +31,13 @@ def drift_ssis_paragraph(frag, rel, rf) -> str:
     from sage_bench.training.sage_agent import ssis_paragraph
     return ssis_paragraph(frag, rel, rf)
 
-
 SECTION_5_5 = declare(Section(
-    "5.5", "training comparison", "Training comparison: A, B1-B4 coresets, C continual, D combined", "05_5_training.ipynb",
+    "5.5", "training comparison", "Training comparison on a LoRA-tuned small LLM: A, B1-B4 coresets, C continual, D combined",
+    "05_5_training.ipynb",
     "paper1/section_5_5_training", (ResultSpec("training_comparison.json", training_paragraph),), build=build_5_5,
-    captions={"training_comparison": ("Training methods (section 5.5): headline metric of each challenge for the unified model trained "
-                                      "each way (mean and sd over seeds).", "training_comparison.json")},
+    captions={"training_comparison": ("Training methods (section 5.5): reported metrics of each challenge for the small LLM LoRA-tuned "
+                                      "each way and served as trained.llm, its zero-shot base and simple baselines, on the same test "
+                                      "samples (mean and sd over seeds).", "training_comparison.json")},
     artifacts=("training_comparison",)))
 
 SECTION_PAPER2 = declare(Section(
