@@ -23,11 +23,9 @@ def save_figure(fig, name: str, output_dir=None) -> list[Path]:
 
 # %% ../nbs/api/67_artifacts.ipynb #9d8b9a23
 def _tex_escape(s) -> str:
-    s = str(s)
-    for a, b in [("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"), ("_", r"\_"),
-                 ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\textasciicircum{}")]:
-        s = s.replace(a, b)
-    return s
+    "LaTeX-escaped text: `paper.tex_escape`, the one implementation."
+    from sage_bench.paper import tex_escape
+    return tex_escape(s)
 
 # %% ../nbs/api/67_artifacts.ipynb #60271a71
 def latex_table(df, name: str, caption: str, label: str | None = None, output_dir=None, source: str = "") -> Path:

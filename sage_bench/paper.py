@@ -126,13 +126,13 @@ def _rel(path: Path, output_dir=None) -> str:
     except ValueError: return str(path)
 
 # %% ../nbs/api/63_paper.ipynb #94ae886e
+_TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+                "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_TEX_RE = re.compile("|".join(map(re.escape, _TEX_SPECIAL)))
+
 def tex_escape(s) -> str:
-    "Escape LaTeX's special characters in plain text."
-    s = str(s)
-    for a, b in [("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"), ("_", r"\_"),
-                 ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\textasciicircum{}")]:
-        s = s.replace(a, b)
-    return s
+    "Escape LaTeX's special characters in plain text (in one pass, so no escape is escaped again)."
+    return _TEX_RE.sub(lambda m: _TEX_SPECIAL[m.group()], str(s))
 
 def tt(s) -> str: return r"\texttt{" + tex_escape(s) + "}"
 
