@@ -71,12 +71,17 @@ def test_every_selection_sample_has_an_acceptable_set(ds):
 
 
 def test_splits_are_stratified(ds):
-    "Every challenge is split near the target proportions, and so is every large stratum."
+    "Every challenge is split near the target proportions, and so is every category and every large stratum."
     for ch in ("tool_selection", "planning", "timing"):
         group = ds.select(ch)
         share = Counter(s.split for s in group)
         for sp, r in SPLIT_RATIOS.items():
             assert abs(share[sp] / len(group) - r) < 0.06, (ch, sp, share)
+    by_cat = {}
+    for s in ds.select("tool_selection"):
+        if s.meta["n_tools"] == 1: by_cat.setdefault(s.meta["category"], []).append(s.split)
+    for cat, splits in by_cat.items():
+        if len(splits) >= 8: assert 0.2 <= splits.count("test") / len(splits) <= 0.7, (cat, Counter(splits))
     strata = {}
     for s in ds.select("tool_selection"): strata.setdefault(s.meta["n_tools"], []).append(s.split)
     for s in ds.select("planning"): strata.setdefault(("plan", s.meta["n_steps"]), []).append(s.split)
