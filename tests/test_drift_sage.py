@@ -20,7 +20,7 @@ def sage_ds():
 @pytest.fixture(scope="module")
 def sage_drift(sage_ds):
     "The drift stream of the real data set, embedded with the hashing encoder (seconds, no model download)."
-    cfg = DriftConfig(n_versions=3, train_per_round=120, n_test=200, seed=7)
+    cfg = DriftConfig(n_versions=3, train_per_round=120, n_test=40, seed=7)
     return sa.prepare_drift(sage_ds, cfg, TextEncoder(hashing_embed, "hashing"))
 
 
