@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 from ..core import (Tool, ToolLibrary, Dataset, SelectionSample, RANDOM_SEED, CHALLENGES, restores_env)
-from ..registry import get_dataset, method_ids, lookup, dataset_names
+from ..registry import get_dataset, method_ids, lookup, dataset_names, is_builtin
 from ..store import experiment_dir, now, RecordStore
 from ..results import write_result_file
 from ..sections import Section, ResultSpec, declare
@@ -97,7 +97,8 @@ def tool_pool(exclude: set, seed: int = RANDOM_SEED, need: int = 20000) -> list[
     pool, seen = [], set(exclude)
     texts = set()
     for name in dataset_names():
-        if name == "sage" or name.endswith("_per_query"): continue
+        # built-in sets are synthetic; the per-sample/per-query variants hold the same tools as their pooled set
+        if is_builtin(lookup("dataset", name)) or name.endswith(("_per_query", "_per_sample")): continue
         try: ds = get_dataset(name)
         except (FileNotFoundError, Exception) as e:  # a missing external copy only shrinks the real pool
             if not isinstance(e, FileNotFoundError): print(f"tool pool: {name} not used ({type(e).__name__}: {e})")
