@@ -610,59 +610,16 @@ def make_planning(specs: list[ToolSpec], cats: list[_Cat], rng: random.Random, k
                                         "cross_category": len(set(cs)) > 1}))
     return out
 
-# %% ../../nbs/api/10_data_sage.ipynb #bf1ce52e
-CHIT_CHAT = ("hi there!|how are you doing today?|good morning!|you're funny|I'm bored|lol that's great|what's your favourite colour?|"
-             "tell me something about yourself|I had a long day|ok cool|nice to meet you|haha, nice one|are you a robot?|"
-             "I just wanted to say hello|never mind|goodnight!|I'm so tired today|do you like music?|what should we talk about?|"
-             "you're better than my old assistant|happy Friday!|can you keep a secret?|I'm feeling a bit down today|sorry, wrong chat").split("|")
-_CAPITALS = [("France", "Paris"), ("Japan", "Tokyo"), ("Kenya", "Nairobi"), ("Canada", "Ottawa"), ("Australia", "Canberra"),
-             ("Brazil", "Brasilia"), ("Norway", "Oslo"), ("Portugal", "Lisbon"), ("Egypt", "Cairo"), ("Peru", "Lima"),
-             ("South Korea", "Seoul"), ("Vietnam", "Hanoi"), ("Morocco", "Rabat"), ("Turkey", "Ankara"), ("Iceland", "Reykjavik")]
-_BOOKS = [("Pride and Prejudice", "Jane Austen"), ("One Hundred Years of Solitude", "Gabriel Garcia Marquez"), ("1984", "George Orwell"),
-          ("Things Fall Apart", "Chinua Achebe"), ("The Odyssey", "Homer"), ("Beloved", "Toni Morrison"), ("Norwegian Wood", "Haruki Murakami")]
-GENERAL_FACTS = ("what is the boiling point of water at sea level?|how many planets are in the solar system?|why is the sky blue?|"
-                 "when did World War II end?|what is the speed of light?|who painted the Mona Lisa?|how many bones are in the human body?|"
-                 "what's the largest ocean on Earth?|how far is the Moon from the Earth?|what language do they speak in Brazil?|"
-                 "how many continents are there?|who discovered penicillin?|what's the tallest mountain in the world?|"
-                 "how many minutes are in a day?|what is the chemical symbol for gold?|which planet is closest to the sun?").split("|")
-TERMS = ("amortization|photosynthesis|a hedge fund|latency|GDP|a sonnet|inflation|an API|a mortgage|jet lag|a carbon footprint|a VPN|"
-         "the Doppler effect|an index fund|compound interest|a haiku|machine learning|a leap year|an IBAN|a time zone").split("|")
-_DEF_FRAMES = ("what does {t} mean?", "define {t}", "can you explain what {t} is?", "what is meant by {t}?", "in simple words, what is {t}?")
-_FORMS = ("a haiku|a short poem|a limerick|a two-line joke|a bedtime story|a toast for a wedding|a motivational quote|a product slogan|"
-          "a riddle|an opening line for a novel").split("|")
-_TOPICS = "autumn|my cat|coffee|the ocean|Mondays|a rainy day|friendship|space travel|a lost sock|a lighthouse|the city at night".split("|")
-_CREATIVE_FRAMES = ("write {f} about {t}", "compose {f} about {t}", "give me {f} about {t}", "can you come up with {f} about {t}?",
-                    "I'd love {f} about {t}")
-ADVICE = ("how do I make my resume stand out?|any tips for sleeping better?|how should I prepare for a job interview?|"
-          "what's a good way to learn a language?|how can I be more productive in the morning?|how do I politely decline a meeting?|"
-          "what should I pack for a beach holiday?|how do I write a good email subject line?|how can I save money on groceries?|"
-          "how do I start running as a beginner?|how long should I boil an egg?|how do I deal with jet lag?|what makes a good presentation?|"
-          "how do I negotiate a raise?|how often should I water a cactus?|how do I keep my passwords safe?").split("|")
-DOMAIN_KNOWLEDGE = ("how do airlines decide ticket prices?|what's the difference between a debit and a credit card?|"
-                    "how is the air quality index calculated?|what does a 40% chance of rain actually mean?|why do stock prices go up and down?|"
-                    "how does a mortgage work?|what is a good credit score range?|how do noise-cancelling headphones work?|what is bitcoin mining?|"
-                    "why do ride-hailing apps have surge pricing?|what's the difference between a hotel and a hostel?|"
-                    "how does a smart thermostat save energy?|what's a typical tip in US restaurants?|how do time zones work?|"
-                    "what's the best time of year to visit Kyoto?|what causes thunderstorms?|what is a 401(k)?|"
-                    "how does two-factor authentication work?|is it better to rent or buy a home in general?|how do vaccines work?").split("|")
-ACKS = ("thanks, that {n} helps!|perfect, thank you for checking the {n}.|great, that's all I needed.|ok, got it - thanks!|"
-        "cool, I'll plan around that then.|awesome, appreciate it.|that's good to know, thanks.|nice, that's what I expected.").split("|")
-# Casual turns that still need a tool: live data, personal state or an action, said without naming any tool.
-HARD_POSITIVE = [
-    ("weather", "ugh, do I need an umbrella in {city} this afternoon?"), ("weather", "is it still snowing in {city}?"),
-    ("sports", "did {team} win last night?"), ("calendar", "am I free on {date} after lunch?"),
-    ("crypto", "how much is my bitcoin worth right now?"), ("email", "did {person} ever reply to me about the contract?"),
-    ("maps", "is the pharmacy on {street} open right now?"), ("maps", "how bad is traffic to the airport at the moment?"),
-    ("stocks", "what's {ticker} trading at?"), ("transit", "any delays on {line} this morning?"),
-    ("banking", "has my refund come through yet?"), ("time", "wake me up at 6:30 tomorrow"),
-    ("messaging", "let {person} know I'm running late"), ("calendar", "remind me to call the bank when I get home at 6"),
-    ("fitness", "how many steps have I done today?"), ("time", "what time is it in {city} now?"),
-    ("weather", "is it warmer in {city} or {city2} right now?"), ("shipping", "where's my parcel? it was due yesterday"),
-    ("smart_home", "it's freezing in here, can you warm the place up a bit?"), ("smart_home", "did I leave the front door unlocked?"),
-    ("flights", "is my flight tomorrow still on time?"), ("news", "anything big happen in the news this morning?"),
-    ("music", "play something chill"), ("food_delivery", "I'm starving, get me the usual from last Friday"),
-]
+# %% ../../nbs/api/10_data_sage.ipynb #c0066107
+_TIMING = _material("timing")
+CHIT_CHAT, GENERAL_FACTS, TERMS, ADVICE, DOMAIN_KNOWLEDGE, ACKS, _FORMS, _TOPICS = (
+    _TIMING[k] for k in ("chit_chat", "general_facts", "terms", "advice", "domain_knowledge", "acks", "forms", "topics"))
+_DEF_FRAMES, _CREATIVE_FRAMES = tuple(_TIMING["def_frames"]), tuple(_TIMING["creative_frames"])
+# (country, capital), (book, author); HARD_POSITIVE: casual turns that still need a tool (live data, personal state or an
+# action), said without naming any tool, as (category, template)
+_CAPITALS, _BOOKS, HARD_POSITIVE = ([tuple(x) for x in _TIMING[k]] for k in ("capitals", "books", "hard_positive"))
 
+# %% ../../nbs/api/10_data_sage.ipynb #bf1ce52e
 def _fill(t, rng):
     return t.format(city=rng.choice(CITIES), city2=rng.choice(CITIES), team=rng.choice(FIELDS["team"][2]), date=rng.choice(DATES)[1],
                     person=rng.choice(PEOPLE).split()[0], street=rng.choice(STREETS), ticker=rng.choice(FIELDS["ticker"][2])[1],
