@@ -888,7 +888,8 @@ def run_llm_training(methods=None, quick: bool = True, seed: int = RANDOM_SEED, 
     rates = measured_rates_of(rows, phases, s)
     if not llm: methods = []
     result = {"experiment": LLM_EXPERIMENT, "dataset": ds.name, "split": "test", "methods": methods, "seeds": seed_list,
-              "llm": llm, "skipped": None if llm else "no LLM (--skip-llm): nothing was trained; only the baselines were scored",
+              "llm": llm, "skipped": [] if llm else [{"what": "the LLM rows (trained.llm and the zero-shot base)",
+                                                     "reason": "no LLM (--skip-llm): nothing was trained; only the baselines were scored"}],
               "quick": s.quick, "model": s.sft.model, "trainer": "LoRA SFT (peft) of a small instruct LLM, served by llama-server",
               "settings": json.loads(json.dumps(asdict(s), default=str)), "pool": {str(k): v for k, v in pools.items()},
               "summary": summarise_llm(rows), "runs": rows, "tests": tests, "times": {"total_s": total, **phases}, "rates": rates,
