@@ -170,6 +170,7 @@ def _specs(s: str) -> list[tuple[str, bool]]:
     "'a* b' -> [('a', True), ('b', False)] (a trailing * marks a required parameter)."
     return [(t.rstrip("*"), t.endswith("*")) for t in s.split()]
 
+# %% ../../nbs/api/10_data_sage.ipynb #5100ecdd
 def _plural(noun: str) -> str:
     if " or " in noun: return " or ".join(_plural(x) for x in noun.split(" or "))
     if noun.endswith(("series", "news", "species", "people")): return noun
@@ -224,6 +225,7 @@ class ToolSpec:
 
     def id_in(self, specs) -> bool: return any(s is self for s in specs)
 
+# %% ../../nbs/api/10_data_sage.ipynb #80da2a10
 def _generic(cat, o: _Obj, act: str, keys: dict) -> ToolSpec:
     look, attrs = _specs(o.look), _specs(o.attrs)
     out = o.out.split() if o.out else []
@@ -287,6 +289,7 @@ def _generic(cat, o: _Obj, act: str, keys: dict) -> ToolSpec:
     return _make_spec(cat, name, desc, params, returns, verbs, nouns, mode, kind, rank, keys, obj=o.id, action=act,
                       key=k if a not in ("search", "list", "create") else "")
 
+# %% ../../nbs/api/10_data_sage.ipynb #5906b385
 def _make_spec(cat, name, desc, params, returns, verbs, nouns, mode, kind, rank, keys, obj="", action="custom", key="") -> ToolSpec:
     props, required = {}, []
     for n, r in params:
@@ -358,6 +361,7 @@ _IMPERATIVE = ("{C}.", "Can you {c}?", "Could you please {c}?", "Please {c}.", "
 _INFINITIVE = ("I need to {c}.", "I'd like to {c}.", "Help me {c}.", "Is it possible to {c}?", "I want to {c}.",
                "{X}, and I need to {c}.", "I have to {c} - {x}.", "Can you help me {c}?")
 
+# %% ../../nbs/api/10_data_sage.ipynb #076010af
 def need_clause(spec: ToolSpec, rng: random.Random, keys: dict, cat_kw: list, n_optional: int | None = None) -> tuple[str, dict]:
     "One natural-language request for what the tool does, with concrete argument values: (clause, arguments)."
     verb = rng.choice(spec.verbs)
@@ -392,6 +396,7 @@ def need_clause(spec: ToolSpec, rng: random.Random, keys: dict, cat_kw: list, n_
     if len(phrases) > 2 and rng.random() < 0.5: phrases[1:] = rng.sample(phrases[1:], len(phrases) - 1)
     return " ".join([verb, np] + phrases), args
 
+# %% ../../nbs/api/10_data_sage.ipynb #13ccdbc1
 def frame(clause: str, verb: str, rng: random.Random, ctx: list) -> str:
     "Put a clause into a sentence frame (with optional situational context)."
     frames = list(_IMPERATIVE) + ([] if " me" in f" {verb} " or verb.startswith(("tell", "show", "give")) else list(_INFINITIVE))
@@ -419,6 +424,7 @@ _JOIN2 = ("{C1}, and also {c2}.", "Can you {c1} and then {c2}?", "Two things: {c
 _JOIN3 = ("{C1}, {c2}, and {c3}.", "Three things: {c1}; {c2}; and {c3}.", "{X}. Please {c1}, then {c2}, and finally {c3}.",
           "Can you {c1}, {c2} and also {c3}?")
 
+# %% ../../nbs/api/10_data_sage.ipynb #2207ad5a
 def make_selection(specs: list[ToolSpec], cats: list[_Cat], rng: random.Random, keys: dict, n: int = 600) -> list[SelectionSample]:
     "Tool-selection queries written from what their ground-truth tools do; 70% one tool, 25% two, 5% three."
     by_cat = {c.id: [s for s in specs if s.category == c.id] for c in cats}
@@ -488,6 +494,7 @@ def _literal_ok(n: str, keys: dict) -> bool:
     "A required parameter a request can state literally (ids of objects must come from an earlier step)."
     return bool(field_schema(n, keys)["pool"]) or n == "query"
 
+# %% ../../nbs/api/10_data_sage.ipynb #53e332d7
 def _plan_walk(specs, start_pool, length, rng, keys):
     "A random walk in which every step consumes an output of an earlier one; None when it gets stuck."
     first = rng.choice(start_pool)
@@ -527,6 +534,7 @@ def _plan_walk(specs, start_pool, length, rng, keys):
 
 _REF = ("that {l}", "the {l} from before", "the {l} you got", "that same {l}")
 
+# %% ../../nbs/api/10_data_sage.ipynb #4b8bd837
 def plan_clause(spec: ToolSpec, feeds: dict, prev: list, rng: random.Random, keys: dict, cat_kw: list) -> tuple[str, dict]:
     "The request clause of one plan step: references for what earlier steps produce, concrete values for the rest."
     verb = rng.choice(spec.verbs)
@@ -567,11 +575,13 @@ _FIRST = ("First, {c}", "{C}", "Start by {g}", "I need you to {c}")
 _THEN = ("then {c}", "after that, {c}", "next, {c}", "and then {c}", "once that's done, {c}", "then use that to {c}")
 _LAST = ("and finally {c}", "and lastly {c}", "and to finish, {c}")
 
+# %% ../../nbs/api/10_data_sage.ipynb #1d5993a3
 def _gerund(clause: str) -> str:
     w, _, rest = clause.partition(" ")
     g = w[:-1] + "ing" if w.endswith("e") and not w.endswith("ee") else (w + w[-1] + "ing" if re.fullmatch(r"[^aeiou]*[aeiou][bdgmnpt]", w) else w + "ing")
     return f"{g} {rest}".strip()
 
+# %% ../../nbs/api/10_data_sage.ipynb #69348952
 def make_planning(specs: list[ToolSpec], cats: list[_Cat], rng: random.Random, keys: dict, n: int = 300) -> list[PlanningSample]:
     "Plans of 2-8 steps in which every step uses an output of an earlier step; the request describes the steps in order."
     cat_of = {c.id: c for c in cats}
@@ -646,6 +656,7 @@ def _answer_context(spec: ToolSpec, rng, keys, cat) -> tuple[list, dict, str]:
            {"role": "assistant", "content": f"Here is what I found. {_cap(said)}."}]
     return ctx, vals, clause
 
+# %% ../../nbs/api/10_data_sage.ipynb #bb771daa
 def make_timing(specs: list[ToolSpec], cats: list[_Cat], rng: random.Random, keys: dict, n: int = 300) -> list[TimingSample]:
     "Turns that need a tool (live data, actions, personal state, computations over outside data) and turns that do not."
     cat_of = {c.id: c for c in cats}
