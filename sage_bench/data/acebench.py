@@ -139,6 +139,7 @@ def _question(c: str, q, af: Path, answers: dict, cat: ToolCatalog, min_candidat
         if e.field in ("ground_truth", "mile_stone"): raise RecordError(e.msg, str(af), aln, e.field) from None
         raise
 
+# %% ../../nbs/api/11_data_acebench.ipynb #9c1a5fb5
 @register_dataset("acebench", description="ACEBench (English): selection + timing from normal_*, timing negatives from "
                   "special_*, planning from agent milestones", url=ACEBENCH_URL)
 def load_acebench(data_dir=None, lenient: bool = False, language: str = "en", min_candidates: int | None = None,
@@ -176,6 +177,7 @@ def load_acebench(data_dir=None, lenient: bool = False, language: str = "en", mi
     ds = finish_dataset("acebench", cat, makers, notes, guard)
     return selection_variant(leak_free_splits(label_subsets(ds, lambda s: s.meta.get("category"))), selection)
 
+# %% ../../nbs/api/11_data_acebench.ipynb #7b39e244
 @register_dataset("acebench_per_sample", description="ACEBench (English) normal_*: selection over each question's own functions "
                   "(the per-sample task)", url=ACEBENCH_URL)
 def load_acebench_per_sample(data_dir=None, lenient: bool = False, language: str = "en") -> Dataset:

@@ -149,6 +149,7 @@ def _read_dialogue(p: Path, allow_empty: bool) -> list[tuple[int, dict]]:
         except RecordError as e: raise RecordError(e.msg, str(p), ln, e.field) from None
     return rows
 
+# %% ../../nbs/api/12_data_apibank.ipynb #3801434e
 @register_dataset("apibank", description="API-Bank: level-1/2 selection, level-3 planning, dialogue-turn timing", url=APIBANK_URL)
 def load_apibank(data_dir=None, lenient: bool = False, min_candidates: int | None = None, selection: str = "pooled") -> Dataset:
     """Load API-Bank from its published layout (see the notebook for the mapping to the three challenges). Selection ranks the
@@ -276,6 +277,7 @@ def load_apibank(data_dir=None, lenient: bool = False, min_candidates: int | Non
     ds = label_subsets(ds, lambda s: f"level-{s.meta['level']}" if "level" in s.meta else None)
     return selection_variant(leak_free_splits(ds, group=lambda s: s.meta.get("source_file")), selection)   # a dialogue file: one split
 
+# %% ../../nbs/api/12_data_apibank.ipynb #bbd680cf
 @register_dataset("apibank_per_sample", description="API-Bank level-1/2: selection over each step's own APIs (level 1: the "
                   "prompt's APIs; the per-sample task)", url=APIBANK_URL)
 def load_apibank_per_sample(data_dir=None, lenient: bool = False) -> Dataset:

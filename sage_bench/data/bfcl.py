@@ -194,6 +194,7 @@ def load_bfcl(data_dir=None, lenient: bool = False, categories=None, selection: 
     ds = leak_free_splits(label_subsets(ds, lambda s: s.meta.get("category")), group=_question_group)
     return selection_variant(ds, selection)
 
+# %% ../../nbs/api/15_data_bfcl.ipynb #b3fc63c6
 def _question_group(s) -> str | None:
     "The four multi-turn categories ask the same questions (`multi_turn_base_12`, `multi_turn_miss_func_12`): one split for them."
     m = re.fullmatch(r"multi_turn_\w+?_(\d+)", s.meta.get("source_id", "")) if s.meta.get("category") in BFCL_MULTI_TURN else None
@@ -272,6 +273,7 @@ def _multi_turn_spec(d: dict, cat: str, ans: dict, class_fns: dict, params_of):
                                     "gold_steps_per_turn": per_turn, "gold_path": d.get("path", [])})
     return build
 
+# %% ../../nbs/api/15_data_bfcl.ipynb #9d2cd7cc
 def _gold_calls(gt, turns: list, by_name: dict, classes: list, params_of) -> tuple[list, list[int]]:
     "The answer's calls per turn -> ([(function key, arguments)], calls per turn)."
     if not isinstance(gt, list) or len(gt) != len(turns):

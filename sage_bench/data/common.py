@@ -122,6 +122,7 @@ def _describe(exc: Exception) -> str:
     if isinstance(exc, IndexError): return f"a list is shorter than expected ({exc})"
     return f"{type(exc).__name__}: {exc}"
 
+# %% ../../nbs/api/18_data_common.ipynb #1a39549d
 class Guard:
     "Strict/lenient handling of damaged records with per-file `LoadReport`s; a `DataFileError` always propagates."
     def __init__(self, lenient: bool = False, root: Path | str | None = None):
@@ -435,6 +436,7 @@ def _near_pairs(texts: list[str], threshold: float, chunk: int = 4000):
         m = cos >= threshold
         yield from zip(r[m].tolist(), c[m].tolist())
 
+# %% ../../nbs/api/18_data_common.ipynb #fa91279a
 def split_leaks(ds: Dataset, threshold: float = LEAK_COSINE) -> dict:
     "{challenge: number of distinct dev/test texts within TF-IDF cosine `threshold` of a train text of that challenge}."
     from sage_bench.core import text_of
@@ -451,6 +453,7 @@ def split_leaks(ds: Dataset, threshold: float = LEAK_COSINE) -> dict:
         out[ch] = len(bad)
     return out
 
+# %% ../../nbs/api/18_data_common.ipynb #b033d40a
 def leak_free_splits(ds: Dataset, threshold: float = LEAK_COSINE, group=None) -> Dataset:
     """Splits regrouped so that no dev/test text is within TF-IDF cosine `threshold` of a train text of its challenge: samples
     with the same text, the same `group(sample)` (not None), or near texts (transitively) share the split of their smallest id."""

@@ -115,6 +115,7 @@ def taskbench_requests(data_dir=None, domain: str = "huggingface") -> list[dict]
     "The unlabelled user requests of a domain ({id, user_request}); for running methods, not for scoring."
     return [r for _, r in read_json_lines(taskbench_dir(data_dir) / f"data_{domain}" / "user_requests.json", Guard())]
 
+# %% ../../nbs/api/14_data_taskbench.ipynb #b92417eb
 @register_dataset("taskbench", description="TaskBench tool graphs (huggingface, multimedia, dailylifeapis); samples only with the "
                   "labelled data.json, which the shared copy lacks", url=TASKBENCH_URL)
 def load_taskbench(data_dir=None, lenient: bool = False, domains=TASKBENCH_DOMAINS, labels_dir=None,

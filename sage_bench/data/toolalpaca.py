@@ -82,6 +82,7 @@ def _golden(seq) -> tuple[list[tuple[str, Optional[dict]]], bool, list[int]]:
     if not steps: raise RecordError("golden answer has no API call", field="Golden_Answers")
     return steps, asks, optional
 
+# %% ../../nbs/api/13_data_toolalpaca.ipynb #a0c3001d
 @register_dataset("toolalpaca", description="ToolAlpaca eval sets: selection from golden actions, planning from multi-call sequences",
                   url=TOOLALPACA_URL)
 def load_toolalpaca(data_dir=None, lenient: bool = False, sets=TOOLALPACA_SETS, min_candidates: int | None = None,
@@ -157,6 +158,7 @@ def load_toolalpaca(data_dir=None, lenient: bool = False, sets=TOOLALPACA_SETS, 
     ds = leak_free_splits(label_subsets(ds, lambda s: s.meta.get("set")), group=lambda s: s.meta.get("toolset"))   # a toolset: one split
     return selection_variant(ds, selection)
 
+# %% ../../nbs/api/13_data_toolalpaca.ipynb #3f1380ab
 @register_dataset("toolalpaca_per_sample", description="ToolAlpaca eval sets: selection over each instruction's own toolset "
                   "(2 to 10 functions; the per-sample task)", url=TOOLALPACA_URL)
 def load_toolalpaca_per_sample(data_dir=None, lenient: bool = False, sets=TOOLALPACA_SETS) -> Dataset:

@@ -132,6 +132,7 @@ def load_toolbench(data_dir=None, lenient: bool = False, setting: str = "union",
     ds = finish_dataset(name, ToolLibrary(apis.values(), name), items, notes, guard)
     return leak_free_splits(label_subsets(ds, lambda s: s.meta.get("group")))     # subsets G1_instruction ... G3_instruction
 
+# %% ../../nbs/api/16_data_toolbench.ipynb #0584d7fd
 @register_dataset("toolbench_per_query", description="ToolBench test queries: selection over each query's own "
                   "candidate APIs", url=TOOLBENCH_URL)
 def load_toolbench_per_query(data_dir=None, lenient: bool = False, groups=None) -> Dataset:
