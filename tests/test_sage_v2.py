@@ -170,3 +170,47 @@ def test_paraphrase_hook_is_used():
     _, samples, _ = generate_sage_v2(paraphrase=lambda spec, text: text.upper())
     single = [s for s in samples if s.challenge != "tool_selection" or s.meta["n_tools"] == 1]
     assert single and all(text_of(s) == text_of(s).upper() for s in single)
+
+
+def _texts(s):
+    if s.challenge == "tool_selection": return s.query
+    if s.challenge == "planning": return s.request
+    return " ".join([c["content"] for c in s.context] + [s.message])
+
+
+def test_a_person_keeps_their_own_email(ds):
+    import re
+    from sage_bench.data.sage_v2 import people
+    who = people()
+    bad = []
+    for s in ds.samples:
+        t = _texts(s)
+        names = [n for n in who if n in t]
+        mails = set(re.findall(r"[a-z]+\.[a-z]+@example\.com", t)) & set(who.values())
+        if len(names) == 1 and mails and who[names[0]] not in mails: bad.append((s.id, t))
+    assert bad == [], bad[:5]
+
+
+def test_dates_of_one_request_fit_together(ds):
+    import re
+    from datetime import date
+    bad = []
+    for s in ds.samples:
+        if s.challenge != "planning": continue
+        ds_ = {(st.tool_id, k): date.fromisoformat(v[:10]) for st in s.steps for k, v in st.arguments.items()
+               if isinstance(v, str) and re.fullmatch(r"\d{4}-\d\d-\d\d(T.*)?", v)}
+        if not ds_: continue
+        by_name = {k: d for (_, k), d in ds_.items()}
+        if ((max(ds_.values()) - min(ds_.values())).days > 14 or ("date" in by_name and "check_in" in by_name and by_name["date"] != by_name["check_in"])
+                or any(k in ("check_out", "end_date", "end", "return_at") and d < min(ds_.values()) for (_, k), d in ds_.items())):
+            bad.append((s.id, s.request))
+    assert bad == [], bad[:5]
+
+
+def test_a_count_of_one_is_singular(ds):
+    import re
+    from sage_bench.data.sage_v2 import COUNT_NOUNS
+    one = re.compile(r"(?<![\d.,])\b1 (%s)\b" % "|".join(sorted(COUNT_NOUNS)))
+    bad = [(s.id, _texts(s)) for s in ds.samples if one.search(_texts(s))]
+    assert bad == [], bad[:5]
+

@@ -4,7 +4,8 @@
 
 # %% ../../nbs/api/10b_sage_v2_samples.ipynb #bde5241b
 from __future__ import annotations
-import random, re
+import functools, random, re
+from datetime import date, timedelta
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Callable
@@ -16,10 +17,11 @@ from .sage_v2_library import Category, MaterialError, _load_yaml, load_material,
 
 # %% auto #0
 __all__ = ['SAGE_V2_VERSION', 'SAGE_V2_SEED', 'SPLIT_RATIOS', 'LEAK_CHAR_COSINE', 'Paraphrase', 'PAIRED', 'SAME_AS',
-           'identity_paraphrase', 'slot_value', 'spoken', 'fill', 'coerce', 'has_id', 'load_equivalents',
-           'make_selection', 'make_pairs', 'output_fields', 'link_plan', 'check_plan', 'load_goals', 'make_planning',
-           'load_turns', 'make_timing', 'char_tfidf', 'near_pairs', 'assign_splits', 'generate_sage_v2', 'shipped_dir',
-           'write_sage_v2', 'load_sage_v2']
+           'COUNT_NOUNS', 'identity_paraphrase', 'slot_value', 'spoken', 'cohere_dates', 'people', 'cohere_person',
+           'cohere', 'agree', 'fill', 'coerce', 'has_id', 'load_equivalents', 'make_selection', 'make_pairs',
+           'output_fields', 'link_plan', 'check_plan', 'load_goals', 'make_planning', 'load_turns', 'make_timing',
+           'char_tfidf', 'near_pairs', 'assign_splits', 'generate_sage_v2', 'shipped_dir', 'write_sage_v2',
+           'load_sage_v2']
 
 # %% ../../nbs/api/10b_sage_v2_samples.ipynb #746f52f3
 SAGE_V2_VERSION = "2.0"
@@ -72,6 +74,68 @@ def spoken(value, f, style: int = 0) -> str:
     if base == "enum": return v.replace("_", " ")
     return v
 
+def _is_end(name: str) -> bool:
+    "Does a date slot close a period (`check_out`, `end_date`, `lease_end`, `return_at`)?"
+    return name in PAIRED or name.startswith("end") or name.endswith("_end") or name.startswith("return")
+
+def _shift(value: str, day: date) -> str:
+    "An ISO date or date-time moved to `day`, keeping its time of day."
+    return day.isoformat() + value[10:]
+
+def cohere_dates(vals: dict, fields: dict, rng: random.Random, keep: set = frozenset()) -> None:
+    """Make the dates of one text fit together: every start or single day is one day (the first the text names), and a
+    period's end keeps its distance from its start when the two were drawn as a pair (otherwise it falls a few days later). In place."""
+    slots = [n for n, v in vals.items() if isinstance(v, str) and re.match(r"\d{4}-\d{2}-\d{2}", v)
+             and fields.get(n) is not None and fields[n].type.base in ("date", "datetime")]
+    if len(slots) < 2: return
+    day = lambda v: date.fromisoformat(v[:10])
+    anchor = next((day(vals[n]) for n in slots if n in keep), None) or next((day(vals[n]) for n in slots if not _is_end(n)), day(vals[slots[0]]))
+    span = timedelta(days=rng.choice((2, 3, 4, 5, 7)))
+    old = dict(vals)
+    for n in slots:
+        if n in keep: continue
+        if not _is_end(n): vals[n] = _shift(old[n], anchor); continue
+        start = PAIRED.get(n)
+        gap = day(old[n]) - day(old[start]) if start in old and start in slots else span
+        vals[n] = _shift(old[n], anchor + (gap if timedelta(0) <= gap <= timedelta(days=14) else span))   # unpaired draws: a short stay
+
+_PERSON_EMAIL = re.compile(r"\b([a-z]+)\.([a-z]+)@example\.com\b")
+
+@functools.lru_cache(maxsize=4)
+def people(root: str | None = None) -> dict[str, str]:
+    "{full name: email} of the people in the material, read off the `first.last@example.com` addresses it gives."
+    out = {}
+    for p in sorted(Path(root or material_dir()).rglob("*.yaml")):
+        for a, b in _PERSON_EMAIL.findall(p.read_text()): out.setdefault(f"{a.title()} {b.title()}", f"{a}.{b}@example.com")
+    return out
+
+def cohere_person(vals: dict, fields: dict, keep: set = frozenset()) -> None:
+    "A person named in a text has their own email address there: the first email slot follows the first known name. In place."
+    who = people()
+    names = [v for n, v in vals.items() if isinstance(v, str) and v in who]
+    mails = [n for n, v in vals.items() if n not in keep and fields.get(n) is not None and fields[n].type.base == "email"
+             and not fields[n].type.array and isinstance(v, str) and _PERSON_EMAIL.fullmatch(v)]
+    if names and mails: vals[mails[0]] = who[names[0]]
+
+def cohere(vals: dict, fields: dict, rng: random.Random, keep: set = frozenset()) -> None:
+    "Related values of one text drawn together: one trip's dates, one person's name and address (`keep`: values given)."
+    cohere_dates(vals, fields, rng, keep)
+    cohere_person(vals, fields, keep)
+
+_SINGULAR = {"people": "person", "children": "child", "copies": "copy", "bodies": "body", "nights": "night"}
+_COUNTED = re.compile(r"(?<![\d.,])\b1 ([a-z]+s)\b")
+COUNT_NOUNS = set("bags tickets suitcases seats guests days bedrooms travellers passengers rooms hours copies minutes shares years months "
+                  "times stars steps nights adults kids pieces items tables weeks litres portions servings tyres lessons sessions "
+                  "players units loads classes boxes".split())
+
+def agree(text: str) -> str:
+    "Number agreement after a count of one: `1 guests` -> `1 guest`, `1 copies` -> `1 copy`."
+    def one(m):
+        w = m.group(1)
+        if w not in COUNT_NOUNS: return m.group(0)
+        return "1 " + _SINGULAR.get(w, w[:-2] if w.endswith(("ses", "xes")) and w not in ("suitcases",) else w[:-1])
+    return _COUNTED.sub(one, text)
+
 def fill(template: str, fields: dict, rng: random.Random, pools: dict | None = None, fixed: dict | None = None) -> tuple[str, dict]:
     "Fill every {slot} of `template`; (text, {slot: value}). Unknown slots raise ValueError."
     pools, vals = pools or {}, dict(fixed or {})
@@ -80,9 +144,10 @@ def fill(template: str, fields: dict, rng: random.Random, pools: dict | None = N
         v = rng.choice(inline.split("|")) if inline else slot_value(name, fields, pools, rng, vals)
         if v is None: raise ValueError(f"slot {{{name}}} has no field or pool with values (give some inline: {{{name}=a|b}})")
         vals[name] = v
+    cohere(vals, fields, rng, set(fixed or {}))
     style = rng.randrange(3)                      # one way of writing dates per text
     said = {n: spoken(v, fields.get(n), style) for n, v in vals.items()}
-    return _SLOT.sub(lambda m: said[m.group(1)], template), vals
+    return agree(_SLOT.sub(lambda m: said[m.group(1)], template)), vals
 
 _DATEISH = re.compile(r"\b\d{4}-\d{2}(-\d{2}(T\d{2}:\d{2})?)?\b|\b\d{4}-Q\d\b")
 
