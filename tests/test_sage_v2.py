@@ -214,3 +214,8 @@ def test_a_count_of_one_is_singular(ds):
     bad = [(s.id, _texts(s)) for s in ds.samples if one.search(_texts(s))]
     assert bad == [], bad[:5]
 
+
+def test_every_tool_has_a_phrasing():
+    cats = load_material()
+    bare = [t.id for c in cats for t in c.tools if not c.queries.get(t.id)]
+    assert bare == [], bare
