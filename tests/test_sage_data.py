@@ -133,3 +133,16 @@ def test_synthetic_tools_scale_to_20k(ds):
     assert not {t.id for t in extra} & set(ds.tools.ids)
     assert len({t.description for t in extra}) == 20000
     assert [t.id for t in synthetic_tools(50)] == [t.id for t in synthetic_tools(50)]
+
+
+def test_material_is_read_from_package_data(tmp_path):
+    "The generator's material lies in resources/sage/material/ (shipped with the package); a damaged file names itself."
+    from sage_bench.data import sage
+    assert sage.MATERIAL == resources_dir() / "sage" / "material"
+    names = {p.stem for p in sage.MATERIAL.glob("*.json")}
+    assert {"pools", "fields", "timing", *sage.CATEGORY_FILES} <= names
+    assert [c.id for c in sage.CATEGORIES] == [d["id"] for f in sage.CATEGORY_FILES for d in sage._material(f)]
+    assert set(sage.FIELDS) == set(sage._material("fields"))
+    (tmp_path / "fields.json").write_text('{"x": {"type": "string",\n}')
+    with pytest.raises(ValueError, match=r"fields\.json.*line 2"):
+        sage._material("fields", tmp_path)
