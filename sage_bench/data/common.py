@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 from dataclasses import replace
 from ..core import (RecordError, LoadReport, Tool, ToolLibrary, Dataset, Sample, SelectionSample, PlanningSample,
-                             stable_hash)
+                             stable_hash, sample_from_dict)
 
 # %% auto #0
 __all__ = ['MAX_FIELD_CHARS', 'SELECTION_VARIANTS', 'LEAK_COSINE', 'json_schema_object', 'ToolCatalog', 'parse_calls',
            'DataFileError', 'Guard', 'read_text', 'check_size', 'read_json_lines', 'read_json_file', 'read_json_items',
-           'read_json_array', 'read_json_object', 'read_csv', 'print_skips', 'finish_dataset', 'pooled_corpus',
-           'label_subsets', 'selection_variant', 'split_leaks', 'leak_free_splits']
+           'read_json_array', 'read_json_object', 'read_csv', 'print_skips', 'finish_dataset', 'load_shipped_jsonl',
+           'pooled_corpus', 'label_subsets', 'selection_variant', 'split_leaks', 'leak_free_splits']
 
 # %% ../../nbs/api/18_data_common.ipynb #cea9797b
 _TYPE_ALIASES = {"dict": "object", "list": "array", "str": "string", "int": "integer", "float": "number",
@@ -355,6 +355,22 @@ def finish_dataset(name: str, tools, items: Iterable[tuple], notes: list[str], g
     ds = Dataset(name, lib, samples, notes=list(notes), skipped=guard.skipped(), lenient=guard.lenient).check()
     if guard.lenient: print_skips(ds)
     return ds
+
+# %% ../../nbs/api/18_data_common.ipynb #a9bf22a0
+def load_shipped_jsonl(name: str, d: Path, regenerate: str, notes: list[str], lenient: bool = False) -> Dataset:
+    """A built-in data set from `d/tools.jsonl` and `d/samples.jsonl`, every line validated (a bad line names its file and
+    line, or is skipped and counted when `lenient`); a missing file says how to write it again (`regenerate`)."""
+    for f in ("tools.jsonl", "samples.jsonl"):
+        if not (d / f).exists(): raise FileNotFoundError(f"{name} data set: {d / f} is missing; regenerate it with `{regenerate}`")
+    guard, tf, sf = Guard(lenient), d / "tools.jsonl", d / "samples.jsonl"
+    tools, items = [], []
+    for ln, r in read_json_lines(tf, guard):
+        t = guard(tf, ln, Tool.from_dict, r)
+        if t is not None and guard.first("tool id", t.id, tf, ln): tools.append(t)
+    for ln, r in read_json_lines(sf, guard):
+        s = guard(sf, ln, sample_from_dict, r)
+        if s is not None: items.append((sf, ln, s))
+    return finish_dataset(name, ToolLibrary(tools, name), items, notes, guard)
 
 # %% ../../nbs/api/18_data_common.ipynb #aef9fedc
 SELECTION_VARIANTS = ("pooled", "per_sample")

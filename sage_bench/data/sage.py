@@ -8,9 +8,9 @@ import json, random, re
 from dataclasses import dataclass, field
 from pathlib import Path
 from ..core import (CHALLENGES, Dataset, PlanStep, PlanningSample, Sample, SelectionSample, TimingSample, Tool,
-                             ToolLibrary, resources_dir, sample_from_dict, write_jsonl)
+                             resources_dir, write_jsonl)
 from ..registry import register_dataset
-from .common import Guard, finish_dataset, read_json_lines
+from .common import load_shipped_jsonl
 
 # %% auto #0
 __all__ = ['SAGE_SEED', 'MATERIAL', 'CITIES', 'PEOPLE', 'STREETS', 'DATES', 'TIMES', 'EMAILS', 'PHONES', 'FIELDS',
@@ -767,21 +767,9 @@ def write_sage(out_dir: str | Path | None = None, seed: int = SAGE_SEED) -> Path
                   url="built in")
 def load_sage(data_dir: str | Path | None = None, lenient: bool = False, **kw) -> Dataset:
     "Load the shipped `sage` data set (or the one written to `data_dir`), validating every line."
-    d = Path(data_dir) if data_dir else resources_dir() / "sage"
-    for f in ("tools.jsonl", "samples.jsonl"):
-        if not (d / f).exists():
-            raise FileNotFoundError(f"sage data set: {d / f} is missing; regenerate it with "
-                                    f"`python -c 'from sage_bench.data.sage import write_sage; write_sage()'`")
-    guard, tf, sf = Guard(lenient), d / "tools.jsonl", d / "samples.jsonl"
-    tools, items = [], []
-    for ln, r in read_json_lines(tf, guard):
-        t = guard(tf, ln, Tool.from_dict, r)
-        if t is not None and guard.first("tool id", t.id, tf, ln): tools.append(t)
-    for ln, r in read_json_lines(sf, guard):
-        s = guard(sf, ln, sample_from_dict, r)
-        if s is not None: items.append((sf, ln, s))
-    return finish_dataset("sage", ToolLibrary(tools, "sage"), items,
-                          ["synthetic, generated from hand-written material by sage_bench.data.sage (seed 42)"], guard)
+    return load_shipped_jsonl("sage", Path(data_dir) if data_dir else resources_dir() / "sage",
+                              "python -c 'from sage_bench.data.sage import write_sage; write_sage()'",
+                              ["synthetic, generated from hand-written material by sage_bench.data.sage (seed 42)"], lenient)
 
 # %% ../../nbs/api/10_data_sage.ipynb #e2d54c59
 _SYN_MODES = [("batch", "Batch variant: takes up to 100 inputs in one call and returns one result per input."),

@@ -10,9 +10,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Callable
 from ..core import (CHALLENGES, Dataset, PlanStep, PlanningSample, Sample, SelectionSample, TimingSample, Tool,
-                             ToolLibrary, resources_dir, sample_from_dict, write_jsonl)
+                             resources_dir, write_jsonl)
 from ..registry import register_dataset
-from .common import Guard, finish_dataset, read_json_lines
+from .common import load_shipped_jsonl
 from .sage_v2_library import Category, MaterialError, _load_yaml, load_material, material_dir
 
 # %% auto #0
@@ -498,20 +498,9 @@ def write_sage_v2(out_dir: str | Path | None = None, seed: int = SAGE_V2_SEED, p
                   "goal-level plans with dependency graphs, ten kinds of timing turns", url="built in", version=SAGE_V2_VERSION)
 def load_sage_v2(data_dir: str | Path | None = None, lenient: bool = False, **kw) -> Dataset:
     "Load the shipped `sage` v2 data set (or the one written to `data_dir`), validating every line."
-    d = Path(data_dir) if data_dir else shipped_dir()
-    for f in ("tools.jsonl", "samples.jsonl"):
-        if not (d / f).exists():
-            raise FileNotFoundError(f"sage v2 data set: {d / f} is missing; regenerate it with "
-                                    f"`python -c 'from sage_bench.data.sage_v2 import write_sage_v2; write_sage_v2()'`")
-    guard, tf, sf = Guard(lenient), d / "tools.jsonl", d / "samples.jsonl"
-    tools, items = [], []
-    for ln, r in read_json_lines(tf, guard):
-        t = guard(tf, ln, Tool.from_dict, r)
-        if t is not None and guard.first("tool id", t.id, tf, ln): tools.append(t)
-    for ln, r in read_json_lines(sf, guard):
-        s = guard(sf, ln, sample_from_dict, r)
-        if s is not None: items.append((sf, ln, s))
-    ds = finish_dataset("sage_v2", ToolLibrary(tools, "sage_v2"), items,
-                        [f"sage version {SAGE_V2_VERSION}: generated from hand-written material by sage_bench.data.sage_v2 (seed {SAGE_V2_SEED})"], guard)
+    ds = load_shipped_jsonl("sage_v2", Path(data_dir) if data_dir else shipped_dir(),
+                            "python -c 'from sage_bench.data.sage_v2 import write_sage_v2; write_sage_v2()'",
+                            [f"sage version {SAGE_V2_VERSION}: generated from hand-written material by sage_bench.data.sage_v2 "
+                             f"(seed {SAGE_V2_SEED})"], lenient)
     ds.version = SAGE_V2_VERSION
     return ds
