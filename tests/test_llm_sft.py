@@ -254,7 +254,7 @@ def test_tiny_run_lowers_loss_converts_and_serves(tmp_path):
         from sage_bench.engine import evaluate          # the tuned method through the engine, on the server already up
         m = L._tuned_classes()["timing"](adapter_run=rec["path"], port=SFT_PORT)
         res = evaluate(m, "sage", "test", samples=3, output_dir=tmp_path / "eval", resume=False, progress=False, name="tuned")
-        assert m.config["llm"].get("model", info["client_model"]) == info["client_model"] and res.metrics["n"] == 3  # a config given a server by URL names no model
+        assert m.config["llm"].get("model", info["client_model"]) == info["client_model"] and res.metrics["n"] == 3
         assert res.metrics.get("error_rate", 0) == 0 and m.describe()["sft"]["lora_gguf"] == rec["lora_gguf"]
     finally:
         stop_llm_service(SFT_PORT)
