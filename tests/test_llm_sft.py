@@ -127,6 +127,22 @@ def test_trained_llm_is_one_method_for_three_challenges(tmp_path):
     with pytest.raises(FileNotFoundError, match="full-seed42"): L.default_adapter(False, 42, tmp_path)
 
 
+def test_trained_llm_serves_its_adapter_before_the_engine_asks_for_the_model(tmp_path, monkeypatch):
+    """The engine reads the served model's name (`llm_model_of` -> `client`) before `fit`: the first use of the client
+    serves the adapter, so trained.llm is never scored by whatever server the environment points at (CI found this)."""
+    from sage_bench.engine import llm_model_of
+    run = tmp_path / "sft_run.json"
+    run.write_text(json.dumps({"lora_gguf": "/x/a.gguf", "base": "smollm2-135m", "examples": [1]}))
+    served = []
+    monkeypatch.setattr(L, "serve_run", lambda rec, port: served.append(port) or {"url": "http://127.0.0.1:9/v1", "client_model": "b+lora"})
+    monkeypatch.setenv("SAGE_BENCH_LLM_URL", "http://127.0.0.1:8/v1")       # the base model's server: must not be used
+    m = L.trained_llm("timing", adapter_run=str(run), port=8999)
+    assert llm_model_of(m, timeout_s=0.1) == "b+lora" and served == [8999]     # the adapter's model, served once
+    assert m.client.base_urls == ["http://127.0.0.1:9/v1"] and m.config["llm"]["model"] == "b+lora"
+    m.fit([], None)
+    assert served == [8999] and m.describe()["sft"]["lora_gguf"] == "/x/a.gguf"
+
+
 def test_trained_llm_oracle(ds, tmp_path):
     """A scripted perfect model (the gold answer of every request, in the method's schema) behind trained.llm, through the
     engine: timing is perfect, selection and planning reach the ceiling the retrieval stage leaves them."""

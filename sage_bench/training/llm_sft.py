@@ -479,11 +479,21 @@ class _TunedLLM:
         super().__init__(**{**SFT_METHOD_CONFIG[bool(quick)][self.challenge], **config})
         self.config.update(adapter_run=adapter_run, quick=quick, port=port, seed=seed, output_dir=output_dir)
         self.sft_run = None
+        # pointed at a server (`llm=`) or given a client explicitly: that is what runs; else the adapter is served
+        self._explicit = bool(self.config.get("llm")) or getattr(self, "_client", None) is not None
+
+    @property
+    def client(self):
+        "The client; the first use serves the adapter (the engine asks for the model's name before `fit`)."
+        if not self._explicit and self.sft_run is None: self._serve()
+        return super().client
 
     def fit(self, train, dataset=None) -> None:
         super().fit(train, dataset)                    # what the SFT method itself does in fit (the planner: a check)
+        if not self._explicit and self.sft_run is None: self._serve()
+
+    def _serve(self) -> None:
         c = self.config
-        if c.get("llm") or getattr(self, "_client", None) is not None: return   # pointed at a server (or a client) explicitly
         path = Path(c["adapter_run"]) if c["adapter_run"] else default_adapter(c["quick"], c["seed"], c["output_dir"])
         rec = json.loads(path.read_text())
         info = serve_run(rec, c["port"])
