@@ -2,15 +2,16 @@
 
 threads: the same request (a ~300-token prompt, 32 tokens decoded whatever the model says) sent in turn to llama-servers
     that differ only in their threads: one thread; two threads whose OpenMP workers wait at a barrier as libgomp does by
-    default (spin a while, then sleep), spin briefly (GOMP_SPINCOUNT=10000), or sleep at once (OMP_WAIT_POLICY=PASSIVE). The servers run side by side and take turns
-    (the order alternates each round), so each round compares them under the same load of the shared machine; the
-    median over rounds of the prompt and decode speeds that llama-server itself reports is kept.
+    default (spin a while, then sleep), spin briefly (GOMP_SPINCOUNT=10000), or sleep at once (OMP_WAIT_POLICY=PASSIVE).
+    The servers run side by side and take turns (the order alternates each round), so each round compares them under the
+    same load of the shared machine; the median over rounds of the prompt and decode speeds that llama-server itself
+    reports is kept.
 
 prefix_cache: the methods' real requests (recorded and sent as in bench/llm_throughput.py: the samples concurrent, each
-    one's calls in order, `--concurrency` requests in flight) sent to llama-servers that differ only in their prompt cache: none (--no-cache-prompt), the slots' own prompts only
-    (--cache-ram 0), slots plus the RAM cache (--cache-ram 2048), and that plus --cache-reuse 256. The figure is the
-    number of prompt tokens the server evaluated and the number it took from its cache (its /metrics counters): counts,
-    not times, so the load of the machine does not move them.
+    one's calls in order, `--concurrency` requests in flight) sent to llama-servers that differ only in their prompt cache:
+    none (--no-cache-prompt), the slots' own prompts only (--cache-ram 0), slots plus the RAM cache (--cache-ram 2048),
+    and that plus --cache-reuse 256. The figure is the number of prompt tokens the server evaluated and the number it took
+    from its cache (its /metrics counters): counts, not times, so the load of the machine does not move them.
 
     .venv/bin/python bench/llm_server_settings.py --model qwen2.5-coder-1.5b --only threads --rounds 4
     .venv/bin/python bench/llm_server_settings.py --model smollm2-135m --only prefix_cache

@@ -66,7 +66,8 @@ class EvalResult:
         for k in metrics or TABLE_METRICS[self.challenge]:
             m = self.metrics.get("metrics", {}).get(get_metric(k).name)
             if m: r[k], r[k + "_lo"], r[k + "_hi"] = m["value"], m["ci_low"], m["ci_high"]
-        for k in ("n_transport_failures", "n_failed_replies", "parse_failure_rate", "fallback_rate", "error_rate", "latency_s_mean", "prompt_tokens", "completion_tokens", "llm_calls", "cached_calls"):
+        for k in ("n_transport_failures", "n_failed_replies", "parse_failure_rate", "fallback_rate", "error_rate", "latency_s_mean",
+                  "prompt_tokens", "completion_tokens", "llm_calls", "cached_calls"):
             if k in self.metrics: r[k] = self.metrics[k]
         return r
 
