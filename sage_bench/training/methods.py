@@ -31,6 +31,7 @@ SAGE_METHODS = tuple(ABLATIONS)
 ALL_METHODS = METHODS_5_5 + SAGE_METHODS
 _CORESET = {"B1_random": "random", "B2_stratified": "stratified", "B3_cluster": "cluster", "B4_difficulty": "difficulty"}
 
+# %% ../../nbs/api/54_training_methods.ipynb #a7cb32f3
 @dataclass
 class TrainSettings:
     "Sizes of a run: quick (one seed, few epochs) or full (three seeds, more epochs)."
@@ -48,6 +49,7 @@ class TrainSettings:
         self.epochs_per_round = self.epochs_per_round or (8 if self.quick else 25)
         self.seeds = self.seeds or (1 if self.quick else 3)
 
+# %% ../../nbs/api/54_training_methods.ipynb #d70b4cce
 class UnknownTrainingMethod(UnknownNameError, ValueError):
     "An unknown training method name (a registry-style error, so `sage-bench train` answers 'did you mean' with exit code 2)."
 
@@ -62,7 +64,7 @@ def parse_methods(methods) -> list[str]:
         if m not in out: out.append(m)
     return out
 
-
+# %% ../../nbs/api/54_training_methods.ipynb #26f6ff8b
 def section_methods(methods, pool: Sequence[str]) -> list[str]:
     """The methods of `pool` a section notebook runs, from its `methods` parameter: None/'all' = the whole pool;
     registered method ids of other sections (`sage-bench run --section all --methods ...`) are ignored; unknown names raise."""
@@ -86,6 +88,7 @@ class Prepared:
 
     def idx(self, split: str) -> np.ndarray: return np.flatnonzero(self.split == split)
 
+# %% ../../nbs/api/54_training_methods.ipynb #7c6298af
 _PREPARED: dict = {}
 MIN_CATEGORIES = 10
 
@@ -122,10 +125,12 @@ class TrainedModel:
     encoder: TextEncoder
     info: dict
 
+# %% ../../nbs/api/54_training_methods.ipynb #59b5583e
 def stream_of(P: Prepared, s: TrainSettings, seed: int):
     "The continual stream over the train split (round test sets from the test split)."
     return make_stream(P.F, P.idx("train"), P.idx("test"), P.tool_categories, s.n_rounds, s.window, seed)
 
+# %% ../../nbs/api/54_training_methods.ipynb #a8f87362
 def train_variant(name: str, P: Prepared, settings: TrainSettings | None = None, seed: int = RANDOM_SEED) -> TrainedModel:
     "Really train variant `name` on the train split of `P`; returns the model and its training figures."
     s = settings or TrainSettings()
@@ -174,6 +179,7 @@ class TrainedMethod(Method):
         self.trained = trained
 
     def describe(self) -> dict:
+        "The configuration; once a model is trained, also its training figures (the stream's matrices left out) and encoder."
         d = super().describe()
         if self.trained is not None:
             d["training"] = {k: v for k, v in self.trained.info.items() if k != "stream"}
@@ -181,6 +187,7 @@ class TrainedMethod(Method):
         return d
 
     def fit(self, train: Sequence[Sample], dataset: Dataset) -> None:
+        "Train `variant` on `dataset`'s train split (once per data set, variant, mode and seed), unless a model was given."
         if self.trained is not None: return
         v, q, seed = self.config["variant"], self.config["quick"], self.config["seed"]
         key = (dataset.name, dataset.tools.fingerprint, v, q, seed)
@@ -188,6 +195,7 @@ class TrainedMethod(Method):
         self.trained = _TRAINED[key]
 
     def predict_batch(self, samples: Sequence[Sample], libs: Sequence[ToolLibrary]) -> list[Output]:
+        "Embed the samples and their candidate tools and run the network; each sample is answered by its challenge's head."
         if self.trained is None: raise RuntimeError("the trained model is missing: call fit() first or pass trained=")
         t0 = time.perf_counter()
         seen, tools = set(), []
@@ -199,6 +207,7 @@ class TrainedMethod(Method):
         per = (time.perf_counter() - t0) / max(1, len(samples))
         return [Output(prediction=p, trace={"variant": self.trained.name}, latency_s=per) for p in preds]
 
+# %% ../../nbs/api/54_training_methods.ipynb #82cfcc68
 _NET = "frozen-encoder network (small multi-task net on frozen MiniLM embeddings, no language model; 5.5 baseline, SAGE-Agent)"
 
 @register_method("trained.frozen_encoder_timing", "timing", description=f"{_NET}, timing head")
@@ -265,6 +274,7 @@ def _work(m: str, s: TrainSettings, n_train: int, bs: int) -> dict:
             held = min(cap, held + new)
     return {"n": n, "steps": steps, "work": int(work), "evals": 1 + (s.n_rounds + 1)}
 
+# %% ../../nbs/api/54_training_methods.ipynb #c2cba183
 def training_plan(methods=None, quick: bool = True, dataset: str | Dataset = "sage", seed: int = RANDOM_SEED) -> dict:
     "What `run_training` would do: data sizes, steps and an estimated time per method. Trains nothing."
     methods = parse_methods(methods)
@@ -286,8 +296,10 @@ def training_plan(methods=None, quick: bool = True, dataset: str | Dataset = "sa
             "estimated_total_seconds": round(s.seeds * sum(p["estimated_seconds"] for p in plan), 1),
             "note": "a plan: nothing was trained and no metric is reported; times are estimates from measured rates"}
 
+# %% ../../nbs/api/54_training_methods.ipynb #639fbfe8
 def replay_like(m: str) -> bool: return m in ("C_continual", "D_combined") or (m in ABLATIONS and ABLATIONS[m]["replay"])
 
+# %% ../../nbs/api/54_training_methods.ipynb #623edce3
 def measure_rates(dataset: str | Dataset = "sage", epochs: int = 2, seed: int = RANDOM_SEED, output_dir=None) -> dict:
     "Measure `SECONDS_PER_SAMPLE_STEP` (training loop) and `SECONDS_PER_EVAL_SAMPLE` (engine, three heads) on `dataset`."
     import tempfile
@@ -318,6 +330,7 @@ def _row(tm: TrainedModel, ev: dict) -> dict:
         row["stream"] = {k: st[k] for k in ("R", "b", "metrics", "rounds") if k in st}
     return row
 
+# %% ../../nbs/api/54_training_methods.ipynb #103da855
 def summarise(rows: list[dict]) -> dict:
     "Mean and sd over seeds of each method's headline metrics, wall time and data share."
     from sage_bench.metrics import mean_sd
@@ -335,10 +348,18 @@ def summarise(rows: list[dict]) -> dict:
         out[m] = d
     return out
 
-def run_training(methods=None, quick: bool = True, seed: int = RANDOM_SEED, dry_run: bool = False, output_dir=None,
-                 samples: int | None = None, dataset: str | Dataset = "sage", settings: TrainSettings | None = None,
-                 experiment: str = "paper1/frozen_encoder_net", result_name: str = "training_comparison_network.json",
-                 progress: bool = True) -> dict:
+# %% ../../nbs/api/54_training_methods.ipynb #e06741a4
+def run_training(methods=None,                                           # names: list, comma-separated, None or 'all' (the 5.5 methods)
+                 quick: bool = True,                                     # quick sizes (one seed, few epochs), when `settings` is None
+                 seed: int = RANDOM_SEED,                                # the first seed (the others follow it: seed + 1, ...)
+                 dry_run: bool = False,                                  # return `training_plan` only: train nothing
+                 output_dir=None,                                        # results root (default: `core.benchmark_dir()`)
+                 samples: int | None = None,                             # test samples per challenge (None: the whole test split)
+                 dataset: str | Dataset = "sage",                        # a registered name or a `Dataset`
+                 settings: TrainSettings | None = None,                  # the sizes (default `TrainSettings(quick=quick)`)
+                 experiment: str = "paper1/frozen_encoder_net",          # the folder under `output_dir`
+                 result_name: str = "training_comparison_network.json",  # the result file's name
+                 progress: bool = True) -> dict:                         # print one line per trained method
     "Train and evaluate the requested methods (see above); `dry_run` returns the plan only."
     methods = parse_methods(methods)
     if dry_run: return training_plan(methods, quick, dataset, seed)
@@ -370,8 +391,14 @@ def run_training(methods=None, quick: bool = True, seed: int = RANDOM_SEED, dry_
     return result
 
 # %% ../../nbs/api/54_training_methods.ipynb #6d74ffc5
-def run_paper2(quick: bool = True, seed: int = RANDOM_SEED, output_dir=None, samples: int | None = None,
-               dataset: str | Dataset = "sage", settings: TrainSettings | None = None, ablations=None, progress: bool = True) -> dict:
+def run_paper2(quick: bool = True,                       # quick sizes, when `settings` is None
+               seed: int = RANDOM_SEED,                  # the first seed
+               output_dir=None,                          # results root (default: `core.benchmark_dir()`)
+               samples: int | None = None,               # test samples per challenge (None: the whole test split)
+               dataset: str | Dataset = "sage",          # a registered name or a `Dataset`
+               settings: TrainSettings | None = None,    # the sizes (default `TrainSettings(quick=quick)`)
+               ablations=None,                           # the ablations to train (default: all of `SAGE_METHODS`)
+               progress: bool = True) -> dict:           # print one line per trained ablation
     "Train and evaluate the SAGE-Agent ablations; write the three paper-2 result files."
     from sage_bench.metrics import mean_sd
     ablations = list(ablations or SAGE_METHODS)
@@ -416,6 +443,7 @@ def _fmt(d, pct=True):
     f = 100 if pct else 1
     return f"{f * d['mean']:.1f}" + (f" ± {f * d['sd']:.1f}" if d.get("sd") is not None else "")
 
+# %% ../../nbs/api/54_training_methods.ipynb #8127b686
 def comparison_table(result: dict):
     "A DataFrame: one row per method, headline metrics (percent, mean ± sd over seeds), data share, time."
     import pandas as pd
@@ -428,6 +456,7 @@ def comparison_table(result: dict):
         rows.append(row)
     return pd.DataFrame(rows)
 
+# %% ../../nbs/api/54_training_methods.ipynb #d8329dbf
 def _bars(S: dict, names: list, metrics, baseline: str, title: str = ""):
     "One panel per (challenge, metric): mean over seeds per method (sd as error bar), the value written on each bar."
     import matplotlib.pyplot as plt
@@ -443,6 +472,7 @@ def _bars(S: dict, names: list, metrics, baseline: str, title: str = ""):
     fig.tight_layout()
     return fig
 
+# %% ../../nbs/api/54_training_methods.ipynb #754f6bd9
 def _load(path: Path) -> dict:
     import json
     if not path.exists(): raise FileNotFoundError(str(path))
@@ -453,6 +483,7 @@ def _caption(name: str, caption: str, source: str, output_dir=None) -> Path:
     from sage_bench.store import figures_dir
     return write_json(figures_dir(output_dir) / f"{name}.json", {"caption": caption, "source": source})
 
+# %% ../../nbs/api/54_training_methods.ipynb #2723647c
 def report_5_5(output_dir=None, result: dict | None = None, name: str = "training_comparison_network") -> list[Path]:
     "Write the frozen-encoder network's table and figure from `training_comparison_network.json` (or `result`)."
     import matplotlib; matplotlib.use("Agg")
@@ -466,6 +497,7 @@ def report_5_5(output_dir=None, result: dict | None = None, name: str = "trainin
     fig = _bars(S, list(S), REPORTED, "A_baseline")
     return [tex, *save_figure(fig, name, output_dir)]
 
+# %% ../../nbs/api/54_training_methods.ipynb #c5a03662
 def report_paper2(output_dir=None) -> list[Path]:
     "Paper 2's table and figures from the saved `ablation_summary.json`, `efficiency_analysis.json` and `online_adaptation.json`."
     import matplotlib, numpy as np; matplotlib.use("Agg")
