@@ -31,9 +31,11 @@ class Round:
     own_candidates: bool = False    # True: every sample keeps its own candidates (a drift stream: its version's library)
 
     def describe(self) -> dict:
+        "The round's sizes, as the results record them."
         return {"round": self.r, "library_size": int(len(self.tools)), "new_categories": len(self.new),
                 "retired_categories": len(self.retired), "n_train": int(len(self.train)), "n_test": int(len(self.test))}
 
+# %% ../../nbs/api/52_training_continual.ipynb #45e7410e
 def make_stream(F: Features, train_idx, test_idx, tool_category: Sequence[str], n_rounds: int = 5,
                 window: int | None = 3, seed: int = RANDOM_SEED) -> list[Round]:
     "Deal tool categories to `n_rounds` arrival rounds; each round's library keeps the last `window` rounds' categories."
@@ -56,30 +58,35 @@ def make_stream(F: Features, train_idx, test_idx, tool_category: Sequence[str], 
         prev = set(active)
     return rounds
 
-# %% ../../nbs/api/52_training_continual.ipynb #1aa20c2d
+# %% ../../nbs/api/52_training_continual.ipynb #a2436425
 def average_accuracy(R) -> float:
     R = np.asarray(R, float); return float(R[-1].mean())
 
+# %% ../../nbs/api/52_training_continual.ipynb #e5027424
 def forgetting(R) -> float:
     R = np.asarray(R, float); T = len(R)
     if T < 2: return 0.0
     return float(np.mean([R[j:T - 1, j].max() - R[T - 1, j] for j in range(T - 1)]))
 
+# %% ../../nbs/api/52_training_continual.ipynb #b166f0c9
 def backward_transfer(R) -> float:
     R = np.asarray(R, float); T = len(R)
     if T < 2: return 0.0
     return float(np.mean([R[T - 1, j] - R[j, j] for j in range(T - 1)]))
 
+# %% ../../nbs/api/52_training_continual.ipynb #3b1f01ae
 def forward_transfer(R, b) -> float:
     R, b = np.asarray(R, float), np.asarray(b, float); T = len(R)
     if T < 2: return 0.0
     return float(np.mean([R[j - 1, j] - b[j] for j in range(1, T)]))
 
+# %% ../../nbs/api/52_training_continual.ipynb #cb78dc36
 def drift_per_round(R) -> float:
     R = np.asarray(R, float); T = len(R)
     d = [np.mean([R[i, j] - R[i - 1, j] for i in range(j + 1, T)]) for j in range(T - 1)]
     return float(np.mean(d)) if d else 0.0
 
+# %% ../../nbs/api/52_training_continual.ipynb #fa5fc5af
 def stream_metrics(R, b) -> dict:
     "All the figures above from the accuracy matrix `R` and the untrained baseline `b`."
     return {"average_accuracy": average_accuracy(R), "forgetting": forgetting(R), "backward_transfer": backward_transfer(R),
@@ -109,6 +116,7 @@ class EWC:
         self.anchor = {n: p.detach().clone() for n, p in model.named_parameters()}
 
     def penalty(self, model):
+        "The loss term `lam/2 * sum_k F_k (theta_k - theta*_k)^2` (0.0 before the first `consolidate`)."
         if self.fisher is None: return 0.0
         return 0.5 * self.lam * sum((self.fisher[n] * (p - self.anchor[n]) ** 2).sum() for n, p in model.named_parameters())
 
@@ -119,6 +127,7 @@ class Reservoir:
         self.capacity, self.items, self.seen, self.rng = capacity, [], 0, np.random.default_rng(seed)
 
     def add(self, items):
+        "Offer `items`: once full, the n-th item seen replaces a random kept one with probability capacity/n."
         for x in items:
             self.seen += 1
             if len(self.items) < self.capacity: self.items.append(x)
@@ -140,14 +149,17 @@ class ContinualConfig:
     coreset: str | None = None
     budget: float = 0.35
 
+# %% ../../nbs/api/52_training_continual.ipynb #0bab15a5
 def round_features(F: Features, rounds: Sequence[Round]) -> list[Features]:
     "F restricted to each round's library (F itself for a round whose samples keep their own candidates)."
     return [F if r.own_candidates else F.with_candidates(r.tools) for r in rounds]
 
+# %% ../../nbs/api/52_training_continual.ipynb #31006238
 def with_states(model, idx):
     "The context a model that reads per-sample states needs for the samples `idx` (`model.on(idx)`); else nothing."
     return model.on(idx) if hasattr(model, "on") else contextlib.nullcontext()
 
+# %% ../../nbs/api/52_training_continual.ipynb #afd26a6a
 SCORE_KEYS = {"timing": ("accuracy",), "tool_selection": ("hit@5",), "planning": ("plan_success", "step_f1")}
 
 def sample_scores(model, F: Features, idx, k: int = 5, chunk: int = 256) -> dict:
@@ -171,16 +183,19 @@ def sample_scores(model, F: Features, idx, k: int = 5, chunk: int = 256) -> dict
             d["plan_success"].append(float(p["steps"] == gold)); d["step_f1"].append(step_prf(p["steps"], gold)[2])
     return {t: {k_: (v if k_ == "ids" else np.asarray(v, float)) for k_, v in d.items()} for t, d in out.items()}
 
+# %% ../../nbs/api/52_training_continual.ipynb #22209a06
 def cell_scores(scores: dict) -> dict:
     "Timing accuracy, selection hit@5, planning plan success (the headline of each challenge present) and their `mean`."
     out = {t: float(np.mean(scores[t][SCORE_KEYS[t][0]])) for t in TASKS if t in scores}
     out["mean"] = float(np.mean(list(out.values()))) if out else float("nan")
     return out
 
+# %% ../../nbs/api/52_training_continual.ipynb #09d51908
 def score_rounds(model, Fr: Sequence[Features], rounds: Sequence[Round]) -> list[dict]:
     "The headline scores (`cell_scores`) of every round's test set under that round's library."
     return [cell_scores(sample_scores(model, f, r.test)) for f, r in zip(Fr, rounds)]
 
+# %% ../../nbs/api/52_training_continual.ipynb #d809b23a
 def finish_stream(model, out: dict, R: list, b: list, select=None):
     """Pack the accuracy matrix `R` (row i: after round i; column j: round j's test set), the untrained baselines `b`
     and their stream metrics into `out` per score; with `select`, restore the dev-chosen checkpoint. Returns (model, out)."""
@@ -193,6 +208,7 @@ def finish_stream(model, out: dict, R: list, b: list, select=None):
         select.restore(model); out["selection"] = select.summary()
     return model, out
 
+# %% ../../nbs/api/52_training_continual.ipynb #5b08aaaa
 def run_continual(F: Features, rounds: Sequence[Round], cfg: ContinualConfig | None = None,
                   model_cfg: ModelConfig | None = None, seed: int = RANDOM_SEED, evaluate: bool = True, select=None):
     """Train over the rounds; returns (model, result dict with R, b, stream metrics and training figures).
