@@ -16,21 +16,25 @@ def build_5_5(output_dir=None) -> list:
     from sage_bench.training.llm_sft import report_llm_5_5
     return report_llm_5_5(output_dir)
 
+# %% ../../nbs/api/65_training_sections.ipynb #7d6fa778
 def build_paper2(output_dir=None) -> list:
     "Paper 2's tables and figures from the drift study's result files (`training.sage_agent.report_drift`)."
     from sage_bench.training.sage_agent import report_drift
     return report_drift(output_dir)
 
+# %% ../../nbs/api/65_training_sections.ipynb #a4abcda9
 def drift_tests_paragraph(frag, rel, rf) -> str:
     "Paper 2 drift/tests.json: `training.sage_agent.tests_paragraph` (imported when the paper is built)."
     from sage_bench.training.sage_agent import tests_paragraph
     return tests_paragraph(frag, rel, rf)
 
+# %% ../../nbs/api/65_training_sections.ipynb #c6f37516
 def drift_ssis_paragraph(frag, rel, rf) -> str:
     "Paper 2 drift/ssis.json: `training.sage_agent.ssis_paragraph` (imported when the paper is built)."
     from sage_bench.training.sage_agent import ssis_paragraph
     return ssis_paragraph(frag, rel, rf)
 
+# %% ../../nbs/api/65_training_sections.ipynb #5c6c678f
 SECTION_5_5 = declare(Section(
     "5.5", "training comparison", "Training comparison on a LoRA-tuned small LLM: A, B1-B4 coresets, C continual, D combined",
     "05_5_training.ipynb",
@@ -40,6 +44,7 @@ SECTION_5_5 = declare(Section(
                                       "samples (mean and sd over seeds).", "training_comparison.json")},
     artifacts=("training_comparison",)))
 
+# %% ../../nbs/api/65_training_sections.ipynb #ba1dbd74
 SECTION_PAPER2 = declare(Section(
     "paper2", "SAGE-Agent", "SAGE-Agent over a drift stream of tool-library versions: SSIS, priority replay, cross-task attention; "
     "ablation with paired tests, efficiency, online adaptation, the seed design's hypotheses", "06_sage_agent.ipynb", "paper2",
