@@ -263,9 +263,9 @@ def run_ablations(quick: bool = True,              # the smaller grid (`ablation
                   skip_llm: bool = False,          # list the LLM variants under `skipped` instead of running them
                   samples: int | None = None,      # test samples per variant
                   llm_samples: int | None = None,  # the same for LLM variants
-                  seed: int = RANDOM_SEED,
+                  seed: int = RANDOM_SEED,         # sampling and method seed
                   output_dir=None,                 # results root
-                  progress=True,
+                  progress=True,                   # show progress bars
                   skip_reason: str = "skipped by request (--skip-llm)") -> dict:   # the reason recorded for skipped variants
     "Every ablation of the grid; with `skip_llm`, the LLM ones are listed under `skipped` with the reason, not left out silently."
     base = get_dataset("sage")
@@ -285,6 +285,19 @@ def run_ablations(quick: bool = True,              # the smaller grid (`ablation
     return {"rows": rows, "skipped": skipped}
 
 # %% ../../nbs/api/62_analysis.ipynb #a243ca8f
+def _errors_part(methods, skip_llm: bool, quick: bool, samples, seed: int, output_dir, progress) -> tuple[list, dict]:
+    "The methods whose section 5.2 records the error analysis reads (completed where 5.2 did not run them), and the analysis."
+    from sage_bench.experiments.main_eval import SECTION as S52, run_plan, saved_run_params
+    ids = [m for m in (methods or method_ids(skip_llm=skip_llm)) if not m.startswith("trained.")]
+    # the records of section 5.2, with 5.2's own sample counts and method configurations (those it saved, else this
+    # run's mode): reused where 5.2 ran, completed (without touching 5.2's result files) where not
+    p52 = saved_run_params(output_dir) or {"quick": quick, "samples": samples, "llm_samples": None}
+    for m in ids:
+        evaluate(m, "sage", "test", experiment="section_5_2_main", output_dir=experiment_dir(S52, output_dir), seed=seed,
+                 progress=progress, write=False, **run_plan(m, bool(p52["quick"]), p52["samples"], p52["llm_samples"]))
+    return ids, error_analysis(experiment_dir(S52, output_dir), get_dataset("sage"))
+
+# %% ../../nbs/api/62_analysis.ipynb #c43a62e5
 @restores_env("SAGE_BENCH_LLM_URL")       # a URL given here is this run's only
 def run_analysis(quick: bool = True,               # the quick setting (fewer samples, a smaller ablation grid)
                  seed: int = RANDOM_SEED,          # sampling and method seed
@@ -310,15 +323,7 @@ def run_analysis(quick: bool = True,               # the quick setting (fewer sa
     res = {}
     if "errors" in parts:
         t0 = now()
-        from sage_bench.experiments.main_eval import SECTION as S52, run_plan, saved_run_params
-        ids = [m for m in (methods or method_ids(skip_llm=skip_llm)) if not m.startswith("trained.")]
-        # the records of section 5.2, with 5.2's own sample counts and method configurations (those it saved, else this
-        # run's mode): reused where 5.2 ran, completed (without touching 5.2's result files) where not
-        p52 = saved_run_params(output_dir) or {"quick": quick, "samples": samples, "llm_samples": None}
-        for m in ids:
-            evaluate(m, "sage", "test", experiment="section_5_2_main", output_dir=experiment_dir(S52, output_dir), seed=seed,
-                     progress=progress, write=False, **run_plan(m, bool(p52["quick"]), p52["samples"], p52["llm_samples"]))
-        res["errors"] = error_analysis(experiment_dir(S52, output_dir), get_dataset("sage"))
+        ids, res["errors"] = _errors_part(methods, skip_llm, quick, samples, seed, output_dir, progress)
         left_out = [{"method": m, "reason": why} for m in (methods or method_ids()) if m not in ids and not m.startswith("trained.")]
         write_result_file(out / "errors.json", {"errors": res["errors"], "skipped": left_out}, None, config=cfg, seed=seed, started_at=t0)
     sel_fast = [m for m in (methods or ["selector.keyword", "selector.embedding", "selector.hybrid"])
@@ -344,79 +349,106 @@ def _load(name, output_dir):
     if not p.exists(): raise FileNotFoundError(str(p))
     return json.loads(p.read_text())
 
-# %% ../../nbs/api/62_analysis.ipynb #c3132d91
+# %% ../../nbs/api/62_analysis.ipynb #0e508f9b
+def _errors_artifacts(err: dict, output_dir=None) -> list[Path]:
+    "The error-type figure (share of samples per type, one panel per challenge) and table of `errors.json`."
+    import matplotlib.pyplot as plt, pandas as pd
+    paths = []
+    chs = [c for c in CHALLENGES if any(v["challenge"] == c for v in err.values())]
+    fig, axes = plt.subplots(1, len(chs), figsize=(5.5 * len(chs), 3.8), squeeze=False)
+    for ax, ch in zip(axes[0], chs):
+        ms = [m for m, v in err.items() if v["challenge"] == ch]
+        types = sorted({t for m in ms for t in err[m]["errors"]})
+        bottom = [0.0] * len(ms)
+        for t in types:
+            vals = [err[m]["errors"].get(t, 0) / max(err[m]["n"], 1) for m in ms]
+            ax.bar(range(len(ms)), vals, bottom=bottom, label=t); bottom = [b + v for b, v in zip(bottom, vals)]
+        ax.set_xticks(range(len(ms))); ax.set_xticklabels([m.split(".", 1)[1] for m in ms], rotation=35, ha="right")
+        ax.set_ylabel("share of samples"); ax.set_title(ch.replace("_", " ")); ax.legend(fontsize=6)
+    fig.suptitle("Error types per method (sage test)", fontsize=10); fig.tight_layout()
+    paths += save_figure(fig, "fig_5_3_errors", output_dir)
+    rows = [{"method": m, "n": v["n"], **{t: c for t, c in sorted(v["errors"].items())}} for m, v in err.items()]
+    paths.append(latex_table(pd.DataFrame(rows).fillna(0), "table_5_3_errors", "Section 5.3, error types (counts) per method on the sage test split",
+                             output_dir=output_dir, source="section_5_3_analysis/errors.json"))
+    return paths
+
+# %% ../../nbs/api/62_analysis.ipynb #30dc2aac
+def _scaling_artifacts(sc: dict, output_dir=None) -> list[Path]:
+    "The scaling figure (headline metric and latency against library size) and table of `scaling.json`."
+    import matplotlib.pyplot as plt, pandas as pd
+    paths = []
+    df = pd.DataFrame(sc["rows"])
+    ks = SUMMARY_METRICS["tool_selection"]           # the headline first, then the secondary ones
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for m, g in df.groupby("method"):
+        axes[0].plot(g["library_size"], g[ks[0]], marker="o", label=m)
+        axes[1].plot(g["library_size"], 1000 * g["latency_s_mean"], marker="o", label=m)
+    for ax, y in zip(axes, (display_name(ks[0]), "latency per query (ms)")): ax.set_xscale("log"); ax.set_xlabel("tools in library"); ax.set_ylabel(y)
+    axes[0].legend(fontsize=7); fig.suptitle("Selection as the library grows", fontsize=10); fig.tight_layout()
+    paths += save_figure(fig, "fig_5_3_scaling", output_dir)
+    t = df[["method", "library_size", *ks, "latency_s_mean"]].copy()
+    for k in ks: t[k] = (100 * t[k]).round(1)
+    t["latency_s_mean"] = (1000 * t["latency_s_mean"]).round(2)
+    t.columns = ["method", "tools", *(f"{display_name(k)} %" for k in ks), "ms/query"]
+    paths.append(latex_table(t, "table_5_3_scaling", "Section 5.3, tool selection as the library grows", output_dir=output_dir,
+                             source="section_5_3_analysis/scaling.json"))
+    return paths
+
+# %% ../../nbs/api/62_analysis.ipynb #10a8bac9
+def _robustness_artifacts(rb: dict, output_dir=None) -> list[Path]:
+    "The robustness heat map (change against the clean run, in points) and table of `robustness.json`."
+    import matplotlib.pyplot as plt, pandas as pd
+    paths = []
+    df = pd.DataFrame(rb["rows"])
+    piv = df.pivot_table(index="method", columns="perturbation", values="delta")
+    fig, ax = plt.subplots(figsize=(1.3 * len(piv.columns) + 3, 0.45 * len(piv) + 1.5))
+    im = ax.imshow(100 * piv.values, cmap="RdBu", vmin=-30, vmax=30)
+    ax.set_xticks(range(len(piv.columns))); ax.set_xticklabels(piv.columns, rotation=30, ha="right")
+    ax.set_yticks(range(len(piv))); ax.set_yticklabels(piv.index)
+    for i in range(piv.shape[0]):
+        for j in range(piv.shape[1]):
+            v = piv.values[i, j]
+            if v == v: ax.text(j, i, f"{100*v:+.1f}", ha="center", va="center", fontsize=7)
+    fig.colorbar(im, label="change vs clean (points)"); ax.set_title("Robustness: change of the main metric", fontsize=10); fig.tight_layout()
+    paths += save_figure(fig, "fig_5_3_robustness", output_dir)
+    t = df[["method", "perturbation", "metric", "clean", "perturbed", "delta"]].copy()
+    for c in ("clean", "perturbed", "delta"): t[c] = (100 * t[c]).round(1)
+    paths.append(latex_table(t, "table_5_3_robustness", "Section 5.3, robustness: main metric clean and perturbed (percent)",
+                             output_dir=output_dir, source="section_5_3_analysis/robustness.json"))
+    return paths
+
+# %% ../../nbs/api/62_analysis.ipynb #2672246b
+def _ablations_artifacts(ab: dict, output_dir=None) -> list[Path]:
+    "The ablation table of `ablations.json` (rows that failed are left out; nothing when all did)."
+    import pandas as pd
+    paths = []
+    rows = []
+    for r in ab["rows"]:
+        if "error" in r: continue
+        k = HEADLINES[lookup("method", r["method"]).challenge]
+        rows.append({"variant": r["name"], "n": r["n"], "metric": k, "value %": round(100 * r[k], 1) if r.get(k) is not None else "-",
+                     "LLM calls": r.get("llm_calls", 0)})
+    if rows: paths.append(latex_table(pd.DataFrame(rows), "table_5_3_ablations", "Section 5.3, ablations (each row a real run)",
+                                      output_dir=output_dir, source="section_5_3_analysis/ablations.json"))
+    return paths
+
+# %% ../../nbs/api/62_analysis.ipynb #09a09436
 def build_5_3(output_dir=None) -> list[Path]:
     "Figures and tables of section 5.3 from its saved result files."
     import matplotlib; matplotlib.use("Agg")
-    import matplotlib.pyplot as plt, pandas as pd
     paths = []
     try: err = _load("errors.json", output_dir)["errors"]
     except FileNotFoundError: err = None
-    if err:
-        chs = [c for c in CHALLENGES if any(v["challenge"] == c for v in err.values())]
-        fig, axes = plt.subplots(1, len(chs), figsize=(5.5 * len(chs), 3.8), squeeze=False)
-        for ax, ch in zip(axes[0], chs):
-            ms = [m for m, v in err.items() if v["challenge"] == ch]
-            types = sorted({t for m in ms for t in err[m]["errors"]})
-            bottom = [0.0] * len(ms)
-            for t in types:
-                vals = [err[m]["errors"].get(t, 0) / max(err[m]["n"], 1) for m in ms]
-                ax.bar(range(len(ms)), vals, bottom=bottom, label=t); bottom = [b + v for b, v in zip(bottom, vals)]
-            ax.set_xticks(range(len(ms))); ax.set_xticklabels([m.split(".", 1)[1] for m in ms], rotation=35, ha="right")
-            ax.set_ylabel("share of samples"); ax.set_title(ch.replace("_", " ")); ax.legend(fontsize=6)
-        fig.suptitle("Error types per method (sage test)", fontsize=10); fig.tight_layout()
-        paths += save_figure(fig, "fig_5_3_errors", output_dir)
-        rows = [{"method": m, "n": v["n"], **{t: c for t, c in sorted(v["errors"].items())}} for m, v in err.items()]
-        paths.append(latex_table(pd.DataFrame(rows).fillna(0), "table_5_3_errors", "Section 5.3, error types (counts) per method on the sage test split",
-                                 output_dir=output_dir, source="section_5_3_analysis/errors.json"))
+    if err: paths += _errors_artifacts(err, output_dir)
     try: sc = _load("scaling.json", output_dir)
     except FileNotFoundError: sc = None
-    if sc and sc["rows"]:
-        df = pd.DataFrame(sc["rows"])
-        ks = SUMMARY_METRICS["tool_selection"]           # the headline first, then the secondary ones
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-        for m, g in df.groupby("method"):
-            axes[0].plot(g["library_size"], g[ks[0]], marker="o", label=m)
-            axes[1].plot(g["library_size"], 1000 * g["latency_s_mean"], marker="o", label=m)
-        for ax, y in zip(axes, (display_name(ks[0]), "latency per query (ms)")): ax.set_xscale("log"); ax.set_xlabel("tools in library"); ax.set_ylabel(y)
-        axes[0].legend(fontsize=7); fig.suptitle("Selection as the library grows", fontsize=10); fig.tight_layout()
-        paths += save_figure(fig, "fig_5_3_scaling", output_dir)
-        t = df[["method", "library_size", *ks, "latency_s_mean"]].copy()
-        for k in ks: t[k] = (100 * t[k]).round(1)
-        t["latency_s_mean"] = (1000 * t["latency_s_mean"]).round(2)
-        t.columns = ["method", "tools", *(f"{display_name(k)} %" for k in ks), "ms/query"]
-        paths.append(latex_table(t, "table_5_3_scaling", "Section 5.3, tool selection as the library grows", output_dir=output_dir,
-                                 source="section_5_3_analysis/scaling.json"))
+    if sc and sc["rows"]: paths += _scaling_artifacts(sc, output_dir)
     try: rb = _load("robustness.json", output_dir)
     except FileNotFoundError: rb = None
-    if rb and rb["rows"]:
-        df = pd.DataFrame(rb["rows"])
-        piv = df.pivot_table(index="method", columns="perturbation", values="delta")
-        fig, ax = plt.subplots(figsize=(1.3 * len(piv.columns) + 3, 0.45 * len(piv) + 1.5))
-        im = ax.imshow(100 * piv.values, cmap="RdBu", vmin=-30, vmax=30)
-        ax.set_xticks(range(len(piv.columns))); ax.set_xticklabels(piv.columns, rotation=30, ha="right")
-        ax.set_yticks(range(len(piv))); ax.set_yticklabels(piv.index)
-        for i in range(piv.shape[0]):
-            for j in range(piv.shape[1]):
-                v = piv.values[i, j]
-                if v == v: ax.text(j, i, f"{100*v:+.1f}", ha="center", va="center", fontsize=7)
-        fig.colorbar(im, label="change vs clean (points)"); ax.set_title("Robustness: change of the main metric", fontsize=10); fig.tight_layout()
-        paths += save_figure(fig, "fig_5_3_robustness", output_dir)
-        t = df[["method", "perturbation", "metric", "clean", "perturbed", "delta"]].copy()
-        for c in ("clean", "perturbed", "delta"): t[c] = (100 * t[c]).round(1)
-        paths.append(latex_table(t, "table_5_3_robustness", "Section 5.3, robustness: main metric clean and perturbed (percent)",
-                                 output_dir=output_dir, source="section_5_3_analysis/robustness.json"))
+    if rb and rb["rows"]: paths += _robustness_artifacts(rb, output_dir)
     try: ab = _load("ablations.json", output_dir)
     except FileNotFoundError: ab = None
-    if ab and ab["rows"]:
-        rows = []
-        for r in ab["rows"]:
-            if "error" in r: continue
-            k = HEADLINES[lookup("method", r["method"]).challenge]
-            rows.append({"variant": r["name"], "n": r["n"], "metric": k, "value %": round(100 * r[k], 1) if r.get(k) is not None else "-",
-                         "LLM calls": r.get("llm_calls", 0)})
-        if rows: paths.append(latex_table(pd.DataFrame(rows), "table_5_3_ablations", "Section 5.3, ablations (each row a real run)",
-                                          output_dir=output_dir, source="section_5_3_analysis/ablations.json"))
+    if ab and ab["rows"]: paths += _ablations_artifacts(ab, output_dir)
     if not paths: raise FileNotFoundError("no section 5.3 results")
     return paths
 
