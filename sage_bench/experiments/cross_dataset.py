@@ -74,6 +74,7 @@ def load_cross(output_dir=None) -> dict:
     if not p.exists(): raise FileNotFoundError(str(p))
     return json.loads(p.read_text())
 
+# %% ../../nbs/api/64_cross_dataset.ipynb #5e7470f5
 def _cell(r: dict) -> str:
     from sage_bench.engine import fmt_ci, fmt_chance, no_answer_note
     k = r["main_metric"]
