@@ -12,8 +12,9 @@ from .store import ConfigMismatch, redact_url
 
 # %% auto #0
 __all__ = ['CHALLENGE_ALIASES', 'SPLITS', 'LLM_ENV', 'COUNT', 'SEED', 'PORT', 'UsageError', 'int_in', 'float_in', 'existing_dir',
-           'http_urls', 'build_parser', 'NotBuilt', 'writable_dir', 'check_methods', 'cmd_list', 'cmd_eval', 'cmd_run',
-           'cmd_train', 'cmd_llm', 'cmd_build', 'cmd_report', 'cmd_paper', 'cmd_interactive', 'records_added', 'main']
+           'http_urls', 'build_parser', 'NotBuilt', 'writable_dir', 'check_methods', 'cmd_list', 'sizes_fingerprint',
+           'dataset_sizes', 'list_datasets', 'cmd_eval', 'cmd_run', 'cmd_train', 'cmd_llm', 'cmd_build', 'cmd_report',
+           'cmd_paper', 'cmd_interactive', 'records_added', 'main']
 
 # %% ../nbs/api/70_cli.ipynb #cff4b3b3
 CHALLENGE_ALIASES = {"timing": "timing", "planning": "planning", "tool_selection": "tool_selection", "selection": "tool_selection"}
@@ -200,19 +201,75 @@ def cmd_list(a) -> int:
     elif a.what == "experiments":
         for e in entries("experiment"):
             print(f"{e.name:8} nbs/{e.extra['notebook']:28} {e.description}")
-    else:
-        print(f"{'data set':22} {'timing':>7} {'planning':>9} {'selection':>10} {'tools':>7}  description")
-        for e in entries("dataset"):
-            try:
-                ds = get_dataset(e.name, data_dir=a.data_dir)
-                c = {k: sum(v.values()) for k, v in ds.counts().items()}
-                print(f"{e.name:22} {c.get('timing', 0):>7} {c.get('planning', 0):>9} {c.get('tool_selection', 0):>10} {len(ds.tools):>7}  {e.description}")
-            except FileNotFoundError as err:
-                print(f"{e.name:22} {'-':>7} {'-':>9} {'-':>10} {'-':>7}  not found: {err}")
-            except RecordError as err:       # a damaged file: say which, and list the other data sets
-                print(f"{e.name:22} {'-':>7} {'-':>9} {'-':>10} {'-':>7}  damaged: {err}")
+    else: list_datasets(a.data_dir)
     return 0
 
+# %% ../nbs/api/70_cli.ipynb #215b7446
+def _stat_files(paths) -> list:
+    "(path, size, mtime in ns) of each file, and of each file under each folder, in sorted order."
+    out = []
+    for root in paths:
+        root = Path(root)
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+        for f in files:
+            st = f.stat()
+            out.append((str(f), st.st_size, st.st_mtime_ns))
+    return out
+
+def sizes_fingerprint(es, data_dir=None) -> str:
+    "A hash of what the sizes of data set entries `es` depend on (see above)."
+    import sage_bench
+    from sage_bench.core import resources_dir, stable_hash
+    from sage_bench.registry import find_data_dir, is_builtin
+    pkg = Path(sage_bench.__file__).parent
+    code = {pkg / "core.py", pkg / "registry.py", *(pkg / "data").glob("*.py")}
+    code |= {Path(m.__file__) for e in es if getattr(m := sys.modules.get(e.factory.__module__), "__file__", None)}
+    dirs = {resources_dir()}
+    for e in es:
+        if is_builtin(e): continue
+        try: d = find_data_dir(e.name, data_dir, required=False)
+        except FileNotFoundError: d = None
+        if d: dirs.add(Path(d))
+    import hashlib                 # code by content: exporting notebooks rewrites files (and their times) unchanged
+    return stable_hash(str(data_dir), [(str(f), hashlib.sha256(f.read_bytes()).hexdigest()) for f in sorted(code) if f.is_file()],
+                       _stat_files(sorted(dirs)))
+
+# %% ../nbs/api/70_cli.ipynb #ce3296c8
+def dataset_sizes(e, data_dir=None) -> dict:
+    "{version, tools, test: {challenge: n}, all: {challenge: n}} of data set entry `e`, by loading it."
+    ds = get_dataset(e.name, data_dir=data_dir)
+    c = ds.counts()
+    return {"version": getattr(ds, "version", None) or e.extra.get("version"), "tools": len(ds.tools),
+            "test": {ch: c.get(ch, {}).get("test", 0) for ch in CHALLENGES}, "all": {ch: sum(c.get(ch, {}).values()) for ch in CHALLENGES}}
+
+# %% ../nbs/api/70_cli.ipynb #2a37ac53
+def list_datasets(data_dir=None, cache: bool = True) -> None:
+    "Print every registered data set with its version and sizes (cached, see above)."
+    from sage_bench.core import cache_dir, write_json
+    es = entries("dataset")
+    try: path = cache_dir("list") / "dataset_sizes.json" if cache else None
+    except OSError: path = None                             # no cache folder: count every time
+    try: kept = json.loads(path.read_text()) if path and path.exists() else {}
+    except (OSError, ValueError): kept = {}                 # a damaged cache file is recomputed
+    fp = sizes_fingerprint(es, data_dir) if path else None
+    sizes = dict(kept.get("sizes", {})) if path and kept.get("fingerprint") == fp else {}
+    cols = [("timing", "timing"), ("planning", "planning"), ("tool_selection", "selection")]
+    print(f"{'data set':22} {'version':>7} {'tools':>6} " + " ".join(f"{h:>11}" for _, h in cols) + "  description (samples: test/all)")
+    dash = f"{'-':>7} {'-':>6} " + " ".join(f"{'-':>11}" for _ in cols)
+    for e in es:
+        try: z = sizes.get(e.name) or dataset_sizes(e, data_dir)
+        except FileNotFoundError as err:
+            print(f"{e.name:22} {dash}  not found: {err}"); continue
+        except RecordError as err:       # a damaged file: say which, and list the other data sets
+            print(f"{e.name:22} {dash}  damaged: {err}"); continue
+        sizes[e.name] = z
+        cells = [f"{z['test'][ch]}/{z['all'][ch]}" if z["all"][ch] else "-" for ch, _ in cols]
+        print(f"{e.name:22} {z['version'] or '-':>7} {z['tools']:>6} " + " ".join(f"{c:>11}" for c in cells) + f"  {e.description}")
+    if path and sizes != kept.get("sizes"):
+        try: write_json(path, {"fingerprint": fp, "sizes": sizes})
+        except OSError: pass             # a read-only cache only costs time
+
+# %% ../nbs/api/70_cli.ipynb #a5fafcee
 def cmd_eval(a) -> int:
     names = dataset_names() if a.dataset == "all" else _split_list(a.dataset)
     if not names: raise UsageError("--dataset is empty: give a data set name or 'all'")

@@ -28,14 +28,39 @@ def test_list_methods_has_all_fifteen():
         assert m in r.stdout, m
 
 
-def test_list_datasets_shows_sage_counts():
-    r = sb("list", "datasets")
+def _sizes(line):
+    "(version, tools, {column: (test, all)}) of a `list datasets` line; a column of '-' is (0, 0)."
+    f = line.split()
+    cells = [tuple(int(x) for x in c.split("/")) if c != "-" else (0, 0) for c in f[3:6]]
+    return f[1], int(f[2]), dict(zip(("timing", "planning", "selection"), cells))
+
+
+def test_list_datasets_shows_versions_and_sizes(tmp_path):
+    env = {"SAGE_BENCH_CACHE": str(tmp_path / "cache")}
+    r = sb("list", "datasets", env=env)
     assert r.returncode == 0, r.stderr
-    line = next(l for l in r.stdout.splitlines() if l.startswith("sage "))
-    timing, planning, selection = (int(x) for x in line.split()[1:4])
-    assert (timing, planning, selection) == (300, 300, 600)
+    lines = r.stdout.splitlines()
+    assert "version" in lines[0] and "test/all" in lines[0]
+    from sage_bench.registry import get_dataset
+    v1, v2 = get_dataset("sage"), get_dataset("sage_v2")
+    version, tools, c = _sizes(next(l for l in lines if l.startswith("sage ")))
+    assert version == (getattr(v1, "version", None) or "-") and tools == len(v1.tools)
+    assert c == {"timing": (45, 300), "planning": (45, 300), "selection": (90, 600)}
+    version, tools, c = _sizes(next(l for l in lines if l.startswith("sage_v2 ")))
+    assert version == v2.version and tools == len(v2.tools)
+    assert c["timing"] == (len(v2.select("timing", "test")), len(v2.select("timing")))
+    assert c["selection"] == (len(v2.select("tool_selection", "test")), len(v2.select("tool_selection")))
     for name in ("acebench", "apibank", "toolalpaca", "bfcl", "toolbench", "taskbench", "metatool"):
-        assert any(l.startswith(name) for l in r.stdout.splitlines()), name
+        assert any(l.startswith(name) for l in lines), name
+    # the sizes are kept: a second run prints the same from the cache, and reads what the cache says
+    kept = tmp_path / "cache" / "list" / "dataset_sizes.json"
+    assert sb("list", "datasets", env=env).stdout == r.stdout
+    d = json.loads(kept.read_text())
+    d["sizes"]["sage"]["tools"] = 7
+    kept.write_text(json.dumps(d))
+    assert _sizes(next(l for l in sb("list", "datasets", env=env).stdout.splitlines() if l.startswith("sage ")))[1] == 7
+    kept.write_text("{not json")              # a damaged cache is recomputed
+    assert sb("list", "datasets", env=env).stdout == r.stdout
 
 
 def test_unknown_name_suggests_and_exits_2():
@@ -140,7 +165,8 @@ def test_data_dir_keeps_the_built_in_set(tmp_path):
     assert "selector.keyword" in r.stdout and "skip data set sage" not in r.stdout
     r = sb("list", "datasets", "--data-dir", str(tmp_path / "nothing-here"))
     line = next(l for l in r.stdout.splitlines() if l.startswith("sage "))
-    assert line.split()[1:4] == ["300", "300", "600"], line
+    assert line.split()[3:6] == ["45/300", "45/300", "90/600"], line
+    assert next(l for l in r.stdout.splitlines() if l.startswith("bfcl ")).split()[1:3] == ["-", "-"]
 
 
 def test_llm_time_limit_flags_are_documented():
