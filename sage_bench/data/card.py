@@ -7,7 +7,7 @@ from __future__ import annotations
 import json, random, re
 from collections import Counter
 from pathlib import Path
-from ..core import CHALLENGES, Dataset, RecordError, checkout_root, gold_of, resources_dir, stable_hash, text_of
+from ..core import CHALLENGES, Dataset, RecordError, gold_of, resources_dir, stable_hash, text_of
 
 # %% auto #0
 __all__ = ['REVIEW_SEED', 'REVIEW_N', 'VERDICTS', 'REVIEW_FIELDS', 'review_draw', 'tool_line', 'render_sample', 'sample_digest',
@@ -164,8 +164,9 @@ def text_facts(dataset="sage_v2", textgen_dir: Path | str | None = None) -> dict
 
 # %% ../../nbs/api/19b_data_card.ipynb #63dd7ee6
 def gates_path(name: str = "sage_v2") -> Path:
-    "Where `19_data_gates` writes the gate report of data set `name`."
-    return (checkout_root() or Path.cwd()) / "bench" / "results" / f"data_gates_{name}.json"
+    "Where `19_data_gates` writes the gate report of data set `name` (`data.gates.gate_report_path`)."
+    from sage_bench.data.gates import gate_report_path
+    return gate_report_path(name)
 
 def read_gates(path: Path | str | None = None, name: str = "sage_v2") -> dict | None:
     "The gate report, or None when the file is missing."
@@ -234,6 +235,9 @@ def card_blocks(f: dict) -> list[tuple]:
                   ["gate", "value [95% CI]", "n", "allowed", "result"],
                   [[x["gate"], f"{x['value']:.3f} [{x['ci_low']:.3f}, {x['ci_high']:.3f}]", str(x["n"]), x["allowed"],
                     "pass" if x["passed"] else "FAIL"] for x in g["gates"]]))
+        if g.get("clauses_match_steps") is not None:
+            B.append(("p", f"Test planning requests that split on sequence words into exactly as many clauses as the gold has "
+                           f"steps: {_pct(g['clauses_match_steps'], 1)}."))
     rc = r["counts"]
     B.append(("t", f"Review of {r['n']} test samples per challenge read one by one (draw seed {r['seed']}; "
                    f"reviewer {', '.join(r['reviewers'])})", ["challenge", "right", "doubtful", "wrong"],

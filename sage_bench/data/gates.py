@@ -11,7 +11,7 @@ from .. import metrics as M
 
 # %% auto #0
 __all__ = ['GATES', 'SEQUENCE_WORDS', 'timing_bow_lr', 'split_on_sequence_words', 'sequence_word_planner', 'retrieval_ndcg',
-           'gate_rows', 'gate_report', 'write_gate_report', 'show_gates']
+           'gate_rows', 'gate_report', 'write_gate_report', 'show_gates', 'gate_report_path', 'print_gate_file']
 
 # %% ../../nbs/api/19_data_gates.ipynb #7843a096
 GATES = {   # gate -> (measure, lowest allowed, highest allowed); None: no bound
@@ -135,3 +135,19 @@ def show_gates(rows: list[dict]) -> str:
     "The gate rows as aligned text lines."
     return "\n".join(f"{r['gate']:22s} {r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]  n={r['n']:<4d} allowed {r['allowed']:16s} "
                      f"{'pass' if r['passed'] else 'FAIL'}" for r in rows)
+
+# %% ../../nbs/api/19_data_gates.ipynb #d082ccc0
+def gate_report_path(name: str) -> Path:
+    "Where the gate report of data set `name` is kept: `bench/results/data_gates_<name>.json` of the checkout."
+    from sage_bench.core import checkout_root
+    return (checkout_root() or Path.cwd()) / "bench" / "results" / f"data_gates_{name}.json"
+
+def print_gate_file(name: str) -> dict | None:
+    "Print the kept gate report of data set `name` (and return it); None when it has not been written."
+    p = gate_report_path(name)
+    if not p.exists(): print(f"no gate report for {name} yet ({p})"); return None
+    g = json.loads(p.read_text())
+    print(f"{g['dataset']}: {g['counts']}; dense model {g['embedding_model']}")
+    print(show_gates(g["gates"]))
+    print(f"requests that split on sequence words into as many clauses as gold steps: {g['clauses_match_steps']:.3f}")
+    return g
