@@ -167,6 +167,7 @@ def _need(module: str, what: str):
         if e.name and module.startswith(e.name): raise NotBuilt(f"{what} is not built yet (module {module} is missing)")
         raise
 
+# %% ../nbs/api/70_cli.ipynb #f51d6109
 def writable_dir(path, flag: str = "--output-dir") -> Path:
     "`path` as a folder this process can write to (created if missing), or a `UsageError` saying why not."
     import tempfile
@@ -178,11 +179,13 @@ def writable_dir(path, flag: str = "--output-dir") -> Path:
         raise UsageError(f"{flag} {path}: cannot write there ({e.strerror or e})") from None
     return p
 
+# %% ../nbs/api/70_cli.ipynb #4632971f
 def _nonempty(a, flag: str):
     "A list flag given but empty (`--methods ,`) is a usage error, not 'all'."
     v = getattr(a, flag)
     if v is not None and not _split_list(v): raise UsageError(f"--{flag} is empty: give comma-separated names (or leave it out)")
 
+# %% ../nbs/api/70_cli.ipynb #38053d6c
 def check_methods(names) -> list[str]:
     """Method names as `run --methods` passes them to the section notebooks: registered method ids or training
     methods (A_baseline, ...); an unknown one raises `UnknownNameError` with "did you mean", before anything starts."""
@@ -193,6 +196,7 @@ def check_methods(names) -> list[str]:
         if n not in known and n != "all": raise UnknownNameError("method", n, known)
     return names or []
 
+# %% ../nbs/api/70_cli.ipynb #aedd04d0
 def cmd_list(a) -> int:
     if a.what == "methods":
         print(f"{'method':24} {'challenge':15} {'LLM':4} description")
@@ -304,6 +308,7 @@ def cmd_eval(a) -> int:
     except IncompleteResults as err: print(f"sage-bench: {err}", file=sys.stderr); return 1
     return 0
 
+# %% ../nbs/api/70_cli.ipynb #e01d136f
 def _signal_kernels(sig) -> bool:
     "Send `sig` to the notebook kernels this process started (child processes running ipykernel); True if any."
     try:
@@ -341,6 +346,7 @@ class _InterruptKernel:
         self.done.set()
         if self.old is not None: signal.signal(signal.SIGINT, self.old)
 
+# %% ../nbs/api/70_cli.ipynb #ca511f37
 def cmd_run(a) -> int:
     from sage_bench.sections import sections
     known = list(sections())                                  # the declared sections, in paper order
@@ -380,6 +386,7 @@ def cmd_run(a) -> int:
         print(f"section {s} done in {time.time() - t0:.0f} s; executed notebook: {dest}")
     return rc
 
+# %% ../nbs/api/70_cli.ipynb #43d5917f
 def cmd_train(a) -> int:
     _nonempty(a, "methods")
     tm = _need("sage_bench.training.methods", "training (section 5.5)")
@@ -405,6 +412,7 @@ def cmd_train(a) -> int:
         print(L.llm_comparison_table(res).to_string(index=False))
     print(f"written: {res['path']}"); return 0
 
+# %% ../nbs/api/70_cli.ipynb #ba548a78
 def cmd_llm(a) -> int:
     svc = _need("sage_bench.llm_service", "the LLM service")
     if a.action == "start":
@@ -420,6 +428,7 @@ def cmd_llm(a) -> int:
     else: kw = dict(port=a.port)
     return svc.llm_cli(a.action, **kw)
 
+# %% ../nbs/api/70_cli.ipynb #ffd57e35
 def cmd_build(a, kind) -> int:
     if a.section: lookup("experiment", a.section)
     from sage_bench.artifacts import rebuild
@@ -432,6 +441,7 @@ def cmd_build(a, kind) -> int:
     print(f"{n} {kind} written")
     return 0 if n else 1
 
+# %% ../nbs/api/70_cli.ipynb #c0f5ee39
 def cmd_report(a) -> int:
     from sage_bench.status import experiment_status
     rows = experiment_status(a.output_dir)
@@ -442,12 +452,14 @@ def cmd_report(a) -> int:
               + (f"\n        {r['detail']}" if r.get("detail") else ""))
     return 0
 
+# %% ../nbs/api/70_cli.ipynb #700790f3
 def cmd_paper(a) -> int:
     pm = _need("sage_bench.paper", "the paper build")
     try: print(pm.build_paper(output_dir=a.output_dir))
     except pm.PaperBuildError as e: print(f"sage-bench: the paper did not build: {e}", file=sys.stderr); return 1
     return 0
 
+# %% ../nbs/api/70_cli.ipynb #baddb33d
 def cmd_interactive(a) -> int:
     menu = [("list methods", ["list", "methods"]), ("list data sets", ["list", "datasets"]), ("report", ["report"]),
             ("run 5.2 quick, no LLM", ["run", "--section", "5.2", "--quick", "--skip-llm"]),
