@@ -15,7 +15,7 @@ from ..core import (RecordError, LoadReport, Tool, ToolLibrary, Dataset, Sample,
 __all__ = ['MAX_FIELD_CHARS', 'SELECTION_VARIANTS', 'LEAK_COSINE', 'json_schema_object', 'ToolCatalog', 'parse_calls',
            'DataFileError', 'Guard', 'read_text', 'check_size', 'read_json_lines', 'read_json_file', 'read_json_items',
            'read_json_array', 'read_json_object', 'read_csv', 'print_skips', 'finish_dataset', 'load_shipped_jsonl',
-           'pooled_corpus', 'label_subsets', 'selection_variant', 'split_leaks', 'leak_free_splits']
+           'pooled_corpus', 'label_subsets', 'selection_variant', 'split_leaks', 'UnionFind', 'leak_free_splits']
 
 # %% ../../nbs/api/18_data_common.ipynb #cea9797b
 _TYPE_ALIASES = {"dict": "object", "list": "array", "str": "string", "int": "integer", "float": "number",
@@ -469,35 +469,58 @@ def split_leaks(ds: Dataset, threshold: float = LEAK_COSINE) -> dict:
         out[ch] = len(bad)
     return out
 
+# %% ../../nbs/api/18_data_common.ipynb #42cf381b
+class UnionFind:
+    "Disjoint sets of the items 0..n-1; `find` names a set by its smallest item."
+    def __init__(self, n: int): self.parent = list(range(n))
+
+    def find(self, a: int) -> int:
+        "The smallest item of `a`'s set (path halving on the way)."
+        parent = self.parent
+        while parent[a] != a: parent[a] = parent[parent[a]]; a = parent[a]
+        return a
+
+    def union(self, a: int, b: int):
+        "Join the sets of `a` and `b`."
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb: self.parent[max(ra, rb)] = min(ra, rb)
+
+    def union_keys(self, keys: Iterable[Iterable]) -> dict:
+        "Join the items that share a key (`keys`: each item's keys, in item order); returns {key: its first item}."
+        first: dict = {}
+        for i, ks in enumerate(keys):
+            for key in ks:
+                if key in first: self.union(first[key], i)
+                else: first[key] = i
+        return first
+
+    def groups(self) -> dict[int, list[int]]:
+        "{smallest item: the set's items in order}, sets in the order of their smallest items."
+        out: dict[int, list[int]] = {}
+        for i in range(len(self.parent)): out.setdefault(self.find(i), []).append(i)
+        return out
+
 # %% ../../nbs/api/18_data_common.ipynb #b033d40a
 def leak_free_splits(ds: Dataset, threshold: float = LEAK_COSINE, group=None) -> Dataset:
     """Splits regrouped so that no dev/test text is within TF-IDF cosine `threshold` of a train text of its challenge: samples
     with the same text, the same `group(sample)` (not None), or near texts (transitively) share the split of their smallest id."""
     from sage_bench.core import text_of
     n = len(ds.samples)
-    parent = list(range(n))
-    def find(a):
-        while parent[a] != a: parent[a] = parent[parent[a]]; a = parent[a]
-        return a
-    def union(a, b):
-        ra, rb = find(a), find(b)
-        if ra != rb: parent[max(ra, rb)] = min(ra, rb)
-    first: dict = {}
-    for i, s in enumerate(ds.samples):
+    def keys(s):
         g = group(s) if group else None
-        for key in (("text", text_of(s)),) + ((("group", g),) if g is not None else ()):
-            if key in first: union(first[key], i)
-            else: first[key] = i
+        return (("text", text_of(s)),) + ((("group", g),) if g is not None else ())
+    uf = UnionFind(n)
+    first = uf.union_keys(map(keys, ds.samples))
     for ch in sorted({s.challenge for s in ds.samples}):
         texts = sorted({text_of(s) for s in ds.samples if s.challenge == ch})
-        for a, b in _near_pairs(texts, threshold): union(first[("text", texts[a])], first[("text", texts[b])])
+        for a, b in _near_pairs(texts, threshold): uf.union(first[("text", texts[a])], first[("text", texts[b])])
     lead: dict[int, int] = {}
     for i, s in enumerate(ds.samples):
-        r = find(i)
+        r = uf.find(i)
         if r not in lead or s.id < ds.samples[lead[r]].id: lead[r] = i
     out, moved = [], 0
     for i, s in enumerate(ds.samples):
-        sp = ds.samples[lead[find(i)]].split
+        sp = ds.samples[lead[uf.find(i)]].split
         if sp != s.split: s = replace(s, split=sp); moved += 1
         out.append(s)
     notes = [*ds.notes, f"splits grouped: samples with the same text{', the same group' if group else ''} or a text within TF-IDF cosine "

@@ -12,7 +12,7 @@ from typing import Callable
 from ..core import (CHALLENGES, Dataset, PlanStep, PlanningSample, Sample, SelectionSample, TimingSample, Tool,
                              resources_dir, write_jsonl)
 from ..registry import register_dataset
-from .common import load_shipped_jsonl
+from .common import UnionFind, load_shipped_jsonl
 from .sage_v2_library import Category, MaterialError, _load_yaml, load_material, material_dir
 
 # %% auto #0
@@ -436,23 +436,11 @@ def assign_splits(samples: list[Sample], rng: random.Random, ratios: dict = SPLI
     from sage_bench.core import text_of
     for ch in CHALLENGES:
         group = [s for s in samples if s.challenge == ch]
-        parent = list(range(len(group)))
-        def find(a):
-            while parent[a] != a: parent[a] = parent[parent[a]]; a = parent[a]
-            return a
-        def union(a, b):
-            ra, rb = find(a), find(b)
-            if ra != rb: parent[max(ra, rb)] = min(ra, rb)
-        first = {}
-        for i, s in enumerate(group):
-            for key in s.meta["seeds"]:
-                if key in first: union(first[key], i)
-                else: first[key] = i
-        for i, j in near_pairs([text_of(s) for s in group], threshold): union(i, j)
-        comps = defaultdict(list)
-        for i in range(len(group)): comps[find(i)].append(i)
+        uf = UnionFind(len(group))
+        uf.union_keys(s.meta["seeds"] for s in group)
+        for i, j in near_pairs([text_of(s) for s in group], threshold): uf.union(i, j)
         by_stratum = defaultdict(list)
-        for root, members in comps.items():
+        for root, members in uf.groups().items():
             strata = Counter(_stratum(group[i]) for i in members)
             by_stratum[strata.most_common(1)[0][0]].append(members)
         have = Counter()
