@@ -38,6 +38,7 @@ def I(id, noun, syn, gloss, look="", attrs="", acts="get", **kw):
     "An information object (looked up by its parameters, no id)."
     return _Obj(id, noun, syn.split("|"), gloss, look, attrs, acts, key=False, **kw)
 
+# %% ../../nbs/api/10_data_sage.ipynb #373ad144
 @dataclass
 class _Custom:
     name: str; desc: str; params: str; returns: str; verbs: str; objs: str; kind: str; rank: int
@@ -74,6 +75,7 @@ def _dates():
         out.append((f"2025-{m:02d}-{d:02d}", f"{_MONTHS[m-1]} {d}"))
     return out
 
+# %% ../../nbs/api/10_data_sage.ipynb #b106ec72
 def _times():
     out = []
     for i, (iso, spoken) in enumerate(_dates()[:40]):
@@ -96,6 +98,7 @@ def _pool(ref: str | list) -> list:
     if isinstance(ref, str): return [x for part in ref.split("+") for x in _NAMED_POOLS[part]]
     return [tuple(x) if isinstance(x, list) else x for x in ref]
 
+# %% ../../nbs/api/10_data_sage.ipynb #251c7258
 def _fields(raw: dict) -> dict:
     "`fields.json` read into `{name: (type, label, pool, phrase, sources)}`."
     try: return {k: (f["type"], f["label"], _pool(f["pool"]), f["phrase"], f["sources"]) for k, f in raw.items()}
@@ -166,11 +169,12 @@ def field_schema(name: str, keys: dict | None = None) -> dict:
     s["schema"]["description"] = label[0].upper() + label[1:] + "."
     return s
 
+# %% ../../nbs/api/10_data_sage.ipynb #5100ecdd
 def _specs(s: str) -> list[tuple[str, bool]]:
     "'a* b' -> [('a', True), ('b', False)] (a trailing * marks a required parameter)."
     return [(t.rstrip("*"), t.endswith("*")) for t in s.split()]
 
-# %% ../../nbs/api/10_data_sage.ipynb #5100ecdd
+# %% ../../nbs/api/10_data_sage.ipynb #c1e6a14c
 def _plural(noun: str) -> str:
     if " or " in noun: return " or ".join(_plural(x) for x in noun.split(" or "))
     if noun.endswith(("series", "news", "species", "people")): return noun
@@ -180,6 +184,7 @@ def _plural(noun: str) -> str:
 
 def _snake(s: str) -> str: return re.sub(r"[^a-z0-9]+", "_", s.lower()).strip("_")
 
+# %% ../../nbs/api/10_data_sage.ipynb #8e6db771
 def _third(verb: str) -> str:
     "book -> Books, top up -> Tops up (for descriptions)."
     w, *rest = verb.split()
@@ -309,6 +314,7 @@ def _keys(cats) -> dict:
             if o.key: out.setdefault(f"{o.id}_id", (o.prefix or o.id[:3].upper(), o.noun))
     return out
 
+# %% ../../nbs/api/10_data_sage.ipynb #6b8029a9
 def build_specs(cats=None) -> list[ToolSpec]:
     "Every tool of the library, with its writing material, in a fixed order."
     cats = cats if cats is not None else CATEGORIES
@@ -336,6 +342,7 @@ def _plural_np(np: str) -> str:
             return (_plural(head) if head.split()[-1] != "person" else head[:-6] + "people") + prep + tail
     return _plural(np)
 
+# %% ../../nbs/api/10_data_sage.ipynb #63c514b4
 _WH = ("how ", "what", "where", "when", "whether", "which", "who")
 
 def _spoken(v) -> tuple:
@@ -411,6 +418,7 @@ _STOP = set("a an the my of to for in on at by and or me it is are with from thi
 def _tokens(s: str) -> set:
     return {w.rstrip("s") for w in re.findall(r"[a-z0-9]+", s.lower()) if w not in _STOP}
 
+# %% ../../nbs/api/10_data_sage.ipynb #ad28aa9b
 def difficulty(query: str, tools: list[Tool]) -> str:
     "easy: the query repeats most words of the tool's name; hard: almost none (or three tools); else medium."
     q = _tokens(query)
@@ -478,6 +486,7 @@ SAME_CATEGORY = set("amount title subject ingredients artist author team coin ti
 
 def _id_like(n: str, keys: dict) -> bool: return n.endswith("_id") or n in keys
 
+# %% ../../nbs/api/10_data_sage.ipynb #f15f71d0
 def _feeds(spec: ToolSpec, produced: dict, keys: dict, step_cats: list | None = None, uses: dict | None = None) -> dict:
     "Which parameters of `spec` earlier outputs can fill: {param: (step, output field)} (latest producer wins)."
     out, used = {}, set()
@@ -637,6 +646,7 @@ def _fill(t, rng):
 
 def _cap(s: str) -> str: return s[:1].upper() + s[1:]
 
+# %% ../../nbs/api/10_data_sage.ipynb #a90d0da6
 _RANGES = {"_c": (-5, 34), "_pct": (2, 98), "_kph": (0, 55), "_mm": (0, 40), "_cm": (0, 180), "_m": (0.2, 4), "latitude": (-60, 70),
            "longitude": (-170, 170), "_min": (3, 90), "_km": (1, 40), "aqi": (10, 180), "pm25": (3, 80)}
 
@@ -755,6 +765,7 @@ def generate_sage(seed: int = SAGE_SEED) -> tuple[list[Tool], list[Sample]]:
     assign_splits(samples, rng)
     return [s.tool for s in specs], samples
 
+# %% ../../nbs/api/10_data_sage.ipynb #485c1f77
 def write_sage(out_dir: str | Path | None = None, seed: int = SAGE_SEED) -> Path:
     "Generate and write `tools.jsonl` and `samples.jsonl` (default: the package's `resources/sage/`)."
     out = Path(out_dir) if out_dir else resources_dir() / "sage"
