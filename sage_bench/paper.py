@@ -12,14 +12,14 @@ from .results import LayoutError, MetricValue, ResultFile, ResultFileError, Resu
 from .sections import ResultSpec, section_of_file, sections
 
 # %% auto #0
-__all__ = ['OTHER', 'FIGURE_SUFFIXES', 'CHALLENGE_NAMES', 'MAX_GROUPS', 'WIDE_TABLE_CHARS', 'TOOLS', 'section_of',
+__all__ = ['OTHER', 'FIGURE_SUFFIXES', 'CHALLENGE_NAMES', 'MAX_GROUPS', 'ALPHA', 'WIDE_TABLE_CHARS', 'TOOLS', 'section_of',
            'paper_source_dir', 'collect_artifacts', 'tex_caption', 'detex', 'normalize_text', 'figure_caption',
            'tex_escape', 'tt', 'cite_file', 'fmt_ci', 'Fragment', 'result_spec', 'read_result', 'best_sentence',
            'provenance_sentence', 'not_run_sentence', 'section_files', 'challenge_paragraph', 'protocols_sentences',
            'published_sentences', 'rows_paragraph', 'fmt_msd', 'errors_paragraph', 'scaling_paragraph',
            'robustness_paragraph', 'training_paragraph', 'ablation_summary_paragraph', 'sage_ablation_paragraph',
-           'efficiency_paragraph', 'online_paragraph', 'skipped_sentence', 'file_paragraph', 'figure_latex',
-           'table_width_chars', 'table_latex', 'methods_table', 'section_fragment', 'number_citations',
+           'llm_tests_text', 'efficiency_paragraph', 'online_paragraph', 'skipped_sentence', 'file_paragraph',
+           'figure_latex', 'table_width_chars', 'table_latex', 'methods_table', 'section_fragment', 'number_citations',
            'result_files_latex', 'prepare_paper', 'PaperBuildError', 'MissingToolError', 'check_tools', 'latex_errors',
            'pdf_text', 'missing_captions', 'build_paper']
 
@@ -447,8 +447,11 @@ def robustness_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
 
 # %% ../nbs/api/63_paper.ipynb #b712fb77
 def training_paragraph(frag: Fragment, rel: str, rf: ResultFile, label: str = "training method") -> str:
-    "Section 5.5 training_comparison.json (and paper 2's summaries): best mean ± sd per headline metric, data share and time."
-    return _training_text(frag, rel, rf.fields.get("summary"), rf.fields.get("seeds"), label)
+    """Section 5.5 training_comparison.json (and paper 2's summaries): best mean ± sd per headline metric, data share and
+    time; a file with paired tests (the LLM comparison) adds them (`llm_tests_text`)."""
+    text = _training_text(frag, rel, rf.fields.get("summary"), rf.fields.get("seeds"), label)
+    if isinstance(rf.fields.get("tests"), list): text += " " + llm_tests_text(frag, rel, rf)
+    return text
 
 def ablation_summary_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
     "Paper 2 ablation_summary.json: the ablations compared as training methods are."
@@ -492,6 +495,80 @@ def _training_text(frag: Fragment, rel: str, summ, seeds, label: str, single: bo
     if shares:
         for m, d in shares: frag.claim(rel, at(m, "data_share", "mean"), d["mean"], f"{m} data share")
         s.append("The share of the training data each one used: " + ", ".join(f"{tt(m)} {fmt_msd(d)}" for m, d in shares) + f" {cite_file(rel)}.")
+    return " ".join(s)
+
+# %% ../nbs/api/63_paper.ipynb #36f2b6b9
+ALPHA = 0.05
+
+def _test_text(ts: list[dict]) -> str:
+    "One comparison: `$+5.0$ points [1.0, 9.0], $p = 0.020$`; over several seeds the mean difference and each seed's interval and p."
+    ok = [t for t in ts if t.get("n") and _num(t.get("diff"))]
+    if not ok: return "no sample scored by both"
+    ci = lambda t: f"$[{100 * t['lo']:.1f}, {100 * t['hi']:.1f}]$"
+    if len(ok) == 1: return f"${100 * ok[0]['diff']:+.1f}$ points {ci(ok[0])}, $p = {ok[0]['p']:.3f}$"
+    d = sum(t["diff"] for t in ok) / len(ok)
+    return f"${100 * d:+.1f}$ points (mean of {len(ok)} seeds; per seed " + "; ".join(f"{ci(t)}, $p = {t['p']:.3f}$" for t in ok) + ")"
+
+def _grouped(items: list[tuple[str, str]], every: str = "") -> str:
+    "`(name, text)` pairs, names that share a text stated together (`every`: what to call them when all of them do)."
+    by: dict = {}
+    for m, t in items: by.setdefault(t, []).append(m)
+    if every and len(by) == 1 and len(items) > 1: return f"{every}: {next(iter(by))}"
+    return "; ".join(f"{_names([tt(m) for m in ms])} {t}" for t, ms in by.items())
+
+def _beats(ts: list[dict]) -> bool:
+    ok = [t for t in ts if t.get("n") and _num(t.get("diff"))]
+    return bool(ok) and all(t["diff"] > 0 and _num(t.get("p")) and t["p"] < ALPHA for t in ok)
+
+def llm_tests_text(frag: Fragment, rel: str, rf: ResultFile) -> str:
+    "The paired tests of section 5.5's LLM comparison, and whether the tuned model beats its zero-shot base (see above)."
+    summ, tests = rf.fields.get("summary"), rf.fields.get("tests")
+    _need(isinstance(summ, dict) and isinstance(tests, list), "no 'summary' mapping or 'tests' list")
+    kinds = {m: d.get("kind") for m, d in summ.items() if isinstance(d, dict)}
+    base = next((m for m, k in kinds.items() if k == "zero-shot"), None)
+    trained = [m for m, k in kinds.items() if k == "llm"]
+    if base is None or not trained: return f"No trained model was compared with a zero-shot base in this run {cite_file(rel)}."
+    groups: dict = {}
+    for i, t in enumerate(tests):
+        _need(isinstance(t, dict) and {"method", "vs", "challenge", "metric"} <= set(t), f"tests[{i}] is not a paired test")
+        groups.setdefault((t["method"], t["vs"], t["challenge"], t["metric"]), []).append((i, t))
+    def ts(*key):
+        g = groups.get(key, [])
+        for i, t in g:
+            if t.get("n") and _num(t.get("diff")): frag.claim(rel, ["tests", i, "diff"], t["diff"], f"{key} difference")
+        return [t for _, t in g]
+    pairs = list(dict.fromkeys((t["challenge"], t["metric"]) for t in tests))
+    heads = rf.fields.get("headline") if isinstance(rf.fields.get("headline"), dict) else {}
+    refs = [m for m, k in kinds.items() if k == "baseline"]
+    s = [f"Each trained variant is compared with its untrained, zero-shot base (row {tt(base)}) and with the simple baselines by a paired "
+         f"bootstrap over the test samples both scored (difference in points, 95\\% interval, two-sided $p$) {cite_file(rel)}."]
+    for ch, k in pairs:
+        _need(ch in CHALLENGE_NAMES, f"unknown challenge {ch!r} in tests")
+        mname = tex_escape(display_name(k))
+        vs_base = [(m, _test_text(ts(m, base, ch, k))) for m in trained if groups.get((m, base, ch, k))]
+        if vs_base: s.append(f"On {CHALLENGE_NAMES[ch]} ({mname}), against {tt(base)}: "
+                             + _grouped(vs_base, f"each of the {len(vs_base)} trained variants") + f" {cite_file(rel)}.")
+        if heads.get(ch) != k: continue
+        for b in refs:
+            vs_b = [(m, _test_text(ts(m, b, ch, k))) for m in [base, *trained] if groups.get((m, b, ch, k))]
+            if vs_b: s.append(f"Against {tt(b)} on {CHALLENGE_NAMES[ch]} ({mname}): "
+                              + _grouped(vs_b, f"the base and each of the {len(vs_b) - 1} trained variants") + f" {cite_file(rel)}.")
+    tuned = "A_baseline" if "A_baseline" in trained else trained[0]
+    head_pairs = [(ch, heads[ch]) for ch in CHALLENGE_NAMES if ch in heads and groups.get((tuned, base, ch, heads[ch]))]
+    lost = [(ch, k) for ch, k in head_pairs if not _beats(ts(tuned, base, ch, k))]
+    what = lambda ch, k: f"{CHALLENGE_NAMES[ch]} ({tex_escape(display_name(k))} {_test_text(ts(tuned, base, ch, k))})"
+    if lost:
+        s.append(f"The tuned model ({tt(tuned)}, the adapter {tt('trained.llm')} serves) does not beat its zero-shot base on "
+                 f"{len(lost)} of {len(head_pairs)} challenges: " + "; ".join(what(ch, k) for ch, k in lost) + f" {cite_file(rel)}.")
+    else: s.append(f"The tuned model ({tt(tuned)}) beats its zero-shot base on all {len(head_pairs)} challenges {cite_file(rel)}.")
+    wins = [(m, ch) for m in trained for ch, k in head_pairs if _beats(ts(m, base, ch, k))]
+    s.append(f"Of the {len(trained)} trained variants on {len(head_pairs)} challenges, "
+             + (f"{len(wins)} (variant, challenge) pairs beat the base at $p < {ALPHA}$: "
+                + _names([f"{tt(m)} on {CHALLENGE_NAMES[ch]}" for m, ch in wins]) if wins else f"none beats the base at $p < {ALPHA}$")
+             + f" {cite_file(rel)}.")
+    kept = [m for m in trained if any(summ[m].get("untrained_chosen") or [])]
+    if kept: s.append("Dev selection kept the untrained adapter for " + _names([tt(m) for m in kept])
+                      + ": those rows are the zero-shot base's answers.")
     return " ".join(s)
 
 # %% ../nbs/api/63_paper.ipynb #5ebe10da
