@@ -21,8 +21,9 @@ from .results import data_info
 warnings.filterwarnings("ignore", message="IProgress not found")
 
 # %% auto #0
-__all__ = ['choose_samples', 'EvalResult', 'subset_scores', 'llm_model_of', 'apply_fallback', 'evaluate', 'evaluate_many',
-           'fmt_chance', 'fmt_ci', 'no_answer_note', 'IncompleteResults', 'check_complete', 'results_table']
+__all__ = ['choose_samples', 'EvalResult', 'subset_scores', 'llm_model_of', 'apply_fallback', 'default_name', 'evaluate',
+           'evaluate_many', 'fmt_chance', 'fmt_ci', 'no_answer_note', 'IncompleteResults', 'check_complete',
+           'results_table']
 
 # %% ../nbs/api/40_engine.ipynb #147d2645
 def choose_samples(pool: Sequence[Sample], n: int | None, seed: int = RANDOM_SEED) -> list[Sample]:
@@ -156,6 +157,15 @@ class _Heartbeat:
         if self.bar is not None and hasattr(self, "_t"): self._t.join(); self.bar.set_postfix_str("", refresh=False)
 
 
+# %% ../nbs/api/40_engine.ipynb #3aab01e9
+def default_name(m: Method) -> str:
+    """The name `m`'s records and result go under when none is given: its id, and its challenge too when it is registered
+    for several (`trained.llm:timing`), so that its challenges' records stay apart."""
+    from sage_bench.registry import UnknownNameError, lookup
+    try: several = len(lookup("method", m.id).challenges) > 1
+    except UnknownNameError: several = False
+    return f"{m.id}:{m.challenge}" if several else m.id
+
 # %% ../nbs/api/40_engine.ipynb #ddfe8213
 def evaluate(method: str | Method,                # a registered method id, or a `Method` instance
              dataset: str | Dataset,              # a registered data set name, or a `Dataset`
@@ -179,8 +189,8 @@ def evaluate(method: str | Method,                # a registered method id, or a
     from sage_bench.metrics import score_records
     ds = get_dataset(dataset) if isinstance(dataset, str) else dataset
     m = get_method(method, **(method_config or {})) if isinstance(method, str) else method
-    name = name or m.id
     challenge = m.challenge
+    name = name or default_name(m)
     out = Path(output_dir) if output_dir else benchmark_dir() / experiment
     store = RecordStore(out, experiment)
     chosen = choose_samples(ds.select(challenge, None if split == "all" else split), samples, seed)
@@ -266,17 +276,19 @@ def evaluate(method: str | Method,                # a registered method id, or a
 
 # %% ../nbs/api/40_engine.ipynb #5111f8dc
 def evaluate_many(methods: Sequence[str], datasets: Sequence[str], split: str = "test", **kw) -> list[EvalResult]:
-    "Every method on every data set that has samples of its challenge."
+    "Every method on every data set that has samples of its challenge (each of its challenges, for a method of several)."
     from sage_bench.registry import lookup
     out = []
     for dn in datasets:
         ds = get_dataset(dn) if isinstance(dn, str) else dn
         for mid in methods:
-            ch = lookup("method", mid).challenge
-            if not ds.select(ch, None if split == "all" else split):
-                print(f"skip {mid} on {ds.name}: no {ch} samples in split {split!r}")
-                continue
-            out.append(evaluate(mid, ds, split, **kw))
+            e = lookup("method", mid)
+            for ch in e.challenges or (e.challenge,):
+                if not ds.select(ch, None if split == "all" else split):
+                    print(f"skip {mid} on {ds.name}: no {ch} samples in split {split!r}")
+                    continue
+                cfg = {**(kw.get("method_config") or {}), "challenge": ch} if len(e.challenges) > 1 else kw.get("method_config")
+                out.append(evaluate(mid, ds, split, **{**kw, "method_config": cfg}))
     return out
 
 def fmt_chance(cell: str, chance) -> str:

@@ -11,9 +11,9 @@ from typing import Any, Callable, Optional
 from .core import CHALLENGES, Dataset
 
 # %% auto #0
-__all__ = ['PLUGIN_MODULES', 'PLUGIN_PACKAGES', 'UnknownNameError', 'Entry', 'lookup', 'entries', 'unregister', 'register_method',
-           'config_keys', 'get_method', 'method_ids', 'register_dataset', 'is_builtin', 'get_dataset', 'dataset_names',
-           'find_data_dir', 'register_experiment', 'plugin_modules', 'load_plugins']
+__all__ = ['PLUGIN_MODULES', 'PLUGIN_PACKAGES', 'UnknownNameError', 'Entry', 'lookup', 'entries', 'unregister', 'challenge_list',
+           'register_method', 'config_keys', 'get_method', 'method_ids', 'register_dataset', 'is_builtin',
+           'get_dataset', 'dataset_names', 'find_data_dir', 'register_experiment', 'plugin_modules', 'load_plugins']
 
 # %% ../nbs/api/01_registry.ipynb #79f17894
 class UnknownNameError(KeyError):
@@ -33,9 +33,11 @@ class Entry:
     kind: str                      # 'method' | 'dataset' | 'experiment'
     factory: Callable[..., Any]
     description: str = ""
-    challenge: Optional[str] = None  # methods: the challenge they solve
+    challenge: Optional[str] = None  # methods: the challenge they solve ("all" or "a+b" when several: see `challenges`)
     needs_llm: bool = False
     extra: dict = field(default_factory=dict)
+    challenges: tuple = ()           # methods: every challenge they answer (one for most methods)
+    on_request: bool = False         # methods: run only when named, never by a run over "every method" (see `method_ids`)
 
 _REGISTRY: dict[str, dict[str, Entry]] = {"method": {}, "dataset": {}, "experiment": {}}
 
@@ -55,7 +57,7 @@ def lookup(kind: str, name: str) -> Entry:
 def entries(kind: str, challenge: str | None = None) -> list[Entry]:
     "All entries of a kind (methods optionally of one challenge), in registration order."
     load_plugins()
-    return [e for e in _REGISTRY[kind].values() if challenge is None or e.challenge == challenge]
+    return [e for e in _REGISTRY[kind].values() if challenge is None or challenge in (e.challenges or (e.challenge,))]
 
 def unregister(kind: str, name: str) -> Entry:
     "Remove the entry `name` of `kind` (and a data set's loaded copies); for tests and notebooks that try one out."
@@ -66,14 +68,27 @@ def unregister(kind: str, name: str) -> Entry:
     return e
 
 # %% ../nbs/api/01_registry.ipynb #7cce7bb5
-def register_method(id: str, challenge: str, needs_llm: bool = False, description: str = "", **extra):
-    "Decorator: register a method factory under its public id."
-    if challenge not in CHALLENGES: raise ValueError(f"challenge must be one of {CHALLENGES}")
+def challenge_list(challenge) -> tuple[str, ...]:
+    "The challenges `challenge` names: one challenge, a sequence of them, or 'all'; anything else is a ValueError."
+    chs = CHALLENGES if challenge == "all" else (challenge,) if isinstance(challenge, str) else tuple(challenge or ())
+    bad = [c for c in chs if c not in CHALLENGES]
+    if bad or not chs: raise ValueError(f"challenge must be one of {CHALLENGES}, a sequence of them or 'all', got {challenge!r}")
+    return tuple(dict.fromkeys(chs))
+
+def _challenge_label(chs: tuple) -> str:
+    return chs[0] if len(chs) == 1 else "all" if set(chs) == set(CHALLENGES) else "+".join(chs)
+
+def register_method(id: str, challenge: str | tuple | list, needs_llm: bool = False, description: str = "",
+                    on_request: bool = False, **extra):
+    """Decorator: register a method factory under its public id. `challenge`: the challenge it answers, or several (a
+    sequence, or 'all'): the factory then takes `challenge=`. `on_request`: it runs only when named (see above)."""
+    chs = challenge_list(challenge)
     def deco(factory):
         _register("method", id, factory, description=description or (factory.__doc__ or "").strip().split("\n")[0],
-                  challenge=challenge, needs_llm=needs_llm, extra=extra)
+                  challenge=_challenge_label(chs), challenges=chs, needs_llm=needs_llm, on_request=on_request, extra=extra)
         if isinstance(factory, type):
-            factory.id, factory.challenge, factory.needs_llm = id, challenge, needs_llm
+            factory.id, factory.needs_llm = id, needs_llm
+            if len(chs) == 1: factory.challenge = chs[0]
         return factory
     return deco
 
@@ -92,17 +107,25 @@ def config_keys(factory) -> set[str] | None:
     return keys
 
 # %% ../nbs/api/01_registry.ipynb #786d321c
-def get_method(id: str, **config):
-    "Build the method registered as `id`; a configuration key it does not take is an error, not silently ignored."
-    f = lookup("method", id).factory
-    keys = config_keys(f)
-    bad = sorted(set(config) - keys) if keys is not None else []
+def get_method(id: str, challenge: str | None = None, **config):
+    """Build the method registered as `id`; a configuration key it does not take is an error, not silently ignored.
+    `challenge`: the challenge to build it for, needed when it answers several (checked against its own otherwise)."""
+    e = lookup("method", id)
+    chs = e.challenges or (e.challenge,)
+    if challenge is not None and challenge not in chs:
+        raise ValueError(f"{id} answers {', '.join(chs)}, not {challenge!r}")
+    if len(chs) > 1:
+        if challenge is None: raise ValueError(f"{id} answers several challenges ({', '.join(chs)}): say which with challenge=")
+        config = {"challenge": challenge, **config}
+    keys = config_keys(e.factory)
+    bad = sorted(set(config) - keys - ({"challenge"} if len(chs) > 1 else set())) if keys is not None else []
     if bad: raise TypeError(f"{id} takes no configuration {', '.join(map(repr, bad))}; it takes: {', '.join(sorted(keys - {'client', 'llm'}))}")
-    return f(**config)
+    return e.factory(**config)
 
-def method_ids(challenge: str | None = None, skip_llm: bool = False) -> list[str]:
-    "Registered method ids (optionally of one challenge, optionally without the LLM ones)."
-    return [e.name for e in entries("method", challenge) if not (skip_llm and e.needs_llm)]
+def method_ids(challenge: str | None = None, skip_llm: bool = False, on_request: bool = False) -> list[str]:
+    """Registered method ids (optionally of one challenge, optionally without the LLM ones). The methods that run only
+    when named (`register_method(on_request=True)`) are left out unless `on_request=True`."""
+    return [e.name for e in entries("method", challenge) if not (skip_llm and e.needs_llm) and (on_request or not e.on_request)]
 
 # %% ../nbs/api/01_registry.ipynb #f11213cd
 def register_dataset(name: str, description: str = "", url: str = "", **extra):

@@ -108,9 +108,11 @@ def test_encoding_masks_the_prompt(data):
 def test_trained_llm_is_one_method_for_three_challenges(tmp_path):
     from sage_bench.registry import lookup, get_method, method_ids
     e = lookup("method", "trained.llm")
-    assert e.challenge == "all" and e.needs_llm and e.extra["challenges"] == list(L.SFT_METHODS)
-    # section 5.2 runs each challenge's methods: trained.llm is none of them, so 5.2 never serves or trains it
-    assert all("trained.llm" not in method_ids(ch) for ch in L.SFT_METHODS)
+    assert e.challenge == "all" and e.needs_llm and e.challenges == tuple(L.SFT_METHODS) and e.on_request
+    # one entry listed under each challenge, but only when named: the lists runs over every method start from (5.2,
+    # `sage-bench eval` without --methods) leave it out, so they never serve or train it
+    assert all("trained.llm" in method_ids(ch, on_request=True) for ch in L.SFT_METHODS)
+    assert "trained.llm" not in method_ids() and all("trained.llm" not in method_ids(ch) for ch in L.SFT_METHODS)
     llm = {"base_urls": "http://127.0.0.1:9/v1", "model": "x+lora-0"}
     for ch in L.SFT_METHODS:
         m = get_method("trained.llm", challenge=ch, llm=llm)
@@ -120,7 +122,7 @@ def test_trained_llm_is_one_method_for_three_challenges(tmp_path):
     assert L.trained_llm("timing", quick=False).config["prompt"] == "default"
     with pytest.raises(ValueError, match="challenge"): get_method("trained.llm")
     # no adapter trained yet: a clear error naming what to run, never a training started in fit
-    with pytest.raises(FileNotFoundError, match="sage-bench train"):
+    with pytest.raises(FileNotFoundError, match="sage-bench train --quick --methods A_baseline --seed 42"):
         L.trained_llm("timing", output_dir=str(tmp_path)).fit([], None)
     L._pointer(tmp_path, True, 42, tmp_path / "x/sft_run.json")
     assert L.default_adapter(True, 42, tmp_path) == tmp_path / "x/sft_run.json"
@@ -300,3 +302,21 @@ def test_5_5_comparison_end_to_end_tiny(tmp_path):
     assert any(t["vs"] == L.ZERO_SHOT and t["n"] == 1 for t in saved["tests"])
     assert L.default_adapter(True, 42, tmp_path).exists()      # trained.llm's default adapter: this run's A
     assert saved["rates"]["eval_s_per_sample"] > 0
+
+
+def test_paper_5_5_text_from_the_saved_quick_run():
+    "The 5.5 text states the paired tests of the saved quick run and says plainly where training does not help."
+    from sage_bench.paper import Fragment, llm_tests_text
+    from sage_bench.results import ResultFile
+    saved = json.loads((Path(__file__).resolve().parents[1] / "bench/results/section_5_5_quick.json").read_text())["result"]
+    rf = ResultFile.from_dict(saved, None, "method")
+    frag = Fragment("5.5")
+    text = llm_tests_text(frag, "training_comparison.json", rf)
+    a = {(t["challenge"], t["metric"]): t for t in saved["tests"] if t["method"] == "A_baseline" and t["vs"] == L.ZERO_SHOT}
+    heads = saved["headline"]
+    lost = [ch for ch, k in heads.items() if not (a[ch, k]["diff"] > 0 and a[ch, k]["p"] < 0.05)]
+    if lost: assert f"does not beat its zero-shot base on {len(lost)} of {len(heads)} challenges" in text, text
+    t = a["planning", "step_f1"]       # a number in the text is the file's, and claimed at its place in the file
+    assert f"${100 * t['diff']:+.1f}$ points $[{100 * t['lo']:.1f}, {100 * t['hi']:.1f}]$, $p = {t['p']:.3f}$" in text, text
+    i = saved["tests"].index(t)
+    assert any(c["pointer"] == ["tests", i, "diff"] and c["value"] == t["diff"] for c in frag.claims)

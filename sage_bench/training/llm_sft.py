@@ -463,8 +463,9 @@ def default_adapter(quick: bool = True, seed: int = RANDOM_SEED, output_dir=None
     "The run record `trained.llm` serves by default: method A of the last 5.5 run (quick or full, this seed)."
     p = benchmark_dir(output_dir) / "llm_sft" / POINTER
     if not p.exists():
-        raise FileNotFoundError(f"trained.llm has no adapter: {p} does not exist. Train one first with `sage-bench train` "
-                                f"(or run section 5.5), or pass adapter_run=<sft_run.json>")
+        raise FileNotFoundError(f"trained.llm has no adapter: {p} does not exist. Train one first with `sage-bench train"
+                                f"{' --quick' if quick else ''} --methods A_baseline --seed {seed}` (or run section 5.5), or pass "
+                                f"adapter_run=<sft_run.json>")
     d = json.loads(p.read_text())
     key = f"{'quick' if quick else 'full'}-seed{seed}"
     if key not in d:
@@ -531,12 +532,12 @@ def trained_llm(challenge: Optional[str] = None, **config):
     return _tuned_classes()[challenge](**config)
 
 def register_trained_llm() -> None:
-    "Register `trained.llm` (idempotent): one entry for the three challenges (`challenge='all'`), needing an LLM."
-    from sage_bench.registry import _register
-    _register("method", TRAINED_LLM, trained_llm, challenge="all", needs_llm=True,
-              description="the SFT methods (timing.llm_based, selector.llm_rerank, planner.llm_based) run by a small "
-                          "instruct LLM LoRA-tuned on the sage train split (section 5.5 / sage-bench train), all three challenges",
-              extra={"challenges": list(SFT_METHODS)})
+    """Register `trained.llm` (idempotent): one entry for the three challenges, needing an LLM, run only when named
+    (`on_request`: a run over every method, such as section 5.2, leaves it out)."""
+    from sage_bench.registry import register_method
+    register_method(TRAINED_LLM, tuple(SFT_METHODS), needs_llm=True, on_request=True,
+                    description="the SFT methods (timing.llm_based, selector.llm_rerank, planner.llm_based) run by a small "
+                                "instruct LLM LoRA-tuned on the sage train split (section 5.5 / sage-bench train)")(trained_llm)
 
 register_trained_llm()
 
