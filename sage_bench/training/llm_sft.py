@@ -236,6 +236,16 @@ def _batches(enc: Sequence[Encoded], bs: int, pad_id: int, device: str):
             ids[j, :n] = torch.tensor(e.input_ids); lab[j, :n] = torch.tensor(e.labels); att[j, :n] = 1
         yield ids.to(device), lab.to(device), att.to(device), part
 
+def _answer_logits(model, ids, att, lab, **kw):
+    """(logits, targets) at the positions that predict an answer token only (`logits_to_keep`): the loss ignores the
+    prompt, so projecting its positions onto the vocabulary was wasted work; the loss is the same. With `kw`, the output too."""
+    import torch
+    pos = (lab[:, 1:] != -100).any(0).nonzero().flatten()
+    if not len(pos): pos = torch.zeros(1, dtype=torch.long, device=lab.device)
+    out = model(input_ids=ids, attention_mask=att, logits_to_keep=pos, **kw)
+    res = (out.logits.float(), lab[:, 1:][:, pos])
+    return (*res, out) if kw else res
+
 def answer_loss(model, enc: Sequence[Encoded], batch_size: int = 1, pad_id: int = 0) -> dict:
     "Mean loss per answer token over `enc` (no gradient), overall and per challenge."
     import torch
@@ -244,8 +254,7 @@ def answer_loss(model, enc: Sequence[Encoded], batch_size: int = 1, pad_id: int 
     model.eval()
     with torch.no_grad():
         for ids, lab, att, part in _batches(enc, batch_size, pad_id, dev):
-            logits = model(input_ids=ids, attention_mask=att).logits[:, :-1].float()
-            tgt = lab[:, 1:]
+            logits, tgt = _answer_logits(model, ids, att, lab)
             l = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100,
                                                   reduction="none").view(tgt.shape)
             for j, e in enumerate(part):
@@ -288,8 +297,7 @@ def train_lora(model, tok, enc: Sequence[Encoded], cfg: SFTConfig, log_every: in
             ntok = sum(int((lab[:, 1:] != -100).sum()) for _, lab, _, _ in group)
             total = 0.0
             for ids, lab, att, part in group:
-                logits = model(input_ids=ids, attention_mask=att).logits[:, :-1].float()
-                tgt = lab[:, 1:]
+                logits, tgt = _answer_logits(model, ids, att, lab)
                 loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1),
                                                          ignore_index=-100, reduction="sum") / max(ntok, 1)
                 loss.backward()
@@ -627,8 +635,8 @@ def example_stats(model, enc: Sequence[Encoded], pad_id: int = 0) -> dict:
     model.eval()
     with torch.no_grad():
         for ids, lab, att, part in _batches(enc, 1, pad_id, dev):
-            out = model(input_ids=ids, attention_mask=att, output_hidden_states=True)
-            logits, tgt = out.logits[0, :-1].float(), lab[0, 1:]
+            logits, tgt, out = _answer_logits(model, ids, att, lab, output_hidden_states=True)
+            logits, tgt = logits[0], tgt[0]
             n = int((tgt != -100).sum())
             losses.append(float(torch.nn.functional.cross_entropy(logits, tgt, ignore_index=-100, reduction="sum")) / max(n, 1))
             reps.append(out.hidden_states[-1][0][lab[0] == -100].float().mean(0).cpu().numpy())
