@@ -463,9 +463,9 @@ _REACT_SHOT = ('\n\nExample (request "Text my brother the weather in Quito", too
                '{"thought": "All done", "action": "finish"}')
 
 # %% ../../nbs/api/33_planning.ipynb #8ccbd87a
-def react_schema(ids: Sequence[str]) -> dict:
-    "JSON Schema of one ReAct turn; `tool` is constrained to the tools shown so far (`ids`)."
-    return {"type": "object", "properties": {"thought": {"type": "string", "maxLength": 300},
+def react_schema(ids: Sequence[str], thought_chars: int = 300) -> dict:
+    "JSON Schema of one ReAct turn; `tool` is constrained to the tools shown so far (`ids`), the thought to `thought_chars`."
+    return {"type": "object", "properties": {"thought": {"type": "string", "maxLength": thought_chars},
                                              "action": {"type": "string", "enum": list(REACT_ACTIONS)},
                                              "query": {"type": "string", "maxLength": 200},
                                              "tool": {"type": "string", "enum": list(ids)} if ids else {"type": "string"},
@@ -492,9 +492,13 @@ def _call_key(tool, arguments) -> str:
                              "call: observation simulated from the tool's output schema; finish)")
 class ReActPlanner(_LLMPlannerBase):
     "ReAct over the tool library: search, call (simulated observation), finish."
-    def __init__(self, max_steps: int = 10, max_turns: int = 20, search_k: int = 5, max_invalid: int = 3, **config):
+    def __init__(self, max_steps: int = 10, max_turns: int = 20, search_k: int = 5, max_invalid: int = 3,
+                 thought_chars: int = 300,   # the longest thought a turn may write (the reply's grammar enforces it)
+                 **config):
+        if thought_chars < 1: raise ValueError(f"thought_chars must be >= 1, got {thought_chars}")
         config.setdefault("search_queries", False)   # ReAct searches by itself, as an action
-        super().__init__(max_steps=max_steps, max_turns=max_turns, search_k=search_k, max_invalid=max_invalid, **config)
+        super().__init__(max_steps=max_steps, max_turns=max_turns, search_k=search_k, max_invalid=max_invalid,
+                         thought_chars=thought_chars, **config)
 
     def _act(self, p, known: dict, lib: ToolLibrary, steps: list, last_call: str | None = None) -> tuple[str, dict]:
         """The observation for one parsed action (and the turn record); `known` and `steps` grow. A call identical to the
@@ -528,7 +532,7 @@ class ReActPlanner(_LLMPlannerBase):
             known.update(dict.fromkeys(ids, True))
             msgs = react_messages(self.request_text(sample, out), self.cards(ids, lib), self.config["prompt"])
             for _ in range(self.config["max_turns"]):
-                r = await ask(self, out, msgs, react_schema(list(known)))
+                r = await ask(self, out, msgs, react_schema(list(known), self.config["thought_chars"]))
                 p = r.parsed
                 if not isinstance(p, dict) or not isinstance(p.get("action"), str): raise bad_reply(out, r, "unparseable action")
                 if p["action"] == "finish":
