@@ -732,6 +732,8 @@ def prepare_paper(output_dir=None, paper_dir=None) -> Path:
     cites: dict = {}
     arts = collect_artifacts(output_dir)
     (build / "methods.tex").write_text(methods_table())
+    from sage_bench.data.card import card_tex          # the built-in data set's card (counts, gates, the review), from the data
+    (build / "data_card.tex").write_text(card_tex())
     for sec in [*sections(), OTHER]:
         frag = section_fragment(sec, output_dir, arts, build, manifest)
         key = sec.replace(".", "_")
