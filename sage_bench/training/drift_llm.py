@@ -178,14 +178,7 @@ assert choose_round("ssis_replay", 5, 4, 2, [0.1, 0.9, 0.3, 0.8, 0.2]).tolist() 
 assert len(choose_round("sequential", 5, 4, 0)) == 4 and len(choose_round("uniform_replay", 3, 6, 2)) == 3
 
 # %% ../../nbs/api/57_drift_llm.ipynb #e5edff9f
-def _snapshot(model) -> dict:
-    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-
-def _restore(model, state: dict) -> None:
-    import torch
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if n in state: p.copy_(state[n])
+from .llm_sft import _snapshot, _restore      # the trainable weights saved and put back, as 5.5's dev selection does
 
 def reset_lora(model, seed: int) -> None:
     "Re-initialise the LoRA adapter as peft does (A: Kaiming-uniform, seeded; B: zeros): a fresh adapter for another seed."
