@@ -232,6 +232,38 @@ def test_every_5_5_method_trains_from_the_same_adapter_and_records_its_checkpoin
     assert all(np.allclose(p.detach().numpy(), init[n].numpy()) for n, p in model.named_parameters() if n in init)
 
 
+def test_train_lora_per_example_weights():
+    """`weights` multiply each example's answer loss; None (the default) is today's unweighted training, bit for bit;
+    weights of 1 give the unweighted run, 0 everywhere trains nothing, 2 everywhere doubles the loss; bad weights are refused."""
+    import numpy as np
+    import dataclasses
+    from types import SimpleNamespace
+    model, cfg = _tiny_lm()
+    cfg = dataclasses.replace(cfg, lr=1e-2)
+    chs = ["timing", "tool_selection", "planning"] * 2
+    enc = [_enc(i, c) for i, c in enumerate(chs)]
+    tok, init = SimpleNamespace(pad_token_id=0), L._snapshot(model)
+
+    def run(**kw):
+        L._restore(model, init)
+        log = L.train_lora(model, tok, enc, cfg, **kw)
+        return log, {n: p.detach().clone().numpy() for n, p in model.named_parameters() if n in init}
+
+    base, p0 = run()
+    again, p1 = run(weights=None)
+    assert [c["loss"] for c in again["curve"]] == [c["loss"] for c in base["curve"]] and "weights" not in again
+    assert all(np.array_equal(p0[n], p1[n]) for n in p0)                   # byte-identical to no weights
+    ones, p2 = run(weights=[1.0] * len(enc))
+    assert np.allclose([c["loss"] for c in ones["curve"]], [c["loss"] for c in base["curve"]], atol=1e-5)
+    assert all(np.allclose(p0[n], p2[n], atol=1e-6) for n in p0) and ones["weights"] == {"min": 1.0, "max": 1.0, "mean": 1.0}
+    two, _ = run(weights=[2] * len(enc))
+    assert abs(two["curve"][0]["loss"] - 2 * base["curve"][0]["loss"]) < 1e-4
+    zero, p3 = run(weights=np.zeros(len(enc)))
+    assert all(c["loss"] == 0 for c in zero["curve"]) and all(np.allclose(p3[n], init[n].numpy()) for n in p3)
+    for bad, msg in (([1.0] * 2, "2 weights for 6 examples"), ([1, 1, 1, -1, 1, 1], "example 3"), ([float("nan")] * 6, "finite")):
+        with pytest.raises(ValueError, match=msg): L.train_lora(model, tok, enc, cfg, weights=bad)
+
+
 def test_paired_test_on_engine_records(ds, tmp_path):
     from sage_bench.engine import evaluate
     a = evaluate("timing.rule_based", ds, "test", samples=30, write=False, progress=False, output_dir=tmp_path, resume=False,

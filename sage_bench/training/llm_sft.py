@@ -264,13 +264,27 @@ def answer_loss(model, enc: Sequence[Encoded], batch_size: int = 1, pad_id: int 
     return {"loss": tot / max(cnt, 1), "tokens": cnt, "per_challenge": {k: v[0] / max(v[1], 1) for k, v in per.items()}}
 
 # %% ../../nbs/api/55_llm_sft.ipynb #fbd71114
+def _check_weights(weights, n: int) -> list[float] | None:
+    "`train_lora`'s per-example weights as floats (None stays None): one per example, finite and >= 0, else a ValueError."
+    if weights is None: return None
+    w = [float(x) for x in weights]
+    if len(w) != n: raise ValueError(f"train_lora: {len(w)} weights for {n} examples (one weight per example of enc)")
+    bad = [i for i, x in enumerate(w) if not math.isfinite(x) or x < 0]
+    if bad: raise ValueError(f"train_lora: weights must be finite and >= 0; example {bad[0]} has {w[bad[0]]}")
+    return w
+
+# %% ../../nbs/api/55_llm_sft.ipynb #b3d7f932
 def train_lora(model, tok, enc: Sequence[Encoded], cfg: SFTConfig, log_every: int = 0, epochs: int | None = None,
-               anchor: dict | None = None, reg: float = 0.0, on_epoch=None) -> dict:
+               anchor: dict | None = None, reg: float = 0.0, on_epoch=None, weights: Sequence[float] | None = None) -> dict:
     """Train the LoRA adapter of `model` (from `add_lora`) on `enc`: loss on the answer tokens only. Returns the log.
     `epochs` overrides `cfg.epochs`; with `anchor` ({parameter name: tensor}) the loss adds `reg` times the squared
     distance of the adapter's parameters from it (the continual methods' regulariser); `on_epoch(epoch)` is called after
-    each epoch (dev selection)."""
+    each epoch (dev selection). `weights` (one per example of `enc`, finite, >= 0; e.g. importance-sampling weights):
+    the summed answer-token loss of example i is multiplied by `weights[i]`, and the step's loss is still divided by the
+    answer-token count of its examples (not re-normalised by the weights: weights of 1 give the unweighted loss, a
+    weight below 1 shrinks that example's share, as prioritised replay's max-normalised weights intend); None: unweighted."""
     import torch
+    w_all = _check_weights(weights, len(enc))
     from sage_bench.training.model import torch_threads
     if device_of(cfg.device) == "cpu": torch_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -291,15 +305,22 @@ def train_lora(model, tok, enc: Sequence[Encoded], cfg: SFTConfig, log_every: in
     for ep in range(epochs):
         rng.shuffle(order)
         batches = list(_batches([enc[i] for i in order], cfg.batch_size, pad, dev))
+        w_ord = None if w_all is None else [w_all[i] for i in order]
         for g in range(0, len(batches), cfg.accum):
             if step >= n_steps: break
             group = batches[g:g + cfg.accum]
             ntok = sum(int((lab[:, 1:] != -100).sum()) for _, lab, _, _ in group)
             total = 0.0
-            for ids, lab, att, part in group:
+            for b, (ids, lab, att, part) in enumerate(group, start=g):
                 logits, tgt = _answer_logits(model, ids, att, lab)
-                loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1),
-                                                         ignore_index=-100, reduction="sum") / max(ntok, 1)
+                if w_ord is None:
+                    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1),
+                                                             ignore_index=-100, reduction="sum") / max(ntok, 1)
+                else:
+                    per = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1),
+                                                            ignore_index=-100, reduction="none").view(tgt.shape).sum(1)
+                    w = torch.tensor(w_ord[b * cfg.batch_size:b * cfg.batch_size + len(part)], dtype=per.dtype, device=per.device)
+                    loss = (per * w).sum() / max(ntok, 1)
                 loss.backward()
                 total += loss.item(); seen += len(part)
             pen = 0.0
@@ -316,7 +337,8 @@ def train_lora(model, tok, enc: Sequence[Encoded], cfg: SFTConfig, log_every: in
             on_epoch(ep + 1); model.train()
     model.eval()
     return {"steps": step, "examples_seen": seen, "n_examples": len(enc), "wall_s": round(time.perf_counter() - t0, 2),
-            "curve": curve, "trainable_params": sum(p.numel() for p in params)}
+            "curve": curve, "trainable_params": sum(p.numel() for p in params)} | \
+           ({} if w_all is None else {"weights": {"min": min(w_all), "max": max(w_all), "mean": sum(w_all) / max(len(w_all), 1)}})
 
 # %% ../../nbs/api/55_llm_sft.ipynb #c6895ce9
 def _drop_quantization(config_json: Path) -> None:
