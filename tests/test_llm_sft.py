@@ -1,6 +1,7 @@
 """LoRA SFT of a small LLM (sage_bench.training.llm_sft): the examples are the LLM methods' own requests with gold
 answers in their schemas (fast); a tiny training run lowers the loss, the adapter converts with llama.cpp's converter
 and llama-server serves it (marked slow and llm: the fast tier leaves it out)."""
+import gc
 import json
 from pathlib import Path
 
@@ -143,6 +144,50 @@ def test_trained_llm_serves_its_adapter_before_the_engine_asks_for_the_model(tmp
     assert m.client.base_urls == ["http://127.0.0.1:9/v1"] and m.config["llm"]["model"] == "b+lora"
     m.fit([], None)
     assert served == [8999] and m.describe()["sft"]["lora_gguf"] == "/x/a.gguf"
+
+
+def test_trained_llm_stops_the_server_it_started(tmp_path, monkeypatch):
+    """The adapter server trained.llm serves is stopped when the engine's run ends, normally or on an error (the method is
+    garbage-collected; `close` does it at once); a server that was running before is left alone; with two users of the
+    server this process started, the last one stops it."""
+    import gc
+    from sage_bench.engine import evaluate
+    from sage_bench.methods.timing import LLMTiming
+    run = tmp_path / "sft_run.json"
+    run.write_text(json.dumps({"lora_gguf": "/x/a.gguf", "base": "smollm2-135m"}))
+    state = {"pid": 100, "up": False}
+    stopped = []
+
+    def serve(rec, port):
+        info = {"url": "http://127.0.0.1:9/v1", "client_model": "b+lora", "pid": state["pid"], "already_running": state["up"]}
+        state["up"] = True
+        return info
+    monkeypatch.setattr(L, "serve_run", serve)
+    monkeypatch.setattr(L, "stop_served", lambda port=None: stopped.append(port) or state.update(up=False))
+    make = lambda: L.trained_llm("timing", adapter_run=str(run), port=8999)        # noqa: E731
+    m = make(); m.client
+    assert stopped == [] and L._LEASES[8999]["users"] == 1
+    m.close(); m.close()                                           # at once, once
+    assert stopped == [8999] and 8999 not in L._LEASES and m.config["llm"] is None
+    m.client; del m; gc.collect()                                  # a later use serves it again; garbage collection stops it
+    assert stopped == [8999] * 2
+    a, b = make(), make(); a.client; b.client                      # two users: the last one stops it
+    del a; gc.collect()
+    assert stopped == [8999] * 2
+    del b; gc.collect()
+    assert stopped == [8999] * 3
+    state["up"] = True                                             # a server running before: not ours to stop
+    m = make(); m.client; del m; gc.collect()
+    assert stopped == [8999] * 3 and not L._LEASES
+    state["up"] = False
+
+    def fail(self, train, dataset=None): raise RuntimeError("fit failed")
+    monkeypatch.setattr(LLMTiming, "fit", fail)                     # the engine's run fails after the server is up
+    with pytest.raises(RuntimeError, match="fit failed"):
+        evaluate(L.trained_llm("timing", adapter_run=str(run), port=8999), "sage", "test", samples=2, write=False, progress=False,
+                 output_dir=tmp_path, experiment="test_stop", resume=False, replace_changed=True)
+    gc.collect()
+    assert stopped == [8999] * 4 and not L._LEASES
 
 
 def test_trained_llm_oracle(ds, tmp_path):
@@ -308,6 +353,15 @@ def test_tiny_run_lowers_loss_converts_and_serves(tmp_path):
         assert res.metrics.get("error_rate", 0) == 0 and m.describe()["sft"]["lora_gguf"] == rec["lora_gguf"]
     finally:
         stop_llm_service(SFT_PORT)
+    # by name through the engine, as `sage-bench eval --methods trained.llm` runs it: the method serves its adapter itself,
+    # and no server is left when the run ends
+    from sage_bench.llm_service import _read_state
+    del m; gc.collect()
+    assert _read_state(SFT_PORT) is None
+    res = evaluate("trained.llm", "sage", "test", samples=2, output_dir=tmp_path / "eval2", resume=False, progress=False,
+                   method_config={"challenge": "timing", "adapter_run": rec["path"], "port": SFT_PORT})
+    gc.collect()
+    assert res.metrics["n"] == 2 and res.metrics.get("error_rate", 0) == 0 and _read_state(SFT_PORT) is None
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/api/55_llm_sft.ipynb #46bea68b
 from __future__ import annotations
-import hashlib, json, math, os, random, subprocess, sys, time
+import hashlib, json, math, os, random, subprocess, sys, time, weakref
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Optional, Sequence
@@ -503,6 +503,25 @@ def default_adapter(quick: bool = True, seed: int = RANDOM_SEED, output_dir=None
                                 f"`sage-bench train{' --quick' if quick else ''} --seed {seed}` first")
     return Path(d[key])
 
+_LEASES: dict = {}      # port -> {"pid", "users"}: the adapter servers `trained.llm` started in this process, and their users
+
+def _lease(port: int, info: dict) -> bool:
+    "Count one more user of the server on `port` when this process started it (now, or for an earlier user): True if counted."
+    if not info.get("already_running"): _LEASES[port] = {"pid": info.get("pid"), "users": 0}
+    lease = _LEASES.get(port)
+    if lease is None or lease["pid"] != info.get("pid"): return False
+    lease["users"] += 1
+    return True
+
+def _release(port: int, pid) -> None:
+    "One user of the server `trained.llm` started on `port` is done; the last one stops it (a server started since is not touched)."
+    lease = _LEASES.get(port)
+    if lease is None or lease["pid"] != pid: return
+    lease["users"] -= 1
+    if lease["users"] <= 0:
+        del _LEASES[port]
+        stop_served(port)
+
 class _TunedLLM:
     "Mixin: an SFT method of one challenge, run by the tuned model (base GGUF + LoRA adapter on llama-server)."
     def __init__(self, adapter_run: Optional[str] = None, quick: bool = True, port: int = SFT_PORT, seed: int = RANDOM_SEED,
@@ -531,6 +550,16 @@ class _TunedLLM:
         self.sft_run = {k: v for k, v in rec.items() if not k.startswith("_") and k != "examples"}
         self._client = None
         c["llm"] = {"base_urls": info["url"], "model": info["client_model"]}
+        # a server this process started is stopped when its last user is done: `close`, the method garbage-collected
+        # when the engine's run ends (or fails), or the interpreter exiting (`weakref.finalize` runs at exit too)
+        if _lease(c["port"], info): self._finalizer = weakref.finalize(self, _release, c["port"], info.get("pid"))
+
+    def close(self) -> None:
+        "Stop the adapter server this method started (unless another `trained.llm` of this process still uses it); idempotent."
+        f = getattr(self, "_finalizer", None)
+        if f is not None and f.alive:
+            f()
+            self.sft_run, self._client, self.config["llm"] = None, None, None     # a later use serves it again
 
     def describe(self) -> dict:
         d = super().describe()
