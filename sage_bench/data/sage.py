@@ -231,68 +231,110 @@ class ToolSpec:
     def id_in(self, specs) -> bool: return any(s is self for s in specs)
 
 # %% ../../nbs/api/10_data_sage.ipynb #80da2a10
-def _generic(cat, o: _Obj, act: str, keys: dict) -> ToolSpec:
-    look, attrs = _specs(o.look), _specs(o.attrs)
-    out = o.out.split() if o.out else []
-    k = f"{o.id}_id" if o.key else ""
-    pl = o.pl or _plural(o.noun)
-    a = "getk" if act == "get" and o.key else act
-    rank, kind, verbs, mode = _ACTIONS[a]
-    kind = kind or "realtime"
-    verbs = (o.verbs.get(act) or verbs).split("|")
-    name = o.names.get(act)
-    g = o.gloss
-    req = lambda ps: [n for n, r in ps if r]
-    if a == "get":
-        name = name or f"get_{o.id}"; params = look; returns = [n for n, _ in attrs] + out
-        desc = f"{_third(name.split('_')[0]) if o.names.get(act) else 'Returns'} {g}. Requires the {_labels(req(look), keys)}"
-        opt = [n for n, r in look if not r]
-        desc += (f"; optionally the {_labels(opt, keys)}." if opt else ".")
-    elif a == "getk":
-        name = name or f"get_{o.id}_details"; params = [(k, True)]; returns = [k] + [n for n, _ in attrs] + out
-        desc = f"{_third(name.split('_')[0]) if o.names.get(act) else 'Returns'} one {o.noun} given its id: {g}."
-    elif a == "search":
-        name = name or f"search_{_snake(pl)}"
+@dataclass
+class _Parts:
+    "What the generic tools of one object are written from."
+    o: _Obj
+    a: str                   # the action; 'get' on a keyed object is 'getk'
+    given: str | None        # the tool name the material gives for this action, if any
+    keys: dict
+    def __post_init__(self):
+        o = self.o
+        self.look, self.attrs = _specs(o.look), _specs(o.attrs)
+        self.out = o.out.split() if o.out else []
+        self.k = f"{o.id}_id" if o.key else ""
+        self.pl = o.pl or _plural(o.noun)
+    def labels(self, names) -> str: return _labels(names, self.keys)
+
+def _required(ps) -> list: return [n for n, r in ps if r]
+
+# %% ../../nbs/api/10_data_sage.ipynb #0da00207
+def _read_one(p: _Parts) -> tuple:
+    "get (an information object, by its lookup fields) and getk (a keyed object, by its id): (name, params, returns, desc)."
+    o, g = p.o, p.o.gloss
+    if p.a == "get":
+        name = p.given or f"get_{o.id}"; params = p.look; returns = [n for n, _ in p.attrs] + p.out
+        desc = f"{_third(name.split('_')[0]) if p.given else 'Returns'} {g}. Requires the {p.labels(_required(p.look))}"
+        opt = [n for n, r in p.look if not r]
+        desc += (f"; optionally the {p.labels(opt)}." if opt else ".")
+    else:
+        name = p.given or f"get_{o.id}_details"; params = [(p.k, True)]; returns = [p.k] + [n for n, _ in p.attrs] + p.out
+        desc = f"{_third(name.split('_')[0]) if p.given else 'Returns'} one {o.noun} given its id: {g}."
+    return name, params, returns, desc
+
+# %% ../../nbs/api/10_data_sage.ipynb #1b97e689
+def _find_many(p: _Parts) -> tuple:
+    "search (by keyword, with the lookup fields as filters) and list (the user's own): (name, params, returns, desc)."
+    g, look = p.o.gloss, p.look
+    if p.a == "search":
+        name = p.given or f"search_{_snake(p.pl)}"
         params = [("query", not look)] + [(n, False) for n, _ in look]
-        returns = [k, "results", "count"] + out
-        desc = f"Searches {pl} by keyword" + (f", with optional filters for {_labels([n for n, _ in look], keys)}" if look else "") + \
+        returns = [p.k, "results", "count"] + p.out
+        desc = f"Searches {p.pl} by keyword" + (f", with optional filters for {p.labels([n for n, _ in look])}" if look else "") + \
                f", and returns the matches with their ids. Each result is {g}."
-    elif a == "list":
-        name = name or f"list_{_snake(pl)}"
+    else:
+        name = p.given or f"list_{_snake(p.pl)}"
         params = [(n, r) for n, r in look] + [("limit", False)]
         returns = ["items", "count"]
-        desc = f"Lists the user's {pl}" + (f", optionally filtered by {_labels([n for n, _ in look if n != k], keys)}" if [n for n, _ in look] else "") + \
+        desc = f"Lists the user's {p.pl}" + (f", optionally filtered by {p.labels([n for n, _ in look if n != p.k])}" if [n for n, _ in look] else "") + \
                f". Each item is {g}."
-    elif a == "create":
-        name = name or f"create_{o.id}"; params = attrs or [(n, r) for n, r in look]; returns = [k] + out
-        verb = name.split("_")[0] if o.names.get(act) else "create"
-        desc = f"{_third(verb)} {g}" + (f", given the {_labels(req(params), keys)}" if req(params) else "") + f", and returns the new {o.noun} id."
-    elif a == "update":
-        name = name or f"update_{o.id}"; params = [(k, True)] + [(n, False) for n, _ in attrs if (n, True) not in [(k, True)]]
+    return name, params, returns, desc
+
+# %% ../../nbs/api/10_data_sage.ipynb #9f36feb5
+def _change(p: _Parts) -> tuple:
+    "create (from the attributes, else the lookup fields) and update (any attribute, by id): (name, params, returns, desc)."
+    o, g, k, attrs = p.o, p.o.gloss, p.k, p.attrs
+    if p.a == "create":
+        name = p.given or f"create_{o.id}"; params = attrs or [(n, r) for n, r in p.look]; returns = [k] + p.out
+        verb = name.split("_")[0] if p.given else "create"
+        desc = f"{_third(verb)} {g}" + (f", given the {p.labels(_required(params))}" if _required(params) else "") + \
+               f", and returns the new {o.noun} id."
+    else:
+        name = p.given or f"update_{o.id}"; params = [(k, True)] + [(n, False) for n, _ in attrs if (n, True) not in [(k, True)]]
         returns = [k, "status"]
-        what = _labels([n for n, _ in attrs], keys)
+        what = p.labels([n for n, _ in attrs])
         desc = f"{_third(name.split('_')[0])} an existing {o.noun}" + (f": any of its {what} can be changed" if what else "") + \
                f"; the other fields keep their values. The {o.noun} is {g}."
-    elif a in ("delete", "cancel"):
-        name = name or f"{a}_{o.id}"; params = [(k, True)] + ([("reason", False)] if a == "cancel" else [])
-        returns = ["status"] + (["refund_amount"] if a == "cancel" else [])
-        desc = (f"Permanently deletes a {o.noun} given its id; it cannot be recovered afterwards." if a == "delete" else
-                f"Cancels a {o.noun} given its id and returns the cancellation status and any refund due.")
-    elif a == "share":
-        name = name or f"share_{o.id}"; params = [(k, True), ("email", True), ("message", False)]; returns = ["share_url"]
+    return name, params, returns, desc
+
+# %% ../../nbs/api/10_data_sage.ipynb #d9620a75
+def _end(p: _Parts) -> tuple:
+    "delete and cancel (by id; a cancellation may give a reason and a refund): (name, params, returns, desc)."
+    o, a = p.o, p.a
+    name = p.given or f"{a}_{o.id}"; params = [(p.k, True)] + ([("reason", False)] if a == "cancel" else [])
+    returns = ["status"] + (["refund_amount"] if a == "cancel" else [])
+    desc = (f"Permanently deletes a {o.noun} given its id; it cannot be recovered afterwards." if a == "delete" else
+            f"Cancels a {o.noun} given its id and returns the cancellation status and any refund due.")
+    return name, params, returns, desc
+
+def _pass_on(p: _Parts) -> tuple:
+    "share (by email), export (as a file) and track (progress): (name, params, returns, desc)."
+    o, g, k = p.o, p.o.gloss, p.k
+    if p.a == "share":
+        name = p.given or f"share_{o.id}"; params = [(k, True), ("email", True), ("message", False)]; returns = ["share_url"]
         desc = f"Shares a {o.noun} with another person by email, with an optional message, and returns a link to it."
-    elif a == "export":
-        name = name or f"export_{o.id}"
-        params = ([(k, True)] if o.key else look) + [("format", False)]; returns = ["download_url", "file_id"]
+    elif p.a == "export":
+        name = p.given or f"export_{o.id}"
+        params = ([(k, True)] if o.key else p.look) + [("format", False)]; returns = ["download_url", "file_id"]
         desc = (f"Exports a {o.noun} as a PDF, CSV or JSON file and returns a download link." if o.key else
                 f"Exports {g} as a CSV or JSON file and returns a download link.")
-    elif a == "track":
-        name = name or f"track_{o.id}"; params = [(k, True)]; returns = ["status", "eta"]
+    else:
+        name = p.given or f"track_{o.id}"; params = [(k, True)]; returns = ["status", "eta"]
         desc = f"Tracks the progress of a {o.noun} and returns its current status and estimated completion time."
-    else: raise ValueError(f"unknown action {act!r} on {cat.id}.{o.id}")
-    nouns = [o.noun] + o.syn
-    return _make_spec(cat, name, desc, params, returns, verbs, nouns, mode, kind, rank, keys, obj=o.id, action=act,
-                      key=k if a not in ("search", "list", "create") else "")
+    return name, params, returns, desc
+
+# %% ../../nbs/api/10_data_sage.ipynb #4421a6ea
+_WRITERS = {"get": _read_one, "getk": _read_one, "search": _find_many, "list": _find_many, "create": _change, "update": _change,
+            "delete": _end, "cancel": _end, "share": _pass_on, "export": _pass_on, "track": _pass_on}
+
+def _generic(cat, o: _Obj, act: str, keys: dict) -> ToolSpec:
+    "The tool of one generic action on an object of a category, with its writing material."
+    a = "getk" if act == "get" and o.key else act
+    p = _Parts(o, a, o.names.get(act), keys)
+    rank, kind, verbs, mode = _ACTIONS[a]
+    name, params, returns, desc = _WRITERS[a](p)
+    return _make_spec(cat, name, desc, params, returns, (o.verbs.get(act) or verbs).split("|"), [o.noun] + o.syn, mode,
+                      kind or "realtime", rank, keys, obj=o.id, action=act, key=p.k if a not in ("search", "list", "create") else "")
 
 # %% ../../nbs/api/10_data_sage.ipynb #5906b385
 def _make_spec(cat, name, desc, params, returns, verbs, nouns, mode, kind, rank, keys, obj="", action="custom", key="") -> ToolSpec:
@@ -369,18 +411,24 @@ _INFINITIVE = ("I need to {c}.", "I'd like to {c}.", "Help me {c}.", "Is it poss
                "{X}, and I need to {c}.", "I have to {c} - {x}.", "Can you help me {c}?")
 
 # %% ../../nbs/api/10_data_sage.ipynb #076010af
-def need_clause(spec: ToolSpec, rng: random.Random, keys: dict, cat_kw: list, n_optional: int | None = None) -> tuple[str, dict]:
-    "One natural-language request for what the tool does, with concrete argument values: (clause, arguments)."
+def _head(spec: ToolSpec, rng: random.Random, mine: str | tuple) -> tuple[str, str, str | None]:
+    "(verb, noun, noun phrase); the phrase is None for the modes whose determiner depends on the request around it."
     verb = rng.choice(spec.verbs)
     noun = rng.choice(spec.nouns)
-    args, phrases = {}, []
-    if spec.mode == "raw": np = noun
-    elif spec.mode == "a": np = _article(noun)
-    elif spec.mode in ("pl", "mypl"):
+    if spec.mode == "raw": return verb, noun, noun
+    if spec.mode == "a": return verb, noun, _article(noun)
+    if spec.mode in ("pl", "mypl"):
         noun = rng.choice([x for x in spec.nouns if not x.startswith(_WH)] or spec.nouns)
-        np = (rng.choice(["my ", "all my ", "my recent "]) if spec.mode == "mypl" else "") + _plural_np(noun)
-    elif noun.startswith(_WH): np = noun
-    else: np = rng.choice(["the ", "my "] if spec.key else ["the "]) + noun
+        my = (mine if isinstance(mine, str) else rng.choice(mine)) if spec.mode == "mypl" else ""   # mine: fixed, or chosen
+        return verb, noun, my + _plural_np(noun)
+    return verb, noun, None
+
+# %% ../../nbs/api/10_data_sage.ipynb #c90a1432
+def need_clause(spec: ToolSpec, rng: random.Random, keys: dict, cat_kw: list, n_optional: int | None = None) -> tuple[str, dict]:
+    "One natural-language request for what the tool does, with concrete argument values: (clause, arguments)."
+    verb, noun, np = _head(spec, rng, ("my ", "all my ", "my recent "))
+    args, phrases = {}, []
+    if np is None: np = noun if noun.startswith(_WH) else rng.choice(["the ", "my "] if spec.key else ["the "]) + noun
     inline = spec.key or (next((n for n, r in spec.params if r and n.endswith("_id")), "") if spec.mode == "raw" else "")
     if inline:
         v = _value(inline, field_schema(inline, keys), rng, keys)
@@ -546,18 +594,12 @@ _REF = ("that {l}", "the {l} from before", "the {l} you got", "that same {l}")
 # %% ../../nbs/api/10_data_sage.ipynb #4b8bd837
 def plan_clause(spec: ToolSpec, feeds: dict, prev: list, rng: random.Random, keys: dict, cat_kw: list) -> tuple[str, dict]:
     "The request clause of one plan step: references for what earlier steps produce, concrete values for the rest."
-    verb = rng.choice(spec.verbs)
-    noun = rng.choice(spec.nouns)
+    verb, noun, np = _head(spec, rng, "my ")
     args, phrases = {}, []
-    if spec.mode == "raw": np = noun
-    elif spec.mode == "a": np = _article(noun)
-    elif spec.mode in ("pl", "mypl"):
-        noun = rng.choice([x for x in spec.nouns if not x.startswith(_WH)] or spec.nouns)
-        np = ("my " if spec.mode == "mypl" else "") + _plural_np(noun)
-    elif spec.key and spec.key in feeds:
+    if np is None and spec.key and spec.key in feeds:
         st, _ = feeds[spec.key]
         np = "it" if st == len(prev) - 1 and prev[st].obj == spec.obj and rng.random() < 0.5 else rng.choice(["that ", "the "]) + noun
-    else: np = noun if noun.startswith(_WH) else "the " + noun
+    elif np is None: np = noun if noun.startswith(_WH) else "the " + noun
     for n, r in spec.params:
         if n in feeds:
             st, fld = feeds[n]
@@ -667,13 +709,8 @@ def _answer_context(spec: ToolSpec, rng, keys, cat) -> tuple[list, dict, str]:
     return ctx, vals, clause
 
 # %% ../../nbs/api/10_data_sage.ipynb #bb771daa
-def make_timing(specs: list[ToolSpec], cats: list[_Cat], rng: random.Random, keys: dict, n: int = 300) -> list[TimingSample]:
-    "Turns that need a tool (live data, actions, personal state, computations over outside data) and turns that do not."
-    cat_of = {c.id: c for c in cats}
-    by_kind = {k: [s for s in specs if s.kind == k] for k in ("realtime", "personal", "action", "compute")}
-    # info tools with at least two numeric outputs can be answered in a conversation and asked about again
-    answerable = [s for s in specs if s.action == "get" and s.obj and
-                  sum(field_schema(r, keys)["schema"]["type"] == "number" for r in s.returns) >= 2]
+def _timing_plan(n: int, rng: random.Random) -> list[tuple[str, bool]]:
+    "n (kind, needs a tool) pairs in the data set's fixed proportions, shuffled."
     plan = ([("realtime_data", True)] * 35 + [("action", True)] * 35 + [("personal_state", True)] * 25 +
             [("external_computation", True)] * 20 + [("casual_need", True)] * 15 + [("new_request_after_answer", True)] * 20 +
             [("chit_chat", False)] * 20 + [("general_knowledge", False)] * 25 + [("definition", False)] * 15 +
@@ -681,6 +718,56 @@ def make_timing(specs: list[ToolSpec], cats: list[_Cat], rng: random.Random, key
             [("acknowledgement", False)] * 15 + [("domain_knowledge", False)] * 15)
     plan = [plan[int(i * len(plan) / n)] for i in range(n)]   # keeps the proportions for any n
     rng.shuffle(plan)
+    return plan
+
+# %% ../../nbs/api/10_data_sage.ipynb #cb1eee6f
+def _after_answer(kind: str, s: ToolSpec, specs: list[ToolSpec], rng: random.Random, keys: dict, cat_of: dict) -> tuple[str, list, str]:
+    "A turn after an answer of `s`: (message, context, tool the turn is about)."
+    cat, tool = s.category, None
+    ctx, vals, clause = _answer_context(s, rng, keys, cat_of[cat])
+    labels = [field_schema(r, keys)["label"] for r in vals]
+    if kind == "answer_in_context":
+        l1 = rng.choice(labels)
+        msg = rng.choice([f"Sorry, what was the {l1} again?",
+                          f"So the {l1} is {vals[s.returns[[field_schema(r, keys)['label'] for r in s.returns].index(l1)]]}? Just confirming.",
+                          f"Can you repeat the {l1} you just gave me?", f"Wait, which number was the {l1}?"]
+                         + ([f"Which was higher, the {labels[0]} or the {labels[1]}?"] if len(labels) > 1 else []))
+    elif kind == "acknowledgement":
+        msg = _cap(rng.choice(ACKS).format(n=rng.choice(s.nouns)))
+    else:
+        other = rng.choice([x for x in specs if x.category == cat and x is not s and x.kind != "compute"] or [s])
+        if rng.random() < 0.5 and any(n == "location" for n, _ in s.params):
+            msg = rng.choice(["And what about in {c}?", "Now do the same for {c}.", "OK, and how does {c} compare?"]).format(c=rng.choice(CITIES))
+        else:
+            c2, _ = need_clause(other, rng, keys, cat_of[cat].kw); tool = other.tool.id
+            msg = rng.choice(["Thanks. Now {c}.", "Great. Can you also {c}?", "OK, next: {c}."]).format(c=c2)
+    return msg, ctx, tool or s.tool.id
+
+# %% ../../nbs/api/10_data_sage.ipynb #bd9d4f66
+def _no_tool_message(kind: str, rng: random.Random) -> str:
+    "A turn that needs no tool: chit-chat, general knowledge, a definition, creative writing, advice or domain knowledge."
+    if kind == "chit_chat": return _cap(rng.choice(CHIT_CHAT))
+    if kind == "general_knowledge":
+        r = rng.random()
+        if r < 0.4: return rng.choice(["What is the capital of {c}?", "What's the capital city of {c}?",
+                                       "Which city is the capital of {c}?"]).format(c=rng.choice(_CAPITALS)[0])
+        if r < 0.6: return rng.choice(["Who wrote {b}?", "Who is the author of {b}?"]).format(b=rng.choice(_BOOKS)[0])
+        return _cap(rng.choice(GENERAL_FACTS))
+    if kind == "definition": return _cap(rng.choice(_DEF_FRAMES).format(t=rng.choice(TERMS)))
+    if kind == "creative_writing": return _cap(rng.choice(_CREATIVE_FRAMES).format(f=rng.choice(_FORMS), t=rng.choice(_TOPICS)))
+    if kind == "advice": return _cap(rng.choice(ADVICE))
+    if kind == "domain_knowledge": return _cap(rng.choice(DOMAIN_KNOWLEDGE))
+    raise ValueError(kind)
+
+# %% ../../nbs/api/10_data_sage.ipynb #0e800032
+def make_timing(specs: list[ToolSpec], cats: list[_Cat], rng: random.Random, keys: dict, n: int = 300) -> list[TimingSample]:
+    "Turns that need a tool (live data, actions, personal state, computations over outside data) and turns that do not."
+    cat_of = {c.id: c for c in cats}
+    by_kind = {k: [s for s in specs if s.kind == k] for k in ("realtime", "personal", "action", "compute")}
+    # info tools with at least two numeric outputs can be answered in a conversation and asked about again
+    answerable = [s for s in specs if s.action == "get" and s.obj and
+                  sum(field_schema(r, keys)["schema"]["type"] == "number" for r in s.returns) >= 2]
+    plan = _timing_plan(n, rng)
     kind_map = {"realtime_data": "realtime", "action": "action", "personal_state": "personal", "external_computation": "compute"}
     hard_kinds = {"casual_need", "new_request_after_answer", "answer_in_context", "acknowledgement", "domain_knowledge"}
     out, seen = [], set()
@@ -695,36 +782,8 @@ def make_timing(specs: list[ToolSpec], cats: list[_Cat], rng: random.Random, key
                 cat, t = rng.choice(HARD_POSITIVE); msg = _cap(_fill(t, rng))
             elif kind in ("new_request_after_answer", "answer_in_context", "acknowledgement"):
                 s = rng.choice(answerable); cat = s.category
-                ctx, vals, clause = _answer_context(s, rng, keys, cat_of[cat])
-                labels = [field_schema(r, keys)["label"] for r in vals]
-                if kind == "answer_in_context":
-                    l1 = rng.choice(labels)
-                    msg = rng.choice([f"Sorry, what was the {l1} again?",
-                                      f"So the {l1} is {vals[s.returns[[field_schema(r, keys)['label'] for r in s.returns].index(l1)]]}? Just confirming.",
-                                      f"Can you repeat the {l1} you just gave me?", f"Wait, which number was the {l1}?"]
-                                     + ([f"Which was higher, the {labels[0]} or the {labels[1]}?"] if len(labels) > 1 else []))
-                elif kind == "acknowledgement":
-                    msg = _cap(rng.choice(ACKS).format(n=rng.choice(s.nouns)))
-                else:
-                    other = rng.choice([x for x in specs if x.category == cat and x is not s and x.kind != "compute"] or [s])
-                    if rng.random() < 0.5 and any(n == "location" for n, _ in s.params):
-                        msg = rng.choice(["And what about in {c}?", "Now do the same for {c}.", "OK, and how does {c} compare?"]).format(c=rng.choice(CITIES))
-                    else:
-                        c2, _ = need_clause(other, rng, keys, cat_of[cat].kw); tool = other.tool.id
-                        msg = rng.choice(["Thanks. Now {c}.", "Great. Can you also {c}?", "OK, next: {c}."]).format(c=c2)
-                tool = tool or s.tool.id
-            elif kind == "chit_chat": msg = _cap(rng.choice(CHIT_CHAT))
-            elif kind == "general_knowledge":
-                r = rng.random()
-                if r < 0.4: msg = rng.choice(["What is the capital of {c}?", "What's the capital city of {c}?",
-                                              "Which city is the capital of {c}?"]).format(c=rng.choice(_CAPITALS)[0])
-                elif r < 0.6: msg = rng.choice(["Who wrote {b}?", "Who is the author of {b}?"]).format(b=rng.choice(_BOOKS)[0])
-                else: msg = _cap(rng.choice(GENERAL_FACTS))
-            elif kind == "definition": msg = _cap(rng.choice(_DEF_FRAMES).format(t=rng.choice(TERMS)))
-            elif kind == "creative_writing": msg = _cap(rng.choice(_CREATIVE_FRAMES).format(f=rng.choice(_FORMS), t=rng.choice(_TOPICS)))
-            elif kind == "advice": msg = _cap(rng.choice(ADVICE))
-            elif kind == "domain_knowledge": msg = _cap(rng.choice(DOMAIN_KNOWLEDGE))
-            else: raise ValueError(kind)
+                msg, ctx, tool = _after_answer(kind, s, specs, rng, keys, cat_of)
+            else: msg = _no_tool_message(kind, rng)
             key = (msg, len(ctx) and ctx[0]["content"])
             if key not in seen: break
         seen.add(key)
