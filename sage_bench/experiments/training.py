@@ -8,7 +8,8 @@ from ..sections import Section, ResultSpec, declare
 from ..paper import training_paragraph, ablation_summary_paragraph, efficiency_paragraph, online_paragraph
 
 # %% auto #0
-__all__ = ['SECTION_5_5', 'SECTION_PAPER2', 'build_5_5', 'build_paper2', 'drift_tests_paragraph', 'drift_ssis_paragraph']
+__all__ = ['LLM_REPLAY', 'SECTION_5_5', 'SECTION_PAPER2', 'build_5_5', 'build_paper2', 'drift_tests_paragraph',
+           'drift_ssis_paragraph', 'drift_llm_paragraph']
 
 # %% ../../nbs/api/65_training_sections.ipynb #2e81275d
 def build_5_5(output_dir=None) -> list:
@@ -18,9 +19,18 @@ def build_5_5(output_dir=None) -> list:
 
 # %% ../../nbs/api/65_training_sections.ipynb #7d6fa778
 def build_paper2(output_dir=None) -> list:
-    "Paper 2's tables and figures from the drift study's result files (`training.sage_agent.report_drift`)."
+    """Paper 2's tables and figures from the drift study's result files (`training.sage_agent.report_drift`), and the LLM
+    study's tables (`training.drift_llm.report_drift_llm`) when its result file exists (a run with `skip_llm` has none)."""
+    from sage_bench.core import benchmark_dir
     from sage_bench.training.sage_agent import report_drift
-    return report_drift(output_dir)
+    out = report_drift(output_dir)
+    if (benchmark_dir(output_dir) / SECTION_PAPER2.output / LLM_REPLAY).exists():
+        from sage_bench.training.drift_llm import report_drift_llm
+        out += report_drift_llm(output_dir)
+    return out
+
+# %% ../../nbs/api/65_training_sections.ipynb #054ba8e5
+LLM_REPLAY = "drift_llm/llm_replay.json"      # the LLM study's result file, in paper 2's folder
 
 # %% ../../nbs/api/65_training_sections.ipynb #a4abcda9
 def drift_tests_paragraph(frag, rel, rf) -> str:
@@ -33,6 +43,12 @@ def drift_ssis_paragraph(frag, rel, rf) -> str:
     "Paper 2 drift/ssis.json: `training.sage_agent.ssis_paragraph` (imported when the paper is built)."
     from sage_bench.training.sage_agent import ssis_paragraph
     return ssis_paragraph(frag, rel, rf)
+
+# %% ../../nbs/api/65_training_sections.ipynb #c84eeef9
+def drift_llm_paragraph(frag, rel, rf) -> str:
+    "Paper 2 drift_llm/llm_replay.json: `training.drift_llm.drift_llm_paragraph` (imported when the paper is built)."
+    from sage_bench.training.drift_llm import drift_llm_paragraph as para
+    return para(frag, rel, rf)
 
 # %% ../../nbs/api/65_training_sections.ipynb #5c6c678f
 SECTION_5_5 = declare(Section(
@@ -50,5 +66,5 @@ SECTION_PAPER2 = declare(Section(
     "ablation with paired tests, efficiency, online adaptation, the seed design's hypotheses", "06_sage_agent.ipynb", "paper2",
     (ResultSpec("drift/ablation.json", ablation_summary_paragraph), ResultSpec("drift/tests.json", drift_tests_paragraph),
      ResultSpec("drift/efficiency.json", efficiency_paragraph), ResultSpec("drift/online.json", online_paragraph),
-     ResultSpec("drift/ssis.json", drift_ssis_paragraph)),
+     ResultSpec("drift/ssis.json", drift_ssis_paragraph), ResultSpec(LLM_REPLAY, drift_llm_paragraph)),
     build=build_paper2, artifacts=("fig_paper2", "table_paper2", "fig_6_", "table_6_", "fig_sage", "table_sage")))

@@ -18,8 +18,8 @@ from .llm_sft import (SFTConfig, SFTExample, Encoded, SFT_METHODS, sft_method, r
 # %% auto #0
 __all__ = ['LLM_DRIFT_METHODS', 'RESULT_DIR', 'RESULT_FILE', 'COMPARISONS', 'DriftLLMSettings', 'Item', 'version_examples',
            'version_test_samples', 'stream_items', 'example_scores', 'uncertainty_of', 'ssis_terms', 'choose_round',
-           'reset_lora', 'score_versions', 'run_method', 'analyse_llm', 'run_drift_llm', 'summary_table', 'tests_table',
-           'ssis_table', 'report_drift_llm', 'drift_llm_paragraph']
+           'replay_weights', 'reset_lora', 'score_versions', 'run_method', 'analyse_llm', 'run_drift_llm',
+           'summary_table', 'tests_table', 'ssis_table', 'report_drift_llm', 'drift_llm_paragraph']
 
 # %% ../../nbs/api/57_drift_llm.ipynb #2c55e639
 LLM_DRIFT_METHODS = ("sequential", "uniform_replay", "ssis_replay")
@@ -180,6 +180,14 @@ assert len(choose_round("sequential", 5, 4, 0)) == 4 and len(choose_round("unifo
 # %% ../../nbs/api/57_drift_llm.ipynb #e5edff9f
 from .llm_sft import _snapshot, _restore      # the trainable weights saved and put back, as 5.5's dev selection does
 
+# %% ../../nbs/api/57_drift_llm.ipynb #e4e74c37
+def replay_weights(slots, w) -> tuple[list[int], list[float]]:
+    "The distinct slots of a sum-tree draw, in order of first draw, each with the sum of its draws' importance-sampling weights."
+    out: dict = {}
+    for x, v in zip(slots, w): out[int(x)] = out.get(int(x), 0.0) + float(v)
+    return list(out), list(out.values())
+
+# %% ../../nbs/api/57_drift_llm.ipynb #c43242ce
 def reset_lora(model, seed: int) -> None:
     "Re-initialise the LoRA adapter as peft does (A: Kaiming-uniform, seeded; B: zeros): a fresh adapter for another seed."
     import torch
@@ -219,7 +227,7 @@ def run_method(method: str, model, tok, items: dict, s: DriftLLMSettings, init: 
     for r in range(T):
         A = items["arrive"][r]
         t = time.perf_counter()
-        imp, replayed, slots = None, [], []
+        imp, replayed, slots, rep_w = None, [], [], []
         if ssis is not None:
             st = example_scores(model, [i.enc for i in A], reps=True)
             mem = np.stack(list(reps.values())) if reps else None
@@ -228,17 +236,20 @@ def run_method(method: str, model, tok, items: dict, s: DriftLLMSettings, init: 
             imp = sc["importance"]
             if len(buf) and n_rep:
                 sl, its, w = buf.sample(min(n_rep, len(buf)))
-                keep = list(dict.fromkeys(int(x) for x in sl))   # a slot drawn twice is trained once
-                slots, replayed = keep, [buf.tree.data[x] for x in keep]
-                isw_log.append({"round": r, "beta": buf.last_beta, "weights": [round(float(x), 4) for x in w]})
+                slots, rep_w = replay_weights(sl, w)             # a slot drawn twice is trained once, with both weights
+                replayed = [buf.tree.data[x] for x in slots]
+                isw_log.append({"round": r, "beta": buf.last_beta, "weights": [round(float(x), 4) for x in w],
+                                "applied": [round(x, 4) for x in rep_w]})
         elif res is not None and len(res) and n_rep:
             pick = rng.choice(len(res), min(n_rep, len(res)), replace=False)
             replayed = [res.items[int(j)] for j in pick]
         new = choose_round(method, len(A), B, len(replayed), imp, rng)
         if ssis is not None: t_ssis += time.perf_counter() - t
         batch = [A[int(j)] for j in new] + replayed
+        weights = [1.0] * len(new) + rep_w if rep_w else None            # IS weights of the sum-tree draws; arriving examples 1
         t = time.perf_counter()
-        log = train_lora(model, tok, [i.enc for i in batch], cfg, epochs=1) if batch else {"steps": 0, "examples_seen": 0, "wall_s": 0}
+        log = (train_lora(model, tok, [i.enc for i in batch], cfg, epochs=1, weights=weights) if batch
+               else {"steps": 0, "examples_seen": 0, "wall_s": 0})
         t_train += time.perf_counter() - t; logs.append({k: log[k] for k in ("steps", "examples_seen", "wall_s")})
         t = time.perf_counter()
         if ssis is not None:
@@ -272,6 +283,7 @@ def run_method(method: str, model, tok, items: dict, s: DriftLLMSettings, init: 
                        "new_recurring": int(sum(A[int(j)].recurring for j in new)),
                        "new_per_challenge": {ch: int(sum(A[int(j)].challenge == ch for j in new)) for ch in SFT_METHODS},
                        "replayed_versions": [i.version for i in replayed], "trained_ids": [i.id for i in batch],
+                       "weights": log.get("weights"),
                        "current_exact": means["exact"][r], "current_loss": means["loss"][r]})
         if progress: progress(f"{method} round {r}: trained {len(batch)} ({len(new)} new, {len(replayed)} replayed); current version "
                               f"exact {means['exact'][r]:.3f}, loss {means['loss'][r]:.3f}")
@@ -283,7 +295,8 @@ def run_method(method: str, model, tok, items: dict, s: DriftLLMSettings, init: 
             "ssis_values": {ph: {k: np.round(v, 5).tolist() for k, v in d.items()} for ph, d in comp.items()} if ssis else None,
             "replay": None if buf is None else {"planned_draws": buf.beta_steps, "draws": buf.draws, "last_beta": buf.last_beta,
                                                  "priorities": prio, "is_weights": isw_log,
-                                                 "note": "IS weights recorded, not applied: train_lora takes no per-example weights"},
+                                                 "note": "replayed examples trained with their draws' IS weights (applied: summed per "
+                                                         "distinct slot), arriving examples with weight 1 (train_lora weights=)"},
             "final": {k: np.round(v, 5).tolist() for k, v in flat.items()}}
 
 # %% ../../nbs/api/57_drift_llm.ipynb #178b6b2d
@@ -447,20 +460,26 @@ def report_drift_llm(output_dir=None, result: dict | None = None) -> list:
                         "(per test example: bootstrap interval, sign-flip p; per seed: t interval)", output_dir=output_dir, source=rel)]
 
 def drift_llm_paragraph(frag, rel: str, rf) -> str:
-    "Paper 2 drift_llm/llm_replay.json: what each method reached and the paired tests of SSIS + priority replay against the baselines."
-    from sage_bench.paper import _need, cite_file, tt, tex_escape
+    """Paper 2 drift_llm/llm_replay.json: what each method reached, the paired tests of the three methods against each other and
+    of training against the untrained adapter, and the replay's importance-sampling weights."""
+    from sage_bench.paper import _need, _num, cite_file, tt, tex_escape
     S, T = rf.fields.get("summary"), rf.fields.get("tests")
-    _need(isinstance(S, dict) and isinstance(T, list), "no 'summary' mapping and 'tests' list")
-    st = rf.fields.get("settings") or {}
-    parts = [f"On the LoRA-tuned {tex_escape(rf.fields.get('model'))} over {len((rf.fields.get('stream') or {}).get('examples') or [])} "
-             f"library versions, with {st.get('budget')} training examples per round for every method {cite_file(rel)}:"]
+    _need(isinstance(S, dict) and S and isinstance(T, list), "no 'summary' mapping and 'tests' list")
+    st, seeds = rf.fields.get("settings") or {}, rf.fields.get("seeds") or []
+    parts = [f"SSIS and priority replay also chose the SFT examples of the LoRA-tuned {tex_escape(rf.fields.get('model'))} over "
+             f"{len((rf.fields.get('stream') or {}).get('examples') or [])} library versions, with {st.get('budget')} training "
+             f"examples per round for every method and {len(seeds)} seed{'s' if len(seeds) != 1 else ''} {cite_file(rel)}."]
     for m, d in S.items():
         e, l = d["final_exact"]["mean"], d["final_loss"]["mean"]
         frag.claim(rel, ["summary", m, "final_exact", "mean"], e, f"{m} final exact match")
         frag.claim(rel, ["summary", m, "final_loss", "mean"], l, f"{m} final loss")
-        parts.append(f"{tt(m)} ends at {100 * e:.1f}\\% greedy exact match and answer loss {l:.3f} over every version's test examples.")
+        t = f"{tt(m)} ends at {100 * e:.1f}\\% greedy exact match and answer loss {l:.3f} over every version's test examples"
+        fg = (d.get("neg_loss/forgetting") or {}).get("mean")
+        if _num(fg):
+            frag.claim(rel, ["summary", m, "neg_loss/forgetting", "mean"], fg, f"{m} forgetting (loss)")
+            t += f" (forgetting, the rise of an earlier version's loss from its best: {fg:+.3f})"
+        parts.append(t + ".")
     for i, t in enumerate(T):
-        if t["b"] == "untrained" and t["a"] != "ssis_replay": continue
         bits = []
         for k in ("all_versions/exact", "all_versions/loss"):
             d = t["per_sample"].get(k) or {}
@@ -470,5 +489,16 @@ def drift_llm_paragraph(frag, rel: str, rf) -> str:
             g = (lambda x: f"{100 * x:+.1f}") if pct else (lambda x: f"{x:+.3f}")
             bits.append(f"{'exact match' if pct else 'loss'} {g(d['diff'])}{' points' if pct else ''} [{g(d['ci'][0])}, {g(d['ci'][1])}], "
                         f"p = {d['p']:.3g}, n = {d['n']}")
-        if bits: parts.append(f"{tt(t['a'])} against {tt(t['b'])}: " + "; ".join(bits) + ".")
+        if not bits: continue
+        what = "what training did" if t["b"] == "untrained" else "paired per test example"
+        parts.append(f"{tt(t['a'])} against {tt(t['b'])} ({what}): " + "; ".join(bits) + ".")
+    rp = [(j, r) for j, r in enumerate(rf.fields.get("runs") or []) if r.get("replay") and _num(r["replay"].get("last_beta"))]
+    if rp:
+        j, r = rp[0]
+        frag.claim(rel, ["runs", j, "replay", "last_beta"], r["replay"]["last_beta"], "ssis_replay last beta")
+        applied = any(x.get("weights") for x in r.get("rounds") or [])   # a file from before train_lora took weights has none
+        parts.append(f"The replayed examples of {tt(r['method'])} are "
+                     + ("trained with the importance-sampling weights of their draws" if applied else
+                        "drawn with importance-sampling weights that this run recorded but did not apply to the loss")
+                     + f", beta reaching {r['replay']['last_beta']:.2f} at the last of {r['replay']['draws']} draws (seed {r['seed']}).")
     return " ".join(parts)
