@@ -31,6 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _split_list(s): return [x.strip() for x in s.split(",") if x.strip()] if s else None
 
+# %% ../nbs/api/70_cli.ipynb #b61bf948
 def int_in(lo: int, hi: int | None = None):
     "An argparse type: a whole number from `lo` to `hi`."
     def conv(s: str) -> int:
@@ -52,6 +53,7 @@ def float_in(lo: float, hi: float | None = None, at_least: float | None = None):
         return v
     return conv
 
+# %% ../nbs/api/70_cli.ipynb #f3c22430
 def existing_dir(s: str) -> Path:
     "An argparse type: a folder that exists."
     p = Path(s).expanduser()
@@ -72,7 +74,9 @@ def http_urls(s: str) -> str:
 
 COUNT, SEED, PORT = int_in(1), int_in(0, 2**32 - 1), int_in(1, 65535)
 
+# %% ../nbs/api/70_cli.ipynb #71eefbae
 def _llm_limits(sp):
+    "The `--llm-timeout` and `--llm-attempts` flags of a sub-command that talks to an LLM."
     g = sp.add_argument_group("LLM time limits (they hold for this command and the processes it starts)")
     g.add_argument("--llm-timeout", type=float_in(0, at_least=0.001), metavar="SECONDS",
                    help="seconds one LLM request may take before it is given up and retried "
@@ -81,12 +85,9 @@ def _llm_limits(sp):
                    help="tries per LLM request, the first one included; a sample whose tries all fail has no answer "
                         "and is retried by the next run (sets SAGE_BENCH_LLM_ATTEMPTS; default: that variable, else 3)")
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="sage-bench", description="SAGE-Bench: timing judgment, task planning and tool selection for tool-augmented LLMs.",
-                epilog="exit codes: 0 done, 1 a failure during the work (or a method that got no LLM answer), 2 a usage error, "
-                       "3 a part that is not built, 130 interrupted (Ctrl-C; rerun to resume)")
-    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
-
+# %% ../nbs/api/70_cli.ipynb #28c3e9aa
+def _add_run(sub):
+    "`run`: paper sections through papermill."
     r = sub.add_parser("run", help="run paper sections (papermill notebooks) and write results under .sage/benchmark/")
     r.add_argument("--section", default="5.2", help="a section (`sage-bench list experiments`: 5.2, 5.3, ...), all, or a comma-separated list (default 5.2)")
     r.add_argument("--quick", action="store_true", help="quick mode: small samples, fewer seeds")
@@ -101,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--output-dir", help="root of the results (default ./.sage/benchmark); created if missing")
     _llm_limits(r)
 
+# %% ../nbs/api/70_cli.ipynb #b0a13520
+def _add_eval(sub):
+    "`eval`: methods on data sets, resumable."
     e = sub.add_parser("eval", help="evaluate methods on a data set (resumable) and print a results table")
     e.add_argument("--dataset", default="sage", help="a data set name, a comma-separated list, or 'all'")
     e.add_argument("--methods", help="comma-separated method ids (default: all that apply)")
@@ -115,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-resume", action="store_true", help="recompute records that exist")
     _llm_limits(e)
 
+# %% ../nbs/api/70_cli.ipynb #4555e5cb
+def _add_train(sub):
+    "`train`: the training comparison of section 5.5."
     t = sub.add_parser("train", help="training comparison (section 5.5): LoRA SFT of a small LLM trained as A, B1-B4, C, D, "
                        "served as trained.llm and scored beside its zero-shot base and baselines")
     t.add_argument("--methods", default="all", help="A_baseline,B1_random,...|all")
@@ -128,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--output-dir", help="root of the results (default ./.sage/benchmark); created if missing")
     _llm_limits(t)
 
+# %% ../nbs/api/70_cli.ipynb #dcac52da
+def _add_llm(sub):
+    "`llm start|status|stop`: the local OpenAI-compatible server."
     l = sub.add_parser("llm", help="manage the local OpenAI-compatible LLM server")
     l.add_argument("action", choices=["start", "status", "stop"])
     l.add_argument("--model", help="model name (vLLM) or GGUF path/name (llama.cpp)")
@@ -141,10 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     l.add_argument("--backend", choices=["auto", "vllm", "llama.cpp"], default="auto")
     l.add_argument("--timeout", type=float_in(0), default=600, help="seconds to wait for the server (default 600)")
 
+# %% ../nbs/api/70_cli.ipynb #8c65e9bc
+def _add_results(sub):
+    "`list`, `figures`, `tables`, `report`, `paper` and `interactive`: what reads the registries and the saved results."
     ls = sub.add_parser("list", help="list data sets, methods or experiments")
     ls.add_argument("what", choices=["datasets", "methods", "experiments"])
     ls.add_argument("--data-dir", type=existing_dir, help="folder holding the external data sets")
-
     for name, hlp in [("figures", "rebuild every figure from saved results"), ("tables", "rebuild every LaTeX table from saved results")]:
         f = sub.add_parser(name, help=hlp)
         f.add_argument("--output-dir", type=existing_dir, help="root of the results (default ./.sage/benchmark)")
@@ -155,6 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     pp = sub.add_parser("paper", help="build paper/paper.pdf from the saved figures and tables (pandoc + xelatex)")
     pp.add_argument("--output-dir", type=existing_dir, help="root of the results (default ./.sage/benchmark)")
     sub.add_parser("interactive", help="a small menu over the same actions")
+
+# %% ../nbs/api/70_cli.ipynb #6b353d46
+def build_parser() -> argparse.ArgumentParser:
+    "The `sage-bench` parser: every sub-command with its flags and their checks."
+    p = _Parser(prog="sage-bench", description="SAGE-Bench: timing judgment, task planning and tool selection for tool-augmented LLMs.",
+                epilog="exit codes: 0 done, 1 a failure during the work (or a method that got no LLM answer), 2 a usage error, "
+                       "3 a part that is not built, 130 interrupted (Ctrl-C; rerun to resume)")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
+    for add in (_add_run, _add_eval, _add_train, _add_llm, _add_results): add(sub)
     return p
 
 # %% ../nbs/api/70_cli.ipynb #24a57f20
@@ -187,9 +208,10 @@ def _nonempty(a, flag: str):
 
 # %% ../nbs/api/70_cli.ipynb #38053d6c
 def check_methods(names) -> list[str]:
-    """Method names as `run --methods` passes them to the section notebooks: registered method ids or training
-    methods (A_baseline, ...); an unknown one raises `UnknownNameError` with "did you mean", before anything starts."""
-    known = method_ids()
+    """Method names as `run --methods` passes them to the section notebooks: registered method ids (those registered
+    `on_request` included) or training methods (A_baseline, ...); an unknown one raises `UnknownNameError` with
+    "did you mean", before anything starts."""
+    known = method_ids(on_request=True)               # a method run only when named (trained.llm) may be named here
     try: known += [m for m in _need("sage_bench.training.methods", "training").ALL_METHODS if m not in known]
     except NotBuilt: pass
     for n in names or []:
@@ -494,6 +516,7 @@ def records_added(root, before: dict) -> int:
             for block in iter(lambda: f.read(1 << 20), b""): n += block.count(b"\n")
     return n
 
+# %% ../nbs/api/70_cli.ipynb #ecd0b8aa
 def _records_root(a) -> Path | None:
     "Where the command `a` appends records (None: it appends none)."
     from sage_bench.core import benchmark_dir
@@ -501,6 +524,7 @@ def _records_root(a) -> Path | None:
     if a.cmd in ("run", "train"): return benchmark_dir(Path(a.output_dir).expanduser() if a.output_dir else None)
     return None
 
+# %% ../nbs/api/70_cli.ipynb #af661157
 @restores_env(*LLM_ENV.values())   # --llm-timeout/--llm-attempts hold for this command only (main() may be called in process)
 def main(argv=None) -> int:
     "Entry point of `sage-bench`."

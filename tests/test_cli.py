@@ -147,6 +147,19 @@ def test_run_method_typo_is_caught_before_papermill(tmp_path):
     assert "PapermillExecutionError" not in err and "== section" not in r.stdout and not any(tmp_path.iterdir())
 
 
+def test_run_accepts_a_method_registered_on_request(tmp_path, monkeypatch):
+    """trained.llm runs only when named (`register_method(on_request=True)`), so `run --methods trained.llm` must pass the
+    name check made before papermill starts. No section runs here (run_section is replaced) and nothing is trained."""
+    from sage_bench import cli, runner
+    from sage_bench.registry import method_ids
+    assert "trained.llm" not in method_ids() and "trained.llm" in method_ids(on_request=True)
+    assert cli.check_methods(["trained.llm", "selector.keyword"]) == ["trained.llm", "selector.keyword"]
+    seen = {}
+    monkeypatch.setattr(runner, "run_section", lambda s, **kw: seen.update(section=s, methods=kw["methods"]) or tmp_path / "executed.ipynb")
+    rc = cli.main(["run", "--section", "5.5", "--methods", "trained.llm", "--output-dir", str(tmp_path)])
+    assert rc == 0 and seen == {"section": "5.5", "methods": "trained.llm"}
+
+
 def test_unwritable_output_dir(tmp_path):
     (tmp_path / "a-file").write_text("")
     err = _one_line_error(sb("eval", "--methods", "selector.keyword", "--samples", "3", "--output-dir", str(tmp_path / "a-file" / "out")))
