@@ -167,3 +167,114 @@ def test_real_llm_paraphrases_five_specs(tmp_path, llm_url):
     a = TG.write_results(res, tmp_path / "a.jsonl").read_bytes()
     b = TG.write_results(TG.TextGenerator(tmp_path / "cache", None, model=gen.model, max_attempts=2).run(sp), tmp_path / "b.jsonl").read_bytes()
     assert a == b
+
+
+# --- the paraphrase hook of a data set generator, and the sage v2 run (issue 15, item 5) ---
+
+LIB = {f"t.{n}": d for n, d in TOOLS}
+
+
+def test_keep_values_and_prechecks():
+    assert TG.keep_values("let APT-2B to omar@example.com until August 31", {"unit": "APT-2B", "who": "omar@example.com"}) == \
+        ["APT-2B", "omar@example.com", "31"]
+    s = {"id": "p", "kind": "planning_request", "tools": T[:2], "seed": "Sort out Kyoto", "keep": ["Kyoto"]}
+    assert TG.precheck(s, "Get my Kyoto trip in order") is None
+    assert TG.precheck(s, "Get my trip in order") == "drops 'Kyoto'"
+    assert TG.precheck(s, "Find a Kyoto flight and then book a hotel") == "lists steps"
+    assert TG.precheck({**s, "seed": "fly to Kyoto, then a hotel"}, "Fly to Kyoto and then book a hotel") is None  # the seed lists them too
+    assert TG.acceptance_report([TG.TextResult("a", "planning_request", None, "dropped", 1, ["drops 'Kyoto'"])])["reasons"] == {"drops a value": 1}
+
+
+def test_hook_spec_shapes():
+    sel = TG.hook_spec({"challenge": "tool_selection", "tools": ["t.weather_now"], "arguments": {"city": "Oslo"}},
+                       "Is it raining in Oslo right now?", LIB, {"t.weather_now": ["t.sms_send"]}, n_distractors=3)
+    assert sel["kind"] == "selection_query" and [t["name"] for t in sel["tools"]] == ["t.weather_now"] and sel["keep"] == ["Oslo"]
+    assert len(sel["distractors"]) == 3 and not {"t.weather_now", "t.sms_send"} & {t["name"] for t in sel["distractors"]}
+    assert sel == TG.hook_spec({"challenge": "tool_selection", "tools": ["t.weather_now"], "arguments": {"city": "Oslo"}},
+                               "Is it raining in Oslo right now?", LIB, {"t.weather_now": ["t.sms_send"]}, n_distractors=3)
+    plan = TG.hook_spec({"challenge": "planning", "goal": "g", "tools": ["t.flight_search", "t.hotel_book", "t.flight_search"],
+                         "arguments": {}}, "Get me to Rome", LIB)
+    assert plan["kind"] == "planning_request" and [t["name"] for t in plan["tools"]] == ["t.flight_search", "t.hotel_book"]
+    tim = TG.hook_spec({"challenge": "timing", "kind": "tool", "call_tool": True, "context": [], "tools": ["t.sms_send"]}, "tell Ann", LIB)
+    assert tim["kind"] == "tool_turn" and TG.check_spec(tim)
+    assert TG.hook_spec({"challenge": "timing", "kind": "tool", "call_tool": True, "context": []}, "tell Ann", LIB) is None
+    no = TG.hook_spec({"challenge": "timing", "kind": "opinion", "call_tool": False, "context": []}, "Is jazz better than rock?", LIB)
+    assert no["kind"] == "no_tool_turn" and no["tools"] == [] and no["distractors"] and sel["id"] != no["id"]
+
+
+def _seed_oracle(truth):
+    "A perfect LLM for hook specs: the writer returns the seed reworded by a prefix; the verifier reads the truth table."
+    def reply(m, s):
+        user = m[-1]["content"]
+        if s is None:
+            seed = re.search(r"^Message: (.*)$", user, re.M).group(1)
+            return "Please, " + seed[:1].lower() + seed[1:]
+        text = re.search(r"<<<(.*)>>>", user, re.S).group(1)
+        gold = truth[text[len("Please, "):].lower()]
+        return {"needs_tool": bool(gold), "tools": gold}
+    return reply
+
+
+def test_text_paraphrase_oracle_and_replay(tmp_path):
+    calls = [({"challenge": "tool_selection", "tools": ["t.weather_now"], "arguments": {"city": "Oslo"}}, "Is it raining in Oslo?"),
+             ({"challenge": "planning", "goal": "g", "tools": ["t.flight_search", "t.hotel_book"], "arguments": {}}, "Get me to Rome in May"),
+             ({"challenge": "timing", "kind": "opinion", "call_tool": False, "context": []}, "Is jazz better than rock?"),
+             ({"challenge": "timing", "kind": "tool", "call_tool": True, "context": []}, "Text Ann")]             # no gold tool: seed kept
+    truth = {seed.lower(): list(dict.fromkeys(spec.get("tools", []))) if spec.get("call_tool", True) else [] for spec, seed in calls}
+    hook = TG.TextParaphrase(TG.TextGenerator(tmp_path / "c", ScriptedLLM(_seed_oracle(truth)), model="oracle"), LIB)
+    out = [hook(*c) for c in calls]
+    assert out[:3] == ["Please, " + seed[:1].lower() + seed[1:] for _, seed in calls[:3]] and out[3] == "Text Ann"
+    assert dict(hook.counts) == {"accepted": 3, "unverifiable": 1}
+    replay = TG.TextParaphrase(TG.TextGenerator(tmp_path / "c", None, model="oracle"), LIB)
+    assert [replay(*c) for c in calls] == out
+    assert replay({"challenge": "tool_selection", "tools": ["t.sms_send"], "arguments": {}}, "Text Bob") == "Text Bob"
+    assert replay.counts["cache_miss"] == 1
+
+
+@pytest.mark.slow
+def test_v2_oracle_run_and_byte_identical_regeneration(tmp_path):
+    """Over every text of sage v2: a perfect scripted LLM through the hook is accepted nearly always (what fails is a seed
+    that names its tool or whose rewording drops nothing but still trips a precheck); write_sage_v2 with the LLM and
+    with the cache alone (no LLM) writes the same bytes; the script's run writes the acceptance report."""
+    import importlib.util
+    from pathlib import Path
+    from sage_bench.data.sage_v2 import write_sage_v2
+    specs, left = TG.v2_text_specs()
+    assert [sp for sp, _ in specs] == sorted((sp for sp, _ in specs), key=TG.V2_SPLIT_ORDER.index)    # test, dev, train
+    assert len(specs) > 2000 and left["duplicate"] < 50
+    truth = {s["seed"].lower(): [t["name"] for t in s["tools"]] for _, s in specs}
+    llm = ScriptedLLM(_seed_oracle(truth))
+    path = Path(__file__).parents[1] / "scripts" / "sage_v2_text.py"
+    mod = importlib.util.module_from_spec(spec := importlib.util.spec_from_file_location("sage_v2_text", path))
+    spec.loader.exec_module(mod)
+    rep = mod.run(None, tmp_path / "tg", batch=64, client=llm, log=lambda *a: None, specs=specs)
+    assert rep["specs"] == len(specs) and rep["acceptance_rate"] >= 0.95, rep["reasons"]
+    assert set(rep["by_split"]) == {"test", "dev", "train"} and rep["run"]["fresh_llm_requests"] == len(llm.calls)
+    assert json.loads((tmp_path / "tg" / "acceptance.json").read_text())["accepted"] == rep["accepted"]
+    a = write_sage_v2(tmp_path / "a", paraphrase=TG.v2_paraphrase(llm, cache=tmp_path / "tg" / "cache", model="qwen2.5-coder-1.5b"))
+    b = write_sage_v2(tmp_path / "b", paraphrase=TG.v2_paraphrase(None, cache=tmp_path / "tg" / "cache"))
+    assert (a / "samples.jsonl").read_bytes() == (b / "samples.jsonl").read_bytes()
+    assert "Please, " in (b / "samples.jsonl").read_text()
+
+
+def test_script_survives_a_server_outage(tmp_path):
+    "The run waits and retries when replies stop coming, resumes from the cache, and ends with the results of a clean run."
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).parents[1] / "scripts" / "sage_v2_text.py"
+    mod = importlib.util.module_from_spec(spec := importlib.util.spec_from_file_location("sage_v2_text", path))
+    spec.loader.exec_module(mod)
+    n = Counter()
+    def flaky(m, s):
+        n["calls"] += 1
+        if 5 <= n["calls"] <= 7: raise ConnectionError("server stopped")
+        return oracle(m, s)
+    sp = [("test", s) for s in specs(8)]
+    logs = []
+    rep = mod.run(None, tmp_path / "a", batch=3, client=ScriptedLLM(flaky), retry_s=0, log=logs.append, specs=sp, model="oracle")
+    ref = mod.run(None, tmp_path / "b", batch=3, client=ScriptedLLM(oracle), retry_s=0, log=lambda *a: None, specs=sp, model="oracle")
+    assert any("retrying" in x for x in logs) and rep["accepted"] == ref["accepted"] == 8
+    assert (tmp_path / "a/results.jsonl").read_bytes() == (tmp_path / "b/results.jsonl").read_bytes()
+    assert list((tmp_path / "a/cache").glob("chunk-*.jsonl")) and not (tmp_path / "a/cache/pending.jsonl").exists()
+    replay = mod.run(None, tmp_path / "a", batch=3, log=lambda *a: None, specs=sp, model="oracle")     # no LLM: the cache alone
+    assert replay["accepted"] == 8 and replay["run"]["fresh_llm_requests"] == 0

@@ -4,17 +4,19 @@
 
 # %% ../../nbs/api/19a_data_textgen.ipynb #d27a4b3b
 from __future__ import annotations
-import hashlib, json, os, re
+import functools, hashlib, json, os, re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
-from ..core import RANDOM_SEED
+from ..core import RANDOM_SEED, resources_dir
 
 # %% auto #0
-__all__ = ['KINDS', 'WRITE', 'PARAPHRASE', 'VERIFY', 'TEMPLATES', 'WRITE_PARAMS', 'VERIFY_PARAMS', 'check_spec', 'write_messages',
-           'verify_options', 'verify_request', 'clean_text', 'precheck', 'judge', 'request_key', 'TextCache',
-           'CacheMiss', 'TextResult', 'TextGenerator', 'acceptance_report', 'write_results']
+__all__ = ['KINDS', 'WRITE', 'PARAPHRASE', 'VERIFY', 'TEMPLATES', 'WRITE_PARAMS', 'VERIFY_PARAMS', 'V2_TEXT_MODEL',
+           'V2_SPLIT_ORDER', 'check_spec', 'write_messages', 'verify_options', 'verify_request', 'clean_text',
+           'precheck', 'judge', 'request_key', 'TextCache', 'CacheMiss', 'TextResult', 'TextGenerator',
+           'acceptance_report', 'write_results', 'keep_values', 'hard_distractors', 'hook_spec', 'TextParaphrase',
+           'v2_text_dir', 'v2_paraphrase', 'v2_text_specs']
 
 # %% ../../nbs/api/19a_data_textgen.ipynb #788c65bd
 KINDS = {   # kind -> (what the writer is asked for, whether the text needs a tool)
@@ -41,6 +43,7 @@ def check_spec(spec: dict) -> dict:
     for k in ("seed", "notes"):
         if not isinstance(spec.get(k, ""), str): bad(f"`{k}` must be a string")
     if not isinstance(spec.get("variant", 0), int) or isinstance(spec.get("variant", 0), bool): bad("`variant` must be an integer")
+    if not isinstance(spec.get("keep", []), list) or not all(isinstance(x, str) for x in spec.get("keep", [])): bad("`keep` must be a list of strings")
     if KINDS[spec["kind"]][1] != bool(spec.get("tools")): bad(f"a {spec['kind']} needs {'gold tools' if KINDS[spec['kind']][1] else 'no tools'}")
     return spec
 
@@ -99,10 +102,15 @@ def clean_text(reply: str | None) -> str | None:
     return None
 
 # %% ../../nbs/api/19a_data_textgen.ipynb #027b671b
+_STEPS = re.compile(r"\b(?:then|after that|afterwards|finally|lastly)\b", re.I)
+
 def precheck(spec: dict, text: str | None) -> str | None:
     "Why `text` is rejected without asking the verifier (None when it goes on)."
     if not text: return "empty"
     low = text.lower()
+    lost = [v for v in spec.get("keep", []) if v.lower() not in low]
+    if lost: return f"drops {lost[0]!r}"
+    if spec.get("kind") == "planning_request" and _STEPS.search(text) and not _STEPS.search(spec.get("seed", "")): return "lists steps"
     for t in spec.get("tools", []) + spec.get("distractors", []):
         n = t["name"].lower()
         if re.search(r"[._]", n) and (n in low or re.search(r"\b" + re.escape(re.sub(r"[._]+", " ", n)) + r"\b", low)):
@@ -302,6 +310,7 @@ def _reason_kind(why: str) -> str:
     "A failed attempt's reason without its particulars (which tools), for counting."
     if why.startswith("names the tool"): return "names a tool"
     if why.startswith("verifier names"): return "verifier names other tools"
+    if why.startswith("drops "): return "drops a value"
     return why
 
 def acceptance_report(results: Sequence[TextResult]) -> dict:
@@ -321,3 +330,107 @@ def write_results(results: Sequence[TextResult], path: Path | str) -> Path:
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     _fsync_write(path, "".join(_line(r.to_dict()) for r in results))
     return path
+
+# %% ../../nbs/api/19a_data_textgen.ipynb #c57c01ff
+def keep_values(seed: str, arguments: dict | None = None) -> list[str]:
+    "What a rewrite of `seed` must spell as it does: the argument values the seed contains, and its tokens with a digit."
+    low = seed.lower()
+    vals = [str(v) for v in (arguments or {}).values() if isinstance(v, (str, int, float)) and not isinstance(v, bool)]
+    out = [v for v in vals if len(v) >= 2 and v.lower() in low]
+    out += [t.strip(".,;:!?()[]'\"$€£") for t in seed.split() if re.search(r"\d", t)]
+    return list(dict.fromkeys(x for x in out if x))
+
+# %% ../../nbs/api/19a_data_textgen.ipynb #555c0632
+_WORD = re.compile(r"[a-z]+")
+_STOP = set("a an and are as at be by for from get in is it its of on or the this to with you your my me i".split())
+
+@functools.lru_cache(maxsize=None)
+def _words(s: str) -> frozenset[str]: return frozenset(w for w in _WORD.findall(s.lower()) if w not in _STOP and len(w) > 2)
+
+def hard_distractors(text: str, tools: dict[str, str], exclude: Iterable[str] = (), n: int = 5) -> list[str]:
+    "The `n` tool ids (of {id: description}) sharing most words with `text`, ties by id; those in `exclude` left out."
+    ws, ex = _words(text), set(exclude)
+    scored = sorted((-len(ws & _words(f"{tid.replace('_', ' ').replace('.', ' ')} {d}")), tid) for tid, d in tools.items() if tid not in ex)
+    return [tid for _, tid in scored[:n]]
+
+# %% ../../nbs/api/19a_data_textgen.ipynb #36b6bd51
+_KIND_OF = {"tool_selection": "selection_query", "planning": "planning_request"}
+_KEEP_NOTE = "Keep these exactly as they are written in the message: {}."
+
+def hook_spec(spec: dict, seed: str, tools: dict[str, str], equivalents: dict | None = None, n_distractors: int = 5) -> dict | None:
+    """The text spec of a generator's `paraphrase(spec, seed)` call, with the tools' descriptions from `tools` ({id:
+    description}) and hard distractors (not the gold tools' `equivalents`); None for a tool turn without its gold tool."""
+    ch = spec.get("challenge")
+    if ch == "timing": kind = "tool_turn" if spec.get("call_tool") else "no_tool_turn"
+    elif ch in _KIND_OF: kind = _KIND_OF[ch]
+    else: raise ValueError(f"paraphrase spec: unknown challenge {ch!r} in {spec!r}")
+    gold = list(dict.fromkeys(spec.get("tools") or [])) if kind != "no_tool_turn" else []
+    if kind == "tool_turn" and not gold: return None
+    missing = [t for t in gold if t not in tools]
+    if missing: raise ValueError(f"paraphrase spec: tools {missing} are not in the tool library ({spec!r})")
+    exclude = set(gold) | {e for t in gold for e in (equivalents or {}).get(t, [])}
+    keep = keep_values(seed, spec.get("arguments"))
+    notes = [_KEEP_NOTE.format("; ".join(keep))] if keep else []
+    if spec.get("context"):
+        notes.append("It is the user's next message in this conversation (it may refer to it):\n"
+                     + "\n".join(f"{c['role']}: {c['content']}" for c in spec["context"]))
+    sid = hashlib.sha256(json.dumps([spec, seed], sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()[:16]
+    return {"id": f"{ch}-{sid}", "kind": kind, "seed": seed, "notes": "\n".join(notes), "keep": keep,
+            "tools": [{"name": t, "description": tools[t]} for t in gold],
+            "distractors": [{"name": t, "description": tools[t]} for t in hard_distractors(seed, tools, exclude, n_distractors)]}
+
+# %% ../../nbs/api/19a_data_textgen.ipynb #ef896abb
+class TextParaphrase:
+    "A generator's `paraphrase(spec, seed_text)` hook backed by a `TextGenerator`: the verified text, else the seed text."
+    def __init__(self, generator: TextGenerator, tools: dict[str, str], equivalents: dict | None = None, n_distractors: int = 5):
+        self.generator, self.tools, self.equivalents, self.n_distractors = generator, tools, equivalents or {}, n_distractors
+        self.results: dict[str, TextResult] = {}     # text spec id -> its result, for the specs the generator answered
+        self.counts = Counter()                      # accepted | dropped | cache_miss | unverifiable
+
+    def spec(self, spec: dict, seed_text: str) -> dict | None:
+        "The text spec of a hook call (`hook_spec` with this hook's tools)."
+        return hook_spec(spec, seed_text, self.tools, self.equivalents, self.n_distractors)
+
+    def __call__(self, spec: dict, seed_text: str) -> str:
+        ts = self.spec(spec, seed_text)
+        if ts is None: self.counts["unverifiable"] += 1; return seed_text
+        try: r = self.generator.run([ts])[0]
+        except CacheMiss: self.counts["cache_miss"] += 1; return seed_text
+        self.results[ts["id"]], self.counts[r.status] = r, self.counts[r.status] + 1
+        return r.text if r.status == "accepted" else seed_text
+
+# %% ../../nbs/api/19a_data_textgen.ipynb #046324a0
+V2_TEXT_MODEL = "qwen2.5-coder-1.5b"
+V2_SPLIT_ORDER = ("test", "dev", "train")
+
+def v2_text_dir() -> Path:
+    "Where the text pipeline of `sage` v2 keeps its cache (`cache/`), results and acceptance report."
+    return resources_dir() / "sage_v2" / "textgen"
+
+def v2_paraphrase(client=None, cache: Path | str | None = None, model: str = V2_TEXT_MODEL, root: Path | None = None,
+                  **gen_kw) -> TextParaphrase:
+    "The `paraphrase` hook of `sage` v2: the committed cache replayed (no client), or `client` writing what it lacks."
+    from sage_bench.data.sage_v2 import load_equivalents
+    from sage_bench.data.sage_v2_library import load_material
+    tools = {t.id: t.description for c in load_material(root) for t in c.tools}
+    gen = TextGenerator(cache if cache is not None else v2_text_dir() / "cache", client, model=model, **gen_kw)
+    return TextParaphrase(gen, tools, load_equivalents(root))
+
+# %% ../../nbs/api/19a_data_textgen.ipynb #3bf5413f
+def v2_text_specs(root: Path | None = None, order: Sequence[str] = V2_SPLIT_ORDER) -> tuple[list[tuple[str, dict]], Counter]:
+    "((split, text spec) of every text a v2 run writes, in `order` of splits, then generator order; counts of what was left out)."
+    from sage_bench.core import text_of
+    from sage_bench.data.sage_v2 import generate_sage_v2
+    calls = []
+    def record(spec, seed): calls.append((spec, seed)); return seed
+    _, samples, _ = generate_sage_v2(paraphrase=record, root=root)
+    split_of = {(s.challenge, text_of(s)): s.split for s in samples}
+    hook, out, seen, left = v2_paraphrase(root=root), {k: [] for k in order}, set(), Counter()
+    for spec, seed in calls:
+        sp = split_of.get((spec["challenge"], seed))
+        ts = hook.spec(spec, seed)
+        if sp not in out: left["not in a sample"] += 1
+        elif ts is None: left["unverifiable"] += 1
+        elif ts["id"] in seen: left["duplicate"] += 1
+        else: seen.add(ts["id"]); out[sp].append((sp, ts))
+    return [x for k in order for x in out[k]], left
