@@ -169,6 +169,24 @@ class Provenance:
                    d.get("config") or {}, d.get("started_at"), d.get("finished_at"), d.get("data"))
 
 # %% ../nbs/api/04_results.ipynb #80d211ad
+def _rows_of(d: dict, rows_key: str | None, name_key: str = "method") -> list[ResultRow]:
+    "The score rows of a parsed result file (none when `rows_key` is None); ValueError naming a malformed row."
+    rows = []
+    if rows_key:
+        if not isinstance(d.get(rows_key), list): raise ValueError(f"no {rows_key!r} list of rows")
+        for i, r in enumerate(d[rows_key]):
+            try: rows.append(ResultRow.from_dict(r, name_key, [rows_key, i]))
+            except (ValueError, UnknownMetric) as e: raise ValueError(f"{rows_key}[{i}]: {e}") from None
+    return rows
+
+def _skipped_of(d: dict) -> list[dict]:
+    "The `skipped` entries of a parsed result file, each an object with a `reason`."
+    sk = d.get("skipped", [])
+    if not isinstance(sk, list) or not all(isinstance(x, dict) and "reason" in x for x in sk):
+        raise ValueError("'skipped' must be a list of objects with a 'reason'")
+    return list(sk)
+
+# %% ../nbs/api/04_results.ipynb #e16ef69a
 @dataclass
 class ResultFile:
     "A result file: score rows (where its layout has them), what was skipped, provenance, and the other fields as written."
@@ -186,6 +204,7 @@ class ResultFile:
         raise KeyError(f"no row {name!r} in {self.path or 'this result file'}")
 
     def to_dict(self) -> dict:
+        "The JSON object `write` writes: the other fields, the rows under `rows_key`, `skipped`, `provenance`."
         d = dict(self.fields)
         if self.rows_key: d[self.rows_key] = [r.to_dict() for r in self.rows]
         d["skipped"] = list(self.skipped)
@@ -199,21 +218,15 @@ class ResultFile:
 
     @classmethod
     def from_dict(cls, d, rows_key: str | None = "results", name_key: str = "method", path=None) -> ResultFile:
+        "A ResultFile from parsed JSON `d`; ResultFileError (naming `path`) when `d` does not have the declared layout."
         if not isinstance(d, dict): raise ResultFileError(path, f"is not a JSON object but a {type(d).__name__}")
         try:
-            rows = []
-            if rows_key:
-                if not isinstance(d.get(rows_key), list): raise ValueError(f"no {rows_key!r} list of rows")
-                for i, r in enumerate(d[rows_key]):
-                    try: rows.append(ResultRow.from_dict(r, name_key, [rows_key, i]))
-                    except (ValueError, UnknownMetric) as e: raise ValueError(f"{rows_key}[{i}]: {e}") from None
-            sk = d.get("skipped", [])
-            if not isinstance(sk, list) or not all(isinstance(x, dict) and "reason" in x for x in sk):
-                raise ValueError("'skipped' must be a list of objects with a 'reason'")
+            rows = _rows_of(d, rows_key, name_key)
+            sk = _skipped_of(d)
             pv = Provenance.from_dict(d["provenance"]) if "provenance" in d else None
         except (ValueError, UnknownMetric) as e: raise ResultFileError(path, f"does not have its layout: {e}") from None
         fields = {k: v for k, v in d.items() if k not in (rows_key, "skipped", "provenance")}
-        return cls(rows, list(sk), pv, fields, rows_key, Path(path) if path else None)
+        return cls(rows, sk, pv, fields, rows_key, Path(path) if path else None)
 
     @classmethod
     def read(cls, path: Path | str, rows_key: str | None = "results", name_key: str = "method") -> ResultFile:
