@@ -9,7 +9,7 @@ from sage_bench.registry import get_dataset
 
 @pytest.fixture(scope="module")
 def v2():
-    return get_dataset("sage_v2")
+    return get_dataset("sage")
 
 
 def test_review_covers_exactly_the_seeded_draw(v2):

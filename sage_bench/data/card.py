@@ -12,7 +12,8 @@ from ..core import CHALLENGES, Dataset, RecordError, gold_of, resources_dir, sta
 # %% auto #0
 __all__ = ['REVIEW_SEED', 'REVIEW_N', 'VERDICTS', 'REVIEW_FIELDS', 'review_draw', 'tool_line', 'render_sample', 'sample_digest',
            'review_path', 'read_review', 'check_review', 'review_counts', 'counts_of', 'licence_of', 'sources_of',
-           'text_facts', 'gates_path', 'read_gates', 'card_facts', 'card_blocks', 'card_markdown', 'card_tex']
+           'text_facts', 'gates_path', 'read_gates', 'card_facts', 'card_blocks', 'text_blocks', 'card_markdown',
+           'card_tex']
 
 # %% ../../nbs/api/19b_data_card.ipynb #519d18ad
 REVIEW_SEED = 2026
@@ -25,7 +26,7 @@ def _load(dataset) -> Dataset:
     from sage_bench.registry import get_dataset
     return get_dataset(str(dataset))
 
-def review_draw(dataset="sage_v2", n: int = REVIEW_N, split: str = "test", seed: int = REVIEW_SEED) -> dict[str, list[str]]:
+def review_draw(dataset="sage", n: int = REVIEW_N, split: str = "test", seed: int = REVIEW_SEED) -> dict[str, list[str]]:
     "{challenge: sorted ids of `n` samples drawn from `split`}, reproducible from `seed`."
     ds = _load(dataset)
     out = {}
@@ -90,7 +91,7 @@ def read_review(path: Path | str | None = None) -> list[dict]:
         seen.add(r["sample_id"]); rows.append(r)
     return rows
 
-def check_review(rows: list[dict], dataset="sage_v2", **draw_kw) -> list[str]:
+def check_review(rows: list[dict], dataset="sage", **draw_kw) -> list[str]:
     "Problems of a review against the seeded draw and the current samples (an empty list: it covers exactly the draw)."
     ds = _load(dataset)
     want = {(ch, i) for ch, ids in review_draw(ds, **draw_kw).items() for i in ids}
@@ -111,7 +112,7 @@ def _hist(values) -> dict:
     "{value: count} in value order."
     return dict(sorted(Counter(values).items()))
 
-def counts_of(dataset="sage_v2") -> dict:
+def counts_of(dataset="sage") -> dict:
     "The size figures of a data set (see above)."
     ds = _load(dataset)
     sel, plan, tim = ds.select("tool_selection"), ds.select("planning"), ds.select("timing")
@@ -139,7 +140,7 @@ def licence_of(name: str) -> str | None:
     m = re.search(r"^\s*[-*]?\s*Licen[cs]e:\s*(.+)$", p.read_text(encoding="utf-8"), re.M | re.I)
     return m.group(1).strip() if m else None
 
-def sources_of(dataset="sage_v2", material: Path | str | None = None) -> dict:
+def sources_of(dataset="sage", material: Path | str | None = None) -> dict:
     "{tool sources: {source: count}, external: {source: licence}, material: [files relative to the material folder]}."
     ds = _load(dataset)
     src = Counter(t.source or ds.name for t in ds.tools)
@@ -149,31 +150,35 @@ def sources_of(dataset="sage_v2", material: Path | str | None = None) -> dict:
     return {"tool_sources": dict(src.most_common()), "external": ext, "material": files}
 
 # %% ../../nbs/api/19b_data_card.ipynb #e0b6ee21
-def text_facts(dataset="sage_v2", textgen_dir: Path | str | None = None) -> dict:
+def text_facts(dataset="sage", textgen_dir: Path | str | None = None) -> dict:
     "{seeds per challenge, LLM cache entries, acceptance report (None without results)} of a data set's text."
-    from sage_bench.data.textgen import TextCache, TextResult, acceptance_report
+    from sage_bench.data.textgen import TextCache, TextResult, acceptance_report, v2_text_dir
     ds = _load(dataset)
-    d = Path(textgen_dir) if textgen_dir else resources_dir() / ds.name / "textgen"
+    d = Path(textgen_dir) if textgen_dir else v2_text_dir()
     seeds = {ch: len({k for s in ds.select(ch) for k in s.meta.get("seeds", [])}) for ch in CHALLENGES}
     results = sorted(d.glob("results*.jsonl")) if d.is_dir() else []
     rs = [TextResult(**json.loads(line)) for p in results for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
     caches = [p for p in (d.rglob("chunk-*.jsonl") if d.is_dir() else [])]
     n_cache = sum(len(TextCache(f)) for f in sorted({p.parent for p in caches}))
+    run = json.loads((d / "acceptance.json").read_text(encoding="utf-8")).get("run") if (d / "acceptance.json").exists() else None
+    accepted = {r.text for r in rs if r.status == "accepted"}
+    shipped = sum(text_of(s) in accepted for s in ds.samples)
     return {"seeds": seeds, "textgen_dir": str(d), "cache_entries": n_cache, "results_files": [p.name for p in results],
-            "acceptance": acceptance_report(rs) if rs else None}
+            "acceptance": acceptance_report(rs) if rs else None, "run": run, "shipped_llm_texts": shipped,
+            "samples": len(ds.samples)}
 
 # %% ../../nbs/api/19b_data_card.ipynb #63dd7ee6
-def gates_path(name: str = "sage_v2") -> Path:
+def gates_path(name: str = "sage") -> Path:
     "Where `19_data_gates` writes the gate report of data set `name` (`data.gates.gate_report_path`)."
     from sage_bench.data.gates import gate_report_path
     return gate_report_path(name)
 
-def read_gates(path: Path | str | None = None, name: str = "sage_v2") -> dict | None:
+def read_gates(path: Path | str | None = None, name: str = "sage") -> dict | None:
     "The gate report, or None when the file is missing."
     p = Path(path) if path else gates_path(name)
     return json.loads(p.read_text()) if p.exists() else None
 
-def card_facts(dataset="sage_v2", review: Path | str | None = None, gates: Path | str | None = None,
+def card_facts(dataset="sage", review: Path | str | None = None, gates: Path | str | None = None,
                textgen_dir: Path | str | None = None, worst: int = 4, n: int = REVIEW_N, seed: int = REVIEW_SEED) -> dict:
     """Every figure of the data card (see above); `worst`: how many wrong (then doubtful) samples per challenge to quote;
     `n` and `seed`: the review draw the review file must cover."""
@@ -223,11 +228,7 @@ def card_blocks(f: dict) -> list[tuple]:
                        f"holds {t['cache_entries']} cached replies and no results for this data set, so there is no acceptance "
                        f"rate to report."))
     else:
-        B.append(("p", f"Text. Distinct seed phrasings: {seeds}. The LLM pipeline (`data.textgen`, {t['cache_entries']} cached "
-                       f"requests) accepted {a['accepted']} of {a['specs']} texts ({_pct(a['accepted'], a['specs'])}; "
-                       f"{a['accepted_first_try']} on the first try)."))
-        B.append(("t", "Texts written by the LLM and verified", ["kind", "texts", "accepted", "rate"],
-                  [[k, str(v["specs"]), str(v["accepted"]), _pct(v["accepted"], v["specs"])] for k, v in a["by_kind"].items()]))
+        B += text_blocks(t, seeds)
     if g is None:
         B.append(("p", "Sanity gates. Not run for this data set yet (no gate report)."))
     else:
@@ -246,6 +247,36 @@ def card_blocks(f: dict) -> list[tuple]:
         B.append(("p", f"The review no longer matches the data: {len(r['problems'])} problems, the first: {r['problems'][0]}."))
     for ch, rows in r["worst"].items():
         if rows: B.append(("q", f"Worst {ch} samples", [(x["verdict"], x["text"], x["reason"]) for x in rows]))
+    return B
+
+# %% ../../nbs/api/19b_data_card.ipynb #f87dfd60
+_HOW = ("Each seed phrasing is hand-written, with its slots filled from the material; the LLM pipeline (`data.textgen`{model}) "
+        "rewrites it from a spec: the gold tools with their descriptions, the values the text must keep (ids, amounts, the argument "
+        "values the seed states) and, for a timing turn, the conversation before it. A rewrite is checked before it is kept: without "
+        "an LLM, it must not be empty, name a tool, drop a value it must keep, or (a planning request) list its steps with sequence "
+        "words its seed does not use; then a second LLM pass reads the text beside the gold tools and a few distractors (the tools "
+        "sharing most words with the seed, never an acceptable one) in an order fixed by a hash, and must answer that exactly the "
+        "gold tools are needed (none for a no-tool turn). A rejected text is rewritten with another sampling seed, up to three "
+        "attempts, then dropped: its sample keeps the seed text, as does a tool turn whose gold tool the generator does not name "
+        "(it cannot be verified).")
+
+def text_blocks(t: dict, seeds: str) -> list[tuple]:
+    "The card's blocks on how the text was written and verified, from `text_facts` with an acceptance report."
+    a, run = t["acceptance"], t.get("run") or {}
+    planned = f" of the {run['specs_planned']} planned (test split first, then dev, then train)" if run.get("specs_planned") else ""
+    speed = ""
+    if run.get("texts_per_hour"):
+        where = f" on {run['cpus']} CPU cores at niceness {run['niceness']}" if "cpus" in run else ""
+        speed = f"; measured throughput {run['texts_per_hour']:.0f} texts per hour, written and verified{where}"
+    B = [("p", f"Text. Distinct seed phrasings: {seeds}. " + _HOW.format(model=f" with `{run['model']}`" if run.get("model") else "")),
+         ("p", f"The pipeline ({t['cache_entries']} cached requests) has processed {a['specs']} texts{planned} and accepted "
+               f"{a['accepted']} ({_pct(a['accepted'], a['specs'])}; {a['accepted_first_try']} on the first try){speed}. Shipped "
+               f"samples whose text is an accepted LLM text: {t['shipped_llm_texts']} of {t['samples']}."),
+         ("t", "Texts written by the LLM and verified", ["kind", "texts", "accepted", "rate"],
+          [[k, str(v["specs"]), str(v["accepted"]), _pct(v["accepted"], v["specs"])] for k, v in a["by_kind"].items()])]
+    if a["reasons"]:
+        B.append(("t", "Why attempts failed (one text can fail several attempts)", ["reason", "attempts"],
+                  [[k, str(v)] for k, v in a["reasons"].items()]))
     return B
 
 # %% ../../nbs/api/19b_data_card.ipynb #390ff739
