@@ -455,6 +455,14 @@ class ToolLibrary:
     def __repr__(self): return f"ToolLibrary({self.name!r}, {len(self)} tools, fp={self.fingerprint})"
 
 # %% ../nbs/api/00_core.ipynb #a609165a
+def _named_tools(s: Sample) -> list[str]:
+    "Every tool id a sample names: its candidates, and its relevant tools (selection) or plan steps (planning)."
+    ids = list(getattr(s, "candidate_tools", []) or [])
+    if isinstance(s, SelectionSample): ids += s.relevant_tools
+    if isinstance(s, PlanningSample): ids += s.tool_sequence
+    return ids
+
+# %% ../nbs/api/00_core.ipynb #b9a5690d
 @dataclass
 class Dataset:
     "A tool library with its samples."
@@ -500,10 +508,7 @@ class Dataset:
     def check(self) -> "Dataset":
         "Every id a sample names exists in the library (raises RecordError naming the sample)."
         for s in self.samples:
-            ids = list(getattr(s, "candidate_tools", []) or [])
-            if isinstance(s, SelectionSample): ids += s.relevant_tools
-            if isinstance(s, PlanningSample): ids += s.tool_sequence
-            missing = [i for i in ids if i not in self.tools]
+            missing = [i for i in _named_tools(s) if i not in self.tools]
             if missing: raise RecordError(f"sample {s.id!r} names tools that are not in the library: {missing[:5]}", self.name)
         return self
 
