@@ -45,6 +45,7 @@ def _tool_query(tool_id: str, tools: ToolLibrary) -> str:
     except KeyError: name = tool_id
     return " ".join(name.split(".")[-1].replace("_", " ").split())
 
+# %% ../../nbs/api/55_llm_sft.ipynb #a0d714a6
 def gold_answer(sample: Sample, schema: dict, tools: ToolLibrary) -> Optional[dict]:
     "The answer to one LLM call of the SFT methods from `sample`'s labels (`None` when the schema cannot hold it)."
     props = (schema or {}).get("properties") or {}
@@ -79,6 +80,7 @@ class SFTExample:
     answer: str
     schema: dict = field(default_factory=dict, repr=False)
 
+# %% ../../nbs/api/55_llm_sft.ipynb #8bd692e4
 class TeacherClient:
     "A stand-in LLM client that answers every request with `answer(messages, schema)` and records it."
     def __init__(self, answer):
@@ -91,6 +93,7 @@ class TeacherClient:
         if ans is None: return LLMResponse(error="no gold answer fits the schema")
         return LLMResponse(text=json.dumps(ans, ensure_ascii=False), parsed=ans, parse_status="strict")
 
+# %% ../../nbs/api/55_llm_sft.ipynb #4589b263
 def record_calls(method, sample: Sample, lib: ToolLibrary, tools: ToolLibrary) -> list[tuple]:
     "Run `method` on the blinded `sample` with a `TeacherClient`: [(messages, schema, gold answer or None)] in call order."
     from sage_bench.llm import _run_sync
@@ -136,6 +139,7 @@ class Encoded:
     @property
     def n_answer(self) -> int: return sum(l != -100 for l in self.labels)
 
+# %% ../../nbs/api/55_llm_sft.ipynb #a4852836
 def encode_example(tok, ex: SFTExample, max_len: int | None = None) -> Optional[Encoded]:
     "Tokenise `ex` with `tok`'s chat template; None when it is longer than `max_len` tokens."
     prompt = tok.apply_chat_template(ex.messages, add_generation_prompt=True, tokenize=False)
@@ -147,6 +151,7 @@ def encode_example(tok, ex: SFTExample, max_len: int | None = None) -> Optional[
     if max_len and len(p) + len(a) > max_len: return None
     return Encoded(ex.id, ex.challenge, p + a, [-100] * len(p) + a)
 
+# %% ../../nbs/api/55_llm_sft.ipynb #fccc87f2
 def encode_all(tok, examples: Sequence[SFTExample], max_len: int | None = None) -> tuple[list[Encoded], list[str]]:
     "(encoded examples, ids of those left out for length)."
     enc, long = [], []
@@ -160,6 +165,7 @@ def device_of(device: str = "auto") -> str:
     import torch
     return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
 
+# %% ../../nbs/api/55_llm_sft.ipynb #261cb8c1
 def load_base(model: str = "smollm2-135m", device: str = "auto", dtype: str = "auto"):
     "(model, tokenizer, source) of a base model: a `MODELS` name (its GGUF), a local GGUF path, or a Hugging Face id/dir."
     import torch
@@ -213,7 +219,7 @@ class SFTConfig:
 # `model` may be a Hugging Face id instead (e.g. "Qwen/Qwen2.5-Coder-7B-Instruct") where the hub is reachable
 GPU_FULL = dict(model="qwen2.5-coder-1.5b", quick=False, epochs=2, batch_size=8, accum=2, device="cuda")
 
-# %% ../../nbs/api/55_llm_sft.ipynb #27b6e593
+# %% ../../nbs/api/55_llm_sft.ipynb #a386ae04
 def add_lora(model, cfg: SFTConfig):
     "Wrap `model` with a fresh LoRA adapter (peft) as `cfg` says; only the adapter trains."
     from peft import LoraConfig, get_peft_model
@@ -223,6 +229,7 @@ def add_lora(model, cfg: SFTConfig):
                     layers_to_transform=layers, bias="none", task_type="CAUSAL_LM")
     return get_peft_model(model, lc)
 
+# %% ../../nbs/api/55_llm_sft.ipynb #5ade0561
 def _batches(enc: Sequence[Encoded], bs: int, pad_id: int, device: str):
     import torch
     for i in range(0, len(enc), bs):
@@ -236,6 +243,7 @@ def _batches(enc: Sequence[Encoded], bs: int, pad_id: int, device: str):
             ids[j, :n] = torch.tensor(e.input_ids); lab[j, :n] = torch.tensor(e.labels); att[j, :n] = 1
         yield ids.to(device), lab.to(device), att.to(device), part
 
+# %% ../../nbs/api/55_llm_sft.ipynb #f6d9a96e
 def _answer_logits(model, ids, att, lab, **kw):
     """(logits, targets) at the positions that predict an answer token only (`logits_to_keep`): the loss ignores the
     prompt, so projecting its positions onto the vocabulary was wasted work; the loss is the same. With `kw`, the output too."""
@@ -246,6 +254,7 @@ def _answer_logits(model, ids, att, lab, **kw):
     res = (out.logits.float(), lab[:, 1:][:, pos])
     return (*res, out) if kw else res
 
+# %% ../../nbs/api/55_llm_sft.ipynb #28670de6
 def answer_loss(model, enc: Sequence[Encoded], batch_size: int = 1, pad_id: int = 0) -> dict:
     "Mean loss per answer token over `enc` (no gradient), overall and per challenge."
     import torch
@@ -346,6 +355,7 @@ def _drop_quantization(config_json: Path) -> None:
     c = json.loads(config_json.read_text())
     if c.pop("quantization_config", None) is not None: config_json.write_text(json.dumps(c, indent=2))
 
+# %% ../../nbs/api/55_llm_sft.ipynb #f10d65e3
 def save_adapter(model, out_dir: Path | str) -> dict:
     "Write the adapter to `out_dir/adapter` and the base config to `out_dir/base`: {adapter, base}."
     out = Path(out_dir); (out / "base").mkdir(parents=True, exist_ok=True)
@@ -356,6 +366,7 @@ def save_adapter(model, out_dir: Path | str) -> dict:
     _drop_quantization(out / "base" / "config.json")
     return {"adapter": str(out / "adapter"), "base": str(out / "base")}
 
+# %% ../../nbs/api/55_llm_sft.ipynb #2ea05b21
 def lora_converter() -> Path:
     "llama.cpp's `convert_lora_to_gguf.py` (from the sources `scripts/install_llm.sh` unpacks)."
     from sage_bench.llm_service import llama_cpp_dir, LLMServiceError
@@ -363,6 +374,7 @@ def lora_converter() -> Path:
     if not p.exists(): raise LLMServiceError(f"{p} is missing: run `bash scripts/install_llm.sh llama-server`")
     return p
 
+# %% ../../nbs/api/55_llm_sft.ipynb #4732a5cc
 def convert_adapter(saved: dict, outfile: Path | str, outtype: str = "f32", timeout_s: float = 600) -> Path:
     "Convert a saved adapter (`save_adapter`'s dict) to a llama.cpp GGUF LoRA file."
     outfile = Path(outfile)
@@ -381,6 +393,7 @@ def adapter_name(model: str, lora_file: Path | str) -> str:
     from sage_bench.llm_service import sha256_file
     return f"{model}+lora-{sha256_file(lora_file)[:12]}"
 
+# %% ../../nbs/api/55_llm_sft.ipynb #471d4926
 def serve_adapter(model: str, lora_file: Path | str, port: int = SFT_PORT, **kw) -> dict:
     "Start llama-server with the base `model` and the GGUF adapter: start_llm_service's dict plus `client_model`."
     from sage_bench.llm_service import start_llm_service
@@ -397,12 +410,14 @@ def _versions() -> dict:
     from sage_bench.llm_service import LLAMA_CPP_VERSION
     return out | {"llama.cpp (llama-cpp-python sdist)": LLAMA_CPP_VERSION}
 
+# %% ../../nbs/api/55_llm_sft.ipynb #d48ab466
 def sft_dir(cfg: SFTConfig, output_dir: Path | str | None = None) -> Path:
     "Where a run of `cfg` keeps its adapter: `<benchmark>/llm_sft/<model>-<quick|full>-seed<seed>-<config hash>`."
     key = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True, default=str).encode()).hexdigest()[:8]
     name = Path(cfg.model).name.replace("/", "_")
     return benchmark_dir(output_dir) / "llm_sft" / f"{name}-{'quick' if cfg.quick else 'full'}-seed{cfg.seed}-{key}"
 
+# %% ../../nbs/api/55_llm_sft.ipynb #def27bb5
 def run_sft(cfg: SFTConfig | None = None, dataset: str | Dataset = "sage", output_dir: Path | str | None = None,
             dev_per_challenge: int = 8, loss_examples: int | None = 24, reuse: bool = True, convert: bool = True,
             log_every: int = 0) -> dict:
@@ -464,6 +479,7 @@ _SERVED: dict = {}
 def _base_name(rec: dict) -> str:
     return rec["base"]["name"] if rec["base"]["kind"] == "gguf" else rec["base"].get("file") or rec["base"]["name"]
 
+# %% ../../nbs/api/55_llm_sft.ipynb #196a0fdd
 def serve_run(rec: dict, port: int = SFT_PORT, **kw) -> dict:
     """Serve the adapter of a `run_sft` record (restarting a server of ours on `port` that serves something else); a record
     without an adapter file (dev selection kept the untrained model) serves the base alone."""
@@ -480,12 +496,14 @@ def serve_run(rec: dict, port: int = SFT_PORT, **kw) -> dict:
     _SERVED[port] = info
     return info
 
+# %% ../../nbs/api/55_llm_sft.ipynb #08bf3fc2
 def stop_served(port: int | None = None) -> None:
     "Stop the llama-servers `serve_run` started (all, or the one on `port`)."
     from sage_bench.llm_service import stop_llm_service
     for p in ([port] if port is not None else list(_SERVED)):
         if _SERVED.pop(p, None) is not None: stop_llm_service(p)
 
+# %% ../../nbs/api/55_llm_sft.ipynb #2b69df68
 TRAINED_LLM = "trained.llm"
 POINTER = "trained_llm.json"
 
@@ -503,6 +521,7 @@ def default_adapter(quick: bool = True, seed: int = RANDOM_SEED, output_dir=None
                                 f"`sage-bench train{' --quick' if quick else ''} --seed {seed}` first")
     return Path(d[key])
 
+# %% ../../nbs/api/55_llm_sft.ipynb #4133ef34
 _LEASES: dict = {}      # port -> {"pid", "users"}: the adapter servers `trained.llm` started in this process, and their users
 
 def _lease(port: int, info: dict) -> bool:
@@ -513,6 +532,7 @@ def _lease(port: int, info: dict) -> bool:
     lease["users"] += 1
     return True
 
+# %% ../../nbs/api/55_llm_sft.ipynb #d606da5e
 def _release(port: int, pid) -> None:
     "One user of the server `trained.llm` started on `port` is done; the last one stops it (a server started since is not touched)."
     lease = _LEASES.get(port)
@@ -522,6 +542,7 @@ def _release(port: int, pid) -> None:
         del _LEASES[port]
         stop_served(port)
 
+# %% ../../nbs/api/55_llm_sft.ipynb #6ca76e05
 class _TunedLLM:
     "Mixin: an SFT method of one challenge, run by the tuned model (base GGUF + LoRA adapter on llama-server)."
     def __init__(self, adapter_run: Optional[str] = None, quick: bool = True, port: int = SFT_PORT, seed: int = RANDOM_SEED,
@@ -567,6 +588,7 @@ class _TunedLLM:
                                                                       "times", "lora_gguf", "versions") if k in self.sft_run}
         return d
 
+# %% ../../nbs/api/55_llm_sft.ipynb #a5a2b37f
 _CLASSES: dict = {}
 
 def _tuned_classes() -> dict:
@@ -583,6 +605,7 @@ def _tuned_classes() -> dict:
             _CLASSES[ch] = cls
     return _CLASSES
 
+# %% ../../nbs/api/55_llm_sft.ipynb #991cebfb
 def trained_llm(challenge: Optional[str] = None, **config):
     "`trained.llm` on `challenge` (timing, tool_selection or planning); `config` as `_TunedLLM` and the SFT method take."
     if challenge not in SFT_METHODS:
@@ -590,6 +613,7 @@ def trained_llm(challenge: Optional[str] = None, **config):
                          f"(got {challenge!r})")
     return _tuned_classes()[challenge](**config)
 
+# %% ../../nbs/api/55_llm_sft.ipynb #0c113e1a
 def register_trained_llm() -> None:
     """Register `trained.llm` (idempotent): one entry for the three challenges, needing an LLM, run only when named
     (`on_request`: a run over every method, such as section 5.2, leaves it out)."""
@@ -623,6 +647,7 @@ ENCODER_NET_IDS = {"timing": "trained.frozen_encoder_timing", "tool_selection": 
                    "planning": "trained.frozen_encoder_planner"}
 REPORTED_LLM = [("timing", "accuracy"), ("tool_selection", "hit@5"), ("planning", "plan_success"), ("planning", "step_f1")]
 
+# %% ../../nbs/api/55_llm_sft.ipynb #0ed447c8
 @dataclass
 class LLMTrainSettings:
     "Section 5.5 on the LLM: the LoRA run (`sft`), the comparison's sizes and the test samples scored per challenge."
@@ -653,6 +678,7 @@ class LLMTrainSettings:
 # %% ../../nbs/api/55_llm_sft.ipynb #2064af06
 def _sample_of(ex_id: str) -> str: return ex_id.rsplit("#", 1)[0]
 
+# %% ../../nbs/api/55_llm_sft.ipynb #5cd5dac5
 def example_keys(examples: Sequence[SFTExample], ds: Dataset, n_rounds: int = 2, seed: int = RANDOM_SEED) -> dict:
     "{challenge, stratum, group, round} per example (lists in example order)."
     import zlib
@@ -693,6 +719,7 @@ def example_stats(model, enc: Sequence[Encoded], pad_id: int = 0) -> dict:
             reps.append(out.hidden_states[-1][0][lab[0] == -100].float().mean(0).cpu().numpy())
     return {"loss": np.array(losses), "rep": np.stack(reps) if reps else np.zeros((0, 1))}
 
+# %% ../../nbs/api/55_llm_sft.ipynb #a8e840d2
 _CORESET_KIND = {"B1_random": "random", "B2_stratified": "stratified", "B3_cluster": "cluster", "B4_difficulty": "difficulty"}
 
 def choose_examples(method: str, keys: dict, stats: dict, budget: float, seed: int = RANDOM_SEED, idx=None):
@@ -712,12 +739,14 @@ def choose_examples(method: str, keys: dict, stats: dict, budget: float, seed: i
 def _snapshot(model) -> dict:
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
+# %% ../../nbs/api/55_llm_sft.ipynb #e7dcc430
 def _restore(model, state: dict) -> None:
     import torch
     with torch.no_grad():
         for n, p in model.named_parameters():
             if n in state: p.copy_(state[n])
 
+# %% ../../nbs/api/55_llm_sft.ipynb #fe8c2cef
 class DevPick:
     "The checkpoint with the lowest dev answer loss (ties, within 1e-6, keep the earlier one); `state` None = the untrained adapter."
     def __init__(self, model, dev_enc, pad_id: int, untrained_loss: float):
@@ -735,6 +764,7 @@ class DevPick:
     @property
     def untrained(self) -> bool: return self.state is None
 
+# %% ../../nbs/api/55_llm_sft.ipynb #c79945c2
 def train_llm_method(method: str, model, tok, enc: Sequence[Encoded], keys: dict, stats: dict, dev_enc, untrained_dev: float,
                      init: dict, s: LLMTrainSettings, seed: int = RANDOM_SEED, log_every: int = 0) -> dict:
     "Train `method` (A, B1-B4, C, D) from the adapter state `init`; leaves the model at the chosen checkpoint. Its record."
@@ -803,11 +833,13 @@ def _parse_methods(methods) -> list[str]:
     from sage_bench.training.methods import parse_methods
     return parse_methods(methods)
 
+# %% ../../nbs/api/55_llm_sft.ipynb #c612b783
 def _eval_row(ev: dict) -> dict:
     return {ch: {"n": r.metrics.get("n"), "metrics": {k: v.get("value") for k, v in (r.metrics.get("metrics") or {}).items()},
                  "error_rate": r.metrics.get("error_rate"), "fallback_rate": r.metrics.get("fallback_rate"),
                  "path": str(r.path) if r.path else None} for ch, r in ev.items()}
 
+# %% ../../nbs/api/55_llm_sft.ipynb #9a4884f7
 def _evaluate_server(info: dict, make, name: str, ds, s: LLMTrainSettings, seed: int, exp_dir: Path) -> dict:
     """Score `make(challenge, llm)` on the three challenges against the server `info`: {challenge: EvalResult}. The records of
     each challenge go under `name` with `{ch}` filled in (one record file per challenge)."""
@@ -816,6 +848,7 @@ def _evaluate_server(info: dict, make, name: str, ds, s: LLMTrainSettings, seed:
     return {ch: evaluate(make(ch, llm), ds, "test", experiment=LLM_EXPERIMENT, output_dir=exp_dir, samples=s.eval_samples, seed=seed,
                          resume=False, replace_changed=True, name=name.format(ch=ch), progress=False) for ch in SFT_METHODS}
 
+# %% ../../nbs/api/55_llm_sft.ipynb #61b6f1dc
 def _baselines(ds, s: LLMTrainSettings, seed: int, exp_dir: Path, encoder_net: bool = True) -> dict:
     "{row name: {challenge: EvalResult}} of the simple baselines (and the frozen-encoder network) on the same test samples."
     from sage_bench.engine import evaluate
@@ -831,12 +864,14 @@ def _baselines(ds, s: LLMTrainSettings, seed: int, exp_dir: Path, encoder_net: b
                                                            method_config={"quick": s.quick, "seed": seed}, progress=False)
     return out
 
+# %% ../../nbs/api/55_llm_sft.ipynb #d713ae87
 def _pointer(output_dir, quick: bool, seed: int, run_path: Path) -> None:
     p = benchmark_dir(output_dir) / "llm_sft" / POINTER
     d = json.loads(p.read_text()) if p.exists() else {}
     d[f"{'quick' if quick else 'full'}-seed{seed}"] = str(run_path)
     write_json(p, d)
 
+# %% ../../nbs/api/55_llm_sft.ipynb #e7a47858
 def run_llm_training(methods=None, quick: bool = True, seed: int = RANDOM_SEED, seeds: int | None = None, samples: int | None = -1,
                      output_dir=None, dataset: str | Dataset = "sage", settings: LLMTrainSettings | None = None, model: str | None = None,
                      baselines: bool = True, encoder_net: bool = True, port: int = SFT_PORT, dry_run: bool = False,
@@ -987,6 +1022,7 @@ def summarise_llm(rows: list[dict]) -> dict:
         out[m] = d
     return out
 
+# %% ../../nbs/api/55_llm_sft.ipynb #345858eb
 def measured_rates_of(rows: list[dict], phases: dict, s: LLMTrainSettings) -> dict:
     "Seconds per training example pass and per test sample scored by the LLM, from a run's rows and phase times."
     llm = [r for r in rows if r["kind"] == "llm"]
@@ -1021,6 +1057,7 @@ def _last_rates(output_dir=None) -> dict | None:
                 "source": str(b), "note": r.get("note", "")}
     return None
 
+# %% ../../nbs/api/55_llm_sft.ipynb #d4e06851
 def llm_training_plan(methods, s: LLMTrainSettings, ds, seed: int = RANDOM_SEED, output_dir=None) -> dict:
     "What `run_llm_training` would train and score, with an estimated time; trains nothing."
     from sage_bench.training.coresets import budget_size
@@ -1057,6 +1094,7 @@ def llm_training_plan(methods, s: LLMTrainSettings, ds, seed: int = RANDOM_SEED,
             "note": "a plan: nothing is trained; the time is an ESTIMATE from the rates measured by the run named in rates.source "
                     "(for its model, on its machine), not a measurement"}
 
+# %% ../../nbs/api/55_llm_sft.ipynb #0dccdccd
 def _torch_ok() -> bool:
     try: import torch  # noqa: F401
     except ImportError: return False
@@ -1067,6 +1105,7 @@ def _pct(d) -> str:
     if not d or d.get("mean") is None: return "-"
     return f"{100 * d['mean']:.1f}" + (f" ± {100 * d['sd']:.1f}" if d.get("sd") is not None else "")
 
+# %% ../../nbs/api/55_llm_sft.ipynb #7617ac46
 def llm_comparison_table(result: dict):
     "One row per method: how it trained (checkpoint, examples, seconds) and the reported metrics in percent."
     import pandas as pd
@@ -1082,6 +1121,7 @@ def llm_comparison_table(result: dict):
         rows.append(row)
     return pd.DataFrame(rows)
 
+# %% ../../nbs/api/55_llm_sft.ipynb #b925b2a7
 def tests_table(result: dict, vs: str | None = ZERO_SHOT):
     "The paired tests against `vs` (None: all): difference in points (mean over seeds), each seed's interval and p."
     import pandas as pd
@@ -1097,6 +1137,7 @@ def tests_table(result: dict, vs: str | None = ZERO_SHOT):
                      "p": "; ".join(f"{t['p']:.3f}" for t in ok)})
     return pd.DataFrame(rows)
 
+# %% ../../nbs/api/55_llm_sft.ipynb #ead6c51e
 def report_llm_5_5(output_dir=None, result: dict | None = None, name: str = "training_comparison") -> list[Path]:
     "Write section 5.5's table and figure from `training_comparison.json` (or `result`)."
     import matplotlib; matplotlib.use("Agg")
