@@ -5,11 +5,11 @@
 # %% ../../nbs/api/65_training_sections.ipynb #229acd14
 from __future__ import annotations
 from ..sections import Section, ResultSpec, declare
-from ..paper import training_paragraph, ablation_summary_paragraph, efficiency_paragraph, online_paragraph
+from ..paper import training_paragraph, ablation_summary_paragraph, efficiency_paragraph
 
 # %% auto #0
 __all__ = ['LLM_REPLAY', 'SECTION_5_5', 'SECTION_PAPER2', 'build_5_5', 'build_paper2', 'drift_tests_paragraph',
-           'drift_ssis_paragraph', 'drift_llm_paragraph']
+           'drift_ssis_paragraph', 'drift_online_paragraph', 'drift_llm_paragraph']
 
 # %% ../../nbs/api/65_training_sections.ipynb #2e81275d
 def build_5_5(output_dir=None) -> list:
@@ -44,6 +44,12 @@ def drift_ssis_paragraph(frag, rel, rf) -> str:
     from sage_bench.training.sage_agent import ssis_paragraph
     return ssis_paragraph(frag, rel, rf)
 
+# %% ../../nbs/api/65_training_sections.ipynb #aa0b2d45
+def drift_online_paragraph(frag, rel, rf) -> str:
+    "Paper 2 drift/online.json: `training.sage_agent.online_drift_paragraph` (imported when the paper is built)."
+    from sage_bench.training.sage_agent import online_drift_paragraph
+    return online_drift_paragraph(frag, rel, rf)
+
 # %% ../../nbs/api/65_training_sections.ipynb #c84eeef9
 def drift_llm_paragraph(frag, rel, rf) -> str:
     "Paper 2 drift_llm/llm_replay.json: `training.drift_llm.drift_llm_paragraph` (imported when the paper is built)."
@@ -65,6 +71,6 @@ SECTION_PAPER2 = declare(Section(
     "paper2", "SAGE-Agent", "SAGE-Agent over a drift stream of tool-library versions: SSIS, priority replay, cross-task attention; "
     "ablation with paired tests, efficiency, online adaptation, the seed design's hypotheses", "06_sage_agent.ipynb", "paper2",
     (ResultSpec("drift/ablation.json", ablation_summary_paragraph), ResultSpec("drift/tests.json", drift_tests_paragraph),
-     ResultSpec("drift/efficiency.json", efficiency_paragraph), ResultSpec("drift/online.json", online_paragraph),
+     ResultSpec("drift/efficiency.json", efficiency_paragraph), ResultSpec("drift/online.json", drift_online_paragraph),
      ResultSpec("drift/ssis.json", drift_ssis_paragraph), ResultSpec(LLM_REPLAY, drift_llm_paragraph)),
     build=build_paper2, artifacts=("fig_paper2", "table_paper2", "fig_6_", "table_6_", "fig_sage", "table_sage")))
