@@ -150,36 +150,69 @@ def _fsync_write(path: Path, text: str):
     except OSError: pass
 
 # %% ../../nbs/api/19a_data_textgen.ipynb #34f2c78d
+def _cache_lines(p: Path, pending: bool = False):
+    """(line number, entry) of each line of a cache file; a damaged line is a ValueError naming file and line, except in
+    the pending file its last line (cut by a kill), given as (line number, None). The pending file's blank lines are skipped."""
+    text = p.read_text(encoding="utf-8")
+    lines = text.split("\n") if pending else text.splitlines()
+    for i, line in enumerate(lines, 1):
+        if pending and not line.strip(): continue
+        try: e = json.loads(line); e["key"]
+        except (ValueError, KeyError, TypeError) as x:
+            if pending and i >= len(lines) - 1: yield i, None; continue
+            raise ValueError(f"{p}: line {i}: not a cache entry ({x})") from None
+        yield i, e
+
+# %% ../../nbs/api/19a_data_textgen.ipynb #9f30ad09
+def _read_folder(folder: Path) -> tuple[dict, list, list, int]:
+    "(entries by key, keys of each chunk in chunk order, keys pending, torn lines skipped) of a cache folder."
+    entries, chunks, pending, torn = {}, [], [], 0
+    for p in sorted(folder.glob("chunk-*.jsonl")):
+        keys = []
+        for _, e in _cache_lines(p):
+            if e["key"] not in entries: entries[e["key"]] = e; keys.append(e["key"])
+        chunks.append(keys)
+    p = folder / "pending.jsonl"
+    if p.exists():
+        for _, e in _cache_lines(p, pending=True):
+            if e is None: torn += 1
+            elif e["key"] not in entries: entries[e["key"]] = e; pending.append(e["key"])
+    return entries, chunks, pending, torn
+
+# %% ../../nbs/api/19a_data_textgen.ipynb #ea24e0ad
+def _cut_torn_tail(p: Path) -> None:
+    "Cut a line torn by a kill (ignored when read) off the end of `p` before anything is appended to it."
+    with open(p, "rb+") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"): f.truncate(data.rfind(b"\n") + 1)
+
+def _append_fsynced(p: Path, line: str) -> None:
+    "Append `line` to `p` and fsync it before returning."
+    with open(p, "a", encoding="utf-8") as f:
+        f.write(line); f.flush(); os.fsync(f.fileno())
+
+# %% ../../nbs/api/19a_data_textgen.ipynb #1ddc11f9
+def _fill_chunks(chunks: list[list[str]], keys: list[str], size: int) -> list[int]:
+    "Append `keys` to `chunks` (lists of keys): the last chunk filled to `size`, then new ones; the indices of the chunks changed."
+    touched, todo = [], list(keys)
+    if not chunks or len(chunks[-1]) >= size: chunks.append([])
+    while todo:
+        last = chunks[-1]
+        take, todo = todo[:size - len(last)], todo[size - len(last):]
+        last += take
+        touched.append(len(chunks) - 1)
+        if todo: chunks.append([])
+    return touched
+
+# %% ../../nbs/api/19a_data_textgen.ipynb #9971a020
 class TextCache:
     "LLM requests and replies of the text pipeline, in `folder`/chunk-NNNN.jsonl plus an append-only pending.jsonl."
     def __init__(self, folder: Path | str, chunk_size: int = 256):
         if chunk_size < 1: raise ValueError("chunk_size must be at least 1")
         self.folder, self.chunk_size = Path(folder), chunk_size
-        self.entries: dict[str, dict] = {}
-        self.chunks: list[list[str]] = []          # keys of each chunk, in chunk order
-        self.pending: list[str] = []
-        self.torn = 0
+        # entries by key; the keys of each chunk, in chunk order; the keys pending; torn lines skipped
+        self.entries, self.chunks, self.pending, self.torn = _read_folder(self.folder)
         self._tail_checked = False
-        self._read()
-
-    def _read(self):
-        for p in sorted(self.folder.glob("chunk-*.jsonl")):
-            keys = []
-            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-                try: e = json.loads(line); k = e["key"]
-                except (ValueError, KeyError, TypeError) as x: raise ValueError(f"{p}: line {i}: not a cache entry ({x})") from None
-                if k not in self.entries: self.entries[k] = e; keys.append(k)
-            self.chunks.append(keys)
-        p = self.folder / "pending.jsonl"
-        if p.exists():
-            lines = p.read_text(encoding="utf-8").split("\n")
-            for i, line in enumerate(lines, 1):
-                if not line.strip(): continue
-                try: e = json.loads(line); k = e["key"]
-                except (ValueError, KeyError, TypeError) as x:
-                    if i >= len(lines) - 1: self.torn += 1; continue      # the last line, cut by a kill: ignored
-                    raise ValueError(f"{p}: line {i}: not a cache entry ({x})") from None
-                if k not in self.entries: self.entries[k] = e; self.pending.append(k)
 
     def __len__(self): return len(self.entries)
     def __contains__(self, key): return key in self.entries
@@ -191,29 +224,20 @@ class TextCache:
         if k in self.entries: return
         self.folder.mkdir(parents=True, exist_ok=True)
         p = self.folder / "pending.jsonl"
-        if not self._tail_checked and p.exists():
-            with open(p, "rb+") as f:                  # a line torn by a kill (ignored when read): cut it off before appending
-                data = f.read()
-                if data and not data.endswith(b"\n"): f.truncate(data.rfind(b"\n") + 1)
+        if not self._tail_checked and p.exists(): _cut_torn_tail(p)
         self._tail_checked = True
-        with open(p, "a", encoding="utf-8") as f:
-            f.write(_line(entry)); f.flush(); os.fsync(f.fileno())
+        _append_fsynced(p, _line(entry))
         self.entries[k] = entry
         self.pending.append(k)
 
     def compact(self) -> list[Path]:
         "Move the pending entries into chunks (see above); the chunk files written."
         if not self.pending: return []
-        written, todo = [], list(self.pending)
-        if not self.chunks or len(self.chunks[-1]) >= self.chunk_size: self.chunks.append([])
-        while todo:
-            last = self.chunks[-1]
-            take, todo = todo[:self.chunk_size - len(last)], todo[self.chunk_size - len(last):]
-            last += take
-            p = self.folder / f"chunk-{len(self.chunks) - 1:04d}.jsonl"
-            _fsync_write(p, "".join(_line(self.entries[k]) for k in sorted(last)))
+        written = []
+        for i in _fill_chunks(self.chunks, self.pending, self.chunk_size):
+            p = self.folder / f"chunk-{i:04d}.jsonl"
+            _fsync_write(p, "".join(_line(self.entries[k]) for k in sorted(self.chunks[i])))
             written.append(p)
-            if todo: self.chunks.append([])
         (self.folder / "pending.jsonl").unlink(missing_ok=True)
         self.pending = []
         return written
@@ -237,9 +261,46 @@ class TextResult:
     def to_dict(self) -> dict: return asdict(self)
 
 # %% ../../nbs/api/19a_data_textgen.ipynb #38f2862d
+def _miss(folder: Path, reqs: list, miss: list[int]) -> CacheMiss:
+    "The error of a replay that needs requests `miss` (indices into `reqs`) the cache in `folder` lacks."
+    sid, m, _, _ = reqs[miss[0]]
+    return CacheMiss(f"replay without an LLM: {len(miss)} request(s) not in the cache {folder}, the first for "
+                     f"spec {sid!r} ({m[-1]['content'][:80]!r}...); run with the client that wrote them, or its cache")
+
+def _reply_entry(model: str, key: str, req: tuple, r) -> dict:
+    "The cache entry of the reply `r` to `req` (spec id, messages, params, schema); a RuntimeError when no reply came back."
+    if getattr(r, "transport_error", False):
+        raise RuntimeError(f"no reply from the LLM for spec {req[0]!r}: {r.error}; the replies received are stored, "
+                           "a rerun resumes from the cache")
+    _, m, p, s = req
+    return {"key": key, "model": model, "messages": m, "params": p, "schema": s, "text": r.text if r.text is not None else None,
+            "error": r.error}
+
+def _prechecked(todo: list[dict], texts: list, res: dict, attempt: int) -> list[tuple[dict, str]]:
+    "Count the attempt on each spec's result and record why a text fails `precheck`; the (spec, text) pairs that pass."
+    check = []
+    for s, t in zip(todo, texts):
+        res[s["id"]].attempts = attempt + 1
+        why = precheck(s, t)
+        if why: res[s["id"]].reasons.append(why)
+        else: check.append((s, t))
+    return check
+
+def _judged(check: list[tuple[dict, str]], verdicts: list, res: dict) -> set[str]:
+    "Record each verifier reply on its spec's result (accepted, or why not); the ids of the specs accepted."
+    from sage_bench.llm import parse_json
+    done = set()
+    for (s, t), v in zip(check, verdicts):
+        why = judge(s, parse_json(v)[0])
+        if why: res[s["id"]].reasons.append(why)
+        else: res[s["id"]].text, res[s["id"]].status = t, "accepted"; done.add(s["id"])
+    return done
+
+# %% ../../nbs/api/19a_data_textgen.ipynb #fb72273e
 WRITE_PARAMS = {"temperature": 0.8, "max_tokens": 96}
 VERIFY_PARAMS = {"temperature": 0.0, "max_tokens": 96}
 
+# %% ../../nbs/api/19a_data_textgen.ipynb #1b063700
 class TextGenerator:
     "Write, verify, regenerate or drop texts from specs with an LLM client (or replay them from the cache)."
     def __init__(self, cache: TextCache | Path | str, client=None, model: str | None = None, max_attempts: int = 3,
@@ -260,26 +321,16 @@ class TextGenerator:
         keys = [request_key(self.model, m, p, s) for _, m, p, s in reqs]
         miss = [i for i, k in enumerate(keys) if k not in self.cache]
         self.stats["cache_hits"] += len(reqs) - len(miss)
-        if miss and self.client is None:
-            sid, m, _, _ = reqs[miss[0]]
-            raise CacheMiss(f"replay without an LLM: {len(miss)} request(s) not in the cache {self.cache.folder}, the first for "
-                            f"spec {sid!r} ({m[-1]['content'][:80]!r}...); run with the client that wrote them, or its cache")
+        if miss and self.client is None: raise _miss(self.cache.folder, reqs, miss)
         for b in range(0, len(miss), self.batch_size):
             part = miss[b:b + self.batch_size]
             resps = self.client.chat_many([{"messages": reqs[i][1], "schema": reqs[i][3], **reqs[i][2], "use_cache": False} for i in part])
             self.stats["llm_requests"] += len(part)
-            for i, r in zip(part, resps):
-                if getattr(r, "transport_error", False):
-                    raise RuntimeError(f"no reply from the LLM for spec {reqs[i][0]!r}: {r.error}; the replies received are stored, "
-                                       "a rerun resumes from the cache")
-                _, m, p, s = reqs[i]
-                self.cache.put({"key": keys[i], "model": self.model, "messages": m, "params": p, "schema": s,
-                                "text": r.text if r.text is not None else None, "error": r.error})
+            for i, r in zip(part, resps): self.cache.put(_reply_entry(self.model, keys[i], reqs[i], r))
         return [self.cache.get(k)["text"] for k in keys]
 
     def run(self, specs: Iterable[dict]) -> list[TextResult]:
         "One TextResult per spec, in spec order."
-        from sage_bench.llm import parse_json
         specs = [check_spec(s) for s in specs]
         dup = [k for k, n in Counter(s["id"] for s in specs).items() if n > 1]
         if dup: raise ValueError(f"text spec ids must be unique: {dup[:5]}")
@@ -289,19 +340,9 @@ class TextGenerator:
             if not todo: break
             texts = [clean_text(t) for t in self._ask([(s["id"], write_messages(s, self.templates), self._write_params(s, a), None)
                                                          for s in todo])]
-            check = []
-            for s, t in zip(todo, texts):
-                res[s["id"]].attempts = a + 1
-                why = precheck(s, t)
-                if why: res[s["id"]].reasons.append(why)
-                else: check.append((s, t))
+            check = _prechecked(todo, texts, res, a)
             vreq = [(s["id"], *verify_request(s, t, self.templates)) for s, t in check]
-            verdicts = self._ask([(sid, m, {**VERIFY_PARAMS, "seed": self.seed}, sch) for sid, m, sch in vreq])
-            done = set()
-            for (s, t), v in zip(check, verdicts):
-                why = judge(s, parse_json(v)[0])
-                if why: res[s["id"]].reasons.append(why)
-                else: res[s["id"]].text, res[s["id"]].status = t, "accepted"; done.add(s["id"])
+            done = _judged(check, self._ask([(sid, m, {**VERIFY_PARAMS, "seed": self.seed}, sch) for sid, m, sch in vreq]), res)
             todo = [s for s in todo if s["id"] not in done]
         return [res[s["id"]] for s in specs]
 
