@@ -14,7 +14,7 @@ The shipped `samples.jsonl` is not touched: `data.sage_v2.write_sage_v2(paraphra
 regenerates it from the cache without an LLM.
 """
 from __future__ import annotations
-import argparse, json, sys, time
+import argparse, json, os, sys, time
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -78,7 +78,7 @@ def _write_report(TG, out: Path, results, split_of, batches, left, gen, n_specs:
     for v in rep["by_split"].values(): v.pop("by_kind", None)
     live = [x for x in batches if x["llm_requests"]]
     secs = sum(x["seconds"] for x in live)
-    rep["run"] = {"model": model, "specs_planned": n_specs, "specs_done": len(results), "left_out": dict(left),
+    rep["run"] = {"model": model, "specs_planned": n_specs, "niceness": os.nice(0), "cpus": os.cpu_count(), "specs_done": len(results), "left_out": dict(left),
                   "cache_entries": len(gen.cache), "written_at": _now(),
                   "fresh_batches": len(live), "fresh_specs": sum(x["specs"] for x in live),
                   "fresh_llm_requests": sum(x["llm_requests"] for x in live), "fresh_seconds": round(secs, 1),
@@ -100,7 +100,6 @@ def main(argv=None) -> int:
     ap.add_argument("--pid-file", type=Path, default=None, help="append this process id to the file")
     a = ap.parse_args(argv)
     if a.pid_file:
-        import os
         with open(a.pid_file, "a") as f: f.write(f"{os.getpid()}\n")
     rep = run(a.url, a.out or v2_text_dir(), a.batch, a.limit, a.compact_min)
     print(json.dumps({k: rep[k] for k in ("specs", "accepted", "dropped", "acceptance_rate")}), flush=True)
