@@ -388,11 +388,14 @@ _STOP = set("a an and are as at be by for from get in is it its of on or the thi
 @functools.lru_cache(maxsize=None)
 def _words(s: str) -> frozenset[str]: return frozenset(w for w in _WORD.findall(s.lower()) if w not in _STOP and len(w) > 2)
 
-def hard_distractors(text: str, tools: dict[str, str], exclude: Iterable[str] = (), n: int = 5) -> list[str]:
-    "The `n` tool ids (of {id: description}) sharing most words with `text`, ties by id; those in `exclude` left out."
-    ws, ex = _words(text), set(exclude)
+def hard_distractors(text: str, tools: dict[str, str], exclude: Iterable[str] = (), n: int = 5, near: Iterable[str] = (),
+                     n_near: int = 3) -> list[str]:
+    """`n` tool ids (of {id: description}) to show the verifier beside the gold: first up to `n_near` of the tools whose
+    category (the id before its dot) is in `near`, then any; each sharing most words with `text`, ties by id; `exclude` left out."""
+    ws, ex, cats = _words(text), set(exclude), set(near)
     scored = sorted((-len(ws & _words(f"{tid.replace('_', ' ').replace('.', ' ')} {d}")), tid) for tid, d in tools.items() if tid not in ex)
-    return [tid for _, tid in scored[:n]]
+    first = [tid for _, tid in scored if tid.split(".")[0] in cats][:n_near]
+    return first + [tid for _, tid in scored if tid not in first][:n - len(first)]
 
 # %% ../../nbs/api/19a_data_textgen.ipynb #36b6bd51
 _KIND_OF = {"tool_selection": "selection_query", "planning": "planning_request"}
@@ -418,7 +421,8 @@ def hook_spec(spec: dict, seed: str, tools: dict[str, str], equivalents: dict | 
     sid = hashlib.sha256(json.dumps([spec, seed], sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()[:16]
     return {"id": f"{ch}-{sid}", "kind": kind, "seed": seed, "notes": "\n".join(notes), "keep": keep,
             "tools": [{"name": t, "description": tools[t]} for t in gold],
-            "distractors": [{"name": t, "description": tools[t]} for t in hard_distractors(seed, tools, exclude, n_distractors)]}
+            "distractors": [{"name": t, "description": tools[t]}
+                            for t in hard_distractors(seed, tools, exclude, n_distractors, near=[t.split(".")[0] for t in gold])]}
 
 # %% ../../nbs/api/19a_data_textgen.ipynb #ef896abb
 class TextParaphrase:
