@@ -201,6 +201,7 @@ def _files(paths: list[str]) -> str:
     dirs = Counter(p.split("/")[0] for p in paths if "/" in p)
     return ", ".join(top + [f"`{d}/*.yaml` ({n} files)" for d, n in sorted(dirs.items())])
 
+# %% ../../nbs/api/19b_data_card.ipynb #1018e4cf
 def card_blocks(f: dict) -> list[tuple]:
     "The card as blocks: ('h', text), ('p', text), ('t', caption, header, rows) or ('q', title, [(verdict, text, reason)])."
     c, s, t, g, r = f["counts"], f["sources"], f["text"], f["gates"], f["review"]
@@ -254,9 +255,11 @@ _HOW = ("Each seed phrasing is hand-written, with its slots filled from the mate
         "rewrites it from a spec: the gold tools with their descriptions, the values the text must keep (ids, amounts, the argument "
         "values the seed states) and, for a timing turn, the conversation before it. A rewrite is checked before it is kept: without "
         "an LLM, it must not be empty, name a tool, drop a value it must keep, or (a planning request) list its steps with sequence "
-        "words its seed does not use; then a second LLM pass reads the text beside the gold tools and a few distractors (the tools "
-        "sharing most words with the seed, never an acceptable one) in an order fixed by a hash, and must answer that exactly the "
-        "gold tools are needed (none for a no-tool turn). A rejected text is rewritten with another sampling seed, up to three "
+        "words its seed does not use; then a second LLM pass reads the text beside the gold tools and five distractors (up to three "
+        "tools of the gold tools' own categories, then any, each time those sharing most words with the seed; never an "
+        "acceptable tool) in an order fixed by a hash, and must answer that exactly the gold tools are needed (none for a no-tool "
+        "turn). The second pass checks which tools the text needs, not every detail of it: a rewrite can still change a detail "
+        "that no kept value covers. A rejected text is rewritten with another sampling seed, up to three "
         "attempts, then dropped: its sample keeps the seed text, as does a tool turn whose gold tool the generator does not name "
         "(it cannot be verified).")
 
