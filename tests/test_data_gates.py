@@ -1,5 +1,5 @@
 """Issue 15's sanity gates (sage_bench.data.gates) on small fixtures where the answer is known, and on the shipped
-sage_v2 once it is registered."""
+built-in `sage` (version 2)."""
 import pytest
 from sage_bench.core import Dataset, PlanningSample, PlanStep, SelectionSample, TimingSample, Tool, ToolLibrary
 from sage_bench.data import gates as G
@@ -91,10 +91,10 @@ def test_dense_gate_runs_with_the_project_embedder():
 
 
 @pytest.mark.slow          # runs every gate on the whole data set, dense encoding included (half a minute on 2 cores)
-def test_shipped_sage_v2_passes_gates():
-    from sage_bench.registry import dataset_names, load_plugins
-    load_plugins()
-    if "sage_v2" not in dataset_names():
-        pytest.skip("no sage_v2 data set is registered yet (issue 15: another engineer builds it); this test gates it once it is")
-    t = G.gate_report("sage_v2")
-    assert t.passed.all(), "sage_v2 fails a sanity gate:\n" + G.show_gates(t.to_dict("records"))
+def test_shipped_sage_passes_gates():
+    "The built-in `sage` (version 2) passes every gate."
+    from sage_bench.registry import get_dataset
+    ds = get_dataset("sage")
+    assert ds.version == "2.0"
+    t = G.gate_report(ds)
+    assert t.passed.all(), "sage fails a sanity gate:\n" + G.show_gates(t.to_dict("records"))

@@ -75,7 +75,7 @@ def run(mid, ds, tmp_path, **cfg):
 @pytest.mark.parametrize("mid", PLANNERS)
 def test_planner_oracle(mid, ds, tmp_path):
     r = run(mid, ds, tmp_path)
-    assert r.metrics["n"] == len(ds.select("planning", "test")) == 45
+    assert r.metrics["n"] == len(ds.select("planning", "test")) > 0
     fails = [(x.sample_id, x.error, x.prediction) for x in r.records if x.error]
     assert not fails, fails[:3]
     success = r.metrics["metrics"]["plan_success"]["value"]

@@ -61,7 +61,7 @@ def retriever_cap(ds, samples, kind: str, m: int) -> float:
 
 def run(method, ds, tmp_path):
     r = evaluate(method, ds, "test", experiment="oracle", output_dir=tmp_path, progress=False, n_boot=10, write=False)
-    assert r.metrics["n"] == len(ds.select("tool_selection", "test")) == 90
+    assert r.metrics["n"] == len(ds.select("tool_selection", "test")) > 0
     assert r.config["method_description"] == method.describe()       # the configuration recorded is the one it ran with
     assert not r.metrics.get("n_transport_failures") and all(x.error is None for x in r.records), [x.error for x in r.records if x.error][:3]
     return r, r.metrics["metrics"]["hit@1"]["value"]

@@ -124,7 +124,7 @@ def test_missing_files_say_how_to_regenerate(tmp_path):
 
 def test_registered():
     from sage_bench.registry import get_dataset
-    assert len(get_dataset("sage", cache=False).samples) == 1200
+    assert len(get_dataset("sage_v1", cache=False).samples) == 1200
 
 
 def test_synthetic_tools_scale_to_20k(ds):

@@ -124,7 +124,7 @@ def write_gate_report(dataset, path, model: str | None = None, n_boot: int = 100
     "Run the gates and write them, with the data set's name and sizes and the embedding model, to the JSON file `path`."
     from sage_bench.embed import get_embedder
     ds = _load(dataset)
-    out = {"dataset": ds.name, "counts": ds.counts(), "embedding_model": get_embedder(model).name,
+    out = {"dataset": ds.name, "version": getattr(ds, "version", None), "counts": ds.counts(), "embedding_model": get_embedder(model).name,
            "gates": gate_rows(ds, model, True, n_boot),
            "clauses_match_steps": sequence_word_planner(ds, n_boot=10)["clauses_match_steps"]}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -147,7 +147,7 @@ def print_gate_file(name: str) -> dict | None:
     p = gate_report_path(name)
     if not p.exists(): print(f"no gate report for {name} yet ({p})"); return None
     g = json.loads(p.read_text())
-    print(f"{g['dataset']}: {g['counts']}; dense model {g['embedding_model']}")
+    print(f"{g['dataset']} (version {g.get('version') or '1'}): {g['counts']}; dense model {g['embedding_model']}")
     print(show_gates(g["gates"]))
     print(f"requests that split on sequence words into as many clauses as gold steps: {g['clauses_match_steps']:.3f}")
     return g

@@ -206,7 +206,7 @@ def make_selection(cats: list[Category], rng: random.Random, equivalents: dict, 
                 except ValueError as e: raise MaterialError(f"tool {t.name!r}, query {k}: {e}", c.file, c.lines.get(t.id)) from None
                 text = paraphrase({"challenge": "tool_selection", "tools": [t.id], "arguments": args}, text)
                 rel = [t.id] + [e for e in equivalents.get(t.id, []) if e != t.id]
-                out.append(SelectionSample(id="sage2-new", dataset="sage_v2", split="train", query=text, relevant_tools=rel,
+                out.append(SelectionSample(id="sage2-new", dataset="sage", split="train", query=text, relevant_tools=rel,
                                            meta={"primary": [t.id], "category": c.id, "n_tools": 1, "seeds": [f"{t.id}#{k}"], "has_id": has_id(text)}))
     return out
 
@@ -227,7 +227,7 @@ def make_pairs(singles: list[SelectionSample], rng: random.Random, pair_share: f
             second = b.query[:1].lower() + b.query[1:] if re.match(r"[A-Z][a-z]", b.query) else b.query
             text = a.query.rstrip(".?! ") + rng.choice(_JOIN) + second
             rel = list(dict.fromkeys(a.relevant_tools[:1] + b.relevant_tools[:1] + a.relevant_tools[1:] + b.relevant_tools[1:]))
-            pairs.append(SelectionSample(id="sage2-new", dataset="sage_v2", split=split, query=text, relevant_tools=rel,
+            pairs.append(SelectionSample(id="sage2-new", dataset="sage", split=split, query=text, relevant_tools=rel,
                                          meta={"primary": a.meta["primary"] + b.meta["primary"], "category": cat, "n_tools": 2,
                                                "seeds": a.meta["seeds"] + b.meta["seeds"], "has_id": has_id(text)}))
     return pairs
@@ -362,7 +362,7 @@ def make_planning(cats: list[Category], goals: list[dict], rng: random.Random, p
                             for p, src in st["inputs"].items()}
                     deps = sorted({src[1] for src in st["inputs"].values() if src[0] == "step"})
                     psteps.append(PlanStep(tool_id=st["tool"], arguments=args, depends_on=deps))
-                out.append(PlanningSample(id="sage2-new", dataset="sage_v2", split="train", request=text, steps=psteps, candidate_tools=[],
+                out.append(PlanningSample(id="sage2-new", dataset="sage", split="train", request=text, steps=psteps, candidate_tools=[],
                                           meta={"goal": g["id"], "n_steps": len(psteps), "seeds": [f"{g['id']}#{k}"],
                                                 "category": g["steps"][0].split(".")[0], "has_id": has_id(text)}))
     return out, rejected
@@ -404,7 +404,7 @@ def make_timing(cats: list[Category], turns: dict, rng: random.Random, paraphras
             text = paraphrase({"challenge": "timing", "kind": kind, "call_tool": label, "context": ctx}, text)
             meta = {"kind": kind, "seeds": [f"{kind}#{k}"], "has_id": has_id(text) or any(has_id(c["content"]) for c in ctx)}
             if gold: meta["gold_tool"] = gold
-            out.append(TimingSample(id="sage2-new", dataset="sage_v2", split="train", message=text, should_call_tool=label, context=ctx, meta=meta))
+            out.append(TimingSample(id="sage2-new", dataset="sage", split="train", message=text, should_call_tool=label, context=ctx, meta=meta))
     for kind, spec in turns["kinds"].items():
         for k, turn in enumerate(spec["turns"]): add(kind, bool(spec["label"]), k, turn)
     neg = [s for s in out if not s.should_call_tool]
@@ -501,11 +501,11 @@ def write_sage_v2(out_dir: str | Path | None = None, seed: int = SAGE_V2_SEED, p
     return out
 
 # %% ../../nbs/api/10b_sage_v2_samples.ipynb #2fb9acc6
-@register_dataset("sage_v2", description="Built-in synthetic benchmark, version 2.0 (being built, issue 15): hand-written tools, "
+@register_dataset("sage", description="Built-in synthetic benchmark, version 2 (v1 is sage_v1): hand-written tools, "
                   "goal-level plans with dependency graphs, ten kinds of timing turns", url="built in", version=SAGE_V2_VERSION)
 def load_sage_v2(data_dir: str | Path | None = None, lenient: bool = False, **kw) -> Dataset:
     "Load the shipped `sage` v2 data set (or the one written to `data_dir`), validating every line."
-    ds = load_shipped_jsonl("sage_v2", Path(data_dir) if data_dir else shipped_dir(),
+    ds = load_shipped_jsonl("sage", Path(data_dir) if data_dir else shipped_dir(),
                             "python -c 'from sage_bench.data.sage_v2 import write_sage_v2; write_sage_v2()'",
                             [f"sage version {SAGE_V2_VERSION}: generated from hand-written material by sage_bench.data.sage_v2 "
                              f"(seed {SAGE_V2_SEED})"], lenient)
