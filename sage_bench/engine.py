@@ -110,6 +110,7 @@ def _gold(s: Sample, lib) -> dict:
     return g
 
 
+
 # %% ../nbs/api/40_engine.ipynb #64e857e4
 def _records_for(outs: list[Output], batch: list[Sample], experiment, dataset, split, name, challenge, seed, libs=None) -> list[Record]:
     recs = []
@@ -123,6 +124,7 @@ def _records_for(outs: list[Output], batch: list[Sample], experiment, dataset, s
     return recs
 
 
+
 # %% ../nbs/api/40_engine.ipynb #6a64c8e1
 def apply_fallback(fb: Method, fb_id: str, samples: list[Sample], libs: list, outs: list[Output]) -> list[Output]:
     "Answer the samples whose output has no prediction with the fallback method `fb`; the record says so and keeps the LLM's error."
@@ -133,6 +135,7 @@ def apply_fallback(fb: Method, fb_id: str, samples: list[Sample], libs: list, ou
         o.trace = {**(o.trace or {}), "llm_error": o.error, "fallback_error": fo.error}
         o.prediction, o.error, o.fallback = fo.prediction, fo.error, fb_id
     return outs
+
 
 
 # %% ../nbs/api/40_engine.ipynb #dfd3ff63
@@ -157,6 +160,7 @@ class _Heartbeat:
         if self.bar is not None and hasattr(self, "_t"): self._t.join(); self.bar.set_postfix_str("", refresh=False)
 
 
+
 # %% ../nbs/api/40_engine.ipynb #3aab01e9
 def default_name(m: Method) -> str:
     """The name `m`'s records and result go under when none is given: its id, and its challenge too when it is registered
@@ -167,6 +171,81 @@ def default_name(m: Method) -> str:
     return f"{m.id}:{m.challenge}" if several else m.id
 
 # %% ../nbs/api/40_engine.ipynb #ddfe8213
+def _check_resume(store: RecordStore, ds: Dataset, split: str, name: str, config: dict, data: dict, model: str | None,
+                  made_with: str | None, fitted: Path, replace_changed: bool) -> None:
+    """Resume only what this configuration made on this data: else `ConfigMismatch`, or, with `replace_changed`, the saved
+    records are moved aside (`config['replaced_records']`) and the run starts over."""
+    try:   # resume only what this configuration made on this data
+        store.check_config(ds.name, split, name, config["method_description"], data["fingerprint"])
+        if model and made_with and model != made_with:
+            raise ConfigMismatch(f"{name}: the saved records were made with the LLM {made_with!r}, the server now answers with "
+                                 f"{model!r}; rerun with --no-resume (or another output folder) to start over", ["llm_model"])
+    except ConfigMismatch as e:
+        if not replace_changed: raise
+        config["replaced_records"] = str(store.archive(ds.name, split, name))      # kept aside, never mixed in
+        print(f"{name}: the saved records were made with another configuration (differs in: {', '.join(e.differs) or 'description'}); "
+              f"moved them to {config['replaced_records']}, this run starts over", file=sys.stderr)
+        store.check_config(ds.name, split, name, config["method_description"], data["fingerprint"])
+        fitted.unlink(missing_ok=True)
+
+# %% ../nbs/api/40_engine.ipynb #80676242
+def _fit(m: Method, ds: Dataset, challenge: str, fit_split: str) -> tuple[str | None, Method | None, float]:
+    "Fit the method, and the fallback it names, on `fit_split`: (fallback id, fallback method, seconds it took)."
+    t0 = time.perf_counter()
+    m.fit(ds.select(challenge, fit_split), ds)
+    fb_id = (m.config or {}).get("fallback")          # the one failure policy: see methods.base.LLMMethod
+    fb = get_method(fb_id) if fb_id else None
+    if fb: fb.fit(ds.select(challenge, fit_split), ds)
+    return fb_id, fb, round(time.perf_counter() - t0, 3)
+
+# %% ../nbs/api/40_engine.ipynb #28af743b
+def _predict_batch(m: Method, fb: Method | None, fb_id: str | None, batch: list[Sample], ds: Dataset, bar=None) -> list[Output]:
+    "One batch's outputs, each with its latency; a batch that raises gives every sample a failed output with the traceback."
+    t1 = time.perf_counter()
+    try:
+        libs = [ds.candidates(s) for s in batch]
+        with _Heartbeat(bar, m):
+            outs = m.predict_batch([blind(s) for s in batch], libs)
+        if len(outs) != len(batch): raise RuntimeError(f"predict_batch returned {len(outs)} outputs for {len(batch)} samples")
+        if fb: outs = apply_fallback(fb, fb_id, batch, libs, outs)
+    except Exception as e:
+        tb = traceback.format_exc(limit=3)
+        outs = [Output.failed(f"{type(e).__name__}: {e}", trace={"traceback": tb}) for _ in batch]
+    per = (time.perf_counter() - t1) / len(batch)
+    for o in outs:
+        if o.latency_s is None: o.latency_s = per
+    return outs
+
+# %% ../nbs/api/40_engine.ipynb #e85f8f9a
+def _predict_all(m: Method, fb: Method | None, fb_id: str | None, todo: list[Sample], ds: Dataset, store: RecordStore,
+                 done: dict, records_of, batch_size: int, bar_args: dict | None = None) -> None:
+    """Predict `todo` batch by batch; each batch's records (`records_of(outs, batch, libs)`) are appended to the store, and
+    to `done`, before the next batch starts. `bar_args`: a progress bar's (None: no bar)."""
+    bar = None
+    if bar_args:
+        from tqdm.auto import tqdm
+        bar = tqdm(**bar_args, leave=False)
+    try:
+        for i in range(0, len(todo), batch_size):
+            batch = todo[i:i + batch_size]
+            outs = _predict_batch(m, fb, fb_id, batch, ds, bar)
+            recs = records_of(outs, batch, [ds.candidates(s) for s in batch])
+            store.append(recs)
+            for r in recs: done[r.sample_id] = r
+            if bar: bar.update(len(batch))
+    finally:
+        if bar: bar.close()
+
+# %% ../nbs/api/40_engine.ipynb #a8273638
+def _write_result(res: EvalResult, out: Path, rec_path: Path, n_retried: int, seed: int, started: str) -> Path:
+    "Write the result JSON beside the records (`<out>/results/<data set>/<split>/<name>.json`), with its provenance."
+    res.path = out / "results" / res.dataset / res.split / f"{rec_path.stem}.json"
+    write_json(res.path, {"method": res.method, "dataset": res.dataset, "split": res.split, "challenge": res.challenge,
+                          "n_new": res.n_new, "n_resumed": res.n_resumed, "n_retried": n_retried, "metrics": res.metrics,
+                          **({"subsets": res.subsets} if res.subsets else {}), "provenance": provenance(res.config, seed, started, res.data)})
+    return res.path
+
+# %% ../nbs/api/40_engine.ipynb #250b4d9d
 def evaluate(method: str | Method,                # a registered method id, or a `Method` instance
              dataset: str | Dataset,              # a registered data set name, or a `Dataset`
              split: str = "test",                 # the split whose samples are predicted ("all": every split)
@@ -205,18 +284,7 @@ def evaluate(method: str | Method,                # a registered method id, or a
     # an LLM method's records hold the replies of one model: another model on the server is another configuration
     model, fitted = llm_model_of(m), rec_path.with_suffix(".fitted.json")
     made_with = json.loads(fitted.read_text(encoding="utf-8")).get("llm_model") if fitted.exists() else None
-    try:   # resume only what this configuration made on this data
-        store.check_config(ds.name, split, name, config["method_description"], data["fingerprint"])
-        if model and made_with and model != made_with:
-            raise ConfigMismatch(f"{name}: the saved records were made with the LLM {made_with!r}, the server now answers with "
-                                 f"{model!r}; rerun with --no-resume (or another output folder) to start over", ["llm_model"])
-    except ConfigMismatch as e:
-        if not replace_changed: raise
-        config["replaced_records"] = str(store.archive(ds.name, split, name))      # kept aside, never mixed in
-        print(f"{name}: the saved records were made with another configuration (differs in: {', '.join(e.differs) or 'description'}); "
-              f"moved them to {config['replaced_records']}, this run starts over", file=sys.stderr)
-        store.check_config(ds.name, split, name, config["method_description"], data["fingerprint"])
-        fitted.unlink(missing_ok=True)
+    _check_resume(store, ds, split, name, config, data, model, made_with, fitted, replace_changed)
     done = {r.sample_id: r for r in store.load(ds.name, split, name)}
     # a transport failure (no reply came back) is not final: the sample is predicted again
     todo = [s for s in chosen if s.id not in done or not done[s.id].final]
@@ -225,53 +293,22 @@ def evaluate(method: str | Method,                # a registered method id, or a
     config["n_retried"] = n_retried
     if getattr(ds, "load_summary", None): config["data_load"] = ds.load_summary()
     if todo:
-        t0 = time.perf_counter()
-        m.fit(ds.select(challenge, fit_split), ds)
-        fb_id = (m.config or {}).get("fallback")          # the one failure policy: see methods.base.LLMMethod
-        fb = get_method(fb_id) if fb_id else None
-        if fb: fb.fit(ds.select(challenge, fit_split), ds)
-        config["fit_seconds"] = round(time.perf_counter() - t0, 3)
+        fb_id, fb, config["fit_seconds"] = _fit(m, ds, challenge, fit_split)
         # what `fit` set (e.g. a search depth from the training plans) is part of what the method ran with
         config["method_description"] = m.describe() | ({"llm_model": model or made_with} if (model or made_with) else {})
         write_json(rec_path.with_suffix(".fitted.json"), config["method_description"])
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=len(chosen), initial=n_resumed, desc=f"{name} on {ds.name}/{split}", leave=False)
-        try:
-            for i in range(0, len(todo), batch_size):
-                batch = todo[i:i + batch_size]
-                t1 = time.perf_counter()
-                try:
-                    libs = [ds.candidates(s) for s in batch]
-                    with _Heartbeat(bar, m):
-                        outs = m.predict_batch([blind(s) for s in batch], libs)
-                    if len(outs) != len(batch): raise RuntimeError(f"predict_batch returned {len(outs)} outputs for {len(batch)} samples")
-                    if fb: outs = apply_fallback(fb, fb_id, batch, libs, outs)
-                except Exception as e:
-                    tb = traceback.format_exc(limit=3)
-                    outs = [Output.failed(f"{type(e).__name__}: {e}", trace={"traceback": tb}) for _ in batch]
-                per = (time.perf_counter() - t1) / len(batch)
-                for o in outs:
-                    if o.latency_s is None: o.latency_s = per
-                recs = _records_for(outs, batch, experiment, ds.name, split, name, challenge, seed, [ds.candidates(s) for s in batch])
-                store.append(recs)
-                for r in recs: done[r.sample_id] = r
-                if bar: bar.update(len(batch))
-        finally:
-            if bar: bar.close()
+        records_of = lambda outs, batch, libs: _records_for(outs, batch, experiment, ds.name, split, name, challenge, seed, libs)
+        _predict_all(m, fb, fb_id, todo, ds, store, done, records_of, batch_size,
+                     dict(total=len(chosen), initial=n_resumed, desc=f"{name} on {ds.name}/{split}") if progress else None)
     elif rec_path.with_suffix(".fitted.json").exists():   # nothing left to predict: the description the records were made with
         config["method_description"] = json.loads(rec_path.with_suffix(".fitted.json").read_text(encoding="utf-8"))
     records = [done[s.id] for s in chosen if s.id in done]
     metrics = score_records(challenge, records, n_boot=n_boot, seed=seed) if records else {"n": 0, "metrics": {}}
     subsets = subset_scores(challenge, records, ds, n_boot=n_boot, seed=seed)
     res = EvalResult(name, ds.name, split, challenge, metrics, records, config, len(todo), n_resumed, subsets=subsets, data=data)
-    if write:
-        res.path = out / "results" / ds.name / split / f"{rec_path.stem}.json"
-        write_json(res.path, {"method": name, "dataset": ds.name, "split": split, "challenge": challenge,
-                              "n_new": len(todo), "n_resumed": n_resumed, "n_retried": n_retried, "metrics": metrics,
-                              **({"subsets": subsets} if subsets else {}), "provenance": provenance(config, seed, started, data)})
+    if write: _write_result(res, out, rec_path, n_retried, seed, started)
     return res
+
 
 
 # %% ../nbs/api/40_engine.ipynb #5111f8dc
@@ -291,6 +328,7 @@ def evaluate_many(methods: Sequence[str], datasets: Sequence[str], split: str = 
                 out.append(evaluate(mid, ds, split, **{**kw, "method_config": cfg}))
     return out
 
+# %% ../nbs/api/40_engine.ipynb #3b79315a
 def fmt_chance(cell: str, chance) -> str:
     "A table cell with the metric's chance level beside it: `78.9 [71.1, 86.7] (chance 0.4)`."
     return cell if chance is None or cell == "-" else f"{cell} (chance {100 * chance:.1f})"
@@ -302,6 +340,7 @@ def fmt_ci(v, lo, hi, pct: bool = True) -> str:
     if pct: return f"{100*v:.1f} [{100*lo:.1f}, {100*hi:.1f}]"
     return f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
 
+# %% ../nbs/api/40_engine.ipynb #e3174921
 def no_answer_note(metrics: dict) -> str | None:
     "'failed: 45/45 no answer' (every sample) or 'incomplete: 3/45 no answer' when LLM calls got no reply; None otherwise."
     k, n = int(metrics.get("n_transport_failures") or 0), int(metrics.get("n") or 0)
@@ -316,6 +355,7 @@ def check_complete(results: Sequence[EvalResult]) -> None:
     bad = [f"{r.method} on {r.dataset}/{r.split}: {no_answer_note(r.metrics)}" for r in results if no_answer_note(r.metrics)]
     if bad: raise IncompleteResults("\n".join(bad + ["rerun the same command to retry the samples that got no answer"]))
 
+# %% ../nbs/api/40_engine.ipynb #886b1228
 def results_table(results: Sequence[EvalResult], metrics: Sequence[str] | None = None, subsets: bool = True, display: bool = False):
     """A pandas DataFrame: one row per result, each headline metric as 'value [CI]' in percent (or the no-answer count); with
     `subsets`, a result's published subsets follow it as rows of data set `<data set>:<subset>`. Its metric columns are the
