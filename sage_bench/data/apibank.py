@@ -150,14 +150,10 @@ def _read_dialogue(p: Path, allow_empty: bool) -> list[tuple[int, dict]]:
     return rows
 
 # %% ../../nbs/api/12_data_apibank.ipynb #3801434e
-@register_dataset("apibank", description="API-Bank: level-1/2 selection, level-3 planning, dialogue-turn timing", url=APIBANK_URL)
-def load_apibank(data_dir=None, lenient: bool = False, min_candidates: int | None = None, selection: str = "pooled") -> Dataset:
-    """Load API-Bank from its published layout (see the notebook for the mapping to the three challenges). Selection ranks the
-    pooled corpus and keeps every level-1 step (`min_candidates` 1); `selection='per_sample'`: the published candidates, at least 2."""
-    if min_candidates is None: min_candidates = 1 if selection == "pooled" else 2
-    root = apibank_dir(data_dir)
+def _read_defs(root: Path, guard: Guard) -> tuple[dict, dict, list, list]:
+    """The records, and every API definition they carry, by precedence (prompts, then ToolSearcher results, then the CSV):
+    (steps by level, {name: (priority, definition, file, line)}, dialogues, CSV APIs whose api_info does not parse)."""
     td = root / "test-data"
-    guard, cat = Guard(lenient, root), ToolCatalog("apibank", source="apibank")
     defs: dict[str, tuple] = {}   # name -> (priority, definition, file, line); lower priority wins
 
     def define(d: dict, prio: int, f: Path, ln: int):
@@ -188,19 +184,28 @@ def load_apibank(data_dir=None, lenient: bool = False, min_candidates: int | Non
         for ln, d in _csv_apis(csv_path, guard):
             define(d, 2, csv_path, ln)
             if not d["parsed"]: unparsed.append(d["name"])
+    return steps, defs, dialogues, unparsed
+
+def _catalog(defs: dict, cat: ToolCatalog, guard: Guard) -> dict:
+    "Every defined API added to the catalog, in name order: {name: handle} (one the catalog refuses is a guarded error)."
     handle = {}
     for name, (_, d, f, ln) in sorted(defs.items()):
         hd = guard.attempt(f, ln, lambda d=d: cat.add(d["name"], d.get("description", ""), api_schema(d.get("input_parameters")),
                                                        returns=api_schema(d.get("output_parameters")) if d.get("output_parameters") else None))
         if hd is not None: handle[name] = hd
+    return handle
 
-    def h(name: str) -> str:
-        if name not in handle: raise RecordError(f"API {name!r} has no description in the data set")
-        return handle[name]
-    everything = [n for n in sorted(handle) if n != "ToolSearcher"]
+def _handle(handle: dict, name: str) -> str:
+    "The catalog handle of an API, or a RecordError when the data describes it nowhere."
+    if name not in handle: raise RecordError(f"API {name!r} has no description in the data set")
+    return handle[name]
+
+# %% ../../nbs/api/12_data_apibank.ipynb #ba26ac18
+def _selection_makers(td: Path, steps: dict, handle: dict, everything: list, min_candidates: int, guard: Guard,
+                      cat: ToolCatalog) -> tuple[list, int, int]:
+    "Level-1 and level-2 selection samples: (makers, steps with fewer than `min_candidates` APIs, ToolSearcher steps)."
+    h = partial(_handle, handle)
     makers, n_single, n_ts = [], 0, 0
-
-    # 2. level-1 and level-2 selection
     for level in (1, 2):
         f = td / f"level-{level}-api.json"
         for ln, _, it in steps[level]:
@@ -223,8 +228,12 @@ def load_apibank(data_dir=None, lenient: bool = False, min_candidates: int | Non
             if r == "single": n_single += 1
             elif r == "toolsearcher": n_ts += 1
             elif r: makers.append((f, ln, partial(r, cat.ids_of)))
+    return makers, n_single, n_ts
 
-    # 3. level-3 planning
+# %% ../../nbs/api/12_data_apibank.ipynb #ed722ce2
+def _planning_makers(td: Path, steps: dict, handle: dict, everything: list, guard: Guard, cat: ToolCatalog) -> list:
+    "Level-3 planning samples (ToolSearcher look-ups dropped from the plans): their makers."
+    h, makers = partial(_handle, handle), []
     for ln, k, it in steps[3]:
         def conv(it=it, k=k):
             req = it["requirement"].strip()
@@ -238,8 +247,13 @@ def load_apibank(data_dir=None, lenient: bool = False, min_candidates: int | Non
                                                 candidate_tools=id_of(ch), meta=meta)
         r = guard(td / "level-3.json", ln, conv)
         if r: makers.append((td / "level-3.json", ln, partial(r, cat.ids_of)))
+    return makers
 
-    # 4. timing from the dialogues
+# %% ../../nbs/api/12_data_apibank.ipynb #dd710ec3
+def _timing_makers(dialogues: list, handle: dict, guard: Guard, cat: ToolCatalog) -> tuple[list, list, int, set]:
+    """Timing samples from the user turns of the dialogues: (makers, empty dialogue files, final user turns without an answer,
+    API names in file names that nothing describes)."""
+    h, makers = partial(_handle, handle), []
     empty, unanswered, unknown_names = [], 0, set()
     for sub, p, rows in dialogues:
         if not rows: empty.append(f"{sub}/{p.name}"); continue
@@ -262,7 +276,12 @@ def load_apibank(data_dir=None, lenient: bool = False, min_candidates: int | Non
             return out, sum(1 for r in rs if r["role"] == "User") - len(out)
         r = guard(p, rows[0][0], conv)
         if r: makers.extend((p, ln, partial(m, cat.ids_of)) for ln, m in r[0]); unanswered += r[1]
+    return makers, empty, unanswered, unknown_names
 
+# %% ../../nbs/api/12_data_apibank.ipynb #42b253d8
+def _apibank_notes(min_candidates: int, n_single: int, n_ts: int, unanswered: int, unknown_names: set, empty: list,
+                   unparsed: list) -> list[str]:
+    "What the loaded data set takes from API-Bank, what it leaves out, and how many."
     notes = [f"source: {APIBANK_REPO} @ {APIBANK_COMMIT[:12]}, folder api-bank/",
              f"selection: level-1 steps with >= {min_candidates} APIs in the prompt ({n_single} single-API steps excluded: trivial ranking; "
              f"min_candidates=1 keeps them); level-2 steps ranked over the whole library ({n_ts} ToolSearcher steps are not selection samples)",
@@ -273,6 +292,25 @@ def load_apibank(data_dir=None, lenient: bool = False, min_candidates: int | Non
                                    f"(left out of the candidates): {', '.join(sorted(unknown_names))}")
     if empty: notes.append(f"empty dialogue file(s) in the source: {', '.join(empty)}")
     if unparsed: notes.append(f"data/all_apis.csv rows whose api_info is not valid Python (description kept as text, no parameters): {', '.join(unparsed)}")
+    return notes
+
+# %% ../../nbs/api/12_data_apibank.ipynb #b4130f1a
+@register_dataset("apibank", description="API-Bank: level-1/2 selection, level-3 planning, dialogue-turn timing", url=APIBANK_URL)
+def load_apibank(data_dir=None, lenient: bool = False, min_candidates: int | None = None, selection: str = "pooled") -> Dataset:
+    """Load API-Bank from its published layout (see the notebook for the mapping to the three challenges). Selection ranks the
+    pooled corpus and keeps every level-1 step (`min_candidates` 1); `selection='per_sample'`: the published candidates, at least 2."""
+    if min_candidates is None: min_candidates = 1 if selection == "pooled" else 2
+    root = apibank_dir(data_dir)
+    td = root / "test-data"
+    guard, cat = Guard(lenient, root), ToolCatalog("apibank", source="apibank")
+    steps, defs, dialogues, unparsed = _read_defs(root, guard)
+    handle = _catalog(defs, cat, guard)
+    everything = [n for n in sorted(handle) if n != "ToolSearcher"]
+    sel, n_single, n_ts = _selection_makers(td, steps, handle, everything, min_candidates, guard, cat)
+    plan = _planning_makers(td, steps, handle, everything, guard, cat)
+    tim, empty, unanswered, unknown_names = _timing_makers(dialogues, handle, guard, cat)
+    notes = _apibank_notes(min_candidates, n_single, n_ts, unanswered, unknown_names, empty, unparsed)
+    makers = sel + plan + tim
     ds = finish_dataset("apibank", cat, makers, notes, guard)
     ds = label_subsets(ds, lambda s: f"level-{s.meta['level']}" if "level" in s.meta else None)
     return selection_variant(leak_free_splits(ds, group=lambda s: s.meta.get("source_file")), selection)   # a dialogue file: one split
