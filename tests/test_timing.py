@@ -5,7 +5,7 @@ from sage_bench.methods.base import blind, Output
 from sage_bench.testing import ScriptedLLM
 from sage_bench.methods.timing import (EmbeddingTiming, LLMTiming, HybridTiming,
                                        rule_verdict, TIMING_SCHEMA, TIMING_PROMPTS, timing_messages)
-from sage_bench.registry import get_method, lookup
+from sage_bench.registry import get_dataset, get_method, lookup
 
 from conftest import real_server_mark
 
@@ -134,7 +134,7 @@ def test_prompt_variants_recorded():
 def test_hybrid_takes_each_path():
     clear, unclear = ts(1, "Book a table for two at Luigi's tonight", True), ts(2, "hmm, the blue one", False)
     fake = ScriptedLLM(lambda m, s: {"call_tool": True, "confidence": 0.7, "reason": "x"})
-    o_rule, o_llm = HybridTiming(client=fake).predict_batch([blind(clear), blind(unclear)], [LIB, LIB])
+    o_rule, o_llm = HybridTiming(threshold=0.75, client=fake).predict_batch([blind(clear), blind(unclear)], [LIB, LIB])
     assert o_rule.trace["path"] == "rule" and o_rule.llm_calls == 0 and o_rule.fallback is None
     assert o_llm.trace["path"] == "llm" and o_llm.llm_calls == 1 and o_llm.prediction == {"call_tool": True, "confidence": 0.7}
     assert len(fake.calls) == 1 and "the blue one" in fake.calls[0][0][-1]["content"]
@@ -143,13 +143,22 @@ def test_hybrid_takes_each_path():
     assert all(o.trace["path"] == "llm" for o in HybridTiming(threshold=1.01, client=fake2).predict_batch([blind(clear), blind(unclear)], [LIB] * 2))
     assert all(o.trace["path"] == "rule" for o in HybridTiming(threshold=0.0, client=fake2).predict_batch([blind(clear), blind(unclear)], [LIB] * 2))
     # the LLM's reply fails: a failure of that sample (the rule verdict stays in the trace, not in its place)
-    o = HybridTiming(client=ScriptedLLM(lambda m, s: "not json")).predict_batch([blind(unclear)], [LIB])[0]
+    o = HybridTiming(threshold=0.75, client=ScriptedLLM(lambda m, s: "not json")).predict_batch([blind(unclear)], [LIB])[0]
     assert o.prediction is None and o.fallback is None and o.trace["path"] == "llm" and o.error and o.parse_status == "failed"
     assert o.trace["rule"]["call_tool"] is False and not o.transport_error
     def down(m, s): raise ConnectionError("server down")
-    o_rule, o_llm = HybridTiming(client=ScriptedLLM(down)).predict_batch([blind(clear), blind(unclear)], [LIB] * 2)
+    o_rule, o_llm = HybridTiming(threshold=0.75, client=ScriptedLLM(down)).predict_batch([blind(clear), blind(unclear)], [LIB] * 2)
     assert o_rule.prediction is not None and not o_rule.transport_error
     assert o_llm.prediction is None and o_llm.transport_error and "server down" in o_llm.error
+
+
+def test_hybrid_threshold_is_fitted_on_the_training_split():
+    "threshold=None (the default): fit() sets it where the rules were reliable on the training turns; unfitted, it refuses."
+    h = HybridTiming(client=ScriptedLLM(lambda m, s: {"call_tool": True, "confidence": 0.9, "reason": "x"}))
+    with pytest.raises(RuntimeError, match="fit"): h.threshold
+    ds = get_dataset("sage")
+    h.fit(ds.select("timing", "train"), ds)
+    assert h.describe()["fitted_threshold"] is not None and HybridTiming(threshold=0.5).describe().get("fitted_threshold") is None
 
 
 @pytest.mark.parametrize("mid", ["timing.llm_based", "timing.hybrid"])

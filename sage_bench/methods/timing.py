@@ -14,7 +14,8 @@ from ..registry import register_method
 
 # %% auto #0
 __all__ = ['TIMING_RULES', 'TIMING_PROTOTYPES', 'TIMING_SCHEMA', 'TIMING_PROMPTS', 'RuleVerdict', 'tool_overlap', 'rule_verdict',
-           'RuleBasedTiming', 'EmbeddingTiming', 'timing_messages', 'parse_timing_verdict', 'LLMTiming', 'HybridTiming']
+           'RuleBasedTiming', 'EmbeddingTiming', 'timing_messages', 'parse_timing_verdict', 'LLMTiming',
+           'fit_rule_threshold', 'HybridTiming']
 
 # %% ../../nbs/api/32_timing.ipynb #2d3ab665
 _ACTION = (r"book|reserve|schedule|reschedule|send|e-?mail|text|message|call|dial|order|buy|purchase|cancel|create|delete|remove|"
@@ -316,17 +317,56 @@ class LLMTiming(_LLMTimingBase):
         return out
 
 # %% ../../nbs/api/32_timing.ipynb #ad717272
+def fit_rule_threshold(confidences: Sequence[float], correct: Sequence[bool], precision: float = 0.97,
+                       min_support: int = 10) -> float:
+    """The lowest rule confidence from which the rules were right on at least `precision` of the (training) turns at or
+    above it, counting only thresholds with `min_support` such turns; `inf` (the rules never decide) when none is."""
+    pairs = sorted(zip(confidences, correct), reverse=True)
+    best, hits = math.inf, 0
+    for i, (c, ok) in enumerate(pairs, 1):
+        hits += ok
+        if i >= min_support and hits / i >= precision and (i == len(pairs) or pairs[i][0] < c): best = c
+    return best
+
 @register_method("timing.hybrid", "timing", needs_llm=True,
-                 description="Rules first; the LLM decides where rule confidence < threshold (a failed LLM reply fails the sample)")
+                 description="Rules first, where they were reliable on the training split (threshold fitted: the rules "
+                             "answer from the confidence at which they were >= 97% right there); the LLM decides the rest "
+                             "(a failed LLM reply fails the sample)")
 class HybridTiming(_LLMTimingBase):
     "Rules, then the LLM for the turns the rules are unsure about."
-    def __init__(self, threshold: float = 0.75, scale: float = 2.0, **config):
-        super().__init__(threshold=threshold, scale=scale, **config)
+    def __init__(self,
+                 threshold: float | None = None,  # rule confidence from which the rules decide (None: fitted on the training split)
+                 precision: float = 0.97,         # the fitted threshold: the rules' accuracy on training turns at or above it
+                 min_support: int = 10,           # ... over at least this many training turns
+                 scale: float = 2.0,              # the rules' score scale (`rule_verdict`)
+                 **config):
+        super().__init__(threshold=threshold, precision=precision, min_support=min_support, scale=scale, **config)
+        self.fitted_threshold: float | None = None
+
+    def fit(self, train, dataset=None) -> None:
+        "With `threshold=None`: the threshold at which the rules were right on >= `precision` of the training turns."
+        if self.config["threshold"] is not None: return
+        train = [s for s in train if isinstance(s, TimingSample)]
+        vs = [rule_verdict(s.message, s.context, self.config["scale"], None) for s in train]
+        self.fitted_threshold = fit_rule_threshold([v.confidence for v in vs], [v.call_tool == s.should_call_tool for v, s in zip(vs, train)],
+                                                   self.config["precision"], self.config["min_support"])
+
+    @property
+    def threshold(self) -> float:
+        if self.config["threshold"] is not None: return self.config["threshold"]
+        if self.fitted_threshold is None: raise RuntimeError("timing.hybrid with threshold=None needs fit() on a training split first")
+        return self.fitted_threshold
+
+    def describe(self) -> dict:
+        d = super().describe()
+        t = self.fitted_threshold
+        if t is not None: d["fitted_threshold"] = t if math.isfinite(t) else "inf (the rules never decide)"
+        return d
 
     async def arun(self, sample: TimingSample, tools: ToolLibrary) -> Output:
         v = rule_verdict(sample.message, sample.context, self.config["scale"], tools if sample.candidate_tools else None)
         out = Output(None, trace={"path": "rule", "rule": {"call_tool": v.call_tool, "confidence": v.confidence, "fired": v.fired}})
-        if v.confidence >= self.config["threshold"]:
+        if v.confidence >= self.threshold:
             out.prediction = _timing_pred(v.call_tool, v.confidence)
             return out
         out.trace["path"] = "llm"
