@@ -83,48 +83,39 @@ def _golden(seq) -> tuple[list[tuple[str, Optional[dict]]], bool, list[int]]:
     return steps, asks, optional
 
 # %% ../../nbs/api/13_data_toolalpaca.ipynb #a0c3001d
-@register_dataset("toolalpaca", description="ToolAlpaca eval sets: selection from golden actions, planning from multi-call sequences",
-                  url=TOOLALPACA_URL)
-def load_toolalpaca(data_dir=None, lenient: bool = False, sets=TOOLALPACA_SETS, min_candidates: int | None = None,
-                    candidates: str = "toolset", selection: str = "pooled") -> Dataset:
-    """Load the ToolAlpaca evaluation sets (see the notebook for the mapping to the challenges). Selection ranks the pooled
-    corpus and keeps every instruction (`min_candidates` 1); `selection='per_sample'` ranks each toolset (`min_candidates` 2)."""
-    if min_candidates is None: min_candidates = 1 if selection == "pooled" else 2
-    if candidates not in ("toolset", "all"): raise ValueError("candidates must be 'toolset' or 'all'")
-    folder = toolalpaca_dir(data_dir)
-    guard, cat = Guard(lenient, folder), ToolCatalog("toolalpaca", source="toolalpaca")
-    pending, from_doc = [], []
-    for st in sets:
-        f = folder / f"eval_{st}.json"
-        for ln, x in read_json_array(f, guard):
-            def conv(x=x, st=st):
-                name, fd, ins = x["Name"], x["Function_Description"], x["Instructions"]
-                if not isinstance(name, str) or not name.strip(): raise RecordError("expected a toolset name", field="Name")
-                if not isinstance(fd, dict) or not all(isinstance(v, str) for v in fd.values()):
-                    raise RecordError("expected {function: description}", field="Function_Description")
-                if not isinstance(ins, list) or not all(isinstance(q, str) and q.strip() for q in ins):
-                    raise RecordError("expected a list of instructions", field="Instructions")
-                fd = {k: v for k, v in fd.items() if k != "components"}
-                h = {}
-                for fn, text in fd.items():
-                    d, schema, out = parse_function_description(text)
-                    h[fn] = cat.add(f"{name}.{fn}", d, schema, category=x.get("Category", ""),
-                                    returns={"description": out} if out else None)
-                gold = x["Golden_Answers"]
-                if len(ins) != len(gold): raise RecordError(f"{len(ins)} instructions but {len(gold)} golden answers", field="Golden_Answers")
-                parsed = [_golden(g) for g in gold]
-                missing = {fn for steps, _, _ in parsed for fn, _ in steps if fn not in h}
-                if missing:
-                    ops = {n: op for n, _, op in _openapi_ops(json.loads(x.get("Documentation") or "{}"))}
-                    for fn in sorted(missing):
-                        if fn not in ops: raise RecordError(f"golden action {fn!r} is neither a function nor in the documentation", field="Golden_Answers")
-                        op = ops[fn]
-                        h[fn] = cat.add(f"{name}.{fn}", op.get("description") or op.get("summary", ""), _openapi_schema(op),
-                                        category=x.get("Category", ""))
-                        from_doc.append(f"{name}.{fn}")
-                return [(f, ln, st, name, i, q, steps, asks, opt, h) for i, (q, (steps, asks, opt)) in enumerate(zip(ins, parsed))]
-            r = guard(f, ln, conv)
-            if r: pending.extend(r)
+def _read_toolset(x, st: str, f: Path, ln: int, cat: ToolCatalog, from_doc: list) -> list[tuple]:
+    """One toolset record of an eval set checked, its functions added to the catalog (a golden action missing from
+    Function_Description is taken from the OpenAPI Documentation and named in `from_doc`): one tuple per instruction."""
+    name, fd, ins = x["Name"], x["Function_Description"], x["Instructions"]
+    if not isinstance(name, str) or not name.strip(): raise RecordError("expected a toolset name", field="Name")
+    if not isinstance(fd, dict) or not all(isinstance(v, str) for v in fd.values()):
+        raise RecordError("expected {function: description}", field="Function_Description")
+    if not isinstance(ins, list) or not all(isinstance(q, str) and q.strip() for q in ins):
+        raise RecordError("expected a list of instructions", field="Instructions")
+    fd = {k: v for k, v in fd.items() if k != "components"}
+    h = {}
+    for fn, text in fd.items():
+        d, schema, out = parse_function_description(text)
+        h[fn] = cat.add(f"{name}.{fn}", d, schema, category=x.get("Category", ""),
+                        returns={"description": out} if out else None)
+    gold = x["Golden_Answers"]
+    if len(ins) != len(gold): raise RecordError(f"{len(ins)} instructions but {len(gold)} golden answers", field="Golden_Answers")
+    parsed = [_golden(g) for g in gold]
+    missing = {fn for steps, _, _ in parsed for fn, _ in steps if fn not in h}
+    if missing:
+        ops = {n: op for n, _, op in _openapi_ops(json.loads(x.get("Documentation") or "{}"))}
+        for fn in sorted(missing):
+            if fn not in ops: raise RecordError(f"golden action {fn!r} is neither a function nor in the documentation", field="Golden_Answers")
+            op = ops[fn]
+            h[fn] = cat.add(f"{name}.{fn}", op.get("description") or op.get("summary", ""), _openapi_schema(op),
+                            category=x.get("Category", ""))
+            from_doc.append(f"{name}.{fn}")
+    return [(f, ln, st, name, i, q, steps, asks, opt, h) for i, (q, (steps, asks, opt)) in enumerate(zip(ins, parsed))]
+
+# %% ../../nbs/api/13_data_toolalpaca.ipynb #093cf07b
+def _toolalpaca_makers(pending: list, cat: ToolCatalog, candidates: str, min_candidates: int) -> tuple[list, int]:
+    """The selection sample of every instruction with at least `min_candidates` candidates and the planning sample of every
+    one with two or more calls: (makers, instructions left out of selection)."""
     makers, n_single = [], 0
     all_h = None
     for f, ln, st, name, i, q, steps, asks, opt, h in pending:
@@ -146,6 +137,11 @@ def load_toolalpaca(data_dir=None, lenient: bool = False, sets=TOOLALPACA_SETS, 
             makers.append((f, ln, lambda id_of=cat.ids_of, sid=sid, q=q, steps=steps, h=h, cand_h=cand_h, meta=meta, key=key: PlanningSample(
                 id=f"{sid}/planning", dataset="toolalpaca", split=split_of(key), request=q,
                 steps=[PlanStep(tool_id=cat.id_of(h[fn]), arguments=a) for fn, a in steps], candidate_tools=id_of(cand_h), meta=meta)))
+    return makers, n_single
+
+# %% ../../nbs/api/13_data_toolalpaca.ipynb #699d4969
+def _toolalpaca_notes(sets, candidates: str, n_single: int, min_candidates: int, from_doc: list) -> list[str]:
+    "What the loaded data set takes from ToolAlpaca, what it leaves out, and how many."
     notes = [f"source: {TOOLALPACA_REPO} @ {TOOLALPACA_COMMIT[:12]}, eval sets: {', '.join(sets)}",
              "no timing samples: every ToolAlpaca instruction needs a call (no negative class)",
              "getDetails (ask the user) dropped from the gold; [Optional]fn kept as fn (meta.optional_steps)",
@@ -154,6 +150,27 @@ def load_toolalpaca(data_dir=None, lenient: bool = False, sets=TOOLALPACA_SETS, 
     if n_single: notes.append(f"excluded from selection: {n_single} instruction(s) with fewer than {min_candidates} candidate function(s) "
                               f"(trivial ranking; min_candidates=1 keeps them)")
     if from_doc: notes.append(f"functions taken from the OpenAPI Documentation because Function_Description lacks them: {', '.join(from_doc)}")
+    return notes
+
+# %% ../../nbs/api/13_data_toolalpaca.ipynb #a42915b8
+@register_dataset("toolalpaca", description="ToolAlpaca eval sets: selection from golden actions, planning from multi-call sequences",
+                  url=TOOLALPACA_URL)
+def load_toolalpaca(data_dir=None, lenient: bool = False, sets=TOOLALPACA_SETS, min_candidates: int | None = None,
+                    candidates: str = "toolset", selection: str = "pooled") -> Dataset:
+    """Load the ToolAlpaca evaluation sets (see the notebook for the mapping to the challenges). Selection ranks the pooled
+    corpus and keeps every instruction (`min_candidates` 1); `selection='per_sample'` ranks each toolset (`min_candidates` 2)."""
+    if min_candidates is None: min_candidates = 1 if selection == "pooled" else 2
+    if candidates not in ("toolset", "all"): raise ValueError("candidates must be 'toolset' or 'all'")
+    folder = toolalpaca_dir(data_dir)
+    guard, cat = Guard(lenient, folder), ToolCatalog("toolalpaca", source="toolalpaca")
+    pending, from_doc = [], []
+    for st in sets:
+        f = folder / f"eval_{st}.json"
+        for ln, x in read_json_array(f, guard):
+            r = guard(f, ln, _read_toolset, x, st, f, ln, cat, from_doc)
+            if r: pending.extend(r)
+    makers, n_single = _toolalpaca_makers(pending, cat, candidates, min_candidates)
+    notes = _toolalpaca_notes(sets, candidates, n_single, min_candidates, from_doc)
     ds = finish_dataset("toolalpaca", cat, makers, notes, guard)
     ds = leak_free_splits(label_subsets(ds, lambda s: s.meta.get("set")), group=lambda s: s.meta.get("toolset"))   # a toolset: one split
     return selection_variant(ds, selection)
