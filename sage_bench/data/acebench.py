@@ -51,6 +51,50 @@ def _resolve_name(key: str, names: list[str]) -> str:
     raise RecordError(f"ground-truth function {key!r} is not among the candidates {names}", field="ground_truth")
 
 # %% ../../nbs/api/11_data_acebench.ipynb #fd89ed30
+def _dialogue(question: str) -> tuple[list[dict], list[int], str]:
+    "A question's turns, the positions of the user turns, and its split (decided by the first user turn, so a dialogue stays whole)."
+    turns = split_dialogue(question)
+    users = [i for i, t in enumerate(turns) if t["role"] == "user"]
+    first_user = turns[users[0]]["content"] if users else question.strip()
+    split = split_of("acebench:" + stable_hash(first_user))
+    return turns, users, split
+
+def _normal_gold(gt, names: list[str]) -> tuple[list[dict], list[str]]:
+    "A `normal_` answer's alternatives ({function: arguments} each) and the functions of the first, resolved to candidate names."
+    alts = gt if isinstance(gt, list) else [gt]
+    if not alts or not all(isinstance(g, dict) and g for g in alts): raise RecordError("expected {function: arguments}", field="ground_truth")
+    rel = list(dict.fromkeys(_resolve_name(k, names) for k in alts[0]))
+    return alts, rel
+
+def _milestone_plans(ms, h_of: dict) -> list[list[tuple]]:
+    "An `agent_` answer's milestone calls (one sequence, or a list of alternative sequences) as plans of (handle, arguments)."
+    if not isinstance(ms, list) or not ms: raise RecordError("expected a non-empty list of milestone calls", field="mile_stone")
+    seqs = ms if ms and all(isinstance(x, list) for x in ms) else [ms]
+    plans = []
+    for seq in seqs:
+        steps = []
+        for call in seq:
+            if not isinstance(call, str): raise RecordError(f"a milestone must be a call string, got {call!r}", field="mile_stone")
+            parsed = parse_calls(call)
+            if not parsed: raise RecordError(f"cannot parse milestone {call!r}", field="mile_stone")
+            for name, args in parsed:
+                if name not in h_of: raise RecordError(f"milestone calls {name!r}, not a candidate", field="mile_stone")
+                steps.append((h_of[name], args))
+        plans.append(steps)
+    return plans
+
+# %% ../../nbs/api/11_data_acebench.ipynb #b2e3540a
+def _plan_maker(qid: str, split: str, request: str, plans: list, m: dict, handles: list, cat: ToolCatalog):
+    "The maker (`id_of -> PlanningSample`) of an agent question: the first plan is the gold, the others alternatives in its meta."
+    first = plans[0]
+    def plan(id_of, first=first, plans=plans, m=m):
+        if len(plans) > 1: m = {**m, "gold_alternatives": [id_of([h for h, _ in p]) for p in plans[1:]]}
+        return PlanningSample(id=f"{qid}/planning", dataset="acebench", split=split, request=request,
+                              steps=[PlanStep(tool_id=cat.id_of(h), arguments=args) for h, args in first],
+                              candidate_tools=id_of(handles), meta=m)
+    return plan
+
+# %% ../../nbs/api/11_data_acebench.ipynb #47ea9cd7
 def convert_record(category: str, q: dict, a: dict, cat: ToolCatalog, min_candidates: int = 2,
                    timing_positives: str = "normal") -> list:
     "One ACEBench question + answer -> a list of functions `id_of -> Sample` (none when excluded)."
@@ -63,10 +107,7 @@ def convert_record(category: str, q: dict, a: dict, cat: ToolCatalog, min_candid
     h_of = dict(zip(names, handles))
     question = q["question"]
     if not isinstance(question, str) or not question.strip(): raise RecordError("empty question", field="question")
-    turns = split_dialogue(question)
-    users = [i for i, t in enumerate(turns) if t["role"] == "user"]
-    first_user = turns[users[0]]["content"] if users else question.strip()
-    split = split_of("acebench:" + stable_hash(first_user))
+    turns, users, split = _dialogue(question)
     meta = {"category": category, "source_id": qid, "n_candidates": len(fns)}
     for k in ("time", "profile"):
         if k in q: meta[k] = q[k]
@@ -82,9 +123,7 @@ def convert_record(category: str, q: dict, a: dict, cat: ToolCatalog, min_candid
                                               should_call_tool=call, context=ctx, candidate_tools=id_of(handles), meta=m))
 
     if category.startswith("normal_"):
-        alts = gt if isinstance(gt, list) else [gt]
-        if not alts or not all(isinstance(g, dict) and g for g in alts): raise RecordError("expected {function: arguments}", field="ground_truth")
-        rel = list(dict.fromkeys(_resolve_name(k, names) for k in alts[0]))
+        alts, rel = _normal_gold(gt, names)
         if len(fns) >= min_candidates:
             m = {**meta, "n_calls": len(alts[0]), "gold_calls": alts[0]}
             rel_h = [h_of[n] for n in rel]
@@ -98,29 +137,10 @@ def convert_record(category: str, q: dict, a: dict, cat: ToolCatalog, min_candid
         if reason in ("incomplete", "error_param") and not isinstance(gt, dict): raise RecordError("expected an object", field="ground_truth")
         timing(False, reason=reason, timing_kind="irrelevance" if reason == "irrelevant" else "ask_user", gold_answer=gt)
     elif category.startswith("agent_"):
-        ms = a.get("mile_stone")
-        if not isinstance(ms, list) or not ms: raise RecordError("expected a non-empty list of milestone calls", field="mile_stone")
-        seqs = ms if ms and all(isinstance(x, list) for x in ms) else [ms]
-        plans = []
-        for seq in seqs:
-            steps = []
-            for call in seq:
-                if not isinstance(call, str): raise RecordError(f"a milestone must be a call string, got {call!r}", field="mile_stone")
-                parsed = parse_calls(call)
-                if not parsed: raise RecordError(f"cannot parse milestone {call!r}", field="mile_stone")
-                for name, args in parsed:
-                    if name not in h_of: raise RecordError(f"milestone calls {name!r}, not a candidate", field="mile_stone")
-                    steps.append((h_of[name], args))
-            plans.append(steps)
+        plans = _milestone_plans(a.get("mile_stone"), h_of)
         m = {**meta, "mode": category[len("agent_"):], "involved_classes": q.get("involved_classes", []),
              "n_alternatives": len(plans)}
-        first = plans[0]
-        def plan(id_of, first=first, plans=plans, m=m):
-            if len(plans) > 1: m = {**m, "gold_alternatives": [id_of([h for h, _ in p]) for p in plans[1:]]}
-            return PlanningSample(id=f"{qid}/planning", dataset="acebench", split=split, request=question.strip(),
-                                  steps=[PlanStep(tool_id=cat.id_of(h), arguments=args) for h, args in first],
-                                  candidate_tools=id_of(handles), meta=m)
-        out.append(plan)
+        out.append(_plan_maker(qid, split, question.strip(), plans, m, handles, cat))
     else:
         raise RecordError(f"unknown ACEBench category {category!r}")
     return out
@@ -191,4 +211,3 @@ register_published_metric("acebench_special", "acebench", "timing", "ACEBench sp
                           ("special_incomplete", "special_error_param", "special_irrelevant"), source=ACEBENCH_URL, differs=_ACE_DIFFERS)
 register_published_metric("acebench_irrelevant", "acebench", "timing", "ACEBench special (irrelevant)", "irrelevance_detection",
                           ("special_irrelevant",), source=ACEBENCH_URL, differs=_ACE_DIFFERS)
-
