@@ -219,3 +219,73 @@ def test_every_tool_has_a_phrasing():
     cats = load_material()
     bare = [t.id for c in cats for t in c.tools if not c.queries.get(t.id)]
     assert bare == [], bare
+
+
+# the planning review's causes (issue 15 review of v2.0: incoherent values across steps, gold ignoring ids named in the
+# request, missing explicit order edges): each one is a generation-time check, and none is left in the shipped data
+
+def _flat(v):
+    if isinstance(v, list): return [x for y in v for x in _flat(y)]
+    return [] if isinstance(v, dict) else [str(v)]
+
+
+def test_ids_named_in_a_request_are_used_by_its_gold(ds):
+    "Every object id the request names (CEL-35448, POL-12098, ...) is an argument of some step of the gold plan."
+    import re
+    bad = []
+    for s in ds.select("planning"):
+        given = {x for st in s.steps for v in (st.arguments or {}).values() for x in _flat(v)}
+        named = set(re.findall(r"\b[A-Z]{2,}-\d{3,}\b", s.request))
+        if named - given: bad.append((s.id, s.request, sorted(named - given)))
+    assert bad == [], bad[:5]
+
+
+def test_link_plan_keeps_what_the_request_names_and_check_plan_counts_the_rest():
+    from sage_bench.data.sage_v2 import link_plan
+    lib = {t.id: t for c in load_material() for t in c.tools}
+    cellar = {"steps": ["wine.cellar_ready_now", "wine.drink_from_cellar"]}
+    steps, _ = link_plan(cellar, lib, {"cellar_entry_id"})
+    assert steps[1]["inputs"]["cellar_entry_id"] == ("request", "cellar_entry_id") and check_plan(steps, lib, {"cellar_entry_id"}) == []
+    swapped, _ = link_plan(cellar, lib)                   # as v2.0 linked it: the bottle another step picked
+    assert any("names 'cellar_entry_id'" in p for p in check_plan(swapped, lib, {"cellar_entry_id"}))
+    takeaway, _ = link_plan({"steps": ["food_delivery.restaurants_delivering"]}, lib, {"address", "cuisine"})
+    assert takeaway[0]["inputs"]["cuisine"] == ("request", "cuisine")
+    dropped = [{"tool": "food_delivery.restaurants_delivering", "inputs": {"address": ("request", "address")}}]
+    assert any("gives 'cuisine' but the step does not use it" in p for p in check_plan(dropped, lib, {"address", "cuisine"}))
+
+
+def test_order_the_request_states_is_in_the_graph(ds):
+    "A goal's declared order (`order: ['0<1']`) is a dependency of every one of its plans; an unstated one is rejected."
+    from sage_bench.data.sage_v2 import check_order, load_goals, order_edges
+    goals = {g["id"]: g for g in load_goals()}
+    checked = 0
+    for s in ds.select("planning"):
+        before = [set() for _ in s.steps]
+        for i, st in enumerate(s.steps):
+            for j in st.depends_on: before[i] |= {j} | before[j]
+        for a, b in order_edges(goals[s.meta["goal"]]):
+            assert a in before[b], (s.id, a, b); checked += 1
+    assert checked > 0
+    two = [{"tool": "web_hosting.backup_site", "inputs": {}}, {"tool": "web_hosting.deploy_site", "inputs": {}}]
+    assert check_order({"id": "x", "steps": ["a", "b"]}, two, "Ship it, but take a backup first.")
+    assert check_order({"id": "x", "steps": ["a", "b"], "order": ["0<1"]}, two, "Ship it, but take a backup first.") == []
+
+
+def test_values_that_belong_together_stay_together(ds):
+    "For a goal with `together` sets, the values of every plan come from one set; no trip starts where it ends."
+    from sage_bench.data.sage_v2 import load_goals
+    goals = {g["id"]: g for g in load_goals()}
+    bad = []
+    for s in ds.select("planning"):
+        args = {k: str(v) for st in s.steps for k, v in (st.arguments or {}).items() if not isinstance(v, (dict, list))}
+        sets = goals[s.meta["goal"]].get("together")
+        if sets and not any(all(args.get(k, v) == str(v) for k, v in t.items()) for t in sets): bad.append((s.id, s.request))
+        for a, b in (("origin", "destination"), ("from_station", "to_station"), ("pickup", "dropoff")):
+            if a in args and args.get(a) == args.get(b): bad.append((s.id, s.request))
+    assert bad == [], bad[:5]
+
+
+def test_generation_counts_its_rejections():
+    _, _, report = generate_sage_v2()
+    rej = report["rejected_plans"]
+    assert all(r["problems"] and "goal" in r and "request" in r for r in rej)

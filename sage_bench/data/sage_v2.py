@@ -17,11 +17,11 @@ from .sage_v2_library import Category, MaterialError, _load_yaml, load_material,
 
 # %% auto #0
 __all__ = ['SAGE_V2_VERSION', 'SAGE_V2_SEED', 'SPLIT_RATIOS', 'LEAK_CHAR_COSINE', 'SPLIT_MARGIN', 'Paraphrase', 'PAIRED',
-           'SAME_AS', 'COUNT_NOUNS', 'identity_paraphrase', 'slot_value', 'spoken', 'cohere_dates', 'people',
-           'cohere_person', 'cohere', 'agree', 'fill', 'coerce', 'has_id', 'load_equivalents', 'make_selection',
-           'make_pairs', 'output_fields', 'link_plan', 'check_plan', 'load_goals', 'make_planning', 'load_turns',
-           'make_timing', 'char_tfidf', 'near_pairs', 'assign_splits', 'generate_sage_v2', 'shipped_dir',
-           'write_sage_v2', 'load_sage_v2']
+           'SAME_AS', 'APART', 'COUNT_NOUNS', 'identity_paraphrase', 'slot_value', 'spoken', 'cohere_dates', 'people',
+           'cohere_person', 'cohere_apart', 'cohere', 'agree', 'fill', 'coerce', 'has_id', 'load_equivalents',
+           'make_selection', 'make_pairs', 'output_fields', 'link_plan', 'check_plan', 'load_goals', 'order_edges',
+           'unordered', 'check_order', 'make_planning', 'load_turns', 'make_timing', 'char_tfidf', 'near_pairs',
+           'assign_splits', 'generate_sage_v2', 'shipped_dir', 'write_sage_v2', 'load_sage_v2']
 
 # %% ../../nbs/api/10b_sage_v2_samples.ipynb #902a945f
 SAGE_V2_VERSION = "2.0"
@@ -124,9 +124,20 @@ def cohere_person(vals: dict, fields: dict, keep: set = frozenset()) -> None:
     if names and mails: vals[mails[0]] = who[names[0]]
 
 # %% ../../nbs/api/10b_sage_v2_samples.ipynb #1f338726
+APART = (("origin", "destination"), ("from_station", "to_station"), ("pickup", "dropoff"), ("from_place", "to_place"))
+
+def cohere_apart(vals: dict, fields: dict, rng: random.Random, keep: set = frozenset()) -> None:
+    "A trip does not end where it starts: a start equal to its end is drawn again from the other values (in place)."
+    for a, b in APART:
+        if a not in vals or vals.get(a) != vals.get(b): continue
+        n = a if a not in keep else b if b not in keep else None
+        other = [v for v in (fields[n].values if n in fields else []) if v != vals[a]]
+        if n and other: vals[n] = rng.choice(other)
+
 def cohere(vals: dict, fields: dict, rng: random.Random, keep: set = frozenset()) -> None:
-    "Related values of one text drawn together: one trip's dates, one person's name and address (`keep`: values given)."
+    "Related values of one text drawn together: one trip's dates and ends, one person's name and address (`keep`: values given)."
     cohere_dates(vals, fields, rng, keep)
+    cohere_apart(vals, fields, rng, keep)
     cohere_person(vals, fields, keep)
 
 # %% ../../nbs/api/10b_sage_v2_samples.ipynb #c98dd40f
@@ -244,8 +255,16 @@ def _fits(param_type: str, out_type: str) -> bool:
     "Can an output of `out_type` feed an input of `param_type` (equal, or one item into a list of them)?"
     return param_type == out_type or param_type == out_type + "[]"
 
-def link_plan(goal: dict, tools: dict[str, Tool]) -> tuple[list[dict], list[str]]:
-    "The goal's steps as [{tool, inputs: {param: ('step', j, field) | ('request', slot)}}] and the problems found."
+def _reads_named(step: dict, tool: Tool | None, ptype: str) -> bool:
+    "Does a linked step take, from the request, an id of type `ptype` (so its output is the object the user named)?"
+    if not ptype.startswith("id:"): return False
+    props = tool.parameters.get("properties", {}) if tool else {}
+    base = ptype.removesuffix("[]")
+    return any(src[0] == "request" and props.get(q, {}).get("x-type", "").removesuffix("[]") == base for q, src in step["inputs"].items())
+
+def link_plan(goal: dict, tools: dict[str, Tool], slots=frozenset()) -> tuple[list[dict], list[str]]:
+    """The goal's steps as [{tool, inputs: {param: ('step', j, field) | ('request', slot)}}] and the problems found.
+    `slots`: what the request names; a value the request gives for a parameter is used (see above)."""
     problems, steps = [], []
     links = {}
     for k, v in (goal.get("links") or {}).items():
@@ -268,7 +287,9 @@ def link_plan(goal: dict, tools: dict[str, Tool]) -> tuple[list[dict], list[str]
                 for j in range(i - 1, -1, -1):
                     hit = [f for f, ft in output_fields(tools[goal["steps"][j]]).items() if _fits(ptype, ft)] if goal["steps"][j] in tools else []
                     if hit: src = ("step", j, hit[0]); break
-            if src: inputs[p] = src                      # an optional id input is linked too when an earlier step makes one
+            if p in slots and (src is None or not _reads_named(steps[src[1]], tools.get(steps[src[1]]["tool"]), ptype)):
+                inputs[p] = ("request", p)               # the user named it: the gold uses that, not another step's pick
+            elif src: inputs[p] = src                    # an optional id input is linked too when an earlier step makes one
             elif p in required: inputs[p] = ("request", p)
         steps.append({"tool": tid, "inputs": inputs})
     return steps, problems
@@ -279,12 +300,19 @@ _CREATE = ("create_", "add_", "book_", "open_", "schedule_", "request_", "start_
 _DELETE = ("delete_", "cancel_", "remove_", "unsend_", "terminate_", "close_", "withdraw_", "unfollow_", "stop_")
 
 def check_plan(steps: list[dict], tools: dict[str, Tool], request_slots: set[str]) -> list[str]:
-    "What is wrong with a linked plan: inputs from nowhere, type mismatches, no-op updates, create-then-delete."
+    """What is wrong with a linked plan: inputs from nowhere, values the request gives that the plan drops or replaces,
+    type mismatches, no-op updates, create-then-delete."""
     out = []
     for i, st in enumerate(steps):
         t = tools.get(st["tool"])
         if t is None: out.append(f"step {i}: unknown tool {st['tool']!r}"); continue
         props = t.parameters.get("properties", {})
+        for p in props:                            # a value the user gives for this step is what the step uses
+            src = st["inputs"].get(p)
+            if p not in request_slots or (src is not None and src[0] == "request"): continue
+            if src is None: out.append(f"step {i} ({t.name}): the request gives {p!r} but the step does not use it"); continue
+            if 0 <= src[1] < len(steps) and not _reads_named(steps[src[1]], tools.get(steps[src[1]]["tool"]), props[p].get("x-type", "")):
+                out.append(f"step {i} ({t.name}): the request names {p!r} but the step takes step {src[1]}'s {src[2]!r}")
         for p, src in st["inputs"].items():
             ptype = props[p].get("x-type", "")
             if src[0] == "request":
@@ -325,6 +353,37 @@ def load_goals(root: Path | None = None) -> list[dict]:
     return out
 
 # %% ../../nbs/api/10b_sage_v2_samples.ipynb #938412b9
+_ORDER_CUE = re.compile(r"\b(first|before|beforehand|after|afterwards|once|then|if|in time for)\b", re.I)
+
+def order_edges(goal: dict) -> list[tuple[int, int]]:
+    "The goal's declared order edges `a<b` (step a before step b) as (a, b); a malformed one is a MaterialError."
+    out = []
+    for e in goal.get("order") or []:
+        m = re.fullmatch(r"\s*(\d+)\s*<\s*(\d+)\s*", str(e))
+        if not m or not int(m.group(1)) < int(m.group(2)) < len(goal["steps"]):
+            raise MaterialError(f"goal {goal.get('id')!r}: order edge {e!r} is not 'a<b' with a < b < {len(goal['steps'])}",
+                                goal.get("_file"), goal.get("_line"))
+        out.append((int(m.group(1)), int(m.group(2))))
+    return out
+
+def unordered(steps: list[dict], extra=()) -> list[tuple[int, int]]:
+    "Pairs of steps (i < j) that no chain of data links (plus `extra` edges) orders."
+    before = [set() for _ in steps]                  # before[i]: every step that must come before step i
+    for i, st in enumerate(steps):
+        direct = {src[1] for src in st["inputs"].values() if src[0] == "step"} | {a for a, b in extra if b == i}
+        for j in direct: before[i] |= {j} | before[j]
+    return [(i, j) for j in range(len(steps)) for i in range(j) if i not in before[j]]
+
+def check_order(goal: dict, steps: list[dict], request: str) -> list[str]:
+    "A request that states an order the graph does not hold: its problem, or [] (see above)."
+    edges = order_edges(goal)
+    cue = _ORDER_CUE.search(request)
+    if not cue or "order" in goal: return []
+    loose = unordered(steps, edges)
+    return [f"the request says {cue.group(0)!r} but steps {a} and {b} are unordered and the goal declares no order"
+            for a, b in loose[:1]]
+
+# %% ../../nbs/api/10b_sage_v2_samples.ipynb #270c5c3c
 def _field_of(cats: list[Category]) -> dict:
     "Every field of every category, by name (the category's own definition first seen wins)."
     out = {}
@@ -340,27 +399,28 @@ def make_planning(cats: list[Category], goals: list[dict], rng: random.Random, p
     every = _field_of(cats)
     out, rejected = [], []
     for g in goals:
-        steps, probs = link_plan(g, tools)
         fields = dict(every)
         for tid in g["steps"]:
             fields.update(cat_fields.get(tid.split(".")[0], {}))
         for k, req in enumerate(g["requests"]):
             slots = {n for n, _ in _SLOT.findall(req)}
-            problems = probs + check_plan(steps, tools, slots)
+            steps, probs = link_plan(g, tools, slots)
+            problems = probs + check_plan(steps, tools, slots) + check_order(g, steps, req)
             if problems: rejected.append({"goal": g["id"], "request": k, "problems": problems}); continue
             seen = set()
             for r in range(per_request):
-                try: text, vals = fill(req, fields, rng, g.get("values"))
+                together = rng.choice(g["together"]) if g.get("together") else {}
+                try: text, vals = fill(req, fields, rng, g.get("values"), {n: v for n, v in together.items() if n in slots})
                 except ValueError as e: raise MaterialError(f"goal {g['id']!r}, request {k}: {e}", g.get("_file"), g.get("_line")) from None
                 if text in seen: continue
                 seen.add(text)
                 text = paraphrase({"challenge": "planning", "goal": g["id"], "tools": g["steps"], "arguments": vals}, text)
                 psteps = []
-                for st in steps:
+                for i, st in enumerate(steps):
                     props = tools[st["tool"]].parameters["properties"]
                     args = {p: (coerce(vals[src[1]], props[p]) if src[0] == "request" else {"from_step": src[1], "field": src[2]})
                             for p, src in st["inputs"].items()}
-                    deps = sorted({src[1] for src in st["inputs"].values() if src[0] == "step"})
+                    deps = sorted({src[1] for src in st["inputs"].values() if src[0] == "step"} | {a for a, b in order_edges(g) if b == i})
                     psteps.append(PlanStep(tool_id=st["tool"], arguments=args, depends_on=deps))
                 out.append(PlanningSample(id="sage2-new", dataset="sage", split="train", request=text, steps=psteps, candidate_tools=[],
                                           meta={"goal": g["id"], "n_steps": len(psteps), "seeds": [f"{g['id']}#{k}"],
@@ -401,7 +461,7 @@ def make_timing(cats: list[Category], turns: dict, rng: random.Random, paraphras
                 ctx.append({"role": "user" if j % 2 == 0 else "assistant", "content": cl})
             if text in seen: continue
             seen.add(text)
-            text = paraphrase({"challenge": "timing", "kind": kind, "call_tool": label, "context": ctx}, text)
+            text = paraphrase({"challenge": "timing", "kind": kind, "call_tool": label, "context": ctx, **({"tools": [gold]} if gold else {})}, text)
             meta = {"kind": kind, "seeds": [f"{kind}#{k}"], "has_id": has_id(text) or any(has_id(c["content"]) for c in ctx)}
             if gold: meta["gold_tool"] = gold
             out.append(TimingSample(id="sage2-new", dataset="sage", split="train", message=text, should_call_tool=label, context=ctx, meta=meta))
@@ -452,7 +512,9 @@ def _stratum(s: Sample) -> tuple:
 def assign_splits(samples: list[Sample], rng: random.Random, ratios: dict = SPLIT_RATIOS, threshold: float = LEAK_CHAR_COSINE) -> None:
     "Set `split` on every sample: groups (shared seed or near text) dealt per stratum in the given proportions."
     from sage_bench.core import text_of
+    base = rng.getrandbits(64)
     for ch in CHALLENGES:
+        rng = random.Random(f"{base}:{ch}")          # one RNG per challenge: a change in one leaves the others' splits alone
         group = [s for s in samples if s.challenge == ch]
         uf = UnionFind(len(group))
         uf.union_keys(s.meta["seeds"] for s in group)
@@ -477,12 +539,12 @@ def assign_splits(samples: list[Sample], rng: random.Random, ratios: dict = SPLI
 def generate_sage_v2(seed: int = SAGE_V2_SEED, paraphrase: Paraphrase = identity_paraphrase, root: Path | None = None) -> tuple[list[Tool], list[Sample], dict]:
     "(tools, samples, report) of `sage` v2 from the material under `root` (default: the package's)."
     cats = load_material(root)
-    rng = random.Random(seed)
-    sel = make_selection(cats, rng, load_equivalents(root), paraphrase)
-    plan, rejected = make_planning(cats, load_goals(root), rng, paraphrase)
-    tim = make_timing(cats, load_turns(root), rng, paraphrase)
-    assign_splits(sel + plan + tim, rng, threshold=LEAK_CHAR_COSINE - SPLIT_MARGIN)
-    sel += make_pairs(sel, rng)
+    rng = lambda part: random.Random(f"{seed}:{part}")     # one RNG per part: editing one challenge's material changes only it
+    sel = make_selection(cats, rng("selection"), load_equivalents(root), paraphrase)
+    plan, rejected = make_planning(cats, load_goals(root), rng("planning"), paraphrase)
+    tim = make_timing(cats, load_turns(root), rng("timing"), paraphrase)
+    assign_splits(sel + plan + tim, rng("splits"), threshold=LEAK_CHAR_COSINE - SPLIT_MARGIN)
+    sel += make_pairs(sel, rng("pairs"))
     for prefix, group in (("sel", sel), ("plan", plan), ("tim", tim)):
         for i, s in enumerate(group): s.id = f"sage2-{prefix}-{i:05d}"
     samples = sel + plan + tim
