@@ -373,12 +373,16 @@ def write_results(results: Sequence[TextResult], path: Path | str) -> Path:
     return path
 
 # %% ../../nbs/api/19a_data_textgen.ipynb #c57c01ff
+_WHEN = re.compile(r"\b(?:today|tonight|tomorrow|yesterday|weekend|(?:mon|tues|wednes|thurs|fri|satur|sun)day|january|february|april|"
+                   r"june|july|august|september|october|november|december)\b", re.I)
+
 def keep_values(seed: str, arguments: dict | None = None) -> list[str]:
-    "What a rewrite of `seed` must spell as it does: the argument values the seed contains, and its tokens with a digit."
+    "What a rewrite of `seed` must spell as it does: the argument values it contains, its tokens with a digit, its day and month words."
     low = seed.lower()
     vals = [str(v) for v in (arguments or {}).values() if isinstance(v, (str, int, float)) and not isinstance(v, bool)]
     out = [v for v in vals if len(v) >= 2 and v.lower() in low]
     out += [t.strip(".,;:!?()[]'\"$€£") for t in seed.split() if re.search(r"\d", t)]
+    out += [m.group(0).lower() for m in _WHEN.finditer(seed)]
     return list(dict.fromkeys(x for x in out if x))
 
 # %% ../../nbs/api/19a_data_textgen.ipynb #555c0632
