@@ -124,6 +124,48 @@ def _answers(root: Path, cat: str, guard: Guard) -> dict:
     return out
 
 # %% ../../nbs/api/15_data_bfcl.ipynb #a994f69d
+def _class_docs(root: Path, guard: Guard, add_fn) -> dict[str, list[tuple[str, str]]]:
+    "The multi-turn function docs, per API class: {class: [(name, hash)]}, each function added by `add_fn(definition, class)`."
+    class_fns: dict[str, list[tuple[str, str]]] = {}
+    for cls, fname in BFCL_CLASS_DOC.items():
+        f = root / "multi_turn_func_doc" / fname
+        if not f.exists(): raise FileNotFoundError(f"data set 'bfcl': {f}: no such file (function docs of {cls})")
+        class_fns[cls] = []
+        for ln, d in _jsonl(f, guard):
+            if isinstance(d.get("name"), str) and not guard.first(f"{cls} function", d["name"], f, ln): continue
+            key = guard(f, ln, add_fn, d, cls)
+            if key is not None: class_fns[cls].append(key)
+    return class_fns
+
+# %% ../../nbs/api/15_data_bfcl.ipynb #a5d655ce
+def _bfcl_tools(defs: dict, tool_cat: dict) -> tuple[dict, list[Tool]]:
+    "Tool ids: the name when every definition of it agrees, name#hash8 otherwise: ({(name, hash): id}, tools)."
+    ids, tools = {}, []
+    for name in sorted(defs):
+        variants = defs[name]
+        for h, d in sorted(variants.items()):
+            tid = name if len(variants) == 1 else f"{name}#{h}"
+            ids[(name, h)] = tid
+            tools.append(Tool(id=tid, name=name, description=d["description"], parameters=d["parameters"],
+                              category=tool_cat[(name, h)], source="bfcl", returns=d.get("returns")))
+    return ids, tools
+
+def _bfcl_notes(one: int, n_tools: int, defs: dict) -> list[str]:
+    "What the loaded data set takes from BFCL and what it leaves out (after its `source:` line)."
+    notes = []
+    multi = sum(1 for v in defs.values() if len(v) > 1)
+    if one: notes.append(f"{one} multiple/live_multiple samples offer a single function: timing only, not selection")
+    notes += [f"{n_tools} tool definitions under {len(defs)} function names; {multi} names have several "
+              f"definitions and get ids name#<hash8>",
+              "splits are hashed from the BFCL id (split_of(bfcl_id)), so a question is in the same split in every challenge",
+              "not loaded: simple_java, simple_javascript, memory*, web_search, format_sensitivity; multi-turn turns are "
+              "not used as timing samples",
+              "multi_turn_miss_func: the functions BFCL withholds until a later turn are in the candidate list",
+              "4 live_irrelevance samples offer no function at all (meta no_functions_offered); their empty "
+              "candidate_tools means Dataset.candidates() gives the whole library"]
+    return notes
+
+# %% ../../nbs/api/15_data_bfcl.ipynb #2ec5b499
 @register_dataset("bfcl", description="BFCL v4: irrelevance vs. call categories (timing), multiple/live_multiple "
                   "(selection), multi-turn (planning)", url=BFCL_URL)
 def load_bfcl(data_dir=None, lenient: bool = False, categories=None, selection: str = "pooled") -> Dataset:
@@ -144,17 +186,7 @@ def load_bfcl(data_dir=None, lenient: bool = False, categories=None, selection: 
         return name, h
     params_of = lambda key: list(defs[key[0]][key[1]]["parameters"].get("properties", {}))
 
-    # multi-turn function docs, per API class
-    class_fns: dict[str, list[tuple[str, str]]] = {}
-    if any(c in BFCL_MULTI_TURN for c in cats):
-        for cls, fname in BFCL_CLASS_DOC.items():
-            f = root / "multi_turn_func_doc" / fname
-            if not f.exists(): raise FileNotFoundError(f"data set 'bfcl': {f}: no such file (function docs of {cls})")
-            class_fns[cls] = []
-            for ln, d in _jsonl(f, guard):
-                if isinstance(d.get("name"), str) and not guard.first(f"{cls} function", d["name"], f, ln): continue
-                key = guard(f, ln, add_fn, d, cls)
-                if key is not None: class_fns[cls].append(key)
+    class_fns = _class_docs(root, guard, add_fn) if any(c in BFCL_MULTI_TURN for c in cats) else {}
 
     specs, one = [], 0   # (file, line, builder) -- built after tool ids are known
     for cat in cats:
@@ -171,25 +203,8 @@ def load_bfcl(data_dir=None, lenient: bool = False, categories=None, selection: 
             specs.extend((f, ln, s) for s in built)
             one += cat in BFCL_SELECTION and len(built) == 1
 
-    # tool ids: the name when every definition agrees, name#hash8 otherwise
-    ids, tools = {}, []
-    for name in sorted(defs):
-        variants = defs[name]
-        for h, d in sorted(variants.items()):
-            tid = name if len(variants) == 1 else f"{name}#{h}"
-            ids[(name, h)] = tid
-            tools.append(Tool(id=tid, name=name, description=d["description"], parameters=d["parameters"],
-                              category=tool_cat[(name, h)], source="bfcl", returns=d.get("returns")))
-    multi = sum(1 for v in defs.values() if len(v) > 1)
-    if one: notes.append(f"{one} multiple/live_multiple samples offer a single function: timing only, not selection")
-    notes += [f"{len(tools)} tool definitions under {len(defs)} function names; {multi} names have several "
-              f"definitions and get ids name#<hash8>",
-              "splits are hashed from the BFCL id (split_of(bfcl_id)), so a question is in the same split in every challenge",
-              "not loaded: simple_java, simple_javascript, memory*, web_search, format_sensitivity; multi-turn turns are "
-              "not used as timing samples",
-              "multi_turn_miss_func: the functions BFCL withholds until a later turn are in the candidate list",
-              "4 live_irrelevance samples offer no function at all (meta no_functions_offered); their empty "
-              "candidate_tools means Dataset.candidates() gives the whole library"]
+    ids, tools = _bfcl_tools(defs, tool_cat)
+    notes += _bfcl_notes(one, len(tools), defs)
     ds = finish_dataset("bfcl", ToolLibrary(tools, "bfcl"), [(f, ln, partial(b, ids)) for f, ln, b in specs], notes, guard)
     ds = leak_free_splits(label_subsets(ds, lambda s: s.meta.get("category")), group=_question_group)
     return selection_variant(ds, selection)
@@ -297,4 +312,3 @@ register_published_metric("bfcl_irrelevance_detection", "bfcl", "timing", "BFCL 
                           ("irrelevance", "live_irrelevance"), "unweighted", source=BFCL_URL, differs=_BFCL_DIFFERS)
 register_published_metric("bfcl_relevance_detection", "bfcl", "timing", "BFCL relevance detection", "relevance_detection",
                           ("live_relevance",), source=BFCL_URL, differs=_BFCL_DIFFERS + "; call arguments are not checked, as in BFCL")
-
