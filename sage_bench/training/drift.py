@@ -44,6 +44,7 @@ class DriftConfig:
     train_per_round: int = 300   # training samples per round
     recur: float = 0.4           # share of a round's training samples already trained on in an earlier round
     n_test: int = 200            # test samples per challenge per round (the test split, grown by composites)
+    max_test: int = 0            # at most this many of the test split per challenge (a seeded draw); 0: all of it
     max_plan_steps: int = 8      # a planning composite has at most this many steps (the unified planner decodes at most 8)
     seed: int = RANDOM_SEED
 
@@ -277,6 +278,9 @@ def make_drift_stream(ds: Dataset, cfg: DriftConfig | None = None) -> DriftStrea
     grown = {}
     for ch in CHALLENGES:
         base = [s for s in ds.samples if s.split == "test" and s.challenge == ch]
+        if cfg.max_test and len(base) > cfg.max_test:     # a seeded draw, in the data set's order
+            keep = np.random.default_rng(cfg.seed + zlib.crc32(ch.encode()) % 1000).choice(len(base), cfg.max_test, replace=False)
+            base = [base[i] for i in sorted(keep)]
         n_base[ch] = len(base)
         grown[ch] = grow(base, cfg.n_test, cfg.seed + zlib.crc32(ch.encode()) % 1000, cfg.max_plan_steps)
     for v in versions:

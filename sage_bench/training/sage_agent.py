@@ -430,7 +430,8 @@ from .drift import DriftConfig, DriftStream, make_drift_stream
 
 @dataclass
 class DriftSettings:
-    "Sizes of a drift study: quick (2 seeds, 4 versions, few epochs) or full (5 seeds, 6 versions)."
+    """Sizes of a drift study: quick (2 seeds, 4 versions, few epochs, 200 test samples per challenge per round) or full (5 seeds,
+    6 versions, the whole test split, grown to at least 300 per challenge)."""
     quick: bool = True
     seeds: int = 0
     epochs_per_round: int = 0
@@ -441,7 +442,7 @@ class DriftSettings:
     def __post_init__(self):
         self.seeds = self.seeds or (2 if self.quick else 5)
         self.epochs_per_round = self.epochs_per_round or (4 if self.quick else 10)
-        self.drift = self.drift or (DriftConfig(n_versions=4, train_per_round=240, n_test=200) if self.quick
+        self.drift = self.drift or (DriftConfig(n_versions=4, train_per_round=240, n_test=200, max_test=200) if self.quick
                                     else DriftConfig(n_versions=6, train_per_round=400, n_test=300))
 
 @dataclass
