@@ -312,9 +312,52 @@ def _margin(p):
     return top[..., 0] - (top[..., 1] if top.shape[-1] > 1 else 0)
 
 # %% ../../nbs/api/50_training_model.ipynb #1e8eab2d
+def _timing_stats(model, tok, b: Batch, k):
+    "Timing samples `k` of the batch: (loss, normalised entropy, margin), each a tensor over `k`."
+    import torch, torch.nn.functional as Fn
+    z = model.timing_logit(tok[k]); p = torch.sigmoid(z)
+    pp = torch.stack([p, 1 - p], -1)
+    return Fn.binary_cross_entropy_with_logits(z, b.y[k], reduction="none"), _entropy(pp, torch.full((len(k),), 2)), (2 * p - 1).abs()
+
+def _selection_stats(model, tok, b: Batch, k, u, temb):
+    "Selection samples `k` of the batch: (loss over their relevant tools, normalised entropy, margin) over `k`."
+    import torch
+    s = model.selection_scores(tok[k], b.q[k], u, temb).masked_fill(~b.mask[k], -1e9)
+    lp = torch.log_softmax(s, -1)
+    r = b.rel[k]
+    p = lp.exp()
+    return -(lp * r).sum(-1) / r.sum(-1).clamp_min(1.0), _entropy(p, b.mask[k].sum(-1)), _margin(p)
+
+# %% ../../nbs/api/50_training_model.ipynb #8d79c9d3
+def _planning_stats(model, tok, b: Batch, k, u, temb):
+    "Planning samples `k`: (loss, normalised entropy, margin) averaged over each plan's steps and its stop, teacher-forced."
+    import torch, torch.nn.functional as Fn
+    T = u.shape[0]
+    h = tok[k, 2]; prev = model.plan_start.expand(len(k), -1)
+    used = torch.zeros(len(k), T)
+    plan, plen, mask, qk = b.plan[k], b.plen[k], b.mask[k], b.q[k]
+    tot, hsum, msum = torch.zeros(len(k)), torch.zeros(len(k)), torch.zeros(len(k))
+    for i in range(plan.shape[1]):
+        h, s, stop = model.plan_step(h, prev, qk, u, temb, used)
+        s = torch.cat([s.masked_fill(~mask, -1e9), stop[:, None]], -1)
+        lp = torch.log_softmax(s, -1)
+        tgt = plan[:, i]
+        valid = (i <= plen).float()
+        tot = tot - lp.gather(1, tgt[:, None]).squeeze(1) * valid
+        p = lp.exp()
+        hsum = hsum + _entropy(p, mask.sum(-1) + 1) * valid
+        msum = msum + _margin(p) * valid
+        step_tool = tgt.clamp(max=T - 1)
+        is_tool = (tgt < T).float()[:, None]
+        prev = u[step_tool] * is_tool + model.plan_start * (1 - is_tool)
+        used = used + Fn.one_hot(step_tool, T).float() * is_tool
+    steps = (plen + 1).float()
+    return tot / steps, hsum / steps, msum / steps
+
+# %% ../../nbs/api/50_training_model.ipynb #2fbb34b2
 def sample_stats(model, F: Features, idx, tool_emb_t=None, batch: Batch | None = None) -> dict:
     "Per-sample `loss`, `entropy` (normalised) and `margin` tensors for the samples `idx` of `F` (with gradients)."
-    import torch, torch.nn.functional as Fn
+    import torch
     b = batch or Batch(F, idx)
     temb = tool_emb_t if tool_emb_t is not None else torch.as_tensor(F.tool_emb)
     n = len(b.idx)
@@ -322,47 +365,11 @@ def sample_stats(model, F: Features, idx, tool_emb_t=None, batch: Batch | None =
     tok = model.tokens(b.q)
     need_tools = bool((b.task != 0).any())
     u = model.encode_tools(temb) if need_tools else None
-    k = torch.nonzero(b.task == 0).squeeze(-1)
-    if len(k):
-        z = model.timing_logit(tok[k]); p = torch.sigmoid(z)
-        loss = loss.index_put((k,), Fn.binary_cross_entropy_with_logits(z, b.y[k], reduction="none"))
-        pp = torch.stack([p, 1 - p], -1)
-        ent = ent.index_put((k,), _entropy(pp, torch.full((len(k),), 2)))
-        mar = mar.index_put((k,), (2 * p - 1).abs())
-    k = torch.nonzero(b.task == 1).squeeze(-1)
-    if len(k):
-        s = model.selection_scores(tok[k], b.q[k], u, temb).masked_fill(~b.mask[k], -1e9)
-        lp = torch.log_softmax(s, -1)
-        r = b.rel[k]
-        loss = loss.index_put((k,), -(lp * r).sum(-1) / r.sum(-1).clamp_min(1.0))
-        p = lp.exp()
-        ent = ent.index_put((k,), _entropy(p, b.mask[k].sum(-1)))
-        mar = mar.index_put((k,), _margin(p))
-    k = torch.nonzero(b.task == 2).squeeze(-1)
-    if len(k):
-        T = u.shape[0]
-        h = tok[k, 2]; prev = model.plan_start.expand(len(k), -1)
-        used = torch.zeros(len(k), T)
-        plan, plen, mask, qk = b.plan[k], b.plen[k], b.mask[k], b.q[k]
-        tot, hsum, msum = torch.zeros(len(k)), torch.zeros(len(k)), torch.zeros(len(k))
-        for i in range(plan.shape[1]):
-            h, s, stop = model.plan_step(h, prev, qk, u, temb, used)
-            s = torch.cat([s.masked_fill(~mask, -1e9), stop[:, None]], -1)
-            lp = torch.log_softmax(s, -1)
-            tgt = plan[:, i]
-            valid = (i <= plen).float()
-            tot = tot - lp.gather(1, tgt[:, None]).squeeze(1) * valid
-            p = lp.exp()
-            hsum = hsum + _entropy(p, mask.sum(-1) + 1) * valid
-            msum = msum + _margin(p) * valid
-            step_tool = tgt.clamp(max=T - 1)
-            is_tool = (tgt < T).float()[:, None]
-            prev = u[step_tool] * is_tool + model.plan_start * (1 - is_tool)
-            used = used + Fn.one_hot(step_tool, T).float() * is_tool
-        steps = (plen + 1).float()
-        loss = loss.index_put((k,), tot / steps)
-        ent = ent.index_put((k,), hsum / steps)
-        mar = mar.index_put((k,), msum / steps)
+    for task, stats in ((0, _timing_stats), (1, _selection_stats), (2, _planning_stats)):
+        k = torch.nonzero(b.task == task).squeeze(-1)
+        if not len(k): continue
+        l_k, e_k, m_k = stats(model, tok, b, k) if task == 0 else stats(model, tok, b, k, u, temb)
+        loss, ent, mar = loss.index_put((k,), l_k), ent.index_put((k,), e_k), mar.index_put((k,), m_k)
     return {"loss": loss, "entropy": ent, "margin": mar}
 
 # %% ../../nbs/api/50_training_model.ipynb #2d28e712
