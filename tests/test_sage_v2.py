@@ -289,3 +289,30 @@ def test_generation_counts_its_rejections():
     _, _, report = generate_sage_v2()
     rej = report["rejected_plans"]
     assert all(r["problems"] and "goal" in r and "request" in r for r in rej)
+
+
+def test_unit_conversions_can_be_answered(ds):
+    "A conversion query converts between units of one kind (a recipe may turn a volume into a weight), never feet into kilometres."
+    import re
+    kind = {"miles": "length", "kilometres": "length", "pounds": "mass", "kilograms": "mass", "Fahrenheit": "temperature",
+            "Celsius": "temperature", "square feet": "area", "square metres": "area", "cups": "volume", "ounces": "mass",
+            "tablespoons": "volume", "grams": "mass", "millilitres": "volume"}
+    unit = re.compile(r"\b(%s)\b" % "|".join(sorted(kind, key=len, reverse=True)))
+    conv = {"calculator.convert_units", "recipes.convert_kitchen_units"}
+    checked, bad = 0, []
+    for s in ds.select("tool_selection"):
+        if s.meta["n_tools"] != 1 or not conv & set(s.meta["primary"]): continue
+        us = unit.findall(s.query)
+        if len(us) != 2: continue
+        checked += 1
+        a, b = kind[us[0]], kind[us[1]]
+        if a != b and not (s.meta["primary"] == ["recipes.convert_kitchen_units"] and {a, b} == {"volume", "mass"}): bad.append(s.query)
+    assert checked and bad == [], bad[:5]
+
+
+def test_acceptable_sets_follow_the_equivalents():
+    from sage_bench.data.sage_v2 import load_equivalents
+    eq = load_equivalents()
+    assert "calculator.convert_units" in eq["recipes.convert_kitchen_units"]
+    assert "recipes.convert_kitchen_units" not in eq.get("calculator.convert_units", [])      # one way only
+    assert "flights.miles_balance" in eq["loyalty.points_balance"] and "loyalty.points_balance" in eq["flights.miles_balance"]

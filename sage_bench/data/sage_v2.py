@@ -40,7 +40,8 @@ def identity_paraphrase(spec: dict, seed_text: str) -> str:
 # %% ../../nbs/api/10b_sage_v2_samples.ipynb #ad7aca79
 _SLOT = re.compile(r"\{([a-z_][a-z0-9_]*)(?:=([^{}]*))?\}")
 
-PAIRED = {"check_out": "check_in", "end_date": "start_date", "end": "start", "return_at": "pickup_at", "to_place": "from_place"}
+PAIRED = {"check_out": "check_in", "end_date": "start_date", "end": "start", "return_at": "pickup_at", "to_place": "from_place",
+          "to_unit": "from_unit"}                                         # a unit converts into the unit listed beside it
 SAME_AS = {"date": ("check_in", "start_date", "shift_date", "goal_date"), "visit_date": ("date",),   # one day in one request
            "city": ("destination",), "destination": ("city",)}                                      # and one place
 
@@ -159,7 +160,7 @@ def agree(text: str) -> str:
 def fill(template: str, fields: dict, rng: random.Random, pools: dict | None = None, fixed: dict | None = None) -> tuple[str, dict]:
     "Fill every {slot} of `template`; (text, {slot: value}). Unknown slots raise ValueError."
     pools, vals = pools or {}, dict(fixed or {})
-    for name, inline in _SLOT.findall(template):
+    for name, inline in sorted(_SLOT.findall(template), key=lambda m: m[0] in PAIRED):   # a pair's first value first
         if name in vals: continue
         v = rng.choice(inline.split("|")) if inline else slot_value(name, fields, pools, rng, vals)
         if v is None: raise ValueError(f"slot {{{name}}} has no field or pool with values (give some inline: {{{name}=a|b}})")
@@ -193,13 +194,18 @@ def has_id(text: str) -> bool:
 
 # %% ../../nbs/api/10b_sage_v2_samples.ipynb #a98f47e9
 def load_equivalents(root: Path | None = None) -> dict[str, list[str]]:
-    "{tool id: the other tools that serve a request for it equally}, from `equivalents.yaml` (symmetric)."
+    """{tool id: the other tools that serve a request for it equally}, from `equivalents.yaml`: a list of ids is a
+    symmetric group; `{for: a, also: [b, ...]}` says b serves a request for a, not the other way round."""
     p = (Path(root) if root else material_dir()) / "equivalents.yaml"
     if not p.exists(): return {}
     doc, line_of = _load_yaml(p)
     out = defaultdict(list)
     for i, group in enumerate(doc or []):
-        if not isinstance(group, list) or len(group) < 2: raise MaterialError("a group lists two or more tool ids", str(p), line_of((i,)))
+        if isinstance(group, dict) and isinstance(group.get("for"), str) and isinstance(group.get("also"), list) and group["also"]:
+            out[group["for"]] += [b for b in group["also"] if b != group["for"] and b not in out[group["for"]]]
+            continue
+        if not isinstance(group, list) or len(group) < 2:
+            raise MaterialError("a group lists two or more tool ids (or is {for: id, also: [ids]})", str(p), line_of((i,)))
         for a in group:
             out[a] += [b for b in group if b != a and b not in out[a]]
     return dict(out)
