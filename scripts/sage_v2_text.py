@@ -24,7 +24,7 @@ def _now() -> str: return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S
 
 
 def run(url: str | None, out: Path, batch: int = 16, limit: int | None = None, compact_min: float = 10.0,
-        retry_s: float = 60.0, model: str | None = None, log=print, specs=None, client=None) -> dict:
+        retry_s: float = 60.0, model: str | None = None, log=print, specs=None, client=None, specs_file: Path | None = None) -> dict:
     "Run (or replay) the v2 text specs into `out`; the acceptance report written last."
     from sage_bench.data import textgen as TG
     model = model or TG.V2_TEXT_MODEL
@@ -33,7 +33,7 @@ def run(url: str | None, out: Path, batch: int = 16, limit: int | None = None, c
         # long time limits and several retries: the lead may SIGSTOP the server and this process for a timing window
         client = LLMClient(url, model=model, cache=False, timeout_s=1800, max_retries=8, concurrency=4, max_backoff_s=120)
     if specs is None:
-        specs, left = TG.v2_text_specs()
+        specs, left = _specs(TG, specs_file, retry_s, log)
     else:
         left = Counter()
     if limit is not None: specs = specs[:limit]
@@ -70,6 +70,24 @@ def run(url: str | None, out: Path, batch: int = 16, limit: int | None = None, c
     return _write_report(TG, out, results, split_of, batches, left, gen, len(specs), model)
 
 
+def _specs(TG, specs_file: Path | None, retry_s: float, log, tries: int = 10):
+    """The v2 text specs: read from `specs_file` when it exists (a restart then works on the same list), else collected (a
+    few tries: the material may be mid-edit in a shared checkout) and saved there."""
+    if specs_file and specs_file.exists():
+        d = json.loads(specs_file.read_text(encoding="utf-8"))
+        return [tuple(x) for x in d["specs"]], Counter(d["left"])
+    for k in range(tries):
+        try:
+            specs, left = TG.v2_text_specs(); break
+        except Exception as e:                      # noqa: BLE001 - a material error mid-edit: wait and read it again
+            if k == tries - 1: raise
+            log(f"{_now()} collecting the specs failed ({type(e).__name__}: {e}); retrying in {retry_s:.0f} s")
+            time.sleep(retry_s)
+    if specs_file:
+        TG._fsync_write(specs_file, json.dumps({"specs": specs, "left": dict(left)}, ensure_ascii=False))
+    return specs, left
+
+
 def _write_report(TG, out: Path, results, split_of, batches, left, gen, n_specs: int, model: str) -> dict:
     "results.jsonl and acceptance.json (overall, by kind, by split; the run's throughput), written atomically."
     TG.write_results(results, out / "results.jsonl")
@@ -97,11 +115,12 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=16, help="text specs per batch (default 16)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N specs")
     ap.add_argument("--compact-min", type=float, default=10.0, help="minutes between moves of pending replies into chunks")
+    ap.add_argument("--specs", type=Path, default=None, help="a file of the collected specs: read when it exists, else written")
     ap.add_argument("--pid-file", type=Path, default=None, help="append this process id to the file")
     a = ap.parse_args(argv)
     if a.pid_file:
         with open(a.pid_file, "a") as f: f.write(f"{os.getpid()}\n")
-    rep = run(a.url, a.out or v2_text_dir(), a.batch, a.limit, a.compact_min)
+    rep = run(a.url, a.out or v2_text_dir(), a.batch, a.limit, a.compact_min, specs_file=a.specs)
     print(json.dumps({k: rep[k] for k in ("specs", "accepted", "dropped", "acceptance_rate")}), flush=True)
     return 0
 

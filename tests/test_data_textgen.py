@@ -279,3 +279,23 @@ def test_script_survives_a_server_outage(tmp_path):
     assert list((tmp_path / "a/cache").glob("chunk-*.jsonl")) and not (tmp_path / "a/cache/pending.jsonl").exists()
     replay = mod.run(None, tmp_path / "a", batch=3, log=lambda *a: None, specs=sp, model="oracle")     # no LLM: the cache alone
     assert replay["accepted"] == 8 and replay["run"]["fresh_llm_requests"] == 0
+
+
+def test_script_collects_specs_once_and_retries(tmp_path, monkeypatch):
+    "The specs are collected again after a failure (material mid-edit), saved, and read back on a restart."
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).parents[1] / "scripts" / "sage_v2_text.py"
+    mod = importlib.util.module_from_spec(spec := importlib.util.spec_from_file_location("sage_v2_text", path))
+    spec.loader.exec_module(mod)
+    n = Counter()
+    def collect():
+        n["calls"] += 1
+        if n["calls"] == 1: raise ValueError("equivalents.yaml:4: mid-edit")
+        return [("test", s) for s in specs(4)], Counter({"unverifiable": 2})
+    monkeypatch.setattr(TG, "v2_text_specs", collect)
+    f, logs = tmp_path / "specs.json", []
+    rep = mod.run(None, tmp_path / "a", batch=2, client=ScriptedLLM(oracle), retry_s=0, log=logs.append, specs_file=f, model="oracle")
+    assert n["calls"] == 2 and any("mid-edit" in x for x in logs) and rep["accepted"] == 4 and rep["run"]["left_out"] == {"unverifiable": 2}
+    again = mod.run(None, tmp_path / "a", batch=2, retry_s=0, log=lambda *a: None, specs_file=f, model="oracle")   # replay, from the file
+    assert n["calls"] == 2 and again["accepted"] == 4
