@@ -211,14 +211,13 @@ def perturb(ds: Dataset, kind: str, challenge: str, seed: int = RANDOM_SEED) -> 
         tools = ToolLibrary(ts, ds.tools.name)
     elif kind == "distractors":
         from sage_bench.data.sage import synthetic_tools
-        extra = synthetic_tools(3000, seed=seed, exclude_ids=set(ds.tools.ids))
-        by_cat = {}
-        for t in extra: by_cat.setdefault(t.category, []).append(t)
-        add = {}
-        for s in ss:
-            for r in getattr(s, "relevant_tools", []) or []:
-                cands = by_cat.get(ds.tools[r].category, [])
-                for t in rng.sample(cands, min(3, len(cands))): add[t.id] = t
+        # each gold tool gets the 3 pool tools closest to its own text (BM25 over the pool, whatever the category:
+        # the v1 pool's categories cover few of v2's)
+        from sage_bench.retrieval import Retriever
+        pool = ToolLibrary(synthetic_tools(3000, seed=seed, exclude_ids=set(ds.tools.ids)), "distractor pool")
+        gold = list(dict.fromkeys(r for s in ss for r in getattr(s, "relevant_tools", []) or []))
+        near = Retriever("bm25").rank_many([f"{ds.tools[r].name} {ds.tools[r].description}" for r in gold], [pool] * len(gold), 3)
+        add = {t: pool[t] for ts in near for t in ts}
         tools = ToolLibrary(list(ds.tools) + list(add.values()), ds.tools.name + "+distractors")
     else: raise ValueError(f"unknown perturbation {kind!r}")
     return _relabel(ds, f"sage~{kind}", ss, tools)
