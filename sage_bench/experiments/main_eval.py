@@ -245,7 +245,8 @@ def build_5_2(output_dir=None) -> list[Path]:
 
 def run_time_table(res: dict):
     """Per method: samples scored, samples predicted in this run (the rest were read back), wall seconds, seconds per
-    predicted sample, and the LLM that answered (blank for methods without one)."""
+    predicted sample, the samples' own seconds summed over every record (runs resumed in pieces included: each record
+    keeps its latency), completion tokens, and the LLM that answered (blank for methods without one)."""
     import pandas as pd
     rows = []
     for ch, p in res.items():
@@ -253,6 +254,8 @@ def run_time_table(res: dict):
             new, wall = r.get("n_new"), r.get("wall_s")
             rows.append({"challenge": ch, "method": r["method"], "n": r["n"], "predicted": new, "wall s": wall,
                          "s / sample": round(wall / new, 2) if new and wall is not None else None,
+                         "record s": round(lat * r["n"], 1) if (lat := (r.get("metrics") or {}).get("latency_s_mean")) is not None else None,
+                         "tokens out": (r.get("metrics") or {}).get("completion_tokens"),
                          "LLM": (r.get("method_description") or {}).get("llm_model") or ""})
     return pd.DataFrame(rows)
 
