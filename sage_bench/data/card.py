@@ -158,7 +158,7 @@ def text_facts(dataset="sage", textgen_dir: Path | str | None = None) -> dict:
     seeds = {ch: len({k for s in ds.select(ch) for k in s.meta.get("seeds", [])}) for ch in CHALLENGES}
     results = sorted(d.glob("results*.jsonl")) if d.is_dir() else []
     rs = [TextResult(**json.loads(line)) for p in results for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
-    caches = [p for p in (d.rglob("chunk-*.jsonl") if d.is_dir() else [])]
+    caches = [p for pat in ("chunk-*.jsonl", "pending.jsonl") for p in (d.rglob(pat) if d.is_dir() else [])]   # a live run's pending too
     n_cache = sum(len(TextCache(f)) for f in sorted({p.parent for p in caches}))
     run = json.loads((d / "acceptance.json").read_text(encoding="utf-8")).get("run") if (d / "acceptance.json").exists() else None
     accepted = {r.text for r in rs if r.status == "accepted"}
