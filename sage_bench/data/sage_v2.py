@@ -148,13 +148,20 @@ COUNT_NOUNS = set("bags tickets suitcases seats guests days bedrooms travellers 
                   "times stars steps nights adults kids pieces items tables weeks litres portions servings tyres lessons sessions "
                   "players units loads classes boxes".split())
 
+_A_VOWEL = re.compile(r"\b([Aa]) (?=(?!(?:[Uu]ni|[Uu]s[eu]|[Ee]u|[Oo]ne)\w*)[AEIOUaeiou]\w)")
+_DAY = r"(?:the \d{1,2}(?:st|nd|rd|th) of (?:%s)|(?:%s) \d{1,2}|\d{1,2} (?:%s))" % (("|".join(_MONTHS),) * 3)
+_AT_DAY = re.compile(r"\bat (%s at \d{2}:\d{2})" % _DAY)
+
 def agree(text: str) -> str:
-    "Number agreement after a count of one: `1 guests` -> `1 guest`, `1 copies` -> `1 copy`."
+    """Agreement a filled slot can break: a count of one (`1 guests` -> `1 guest`, `1 copies` -> `1 copy`), the article
+    before a vowel (`a Italian place` -> `an Italian place`), and a day after `at` (`at 9 April at 15:40` -> `on ...`)."""
     def one(m):
         w = m.group(1)
         if w not in COUNT_NOUNS: return m.group(0)
         return "1 " + _SINGULAR.get(w, w[:-2] if w.endswith(("ses", "xes")) and w not in ("suitcases",) else w[:-1])
-    return _COUNTED.sub(one, text)
+    text = _COUNTED.sub(one, text)
+    text = _A_VOWEL.sub(lambda m: m.group(1) + "n ", text)
+    return _AT_DAY.sub(r"on \1", text)
 
 # %% ../../nbs/api/10b_sage_v2_samples.ipynb #f4836045
 def fill(template: str, fields: dict, rng: random.Random, pools: dict | None = None, fixed: dict | None = None) -> tuple[str, dict]:
