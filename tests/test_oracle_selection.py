@@ -18,8 +18,9 @@ from sage_bench.testing import ScriptedLLM
 
 class Oracle:
     "A perfect model for the selection prompts of `sage_bench.methods.selection`."
-    def __init__(self, samples):
+    def __init__(self, samples, tools=None):
         self.by_query = sorted(((s.query, s) for s in samples), key=lambda x: -len(x[0]))   # the longest match wins
+        self.tools = tools
 
     def sample(self, messages):
         text = "\n".join(m["content"] for m in messages)
@@ -32,6 +33,8 @@ class Oracle:
         gold = list(s.relevant_tools)
         args = list(s.meta.get("gold_arguments") or []) + [{}] * len(gold)
         p = schema["properties"]
+        if "queries" in p:                                   # the query step: what each needed tool does
+            return {"queries": [self.tools[g].description for g in gold][:p["queries"]["maxItems"]]}
         if "ranking" in p:                                   # llm_direct window, llm_rerank candidates
             listed, most = p["ranking"]["items"]["enum"], p["ranking"]["maxItems"]
             pick = [g for g in gold if g in listed][:most]
@@ -69,7 +72,7 @@ def run(method, ds, tmp_path):
 
 def test_llm_direct_oracle_reads_the_whole_library(sage, tmp_path):
     ds, test = sage
-    m = get_method("selector.llm_direct", client=ScriptedLLM(Oracle(test)))
+    m = get_method("selector.llm_direct", client=ScriptedLLM(Oracle(test, ds.tools)))
     r, hit1 = run(m, ds, tmp_path)
     assert hit1 >= 0.95 and hit1 == 1.0                                # no retriever in the way: every tool is seen
     assert r.metrics["metrics"]["recall@5"]["value"] == 1.0           # at most 3 gold tools, a carry of 5
@@ -78,16 +81,29 @@ def test_llm_direct_oracle_reads_the_whole_library(sage, tmp_path):
     assert {x.llm_calls for x in r.records} == {r.records[0].trace["n_windows"]} and r.records[0].trace["n_windows"] > 1
 
 
-@pytest.mark.parametrize("mid", ["selector.llm_rerank", "selector.gorilla", "selector.dfsdt"])
-def test_retrieval_fed_oracle_reaches_the_retrievers_cap(mid, sage, tmp_path):
+def test_llm_rerank_oracle_reaches_the_retrievers_cap(sage, tmp_path):
+    """A re-ranker is bounded by its first stage, as its name and description say: a perfect model reaches exactly
+    the share of test samples with a gold tool in the retriever's top M (on v2, whose requests often name a need
+    rather than a tool, well below 0.95)."""
     ds, test = sage
-    m = get_method(mid, client=ScriptedLLM(Oracle(test)))
-    kind, top_m = m.config["retriever"], m.config["m"]
-    cap = retriever_cap(ds, test, kind, top_m)
-    assert "capped" in lookup("method", mid).description            # the description says what bounds it
+    m = get_method("selector.llm_rerank", client=ScriptedLLM(Oracle(test, ds.tools)))
+    cap = retriever_cap(ds, test, m.config["retriever"], m.config["m"])
+    assert "capped" in lookup("method", "selector.llm_rerank").description
     r, hit1 = run(m, ds, tmp_path)
-    assert hit1 == pytest.approx(cap), (hit1, cap)                   # a perfect model reaches the cap exactly
-    assert hit1 >= 0.95, f"{mid}: the retriever's top {top_m} holds a gold tool for only {cap:.3f} of the samples"
+    assert hit1 == pytest.approx(cap), (hit1, cap)
+    print(f"selector.llm_rerank: oracle hit@1 {hit1:.3f} = the retriever's cap")
+
+
+@pytest.mark.parametrize("mid", ["selector.gorilla", "selector.dfsdt"])
+def test_searching_oracle_reaches_the_top(mid, sage, tmp_path):
+    """Gorilla and DFSDT search first (the query step): a perfect model's queries find the gold tools, so the
+    retriever's recall of the user's words no longer caps them."""
+    ds, test = sage
+    m = get_method(mid, client=ScriptedLLM(Oracle(test, ds.tools)))
+    cap = retriever_cap(ds, test, m.config["retriever"], m.config["m"])
+    r, hit1 = run(m, ds, tmp_path)
+    assert hit1 >= 0.95 and hit1 > cap, (mid, hit1, cap)
+    assert all(x.trace["queries"] for x in r.records)
     if mid == "selector.dfsdt":   # a perfect model never backtracks; it gives up (at the start) only when no gold tool is listed
         assert sum(x.trace["backtracks"] + x.trace["unparsed"] + x.trace["depth_limits"] for x in r.records) == 0
         for x in r.records:

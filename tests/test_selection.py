@@ -9,7 +9,7 @@ from sage_bench.testing import ScriptedLLM
 from sage_bench.retrieval import Retriever
 from sage_bench.methods.selection import (fixture_library, fixture_samples, rrf, keyword_text,
                                           Tokenizer, KeywordSelector, EmbeddingSelector, HybridSelector, GorillaSelector,
-                                          LLMDirectSelector, LLMRerankSelector, DFSDTSelector, windows)
+                                          LLMDirectSelector, LLMRerankSelector, DFSDTSelector, windows, search_schema)
 
 LIB = fixture_library()
 SAMPLES = [blind(s) for s in fixture_samples()]
@@ -21,6 +21,7 @@ IDS = RETRIEVAL + LLM
 def first_listed(messages, schema):
     "A scripted LLM that answers any selector's request with the first tool it is allowed to name (a DFSDT search calls it, then finishes)."
     p = schema["properties"]
+    if "queries" in p: return {"queries": [messages[-1]["content"].split("\n")[0][:100]]}   # the request's own words
     if "ranking" in p: return {"ranking": p["ranking"]["items"]["enum"][:1]}
     if "calls" in p: return {"calls": [{"api": p["calls"]["items"]["properties"]["api"]["enum"][0], "arguments": {}}]}
     if "Calls made so far" in messages[-1]["content"]: return {"action": "finish"}
@@ -235,15 +236,38 @@ def test_gorilla_called_tools_lead_then_the_retriever_order():
     hyb = Retriever("hybrid").rank(SAMPLES[2].query, LIB)
     call = {"calls": [{"api": "travel.hotel", "arguments": {"city": "Denver"}},
                       {"api": "travel.flight", "arguments": {"origin": "BOS", "destination": "DEN", "date": "May 3"}}]}
-    g = GorillaSelector(m=6, client=ScriptedLLM(lambda m, s: call))
+    g = GorillaSelector(search_queries=False, m=6, client=ScriptedLLM(lambda m, s: call))
     o = g.predict(SAMPLES[2], LIB)
     assert o.prediction["ranking"] == ["travel.hotel", "travel.flight"] + [t for t in hyb if t not in ("travel.hotel", "travel.flight")]
     assert [c["api"] for c in o.trace["calls"]] == ["travel.hotel", "travel.flight"] and o.trace["documented"] == hyb[:6]
     (msgs, schema), = g.client.calls
     assert "Use this API documentation for reference:" in msgs[1]["content"] and msgs[1]["content"].startswith(SAMPLES[2].query)
     for t in hyb[:6]: assert json.dumps(t) in msgs[1]["content"]
-    o = GorillaSelector(m=6, client=ScriptedLLM(lambda m, s: "```not json")).predict(SAMPLES[0], LIB)
+    o = GorillaSelector(search_queries=False, m=6, client=ScriptedLLM(lambda m, s: "```not json")).predict(SAMPLES[0], LIB)
     assert o.prediction is None and o.fallback is None and "no call" in o.error
+
+
+@pytest.mark.parametrize("cls", [GorillaSelector, DFSDTSelector])
+def test_query_step_finds_what_the_request_does_not_name(cls):
+    """With the query step (the default), the LLM's search queries bring tools the retriever does not rank for the
+    request's words into the shortlist, ahead of (taken in turn with) the retriever's; the trace keeps the queries."""
+    want = "finance.convert"
+    def model(messages, schema):
+        p = schema["properties"]
+        if "queries" in p: return {"queries": ["convert an amount of money from one currency to another"]}
+        if "calls" in p: return {"calls": [{"api": want, "arguments": {}}]}
+        return {"action": "finish"} if f"call {want}" in messages[-1]["content"] else {"action": "call", "tool": want, "arguments": {}}
+    q = SAMPLES[1]                                               # a request about the weather: the retriever does not rank the converter first
+    assert Retriever("hybrid").rank(q.query, LIB)[0] != want
+    m = cls(m=3, client=ScriptedLLM(model))
+    o = m.predict(q, LIB)
+    assert o.error is None and o.prediction["ranking"][0] == want and o.trace["queries"]
+    listed = (o.trace.get("documented") or o.trace.get("candidates"))
+    assert listed[0] == want and len(listed) == 3
+    assert m.client.calls[0][1] == search_schema(3) and "do not see the tools" in m.client.calls[0][0][0]["content"]
+    for bad in ({"queries": []}, {"queries": ["  "]}, "no json"):
+        o = cls(m=3, client=ScriptedLLM(lambda m_, s_: bad)).predict(q, LIB)
+        assert o.prediction is None and "search-query reply was unusable" in o.error and o.fallback is None
 
 
 def scripted_dfs(messages, schema):
@@ -256,7 +280,7 @@ def scripted_dfs(messages, schema):
 
 
 def test_dfsdt_gives_up_backtracks_and_ranks_confirmed_first():
-    m = DFSDTSelector(m=8, client=ScriptedLLM(scripted_dfs))
+    m = DFSDTSelector(search_queries=False, m=8, client=ScriptedLLM(scripted_dfs))
     o = m.predict(SAMPLES[0], LIB)
     assert [(n["depth"], n["action"], n.get("tool"), n["status"]) for n in o.trace["nodes"]] == [
         (0, "call", "finance.stock", "called"), (1, "give_up", None, "gave_up"), (0, "call", "finance.convert", "called"), (1, "finish", None, "finished")]
@@ -267,7 +291,7 @@ def test_dfsdt_gives_up_backtracks_and_ranks_confirmed_first():
     # the diversity prompt at the second try lists the action that failed there
     assert 'call finance.stock with {"ticker": "EUR"}' in m.client.calls[2][0][-1]["content"]
     # the same search with a budget of 2 calls never reaches the converter: the record says so
-    o = DFSDTSelector(m=8, max_calls=2, client=ScriptedLLM(scripted_dfs)).predict(SAMPLES[0], LIB)
+    o = DFSDTSelector(search_queries=False, m=8, max_calls=2, client=ScriptedLLM(scripted_dfs)).predict(SAMPLES[0], LIB)
     assert o.trace["budget_exhausted"] and not o.trace["finished"] and o.fallback is None and o.prediction["ranking"] == ["finance.stock"]
 
 
@@ -277,7 +301,7 @@ def test_dfsdt_a_perfect_model_makes_no_backtrack():
         if "call travel.hotel" in u: return {"action": "finish"}
         if "call travel.flight" in u: return {"action": "call", "tool": "travel.hotel", "arguments": {"city": "Denver"}}
         return {"action": "call", "tool": "travel.flight", "arguments": {"origin": "BOS", "destination": "DEN", "date": "May 3"}}
-    o = DFSDTSelector(m=8, client=ScriptedLLM(perfect)).predict(SAMPLES[2], LIB)
+    o = DFSDTSelector(search_queries=False, m=8, client=ScriptedLLM(perfect)).predict(SAMPLES[2], LIB)
     assert o.prediction["ranking"] == ["travel.flight", "travel.hotel"] and o.llm_calls == 3
     assert (o.trace["backtracks"], o.trace["give_ups"], o.trace["unparsed"], o.trace["depth_limits"]) == (0, 0, 0, 0)
 
@@ -288,7 +312,7 @@ def test_dfsdt_a_chain_at_max_depth_can_only_finish_or_give_up():
         seen.append(schema["properties"]["action"]["enum"])
         if "call" not in seen[-1]: return {"action": "finish"}
         return {"action": "call", "tool": "travel.flight" if "1. call" not in messages[-1]["content"] else "travel.hotel", "arguments": {}}
-    o = DFSDTSelector(m=8, max_depth=2, client=ScriptedLLM(model)).predict(SAMPLES[2], LIB)
+    o = DFSDTSelector(search_queries=False, m=8, max_depth=2, client=ScriptedLLM(model)).predict(SAMPLES[2], LIB)
     assert seen == [["call", "finish", "give_up"]] * 2 + [["finish", "give_up"]]
     assert o.trace["finished"] and o.trace["depth_limits"] == 1 and o.prediction["ranking"] == ["travel.flight", "travel.hotel"]
 

@@ -18,11 +18,11 @@ from ..retrieval import (Tokenizer as Tokenizer, tool_text as tool_text, keyword
 
 # %% auto #0
 __all__ = ['RetrievalMethod', 'LLMUnavailable', 'SELECT_SYSTEM', 'SELECT_PROMPTS', 'CHARS_PER_TOKEN', 'GORILLA_SYSTEM',
-           'DFSDT_SYSTEM', 'fixture_library', 'fixture_samples', 'SelectionMethod', 'KeywordSelector',
+           'SEARCH_SYSTEM', 'DFSDT_SYSTEM', 'fixture_library', 'fixture_samples', 'SelectionMethod', 'KeywordSelector',
            'EmbeddingSelector', 'HybridSelector', 'LuceneBM25Selector', 'LLMLog', 'LLMFailed', 'LLMSelector',
            'tool_line', 'windows', 'direct_messages', 'LLMDirectSelector', 'rerank_messages', 'LLMRerankSelector',
-           'api_doc', 'gorilla_messages', 'check_call', 'GorillaSelector', 'example_value', 'simulate_call',
-           'dfsdt_messages', 'DFSDTSelector']
+           'api_doc', 'gorilla_messages', 'check_call', 'search_messages', 'search_schema', 'taken_in_turn',
+           'shortlist', 'GorillaSelector', 'example_value', 'simulate_call', 'dfsdt_messages', 'DFSDTSelector']
 
 # %% ../../nbs/api/31_selection.ipynb #5fe992c6
 def fixture_library() -> ToolLibrary:
@@ -464,11 +464,49 @@ def check_call(t: Tool, args) -> dict:
     args = args if isinstance(args, dict) else {}
     return {"missing": [p for p in (t.parameters or {}).get("required") or [] if p not in args], "unknown": [a for a in args if a not in props]}
 
+# %% ../../nbs/api/31_selection.ipynb #cbedddb2
+SEARCH_SYSTEM = ("You find the tools (APIs) an assistant needs for a user's request. You do not see the tools: for each tool "
+                 "the request needs, write a short search query that says what the tool does (not the user's values), "
+                 'e.g. "book a table at a restaurant".')
+
+def search_messages(query: str, max_queries: int) -> list[dict]:
+    "The query step's request: the LLM describes, in words, each tool the request needs."
+    return [{"role": "system", "content": SEARCH_SYSTEM},
+            {"role": "user", "content": f"User request: {query}\n\nAnswer with JSON {{\"queries\": [\"...\"]}}: one query per "
+                                        f"tool the request needs, at most {max_queries}."}]
+
+def search_schema(max_queries: int) -> dict:
+    "The query step's answer: 1 to `max_queries` short search queries."
+    q = {"type": "string", "minLength": 1, "maxLength": 120}
+    return {"type": "object", "additionalProperties": False, "required": ["queries"],
+            "properties": {"queries": {"type": "array", "minItems": 1, "maxItems": max_queries, "items": q}}}
+
+# %% ../../nbs/api/31_selection.ipynb #5e5c1793
+def taken_in_turn(lists: Sequence[Sequence[str]]) -> list[str]:
+    "Ids from several ranked lists, first of each list, then second of each, ...; each id once."
+    return list(dict.fromkeys(t for r in range(max(map(len, lists), default=0)) for l in lists for t in l[r:r + 1]))
+
+async def shortlist(method: LLMSelector, log_, query: str, lib: ToolLibrary, k: int | None, trace: dict) -> list[str] | None:
+    """The retriever's top `k` for the request; with `search_queries`, the tools the LLM's own search queries find (top
+    `per_query` each) taken in turn with it. None: the query reply was unusable."""
+    ret = method.retrieve(log_, query, lib, k)
+    if not method.config.get("search_queries"): return ret
+    n = method.config["max_queries"]
+    r = await method.ask(log_, search_messages(query, n), search_schema(n))
+    qs = r.parsed.get("queries") if isinstance(r.parsed, dict) else None
+    qs = [q.strip() for q in qs if isinstance(q, str) and q.strip()][:n] if isinstance(qs, list) else []
+    if not qs: return None
+    t0 = time.perf_counter()
+    found = method.retriever.rank_many(qs, [lib] * len(qs), method.config["per_query"])
+    log_.local_s += time.perf_counter() - t0
+    trace["queries"] = qs
+    return taken_in_turn([taken_in_turn(found), ret])
+
 # %% ../../nbs/api/31_selection.ipynb #1981cc48
 @register_method("selector.gorilla", "tool_selection", needs_llm=True,
                  description="Gorilla (Patil et al. 2023), retriever-aware: the LLM writes the API call(s) given the documentation "
-                             "of the retriever's top M (hybrid, M=20); the called tools lead the ranking, the rest is the retriever's "
-                             "order; hit@k is capped by the retriever's recall of the top M")
+                             "of M=20 tools: those its own search queries found (3 each) taken in turn with the retriever's (hybrid) "
+                             "for the request; the called tools lead the ranking, then that shortlist's order")
 class GorillaSelector(LLMSelector):
     "Retriever-aware API-call generation (Gorilla): called tools first, then the retriever's ranking."
     def __init__(self,
@@ -477,6 +515,9 @@ class GorillaSelector(LLMSelector):
                  model: str | None = None,        # its embedding model (None: the default)
                  max_desc: int = 160,             # characters of each tool description in the documentation
                  max_calls: int = 5,              # the most calls the answer may hold
+                 search_queries: bool = True,     # first the query step (`shortlist`): the LLM's own search queries
+                 max_queries: int = 3,            # ... at most this many
+                 per_query: int = 3,              # ... and the top this many tools of each
                  prompt: str = "default",         # prompt variant (`SELECT_PROMPTS`)
                  top_k: int | None = 50,          # ranking length (None: every tool ranked)
                  seed: int = RANDOM_SEED,
@@ -486,12 +527,14 @@ class GorillaSelector(LLMSelector):
                  **config):
         _check_prompt(prompt)
         super().__init__(top_k=top_k, seed=seed, client=client, llm=llm, fallback=fallback, m=m, retriever=retriever, model=model,
-                         max_desc=max_desc, max_calls=max_calls, prompt=prompt, **config)
+                         max_desc=max_desc, max_calls=max_calls, search_queries=search_queries, max_queries=max_queries,
+                         per_query=per_query, prompt=prompt, **config)
         self.m, self.max_desc, self.max_calls, self.prompt = m, max_desc, max_calls, prompt
         self.retriever = Retriever(retriever, model=model)
 
     async def search(self, query, lib, log_, trace):
-        ret = self.retrieve(log_, query, lib, None if self.top_k is None else max(self.top_k, self.m))
+        ret = await shortlist(self, log_, query, lib, None if self.top_k is None else max(self.top_k, self.m), trace)
+        if ret is None: return Output.failed("the search-query reply was unusable (no query)", trace=trace)
         docs = ret[:self.m]
         trace |= {"documented": docs}
         r = await self.ask(log_, gorilla_messages(query, [lib[t] for t in docs], self.max_desc, self.prompt), _calls_schema(docs, self.max_calls))
@@ -568,9 +611,9 @@ class _Stop(Exception):
 # %% ../../nbs/api/31_selection.ipynb #dc2878dd
 @register_method("selector.dfsdt", "tool_selection", needs_llm=True,
                  description="DFSDT (ToolLLM, Qin et al. 2023): depth-first search over chains of tool calls with observations "
-                             "simulated from each tool's output schema, give-up and backtracking on the LLM's decision; candidates "
-                             "are the retriever's top M (hybrid, M=20), so hit@k is capped by its recall; ranking = tools of the "
-                             "finished chain in confirmation order, then tools tried on abandoned branches")
+                             "simulated from each tool's output schema, give-up and backtracking on the LLM's decision; candidates: M=20 "
+                             "tools, those the LLM's own search queries found (3 each) taken in turn with the retriever's (hybrid); "
+                             "ranking = tools of the finished chain in confirmation order, then tools tried on abandoned branches")
 class DFSDTSelector(LLMSelector):
     "ToolLLM's depth-first search decision tree over chains of calls, ranked by the order the search confirmed the tools."
     def __init__(self,
@@ -581,6 +624,9 @@ class DFSDTSelector(LLMSelector):
                  max_depth: int = 5,              # the most calls a chain may hold
                  max_calls: int = 12,             # the search's budget of LLM calls per sample
                  max_desc: int = 120,             # characters of each tool description in the prompt
+                 search_queries: bool = True,     # first the query step (`shortlist`): the LLM's own search queries
+                 max_queries: int = 3,            # ... at most this many
+                 per_query: int = 3,              # ... and the top this many tools of each
                  top_k: int | None = 50,          # ranking length (None: every tool ranked)
                  seed: int = RANDOM_SEED,
                  client=None,                     # an LLM client (else one from `llm`)
@@ -589,12 +635,15 @@ class DFSDTSelector(LLMSelector):
                  **config):
         if width < 1 or max_depth < 1 or max_calls < 1: raise ValueError("width, max_depth and max_calls must be >= 1")
         super().__init__(top_k=top_k, seed=seed, client=client, llm=llm, fallback=fallback, m=m, retriever=retriever, model=model,
-                         width=width, max_depth=max_depth, max_calls=max_calls, max_desc=max_desc, **config)
+                         width=width, max_depth=max_depth, max_calls=max_calls, max_desc=max_desc,
+                         search_queries=search_queries, max_queries=max_queries, per_query=per_query, **config)
         self.m, self.width, self.max_depth, self.max_calls, self.max_desc = m, width, max_depth, max_calls, max_desc
         self.retriever = Retriever(retriever, model=model)
 
     async def search(self, query, lib, log_, trace):
-        cands = self.retrieve(log_, query, lib, self.m)
+        cands = await shortlist(self, log_, query, lib, self.m, trace)
+        if cands is None: return Output.failed("the search-query reply was unusable (no query)", trace=trace)
+        cands = cands[:self.m]
         tools, schemas = [lib[t] for t in cands], (_action_schema(cands), _action_schema(cands, can_call=False))
         nodes, called = [], []
         st = dict(calls=0, backtracks=0, give_ups=0, depth_limits=0, unparsed=0, finished=False, budget_exhausted=False, chain=[])
