@@ -53,6 +53,19 @@ def repair_tail(path: Path | str, quiet: bool = False) -> int:
     return 0 if whole else size - cut
 
 # %% ../nbs/api/03_store.ipynb #44fa5756
+def _check_same(p: Path, method: str, have: dict, want: dict, made_on: str | None, data_fingerprint: str | None) -> None:
+    """`ConfigMismatch` when records made with the description `have` on data `made_on` may not be resumed under `want` on
+    `data_fingerprint` (it names the configuration keys that differ); a missing fingerprint is not a difference."""
+    if have != want:
+        diff = sorted(k for k in set(have.get("config", {})) | set(want.get("config", {}))
+                      if have.get("config", {}).get(k) != want.get("config", {}).get(k))
+        raise ConfigMismatch(f"{p}: these records were made with another configuration of {method} (differs in: "
+                             f"{', '.join(diff) or 'description'}); run under another name, or without resuming to start over", diff)
+    if data_fingerprint and made_on and made_on != data_fingerprint:
+        raise ConfigMismatch(f"{p}: these records were made on other data (data set fingerprint {made_on}, now "
+                             f"{data_fingerprint}); run without resuming to start over", ["data"])
+
+# %% ../nbs/api/03_store.ipynb #3a052d74
 class RecordStore:
     "Append-only per-sample records of one experiment."
     def __init__(self, root: Path | str, experiment: str):
@@ -106,14 +119,7 @@ class RecordStore:
         if cp.exists() and has_records:
             have = json.loads(cp.read_text(encoding="utf-8"))
             made_on = have.pop("data_fingerprint", None)
-            if have != want:
-                diff = sorted(k for k in set(have.get("config", {})) | set(want.get("config", {}))
-                              if have.get("config", {}).get(k) != want.get("config", {}).get(k))
-                raise ConfigMismatch(f"{p}: these records were made with another configuration of {method} (differs in: "
-                                     f"{', '.join(diff) or 'description'}); run under another name, or without resuming to start over", diff)
-            if data_fingerprint and made_on and made_on != data_fingerprint:
-                raise ConfigMismatch(f"{p}: these records were made on other data (data set fingerprint {made_on}, now "
-                                     f"{data_fingerprint}); run without resuming to start over", ["data"])
+            _check_same(p, method, have, want, made_on, data_fingerprint)
             if data_fingerprint and not made_on: write_json(cp, full)     # older records: adopted, the data recorded
         if not cp.exists() or not has_records: write_json(cp, full)
 
