@@ -106,6 +106,20 @@ class VectorCache:
         with self._lock: return self._db.execute("SELECT COUNT(*) FROM vec").fetchone()[0]
 
 # %% ../nbs/api/22_embed.ipynb #d46f666d
+def _read_npy(f: Path, n: int) -> np.ndarray | None:
+    "A library's saved matrix, or None when there is none, it has not `n` rows, or it cannot be read (a warning says so)."
+    if not f.exists(): return None
+    try:
+        m = np.load(f)
+        return None if m.shape[0] != n else m
+    except Exception as e: log.warning("ignoring unreadable embedding cache %s: %s", f, e); return None
+
+def _write_npy(f: Path, m: np.ndarray) -> None:
+    "Save a library's matrix atomically (a reader never sees half a file)."
+    f.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_name(f".{f.name}.{os.getpid()}.tmp.npy"); np.save(tmp, m); os.replace(tmp, f)
+
+# %% ../nbs/api/22_embed.ipynb #bae4dfcc
 class Embedder:
     "Encode texts with one sentence-transformers model; every vector cached on disk by (model, text hash)."
     def __init__(self, model: str | Path | None = None, device: str = "cpu", batch_size: int = 64,
@@ -179,18 +193,11 @@ class Embedder:
             self._libs.move_to_end(fp); self.stats["library_hits"] += 1; self.stats["hits"] += len(lib)
             return self._libs[fp]
         f = self.cache_folder / f"lib-{fp}.npy"
-        m = None
-        if self.use_cache and f.exists():
-            try:
-                m = np.load(f)
-                if m.shape[0] != len(lib): m = None
-                else: self.stats["library_hits"] += 1; self.stats["hits"] += len(lib)
-            except Exception as e: log.warning("ignoring unreadable embedding cache %s: %s", f, e); m = None
+        m = _read_npy(f, len(lib)) if self.use_cache else None
+        if m is not None: self.stats["library_hits"] += 1; self.stats["hits"] += len(lib)
         if m is None:
             m = self.encode([t.text() for t in lib], kind="passage")
-            if self.use_cache and len(lib) >= LIBRARY_NPY_MIN:
-                f.parent.mkdir(parents=True, exist_ok=True)
-                tmp = f.with_name(f".{f.name}.{os.getpid()}.tmp.npy"); np.save(tmp, m); os.replace(tmp, f)
+            if self.use_cache and len(lib) >= LIBRARY_NPY_MIN: _write_npy(f, m)
         self._libs[fp] = m
         while len(self._libs) > self._max_libs: self._libs.popitem(last=False)
         return m
