@@ -665,8 +665,11 @@ class LLMTrainSettings:
     def __post_init__(self):
         q = self.quick
         if self.sft is None:
-            self.sft = (SFTConfig(quick=True, per_challenge=3, epochs=2, top_layers=4) if q else
-                        SFTConfig(model="qwen2.5-coder-1.5b", quick=False, epochs=2, batch_size=8, accum=2))
+            # torch on every CPU: the trainer runs alone (the servers that score start after the training), so on an
+            # otherwise idle machine the default of `torch_threads` (half the CPUs) would leave cores idle
+            from sage_bench.llm_service import usable_cpus
+            self.sft = (SFTConfig(quick=True, per_challenge=3, epochs=2, top_layers=4, threads=usable_cpus()) if q else
+                        SFTConfig(model="qwen2.5-coder-1.5b", quick=False, epochs=2, batch_size=8, accum=2, threads=usable_cpus()))
         elif isinstance(self.sft, dict): self.sft = SFTConfig(**self.sft)
         self.dev_per_challenge = self.dev_per_challenge or (2 if q else 20)
         self.n_rounds = self.n_rounds or (2 if q else 4)
