@@ -210,7 +210,7 @@ def _seed_oracle(truth):
             seed = re.search(r"^Message: (.*)$", user, re.M).group(1)
             return "Please, " + seed[:1].lower() + seed[1:]
         text = re.search(r"<<<(.*)>>>", user, re.S).group(1)
-        gold = truth[text[len("Please, "):].lower()]
+        gold = truth.get(text[len("Please, "):].lower(), [])       # a text it was not told about: no tool (a rejection)
         return {"needs_tool": bool(gold), "tools": gold}
     return reply
 
