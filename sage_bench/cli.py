@@ -232,11 +232,13 @@ def cmd_list(a) -> int:
 
 # %% ../nbs/api/70_cli.ipynb #215b7446
 def _stat_files(paths) -> list:
-    "(path, size, mtime in ns) of each file, and of each file under each folder, in sorted order."
+    """(path, size, mtime in ns) of each file, and of each file under each folder, in sorted order; a `textgen/` folder (the
+    text writer's cache, which the loaders do not read and a running generation appends to) is left out."""
     out = []
     for root in paths:
         root = Path(root)
-        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and "textgen" not in p.relative_to(root).parts) \
+            if root.is_dir() else []
         for f in files:
             st = f.stat()
             out.append((str(f), st.st_size, st.st_mtime_ns))

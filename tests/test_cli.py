@@ -42,11 +42,11 @@ def test_list_datasets_shows_versions_and_sizes(tmp_path):
     lines = r.stdout.splitlines()
     assert "version" in lines[0] and "test/all" in lines[0]
     from sage_bench.registry import get_dataset
-    v1, v2 = get_dataset("sage"), get_dataset("sage_v2")
-    version, tools, c = _sizes(next(l for l in lines if l.startswith("sage ")))
+    v1, v2 = get_dataset("sage_v1"), get_dataset("sage")
+    version, tools, c = _sizes(next(l for l in lines if l.startswith("sage_v1 ")))
     assert version == (getattr(v1, "version", None) or "-") and tools == len(v1.tools)
     assert c == {"timing": (45, 300), "planning": (45, 300), "selection": (90, 600)}
-    version, tools, c = _sizes(next(l for l in lines if l.startswith("sage_v2 ")))
+    version, tools, c = _sizes(next(l for l in lines if l.startswith("sage ")))
     assert version == v2.version and tools == len(v2.tools)
     assert c["timing"] == (len(v2.select("timing", "test")), len(v2.select("timing")))
     assert c["selection"] == (len(v2.select("tool_selection", "test")), len(v2.select("tool_selection")))
@@ -177,7 +177,7 @@ def test_data_dir_keeps_the_built_in_set(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "selector.keyword" in r.stdout and "skip data set sage" not in r.stdout
     r = sb("list", "datasets", "--data-dir", str(tmp_path / "nothing-here"))
-    line = next(l for l in r.stdout.splitlines() if l.startswith("sage "))
+    line = next(l for l in r.stdout.splitlines() if l.startswith("sage_v1 "))
     assert line.split()[3:6] == ["45/300", "45/300", "90/600"], line
     assert next(l for l in r.stdout.splitlines() if l.startswith("bfcl ")).split()[1:3] == ["-", "-"]
 
@@ -241,7 +241,8 @@ def test_ctrl_c_keeps_the_records_and_exits_130(tmp_path):
     r = sb("eval", "--methods", "selector.keyword", "--split", "all", "--output-dir", str(tmp_path))
     assert r.returncode == 0, r.stderr[-2000:]
     ids = [json.loads(l)["sample_id"] for l in rec.read_text().splitlines()]
-    assert len(ids) == len(set(ids)) == 600
+    from sage_bench.registry import get_dataset
+    assert len(ids) == len(set(ids)) == len(get_dataset("sage").select("tool_selection"))
 
 
 def test_eval_exits_1_when_a_method_got_no_answer(tmp_path):
