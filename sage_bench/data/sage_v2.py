@@ -20,8 +20,9 @@ __all__ = ['SAGE_V2_VERSION', 'SAGE_V2_SEED', 'SPLIT_RATIOS', 'LEAK_CHAR_COSINE'
            'SAME_AS', 'APART', 'COUNT_NOUNS', 'identity_paraphrase', 'slot_value', 'spoken', 'cohere_dates', 'people',
            'cohere_person', 'cohere_apart', 'cohere', 'agree', 'fill', 'coerce', 'has_id', 'load_equivalents',
            'make_selection', 'make_pairs', 'output_fields', 'link_plan', 'check_plan', 'load_goals', 'order_edges',
-           'unordered', 'check_order', 'make_planning', 'load_turns', 'make_timing', 'char_tfidf', 'near_pairs',
-           'assign_splits', 'generate_sage_v2', 'shipped_dir', 'write_sage_v2', 'load_sage_v2']
+           'unordered', 'check_order', 'make_planning', 'load_turns', 'render_turn', 'tool_turns', 'make_timing',
+           'char_tfidf', 'near_pairs', 'assign_splits', 'generate_sage_v2', 'shipped_dir', 'write_sage_v2',
+           'load_sage_v2']
 
 # %% ../../nbs/api/10b_sage_v2_samples.ipynb #902a945f
 SAGE_V2_VERSION = "2.0"
@@ -455,46 +456,52 @@ def load_turns(root: Path | None = None) -> dict:
     return out
 
 # %% ../../nbs/api/10b_sage_v2_samples.ipynb #8df0a6a3
+def render_turn(turn, kind: str, label: bool, seed_key, fields: dict, pools: dict, rng: random.Random,
+                paraphrase: Paraphrase = identity_paraphrase, per_seed: int = 2, gold: str | None = None) -> list[TimingSample]:
+    """Up to `per_seed` renderings of one turn of the material (a text, or {text, context}; the context lines are filled
+    with the same values as the text), repeated texts left out. `gold`: the tool a tool turn asks for."""
+    text_t = turn["text"] if isinstance(turn, dict) else turn
+    ctx_t = turn.get("context", []) if isinstance(turn, dict) else []
+    out, seen = [], set()
+    for _ in range(per_seed):
+        text, vals = fill(text_t, fields, rng, pools)
+        ctx = []
+        for j, line in enumerate(ctx_t):
+            cl, vals = fill(line, fields, rng, pools, vals)
+            ctx.append({"role": "user" if j % 2 == 0 else "assistant", "content": cl})
+        if text in seen: continue
+        seen.add(text)
+        text = paraphrase({"challenge": "timing", "kind": kind, "call_tool": label, "context": ctx, **({"tools": [gold]} if gold else {})}, text)
+        meta = {"kind": kind, "seeds": [f"{kind}#{seed_key}"], "has_id": has_id(text) or any(has_id(c["content"]) for c in ctx)}
+        if gold: meta["gold_tool"] = gold
+        out.append(TimingSample(id="sage2-new", dataset="sage", split="train", message=text, should_call_tool=label, context=ctx, meta=meta))
+    return out
+
+# %% ../../nbs/api/10b_sage_v2_samples.ipynb #ce8384df
+def tool_turns(cats: list[Category], have: list[TimingSample], rng: random.Random, fields: dict, pools: dict,
+               paraphrase: Paraphrase = identity_paraphrase, per_seed: int = 2) -> list[TimingSample]:
+    "Tool turns (see above) that bring the labels of `have` into balance, ids no more often than in its no-tool turns."
+    neg = [s for s in have if not s.should_call_tool]
+    pos = [s for s in have if s.should_call_tool]
+    id_rate = sum(s.meta["has_id"] for s in neg) / max(1, len(neg))
+    phr = [(c, t, k, q) for c in cats for t in c.tools for k, q in enumerate(c.queries.get(t.id, []))]
+    rng.shuffle(phr)
+    n_pos, n_id, out = len(pos), sum(s.meta["has_id"] for s in pos), []
+    for c, t, k, q in phr:
+        if n_pos >= len(neg): break
+        got = render_turn(q, "tool", True, f"{t.id}#{k}", c.fields or fields, pools, rng, paraphrase, per_seed, gold=t.id)[:1]
+        if not got or (got[0].meta["has_id"] and n_id + 1 > id_rate * (n_pos + 1)): continue
+        out += got; n_pos += 1; n_id += got[0].meta["has_id"]
+    return out
+
+# %% ../../nbs/api/10b_sage_v2_samples.ipynb #6fee0f38
 def make_timing(cats: list[Category], turns: dict, rng: random.Random, paraphrase: Paraphrase = identity_paraphrase,
                 per_seed: int = 2) -> list[TimingSample]:
     "Timing samples: every turn kind of the material, plus tool turns from the library's phrasings to balance the labels."
-    fields = _field_of(cats)
-    pools = turns.get("pools", {})
-    out = []
-    def add(kind, label, k, turn, gold=None, fl=None):
-        text_t = turn["text"] if isinstance(turn, dict) else turn
-        ctx_t = turn.get("context", []) if isinstance(turn, dict) else []
-        seen = set()
-        for _ in range(per_seed):
-            vals = {}
-            text, vals = fill(text_t, fl or fields, rng, pools)
-            ctx = []
-            for j, line in enumerate(ctx_t):
-                cl, vals = fill(line, fl or fields, rng, pools, vals)
-                ctx.append({"role": "user" if j % 2 == 0 else "assistant", "content": cl})
-            if text in seen: continue
-            seen.add(text)
-            text = paraphrase({"challenge": "timing", "kind": kind, "call_tool": label, "context": ctx, **({"tools": [gold]} if gold else {})}, text)
-            meta = {"kind": kind, "seeds": [f"{kind}#{k}"], "has_id": has_id(text) or any(has_id(c["content"]) for c in ctx)}
-            if gold: meta["gold_tool"] = gold
-            out.append(TimingSample(id="sage2-new", dataset="sage", split="train", message=text, should_call_tool=label, context=ctx, meta=meta))
-    for kind, spec in turns["kinds"].items():
-        for k, turn in enumerate(spec["turns"]): add(kind, bool(spec["label"]), k, turn)
-    neg = [s for s in out if not s.should_call_tool]
-    pos = [s for s in out if s.should_call_tool]
-    id_rate = sum(s.meta["has_id"] for s in neg) / max(1, len(neg))       # ids as often in tool turns as in the others
-    phr = [(c, t, k, q) for c in cats for t in c.tools for k, q in enumerate(c.queries.get(t.id, []))]
-    rng.shuffle(phr)
-    n_pos, n_id = len(pos), sum(s.meta["has_id"] for s in pos)
-    for c, t, k, q in phr:
-        if n_pos >= len(neg): break
-        before = len(out)
-        add("tool", True, f"{t.id}#{k}", q, gold=t.id, fl=c.fields)
-        out[before:] = out[before:before + 1]        # one rendering per tool phrasing
-        if len(out) == before: continue
-        if out[-1].meta["has_id"] and n_id + 1 > id_rate * (n_pos + 1): out.pop(); continue
-        n_pos += 1; n_id += out[-1].meta["has_id"]
-    return out
+    fields, pools = _field_of(cats), turns.get("pools", {})
+    out = [s for kind, spec in turns["kinds"].items() for k, turn in enumerate(spec["turns"])
+           for s in render_turn(turn, kind, bool(spec["label"]), k, fields, pools, rng, paraphrase, per_seed)]
+    return out + tool_turns(cats, out, rng, fields, pools, paraphrase, per_seed)
 
 # %% ../../nbs/api/10b_sage_v2_samples.ipynb #3d32a1ae
 def char_tfidf(texts: list[str]):
