@@ -17,11 +17,11 @@ __all__ = ['OTHER', 'FIGURE_SUFFIXES', 'CHALLENGE_NAMES', 'MAX_GROUPS', 'ALPHA',
            'tex_escape', 'tt', 'cite_file', 'fmt_ci', 'Fragment', 'result_spec', 'read_result', 'best_sentence',
            'provenance_sentence', 'not_run_sentence', 'section_files', 'challenge_paragraph', 'protocols_sentences',
            'published_sentences', 'rows_paragraph', 'fmt_msd', 'errors_paragraph', 'scaling_paragraph',
-           'robustness_paragraph', 'training_paragraph', 'ablation_summary_paragraph', 'sage_ablation_paragraph',
-           'llm_tests_text', 'efficiency_paragraph', 'online_paragraph', 'skipped_sentence', 'file_paragraph',
-           'figure_latex', 'table_width_chars', 'table_latex', 'methods_table', 'section_fragment', 'number_citations',
-           'result_files_latex', 'prepare_paper', 'PaperBuildError', 'MissingToolError', 'check_tools', 'latex_errors',
-           'pdf_text', 'missing_captions', 'build_paper']
+           'robustness_paragraph', 'training_paragraph', 'ablation_summary_paragraph', 'llm_tests_text',
+           'efficiency_paragraph', 'skipped_sentence', 'file_paragraph', 'figure_latex', 'table_width_chars',
+           'table_latex', 'methods_table', 'section_fragment', 'number_citations', 'result_files_latex',
+           'prepare_paper', 'PaperBuildError', 'MissingToolError', 'check_tools', 'latex_errors', 'pdf_text',
+           'missing_captions', 'build_paper']
 
 # %% ../nbs/api/63_paper.ipynb #8c6f6a20
 OTHER = "other"      # the part of the paper for figures and tables no section claims
@@ -454,19 +454,14 @@ def training_paragraph(frag: Fragment, rel: str, rf: ResultFile, label: str = "t
     return text
 
 def ablation_summary_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
-    "Paper 2 ablation_summary.json: the ablations compared as training methods are."
+    "Paper 2 drift/ablation.json: the ablations compared as training methods are."
     return training_paragraph(frag, rel, rf, "ablation")
 
-def sage_ablation_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
-    "Paper 2 ablation_study/SAGE_*.json (cited on its own when there is no summary): one ablation's mean ± sd."
-    _need(isinstance(rf.fields.get("ablation"), str), "no 'ablation' name")
-    return _training_text(frag, rel, {rf.fields["ablation"]: rf.fields.get("summary")}, None, "ablation", single=True)
-
 # %% ../nbs/api/63_paper.ipynb #d945c633
-def _training_text(frag: Fragment, rel: str, summ, seeds, label: str, single: bool = False) -> str:
+def _training_text(frag: Fragment, rel: str, summ, seeds, label: str) -> str:
     "Best mean ± sd per challenge/metric key of `summ` ({method: {'timing/accuracy': {mean, sd}, ...}}, at 'summary' in the file)."
     _need(isinstance(summ, dict) and summ and all(isinstance(d, dict) for d in summ.values()), "no 'summary' mapping")
-    at = (lambda m, *k: ["summary", *k]) if single else (lambda m, *k: ["summary", m, *k])   # a SAGE_ file: one method's summary
+    at = lambda m, *k: ["summary", m, *k]
     keys = [k for k in dict.fromkeys(k for d in summ.values() for k in d) if "/" in k and not k.startswith("stream/")]
     _need(keys, "summary has no challenge/metric keys")
     s = []
@@ -573,7 +568,7 @@ def llm_tests_text(frag: Fragment, rel: str, rf: ResultFile) -> str:
 
 # %% ../nbs/api/63_paper.ipynb #5ebe10da
 def efficiency_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
-    "Paper 2 efficiency_analysis.json: wall time and data share as ratios to SAGE_sft_baseline."
+    "Paper 2 drift/efficiency.json: wall time and data share as ratios to SAGE_sft_baseline."
     ab = rf.fields.get("ablations"); _need(isinstance(ab, dict) and ab, "no 'ablations' mapping")
     s = []
     for a, d in ab.items():
@@ -587,25 +582,6 @@ def efficiency_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
     if not s: s.append(f"No ratio to {tt('SAGE_sft_baseline')} is in {cite_file(rel)} (that ablation was not trained in this run).")
     if rf.fields.get("note"): s.append(f"({tex_escape(rf.fields['note'])}.)")
     return " ".join(s)
-
-# %% ../nbs/api/63_paper.ipynb #aeed530e
-def online_paragraph(frag: Fragment, rel: str, rf: ResultFile) -> str:
-    "Paper 2 online_adaptation.json: drift per round and forgetting of each ablation."
-    ab = rf.fields.get("ablations"); _need(isinstance(ab, dict) and ab, "no 'ablations' mapping")
-    parts = []
-    for a, d in ab.items():
-        dr, fg = d.get("drift_per_round"), d.get("forgetting")
-        if not (isinstance(dr, dict) and _num(dr.get("mean"))): continue
-        frag.claim(rel, ["ablations", a, "drift_per_round", "mean"], dr["mean"], f"{a} drift per round")
-        t = f"{tt(a)} {100 * dr['mean']:+.1f}" + (f" $\\pm$ {100 * dr['sd']:.1f}" if _num(dr.get("sd")) else "") + " points"
-        if isinstance(fg, dict) and _num(fg.get("mean")):
-            frag.claim(rel, ["ablations", a, "forgetting", "mean"], fg["mean"], f"{a} forgetting")
-            t += f" (forgetting {100 * fg['mean']:.1f} points)"
-        parts.append(t)
-    if not parts: return f"No ablation has a drift per round in {cite_file(rel)}."
-    defn = rf.fields.get("definition")
-    return (f"Over the rounds of library change, the accuracy on earlier rounds moves per round by: {'; '.join(parts)} {cite_file(rel)}."
-            + (f" Definition: {tex_escape(defn)}." if defn else ""))
 
 # %% ../nbs/api/63_paper.ipynb #effbd661
 def skipped_sentence(rf: ResultFile) -> str:
