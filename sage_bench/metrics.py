@@ -18,8 +18,8 @@ __all__ = ['SELECTION_KS', 'MRR_CUTOFF', 'METRICS', 'HEADLINES', 'SUMMARY_METRIC
            'published_metrics_of', 'published_value', 'relevant_ranks', 'hit_at_k', 'recall_at_k', 'precision_at_k',
            'reciprocal_rank', 'ndcg_at_k', 'plan_success', 'step_prf', 'edges', 'edge_prf', 'lcs_length',
            'normalized_lcs', 'plan_deps', 'graph_of', 'is_topological_order', 'plan_success_graph', 'graph_links',
-           'graph_edge_prf', 'resample_means', 'bootstrap_ci', 'selection_matrix', 'planning_matrix', 'score_records',
-           'chance_scores', 'per_sample_scores', 'mean_sd']
+           'graph_edge_prf', 'resample_means', 'bootstrap_ci', 'selection_matrix', 'planning_matrix',
+           'tools_seen_recall', 'score_records', 'chance_scores', 'per_sample_scores', 'mean_sd']
 
 # %% ../nbs/api/02_metrics.ipynb #b11f7c82
 SELECTION_KS = (1, 3, 5, 10)       # the k of hit@k, recall@k, precision@k and ndcg@k that every run scores
@@ -604,6 +604,18 @@ def _computed(ch, preds, golds, ids) -> tuple[list[str], np.ndarray]:
                 raise ValueError(f"metric {m.name!r} gave {v!r} on sample {s!r}: compute must return a number for every sample")
     return [m.name for m in ms], np.array(vals, float).reshape(len(g), len(ms))
 
+# %% ../nbs/api/02_metrics.ipynb #15303fe0
+def tools_seen_recall(records, ids) -> dict | None:
+    """Of planning records whose trace lists the tools the LLM was shown (`tools_seen`: retrieval's candidates plus what
+    its own searches found), the mean share of the gold plan's distinct tools among them, and how many records had the list."""
+    vals = []
+    for r, s in zip(records, ids):
+        seen = (_get(r, "trace") or {}).get("tools_seen")
+        if not isinstance(seen, list): continue
+        gold = set(_as_gold_plan(_get(r, "gold"), s))
+        vals.append(len(gold & set(seen)) / len(gold) if gold else 1.0)
+    return {"mean": sum(vals) / len(vals), "n": len(vals)} if vals else None
+
 # %% ../nbs/api/02_metrics.ipynb #6f8ff64f
 def score_records(challenge: str, records: Iterable, ks: Sequence[int] = SELECTION_KS, n_boot: int = 1000, seed: int = 42) -> dict:
     """Score the records of one challenge: metrics with bootstrap CIs, confusion (timing),
@@ -625,6 +637,7 @@ def score_records(challenge: str, records: Iterable, ks: Sequence[int] = SELECTI
            "n_failed_replies": sum(_get(r, "parse_status") == "failed" for r in records),
            "no_prediction_rate": _rate([p is None for p in preds], n),
            "latency_s_mean": (sum(lat) / len(lat)) if lat else None}
+    if ch == "planning": res["tools_seen_recall"] = tools_seen_recall(records, ids)
     for k in ("prompt_tokens", "completion_tokens", "llm_calls", "cached_calls"):
         res[k] = int(sum(int(_get(r, k, 0) or 0) for r in records))
     res["bootstrap"] = {"n_boot": n_boot, "alpha": 0.05, "seed": seed, "method": "percentile, resampling samples"}
