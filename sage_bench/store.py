@@ -65,7 +65,54 @@ def _check_same(p: Path, method: str, have: dict, want: dict, made_on: str | Non
         raise ConfigMismatch(f"{p}: these records were made on other data (data set fingerprint {made_on}, now "
                              f"{data_fingerprint}); run without resuming to start over", ["data"])
 
-# %% ../nbs/api/03_store.ipynb #3a052d74
+# %% ../nbs/api/03_store.ipynb #1faf4344
+def _append_file(p: Path, rs: Sequence[Record]) -> None:
+    "Append the records `rs` to the JSONL file `p` (its folder created), flushed and fsynced, after cutting a torn last line off it."
+    p.parent.mkdir(parents=True, exist_ok=True)
+    repair_tail(p)
+    with open(p, "a", encoding="utf-8") as f:
+        for r in rs: f.write(dumps(r.to_dict(), sort_keys=True) + "\n")
+        f.flush(); os.fsync(f.fileno())
+
+# %% ../nbs/api/03_store.ipynb #db37de09
+def _load_file(p: Path, experiment: str) -> list[Record]:
+    "The records of `experiment` in the JSONL file `p`, deduplicated by sample id (last wins); a torn last line is skipped."
+    if not p.exists(): return []
+    recs, rep = read_jsonl(p, Record.from_dict, lenient=True)
+    if rep.skipped:
+        lines = sum(1 for l in open(p, encoding="utf-8") if l.strip())
+        torn_tail = len(rep.skipped) == 1 and rep.skipped[0][0] == lines
+        if not torn_tail: raise RecordError(f"{len(rep.skipped)} malformed record(s): {rep.skipped[0][1]}", str(p))
+    out = {}
+    for r in recs:
+        if r.experiment == experiment: out[r.sample_id] = r
+    return list(out.values())
+
+# %% ../nbs/api/03_store.ipynb #6e2a7ee2
+def _check_config_file(p: Path, cp: Path, method: str, description: dict, data_fingerprint: str | None) -> None:
+    """`ConfigMismatch` when the records `p` were made under another configuration than `description` or on other data
+    than `data_fingerprint` (per the file `cp`); writes `cp` when it or the records are missing, or it lacks the data."""
+    want = json.loads(dumps(description, sort_keys=True))
+    full = {**want, **({"data_fingerprint": data_fingerprint} if data_fingerprint else {})}
+    has_records = p.exists() and p.stat().st_size
+    if cp.exists() and has_records:
+        have = json.loads(cp.read_text(encoding="utf-8"))
+        made_on = have.pop("data_fingerprint", None)
+        _check_same(p, method, have, want, made_on, data_fingerprint)
+        if data_fingerprint and not made_on: write_json(cp, full)     # older records: adopted, the data recorded
+    if not cp.exists() or not has_records: write_json(cp, full)
+
+# %% ../nbs/api/03_store.ipynb #f0e98299
+def _archive_files(p: Path, cp: Path) -> Path | None:
+    "Move the records `p` and their configuration `cp` to `replaced/<time>/` beside them; the records' new path (None without records)."
+    if not p.exists(): return None
+    dest = p.parent / "replaced" / _dt.datetime.now().strftime("%Y%m%dT%H%M%S%f")
+    dest.mkdir(parents=True, exist_ok=True)
+    for q in (p, cp):
+        if q.exists(): q.rename(dest / q.name)
+    return dest / p.name
+
+# %% ../nbs/api/03_store.ipynb #705f9e13
 class RecordStore:
     "Append-only per-sample records of one experiment."
     def __init__(self, root: Path | str, experiment: str):
@@ -78,27 +125,12 @@ class RecordStore:
         "Append records (grouped by file), flushed and fsynced, after cutting a torn last line off the file."
         by_path = {}
         for r in records: by_path.setdefault(self.path(r.dataset, r.split, r.method), []).append(r)
-        for p, rs in by_path.items():
-            p.parent.mkdir(parents=True, exist_ok=True)
-            repair_tail(p)
-            with open(p, "a", encoding="utf-8") as f:
-                for r in rs: f.write(dumps(r.to_dict(), sort_keys=True) + "\n")
-                f.flush(); os.fsync(f.fileno())
+        for p, rs in by_path.items(): _append_file(p, rs)
         return sum(len(v) for v in by_path.values())
 
     def load(self, dataset: str, split: str, method: str) -> list[Record]:
         "Records of one (data set, split, method), deduplicated by sample id (last wins)."
-        p = self.path(dataset, split, method)
-        if not p.exists(): return []
-        recs, rep = read_jsonl(p, Record.from_dict, lenient=True)
-        if rep.skipped:
-            lines = sum(1 for l in open(p, encoding="utf-8") if l.strip())
-            torn_tail = len(rep.skipped) == 1 and rep.skipped[0][0] == lines
-            if not torn_tail: raise RecordError(f"{len(rep.skipped)} malformed record(s): {rep.skipped[0][1]}", str(p))
-        out = {}
-        for r in recs:
-            if r.experiment == self.experiment: out[r.sample_id] = r
-        return list(out.values())
+        return _load_file(self.path(dataset, split, method), self.experiment)
 
     def done_ids(self, dataset: str, split: str, method: str) -> set[str]:
         return {r.sample_id for r in self.load(dataset, split, method)}
@@ -112,16 +144,8 @@ class RecordStore:
         run writes both (the method's description and the data set's fingerprint) beside the records; a later run with
         another configuration under the same name, or on other data, raises `ConfigMismatch` (records from before
         these checks existed are adopted as they are, and get the fingerprint recorded)."""
-        p, cp = self.path(dataset, split, method), self.config_path(dataset, split, method)
-        want = json.loads(dumps(description, sort_keys=True))
-        full = {**want, **({"data_fingerprint": data_fingerprint} if data_fingerprint else {})}
-        has_records = p.exists() and p.stat().st_size
-        if cp.exists() and has_records:
-            have = json.loads(cp.read_text(encoding="utf-8"))
-            made_on = have.pop("data_fingerprint", None)
-            _check_same(p, method, have, want, made_on, data_fingerprint)
-            if data_fingerprint and not made_on: write_json(cp, full)     # older records: adopted, the data recorded
-        if not cp.exists() or not has_records: write_json(cp, full)
+        _check_config_file(self.path(dataset, split, method), self.config_path(dataset, split, method), method,
+                           description, data_fingerprint)
 
     def reset(self, dataset: str, split: str, method: str) -> None:
         "Forget the records of (data set, split, method) and their configuration."
@@ -130,13 +154,7 @@ class RecordStore:
 
     def archive(self, dataset: str, split: str, method: str) -> Path | None:
         "Move the records of (data set, split, method) and their configuration to `replaced/<time>/` beside them (kept, not read)."
-        p = self.path(dataset, split, method)
-        if not p.exists(): return None
-        dest = p.parent / "replaced" / _dt.datetime.now().strftime("%Y%m%dT%H%M%S%f")
-        dest.mkdir(parents=True, exist_ok=True)
-        for q in (p, self.config_path(dataset, split, method)):
-            if q.exists(): q.rename(dest / q.name)
-        return dest / p.name
+        return _archive_files(self.path(dataset, split, method), self.config_path(dataset, split, method))
 
     def runs(self) -> list[tuple[str, str, str]]:
         "Every (data set, split, method) with records in this experiment."
