@@ -310,7 +310,33 @@ def _run_sync(coro):
     if "e" in box: raise box["e"]
     return box["v"]
 
-# %% ../nbs/api/20_llm.ipynb #4eeb7156
+# %% ../nbs/api/20_llm.ipynb #c3d1bda3
+def _time_limits(timeout_s: float | None, connect_timeout_s: float, max_retries: int | None) -> tuple[float, float, int]:
+    "`(timeout_s, connect_timeout_s, max_retries)` of a client: the arguments, else the environment's, else the defaults."
+    timeout_s = float(timeout_s) if timeout_s is not None else _env_number("SAGE_BENCH_LLM_TIMEOUT", DEFAULT_TIMEOUT_S, float, 0.001)
+    max_retries = int(max_retries) if max_retries is not None else _env_number("SAGE_BENCH_LLM_ATTEMPTS", DEFAULT_ATTEMPTS, int, 1) - 1
+    return timeout_s, min(connect_timeout_s, timeout_s), max_retries
+
+# %% ../nbs/api/20_llm.ipynb #e9bb4654
+def _backend_arg(backend: str) -> Optional[str]:
+    "The server kind `backend` names (None for auto: found out on the first request); a ValueError for an unknown one."
+    if backend not in ("auto", "vllm", "llama.cpp", "openai"): raise ValueError(f"unknown backend {backend!r}")
+    return None if backend == "auto" else backend
+
+# %% ../nbs/api/20_llm.ipynb #a23e1008
+def _make_cache(cache: bool | LLMCache, cache_path: Path | str | None) -> Optional[LLMCache]:
+    "`cache` when it is an `LLMCache`, a new one at `cache_path` when true, None when false or `$SAGE_BENCH_LLM_NO_CACHE` is set."
+    if os.environ.get("SAGE_BENCH_LLM_NO_CACHE", "") not in ("", "0"): cache = False
+    return cache if isinstance(cache, LLMCache) else (LLMCache(cache_path) if cache else None)
+
+# %% ../nbs/api/20_llm.ipynb #baf86a93
+def _pick_replica(inflight: Sequence[int], down_until: Sequence[float], rr: int, now: float) -> int:
+    "The replica with the fewest `inflight` requests, round robin from `rr` among ties, skipping ones down after `now`."
+    n = len(inflight)
+    idx = [i for i in range(n) if down_until[i] <= now] or list(range(n))
+    return sorted(idx, key=lambda i: (inflight[i], (i - rr) % n))[0]
+
+# %% ../nbs/api/20_llm.ipynb #32910ef8
 class LLMClient:
     "An async client for one or more OpenAI-compatible replicas, with retries, a limit, a cache and JSON parsing."
     def __init__(self,
@@ -333,72 +359,63 @@ class LLMClient:
         self.base_urls = _norm_urls(base_urls)
         self.model = model or os.environ.get("SAGE_BENCH_LLM_MODEL") or None
         self.temperature, self.max_tokens, self.seed = temperature, max_tokens, seed
-        # time limits: arguments, else SAGE_BENCH_LLM_TIMEOUT / SAGE_BENCH_LLM_ATTEMPTS (the CLI's --llm-timeout/--llm-attempts)
-        self.timeout_s = float(timeout_s) if timeout_s is not None else _env_number("SAGE_BENCH_LLM_TIMEOUT", DEFAULT_TIMEOUT_S, float, 0.001)
-        self.connect_timeout_s = min(connect_timeout_s, self.timeout_s)
-        self.max_retries = int(max_retries) if max_retries is not None else _env_number("SAGE_BENCH_LLM_ATTEMPTS", DEFAULT_ATTEMPTS, int, 1) - 1
+        self.timeout_s, self.connect_timeout_s, self.max_retries = _time_limits(timeout_s, connect_timeout_s, max_retries)
         self.concurrency = max(1, int(concurrency))
         self.activity = {}                      # what the client is doing now (in flight, waiting since, last retry): `status_line()`
         self.backoff_s, self.max_backoff_s, self.replica_cooldown_s = backoff_s, max_backoff_s, replica_cooldown_s
-        if backend not in ("auto", "vllm", "llama.cpp", "openai"): raise ValueError(f"unknown backend {backend!r}")
-        self._backend = None if backend == "auto" else backend
-        if os.environ.get("SAGE_BENCH_LLM_NO_CACHE", "") not in ("", "0"): cache = False
-        self.cache = cache if isinstance(cache, LLMCache) else (LLMCache(cache_path) if cache else None)
+        self._backend = _backend_arg(backend)
+        self.cache = _make_cache(cache, cache_path)
         self.__api_key = api_key or os.environ.get("SAGE_BENCH_LLM_API_KEY") or os.environ.get("OPENAI_API_KEY")
-        self.stats = Counter()                  # requests (HTTP POSTs), cache_hits, retries, errors
-        self.replica_requests = Counter()       # base URL -> POSTs sent there
-        self._inflight = [0] * len(self.base_urls)
-        self._down_until = [0.0] * len(self.base_urls)
-        self._rr = 0
-        self._lock = threading.Lock()
-        self._loops = weakref.WeakKeyDictionary()
+        self.stats, self.replica_requests = Counter(), Counter()   # requests (HTTP POSTs), cache_hits, retries, errors; base URL -> POSTs
+        self._inflight, self._down_until, self._rr = [0] * len(self.base_urls), [0.0] * len(self.base_urls), 0
+        self._lock, self._loops = threading.Lock(), weakref.WeakKeyDictionary()
 
     @property
     def shown_urls(self) -> list[str]: return [redact_url(u) for u in self.base_urls]
+    @property
+    def backend(self) -> Optional[str]: return self._backend
+    def _headers(self) -> dict: return {"Authorization": f"Bearer {self.__api_key}"} if self.__api_key else {}
 
     def __repr__(self):
         return (f"LLMClient(base_urls={self.shown_urls}, model={self.model!r}, backend={self._backend or 'auto'}, "
                 f"temperature={self.temperature}, max_tokens={self.max_tokens}, concurrency={self.concurrency}, "
                 f"cache={'on' if self.cache else 'off'})")
 
-    @property
-    def backend(self) -> Optional[str]: return self._backend
-
-    def _headers(self) -> dict:
-        return {"Authorization": f"Bearer {self.__api_key}"} if self.__api_key else {}
-
-    def _loop_state(self):
-        "The httpx client and semaphore of the running event loop."
-        loop = asyncio.get_running_loop()
-        st = self._loops.get(loop)
-        if st is None:
-            timeout = httpx.Timeout(self.timeout_s, connect=self.connect_timeout_s)
-            limits = httpx.Limits(max_connections=self.concurrency * 2, max_keepalive_connections=self.concurrency)
-            st = self._loops[loop] = (httpx.AsyncClient(timeout=timeout, limits=limits, headers=self._headers()),
-                                      asyncio.Semaphore(self.concurrency))
-        return st
-
     async def aclose(self) -> None:
         "Close the HTTP connections of the running loop."
         st = self._loops.pop(asyncio.get_running_loop(), None)
         if st: await st[0].aclose()
 
-    def _pick(self) -> int:
-        "The replica with the fewest requests in flight, round robin among ties, skipping ones marked down."
-        with self._lock:
-            now = time.monotonic()
-            idx = [i for i in range(len(self.base_urls)) if self._down_until[i] <= now] or list(range(len(self.base_urls)))
-            n = len(self.base_urls)
-            order = sorted(idx, key=lambda i: (self._inflight[i], (i - self._rr) % n))
-            i = order[0]
-            self._rr = (i + 1) % n
-            self._inflight[i] += 1
-            return i
+# %% ../nbs/api/20_llm.ipynb #35949842
+def _loop_state(self: LLMClient):
+    "The httpx client and semaphore of the running event loop."
+    loop = asyncio.get_running_loop()
+    st = self._loops.get(loop)
+    if st is None:
+        timeout = httpx.Timeout(self.timeout_s, connect=self.connect_timeout_s)
+        limits = httpx.Limits(max_connections=self.concurrency * 2, max_keepalive_connections=self.concurrency)
+        st = self._loops[loop] = (httpx.AsyncClient(timeout=timeout, limits=limits, headers=self._headers()),
+                                  asyncio.Semaphore(self.concurrency))
+    return st
 
-    def _release(self, i: int, down: bool = False) -> None:
-        with self._lock:
-            self._inflight[i] -= 1
-            if down: self._down_until[i] = time.monotonic() + self.replica_cooldown_s
+LLMClient._loop_state = _loop_state
+
+# %% ../nbs/api/20_llm.ipynb #0c2d4dc3
+def _pick(self: LLMClient) -> int:
+    "The replica for the next request (`_pick_replica`), counted in flight."
+    with self._lock:
+        i = _pick_replica(self._inflight, self._down_until, self._rr, time.monotonic())
+        self._rr = (i + 1) % len(self.base_urls)
+        self._inflight[i] += 1
+        return i
+
+def _release(self: LLMClient, i: int, down: bool = False) -> None:
+    "Replica `i` has finished a request; `down`: it refused the connection, leave it out for a while."
+    with self._lock:
+        self._inflight[i] -= 1
+        if down: self._down_until[i] = time.monotonic() + self.replica_cooldown_s
+
+LLMClient._pick, LLMClient._release = _pick, _release
 
 # %% ../nbs/api/20_llm.ipynb #64b3d719
 async def _discover(self: LLMClient) -> None:
