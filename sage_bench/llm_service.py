@@ -328,7 +328,69 @@ def _models(url: str, timeout: float = 3.0) -> Optional[dict]:
         return r.json() if r.status_code == 200 else None
     except (httpx.HTTPError, ValueError): return None
 
-# %% ../nbs/api/21_llm_service.ipynb #26387bd9
+# %% ../nbs/api/21_llm_service.ipynb #6f597151
+def _check_bind(port: int, host: str, allow_remote: bool) -> int:
+    "`port` as an int, after refusing one out of range and a `host` other machines reach without `allow_remote`."
+    port = int(port)
+    if not 0 < port < 65536: raise LLMServiceError(f"port {port} is out of range: a TCP port is 1-65535")
+    if not is_loopback(host) and not allow_remote:
+        raise LLMServiceError(f"host {host!r} is reachable from other machines, and the server has no access control "
+                              "unless api_key_env is set; pass allow_remote=True (sage-bench llm start --allow-remote) "
+                              "to serve it there, or use 127.0.0.1")
+    return port
+
+# %% ../nbs/api/21_llm_service.ipynb #b5e06e87
+def _recorded_server(port: int, host: str, root=None) -> Optional[dict]:
+    """The answer of `start_llm_service` when our server already runs on `port` (`already_running: True`), else None
+    (a stale record removed); `LLMServiceError` when another process holds the port."""
+    old = _read_state(port, root)
+    if old and is_our_process(old):     # ours runs there (it may be busy: /models waits for completions)
+        return {k: old.get(k) for k in ("url", "model", "port", "pid", "backend", "server", "slots", "log", "host")} | {"already_running": True}
+    if old: _state_file(port, root).unlink(missing_ok=True)           # stale: that server is gone
+    if port_in_use(port, host):
+        raise LLMServiceError(f"port {port} on {host} is already in use by another process; pick another port "
+                              f"(--port) or stop what runs there")
+    return None
+
+# %% ../nbs/api/21_llm_service.ipynb #f8b4a332
+def _launch_env(be: str, kind: str, api_key_env: Optional[str]) -> dict:
+    "The environment the `kind` server of backend `be` starts with, holding the key of `$api_key_env` when one is named."
+    env = server_env() if be == "llama.cpp" else dict(os.environ)
+    if api_key_env:
+        key = os.environ.get(api_key_env)
+        if not key: raise LLMServiceError(f"api_key_env={api_key_env!r} but that environment variable is empty")
+        env[{"vllm": "VLLM_API_KEY", "llama-server": "LLAMA_API_KEY"}.get(kind, "API_KEY")] = key
+    return env
+
+# %% ../nbs/api/21_llm_service.ipynb #e5bf5c27
+def _launch(cmd: Sequence[str], env: dict, log: Path) -> subprocess.Popen:
+    "Start `cmd` in its own session, its output appended to `log` after a line naming it; kept in `_CHILDREN` to be reaped."
+    with open(log, "ab") as lf:
+        lf.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
+        proc = subprocess.Popen(cmd, stdout=lf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                start_new_session=True)   # own process group; survives the CLI that started it
+    _CHILDREN[proc.pid] = proc
+    return proc
+
+# %% ../nbs/api/21_llm_service.ipynb #bf3c2523
+def _wait_ready(proc: subprocess.Popen, url: str, timeout_s: float, be: str, kind: str, log: Path, state: Path) -> None:
+    """Return when `url` answers `/v1/models`; `LLMServiceError` with the end of `log` (and the state file `state`
+    removed) when `proc` exits first or does not answer within `timeout_s` (it is then stopped)."""
+    t0 = time.monotonic()
+    while True:
+        if proc.poll() is not None:
+            state.unlink(missing_ok=True)
+            raise LLMServiceError(f"the {be} server ({kind}) exited with code {proc.returncode} while starting; "
+                                  f"end of {log}:\n{_log_tail(log)}")
+        if _models(url, timeout=2.0): return
+        if time.monotonic() - t0 > timeout_s:
+            _terminate(proc.pid)
+            state.unlink(missing_ok=True)
+            raise LLMServiceError(f"the {be} server did not answer within {timeout_s:g}s (stopped it); "
+                                  f"end of {log}:\n{_log_tail(log)}")
+        time.sleep(0.5)
+
+# %% ../nbs/api/21_llm_service.ipynb #cd17a8b6
 def start_llm_service(model: Optional[str] = None,  # a name of MODELS (None: the backend's default)
                       port: int = DEFAULT_LLM_PORT,
                       host: str = "127.0.0.1",  # the address it binds; one other machines reach needs allow_remote
@@ -350,20 +412,10 @@ def start_llm_service(model: Optional[str] = None,  # a name of MODELS (None: th
     A `host` other machines can reach (0.0.0.0, a network address) needs `allow_remote=True`. On a CPU, `server`
     (or `backend='llama-server'|'llama-cpp-python'`) picks the server, `parallel` llama-server's slots and `n_ctx` the
     context of one request."""
-    port = int(port)
-    if not 0 < port < 65536: raise LLMServiceError(f"port {port} is out of range: a TCP port is 1-65535")
-    if not is_loopback(host) and not allow_remote:
-        raise LLMServiceError(f"host {host!r} is reachable from other machines, and the server has no access control "
-                              "unless api_key_env is set; pass allow_remote=True (sage-bench llm start --allow-remote) "
-                              "to serve it there, or use 127.0.0.1")
+    port = _check_bind(port, host, allow_remote)
     url = _url(_client_host(host), port)
-    old = _read_state(port, root)
-    if old and is_our_process(old):     # ours runs there (it may be busy: /models waits for completions)
-        return {k: old.get(k) for k in ("url", "model", "port", "pid", "backend", "server", "slots", "log", "host")} | {"already_running": True}
-    if old: _state_file(port, root).unlink(missing_ok=True)           # stale: that server is gone
-    if port_in_use(port, host):
-        raise LLMServiceError(f"port {port} on {host} is already in use by another process; pick another port "
-                              f"(--port) or stop what runs there")
+    running = _recorded_server(port, host, root)
+    if running: return running
     be = choose_backend(backend)
     if backend in CPU_SERVERS + ("python",): server = backend
     if be == "llama.cpp" and server == "auto": server = cpu_server(server)    # says so when it falls back
@@ -372,34 +424,14 @@ def start_llm_service(model: Optional[str] = None,  # a name of MODELS (None: th
                                 cache_ram_mib=cache_ram_mib)
     kind = server_of(cmd)
     slots = int(cmd[cmd.index("--parallel") + 1]) if kind == "llama-server" else 1 if kind == "llama-cpp-python" else None
-    env = server_env() if be == "llama.cpp" else dict(os.environ)
-    if api_key_env:
-        key = os.environ.get(api_key_env)
-        if not key: raise LLMServiceError(f"api_key_env={api_key_env!r} but that environment variable is empty")
-        env[{"vllm": "VLLM_API_KEY", "llama-server": "LLAMA_API_KEY"}.get(kind, "API_KEY")] = key
+    env = _launch_env(be, kind, api_key_env)
     sd = state_dir(root); sd.mkdir(parents=True, exist_ok=True)
     log = sd / f"{port}.log"
-    with open(log, "ab") as lf:
-        lf.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
-        proc = subprocess.Popen(cmd, stdout=lf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                start_new_session=True)   # own process group; survives the CLI that started it
-    _CHILDREN[proc.pid] = proc
+    proc = _launch(cmd, env, log)
     state = dict(pid=proc.pid, port=port, host=host, url=url, model=served, backend=be, server=kind, slots=slots, cmd=cmd,
                  log=str(log), started_at=time.time())
     _state_file(port, root).write_text(json.dumps(state, indent=1))
-    t0 = time.monotonic()
-    while True:
-        if proc.poll() is not None:
-            _state_file(port, root).unlink(missing_ok=True)
-            raise LLMServiceError(f"the {be} server ({kind}) exited with code {proc.returncode} while starting; "
-                                  f"end of {log}:\n{_log_tail(log)}")
-        if _models(url, timeout=2.0): break
-        if time.monotonic() - t0 > timeout_s:
-            _terminate(proc.pid)
-            _state_file(port, root).unlink(missing_ok=True)
-            raise LLMServiceError(f"the {be} server did not answer within {timeout_s:g}s (stopped it); "
-                                  f"end of {log}:\n{_log_tail(log)}")
-        time.sleep(0.5)
+    _wait_ready(proc, url, timeout_s, be, kind, log, _state_file(port, root))
     return {"url": url, "model": served, "port": port, "pid": proc.pid, "backend": be, "server": kind, "slots": slots,
             "log": str(log), "host": host, "already_running": False}
 
