@@ -91,7 +91,7 @@ assert reworded("Returns a. Requires b.") == "Needs b. Provides a."
 assert param_map({"properties": {"location": {}, "units": {}, "x": {}}}) == {"location": "place", "units": "unit_system", "x": "x_value"}
 assert param_map({"properties": {"x_value": {}}}) == {"x_value": "x"} and reworded(reworded("One sentence.")) == "One sentence."
 
-# %% ../../nbs/api/56_drift_stream.ipynb #a4269eae
+# %% ../../nbs/api/56_drift_stream.ipynb #6a8bd1b0
 @dataclass
 class Version:
     "One version of the library: its tools (table ids), each original tool's current descendant, the changes made."
@@ -103,6 +103,50 @@ class Version:
 
 def _key(tid: str, k: int) -> str: return f"{tid}@v{k}"
 
+# %% ../../nbs/api/56_drift_stream.ipynb #49ec1247
+def _draw_changes(live: list, cfg: DriftConfig, rng) -> dict:
+    "{kind: original tool ids}: disjoint seeded shares of the `live` tools, one per kind of change."
+    order = rng.permutation(len(live))
+    n = [int(round(s * len(live))) for s in (cfg.rename, cfg.redescribe, cfg.deprecate, cfg.reparam)]
+    cuts = np.cumsum([0] + n)
+    return {kind: [live[i] for i in order[cuts[j]:cuts[j + 1]]] for j, kind in enumerate(("rename", "redescribe", "deprecate", "reparam"))}
+
+# %% ../../nbs/api/56_drift_stream.ipynb #f0673296
+def _successor_name(name: str, k: int, taken: set) -> str:
+    "The name of a successor made in version `k`: `<stem>_v<k+1>` (a `_vN` suffix of `name` replaced), unique in `taken`."
+    stem = re.sub(r"_v\d+(_\d+)?$", "", name)
+    new, j = f"{stem}_v{k + 1}", 2
+    while new in taken: new, j = f"{stem}_v{k + 1}_{j}", j + 1
+    return new
+
+# %% ../../nbs/api/56_drift_stream.ipynb #80c0f35f
+def _apply_changes(pick: dict, cur: dict, pub: dict, pmaps: dict, k: int, taken: set) -> list[Tool]:
+    """Version `k`'s changes `pick` made in place to `cur` (original id -> current tool), `pub` (original id -> public
+    (id, name)) and `pmaps` (the parameter renames so far); returns the tools deprecated in this version."""
+    for o in pick["rename"]:
+        t = cur[o]; pid, pname = pub[o]
+        name = renamed(pname, k, taken); taken.add(name)
+        pub[o] = (_new_id(Tool(pid, pname, ""), name), name)
+        cur[o] = Tool(**{**asdict(t), "id": _key(pub[o][0], k), "name": name})
+    for o in pick["redescribe"]:
+        t = cur[o]; cur[o] = Tool(**{**asdict(t), "id": _key(pub[o][0], k), "description": reworded(t.description)})
+    for o in pick["reparam"]:
+        t = cur[o]; pm = param_map(t.parameters)
+        pmaps[o] = {p: pm.get(q, q) for p, q in pmaps[o].items()}
+        cur[o] = Tool(**{**asdict(t), "id": _key(pub[o][0], k), "parameters": reparameterised(t.parameters, pm)})
+    deprecated = []
+    for o in pick["deprecate"]:
+        t = cur[o]; pid, pname = pub[o]
+        name = _successor_name(pname, k, taken); taken.add(name)
+        pm = param_map(t.parameters)
+        deprecated.append(Tool(**{**asdict(t), "id": _key(pid, k), "description": f"Deprecated: use {name} instead. {t.description}"}))
+        pub[o] = (_new_id(Tool(pid, pname, ""), name), name)
+        pmaps[o] = {p: pm.get(q, q) for p, q in pmaps[o].items()}
+        cur[o] = Tool(**{**asdict(t), "id": _key(pub[o][0], k), "name": name, "description": reworded(t.description),
+                         "parameters": reparameterised(t.parameters, pm)})
+    return deprecated
+
+# %% ../../nbs/api/56_drift_stream.ipynb #5c0b86f5
 def make_versions(tools: ToolLibrary, cfg: DriftConfig) -> list[Version]:
     "Version 0 (the data set's library) and `n_versions - 1` changed versions (see above)."
     rng = np.random.default_rng(cfg.seed)
@@ -111,39 +155,9 @@ def make_versions(tools: ToolLibrary, cfg: DriftConfig) -> list[Version]:
     pmaps = {t.id: {p: p for p in t.param_names} for t in tools}
     versions = [Version(0, ToolLibrary(list(cur.values()), f"{tools.name}@v0"), {o: t.id for o, t in cur.items()},
                         {o: dict(m) for o, m in pmaps.items()}, {})]
-    deprecated: list[Tool] = []
     for k in range(1, cfg.n_versions):
-        live = sorted(cur)
-        order = rng.permutation(len(live))
-        n = [int(round(s * len(live))) for s in (cfg.rename, cfg.redescribe, cfg.deprecate, cfg.reparam)]
-        cuts = np.cumsum([0] + n)
-        pick = {kind: [live[i] for i in order[cuts[j]:cuts[j + 1]]] for j, kind in enumerate(("rename", "redescribe", "deprecate", "reparam"))}
-        taken = {name for _, name in pub.values()}
-        new_dep = []
-        for o in pick["rename"]:
-            t = cur[o]; pid, pname = pub[o]
-            name = renamed(pname, k, taken); taken.add(name)
-            pub[o] = (_new_id(Tool(pid, pname, ""), name), name)
-            cur[o] = Tool(**{**asdict(t), "id": _key(pub[o][0], k), "name": name})
-        for o in pick["redescribe"]:
-            t = cur[o]; cur[o] = Tool(**{**asdict(t), "id": _key(pub[o][0], k), "description": reworded(t.description)})
-        for o in pick["reparam"]:
-            t = cur[o]; pm = param_map(t.parameters)
-            pmaps[o] = {p: pm.get(q, q) for p, q in pmaps[o].items()}
-            cur[o] = Tool(**{**asdict(t), "id": _key(pub[o][0], k), "parameters": reparameterised(t.parameters, pm)})
-        for o in pick["deprecate"]:
-            t = cur[o]; pid, pname = pub[o]
-            stem = re.sub(r"_v\d+(_\d+)?$", "", pname)
-            name = f"{stem}_v{k + 1}"; j = 2
-            while name in taken: name, j = f"{stem}_v{k + 1}_{j}", j + 1
-            taken.add(name)
-            pm = param_map(t.parameters)
-            new_dep.append(Tool(**{**asdict(t), "id": _key(pid, k), "description": f"Deprecated: use {name} instead. {t.description}"}))
-            pub[o] = (_new_id(Tool(pid, pname, ""), name), name)
-            pmaps[o] = {p: pm.get(q, q) for p, q in pmaps[o].items()}
-            cur[o] = Tool(**{**asdict(t), "id": _key(pub[o][0], k), "name": name, "description": reworded(t.description),
-                             "parameters": reparameterised(t.parameters, pm)})
-        deprecated = new_dep                                    # last version's deprecated tools are gone now
+        pick = _draw_changes(sorted(cur), cfg, rng)
+        deprecated = _apply_changes(pick, cur, pub, pmaps, k, {name for _, name in pub.values()})   # the last version's are gone
         lib = ToolLibrary(list(cur.values()) + deprecated, f"{tools.name}@v{k}")
         versions.append(Version(k, lib, {o: t.id for o, t in cur.items()}, {o: dict(m) for o, m in pmaps.items()}, pick))
     return versions
@@ -167,7 +181,7 @@ def render(s: Sample, v: Version) -> Sample:
                             context=list(s.context or []), candidate_tools=[], meta=meta)
     raise TypeError(f"cannot render a {type(s).__name__} ({s.id})")
 
-# %% ../../nbs/api/56_drift_stream.ipynb #6882d78c
+# %% ../../nbs/api/56_drift_stream.ipynb #5f58d806
 def _lower_first(t: str) -> str:
     "The first letter lower-cased (not for 'I' or an acronym)."
     return t[:1].lower() + t[1:] if t[:1].isupper() and t[1:2].islower() else t
@@ -181,6 +195,7 @@ def _shift_refs(x, by: int):
     if isinstance(x, list): return [_shift_refs(v, by) for v in x]
     return x
 
+# %% ../../nbs/api/56_drift_stream.ipynb #51d3cc97
 def composite(a: Sample, b: Sample) -> Sample:
     "One sample that asks for both `a` and `b` (same challenge; timing: same label)."
     sid, meta = f"{a.id}+{b.id}", {"base": f"{a.id}+{b.id}", "parts": [a.id, b.id], "composite": True,
@@ -200,6 +215,7 @@ def composite(a: Sample, b: Sample) -> Sample:
                             should_call_tool=a.should_call_tool, context=list(a.context or []), candidate_tools=[], meta=meta)
     raise ValueError(f"cannot compose {type(a).__name__} {a.id} with {type(b).__name__} {b.id}")
 
+# %% ../../nbs/api/56_drift_stream.ipynb #5c62698f
 def grow(samples: Sequence[Sample], n: int, seed: int = RANDOM_SEED, max_steps: int | None = None) -> list[Sample]:
     """All of `samples` (one challenge), then seeded composites of distinct pairs until there are `n` (timing: same-label pairs;
     planning: pairs of at most `max_steps` steps together)."""
@@ -220,9 +236,27 @@ def grow(samples: Sequence[Sample], n: int, seed: int = RANDOM_SEED, max_steps: 
         out.append(composite(g[i], g[j]))
     return out
 
-# %% ../../nbs/api/56_drift_stream.ipynb #7f92d798
+# %% ../../nbs/api/56_drift_stream.ipynb #c5ad3cd7
 CHANGE_NAMES = {"rename": "renamed", "redescribe": "redescribed", "deprecate": "deprecated", "reparam": "reparameterised"}
 
+def _gold(s: Sample) -> list:
+    "The tool ids of a sample's gold (selection: its relevant tools; planning: its steps' tools; timing: none)."
+    return list(getattr(s, "relevant_tools", []) or []) + [st.tool_id for st in getattr(s, "steps", []) or []]
+
+# %% ../../nbs/api/56_drift_stream.ipynb #a520ec25
+def _round_row(r: int, v: Version, train: list, test: list, seen: set) -> dict:
+    "Round `r`'s row of `DriftStream.describe` (`seen`: the bases trained on in earlier rounds)."
+    bases = [s.meta["base"] for s in train]
+    row = {"round": r, "library_size": len(v.library), **{CHANGE_NAMES[k]: len(v.changes.get(k, [])) for k in CHANGE_NAMES},
+           "n_train": len(bases), "recurring": sum(b in seen for b in bases)}
+    for ch in CHALLENGES:
+        te = [s for s in test if s.challenge == ch]
+        row[f"test_{ch}"] = len(te)
+        if ch != "timing" and te:      # share whose gold differs from version 0's (renamed, redescribed, ... or succeeded)
+            row[f"gold_changed_{ch}"] = round(float(np.mean([any(not t.endswith("@v0") for t in _gold(s)) for s in te])), 4)
+    return row
+
+# %% ../../nbs/api/56_drift_stream.ipynb #e777d3ca
 @dataclass
 class DriftStream:
     "Versions, the table of every tool variant, and per round its training and test samples (rendered) with their libraries."
@@ -247,35 +281,23 @@ class DriftStream:
         "One row per round: library size, changes, training samples (recurring ones), test samples per challenge, share with changed gold."
         rows, seen = [], set()
         for r, v in enumerate(self.versions):
-            bases = [s.meta["base"] for s in self.train[r]]
-            row = {"round": r, "library_size": len(v.library), **{CHANGE_NAMES[k]: len(v.changes.get(k, [])) for k in CHANGE_NAMES},
-                   "n_train": len(bases), "recurring": sum(b in seen for b in bases)}
-            for ch in CHALLENGES:
-                te = [s for s in self.test[r] if s.challenge == ch]
-                row[f"test_{ch}"] = len(te)
-                if ch != "timing" and te:      # share whose gold differs from version 0's (renamed, redescribed, ... or succeeded)
-                    row[f"gold_changed_{ch}"] = round(float(np.mean([any(not t.endswith("@v0") for t in _gold(s)) for s in te])), 4)
-            rows.append(row); seen.update(bases)
+            rows.append(_round_row(r, v, self.train[r], self.test[r], seen))
+            seen.update(s.meta["base"] for s in self.train[r])
         return rows
 
-def _gold(s: Sample) -> list:
-    return list(getattr(s, "relevant_tools", []) or []) + [st.tool_id for st in getattr(s, "steps", []) or []]
-
-def make_drift_stream(ds: Dataset, cfg: DriftConfig | None = None) -> DriftStream:
-    "The drift stream of data set `ds` (see above): training draws with recurrence, grown test sets, every version rendered."
-    cfg = cfg or DriftConfig()
-    if cfg.n_versions < 2: raise ValueError(f"a drift stream needs at least 2 versions, got {cfg.n_versions}")
-    versions = make_versions(ds.tools, cfg)
+# %% ../../nbs/api/56_drift_stream.ipynb #f1609fe7
+def _variant_table(versions: list) -> list[Tool]:
+    "Every tool variant of every version, once, in the order the versions first have it."
     seen_ids, table = set(), []
     for v in versions:
         for t in v.library:
             if t.id not in seen_ids: seen_ids.add(t.id); table.append(t)
-    tr = [s for s in ds.samples if s.split == "train" and s.challenge in CHALLENGES]
-    if not tr: raise ValueError(f"data set {ds.name!r} has no training samples")
-    rng = np.random.default_rng(cfg.seed)
-    order, nxt, used = list(rng.permutation(len(tr))), 0, []
-    train, test, n_base = [], [], {}
-    grown = {}
+    return table
+
+# %% ../../nbs/api/56_drift_stream.ipynb #18f15892
+def _test_sets(ds: Dataset, cfg: DriftConfig) -> tuple[dict, dict]:
+    "({challenge: test samples of the data set used}, {challenge: those samples grown by composites}), same for every version."
+    n_base, grown = {}, {}
     for ch in CHALLENGES:
         base = [s for s in ds.samples if s.split == "test" and s.challenge == ch]
         if cfg.max_test and len(base) > cfg.max_test:     # a seeded draw, in the data set's order
@@ -283,15 +305,33 @@ def make_drift_stream(ds: Dataset, cfg: DriftConfig | None = None) -> DriftStrea
             base = [base[i] for i in sorted(keep)]
         n_base[ch] = len(base)
         grown[ch] = grow(base, cfg.n_test, cfg.seed + zlib.crc32(ch.encode()) % 1000, cfg.max_plan_steps)
-    for v in versions:
-        m = min(cfg.train_per_round, len(tr))
-        n_old = min(int(round(cfg.recur * m)), len(used)) if v.k else 0
-        n_new = min(m - n_old, len(tr) - nxt)
+    return n_base, grown
+
+# %% ../../nbs/api/56_drift_stream.ipynb #2e176d46
+def _train_draws(n_train: int, cfg: DriftConfig) -> list[list]:
+    "Per round: positions of the training samples drawn (new ones, then recurring ones), seeded by `cfg.seed`."
+    rng = np.random.default_rng(cfg.seed)
+    order, nxt, used, out = list(rng.permutation(n_train)), 0, [], []
+    for k in range(cfg.n_versions):
+        m = min(cfg.train_per_round, n_train)
+        n_old = min(int(round(cfg.recur * m)), len(used)) if k else 0
+        n_new = min(m - n_old, n_train - nxt)
         n_old = min(m - n_new, len(used))             # the data set exhausted: the rest of the draw recurs
         new = order[nxt:nxt + n_new]; nxt += n_new
         old = [used[i] for i in rng.choice(len(used), n_old, replace=False)] if n_old else []
         used += new
-        picked = new + old
-        train.append([render(tr[i], v) for i in picked])
-        test.append([render(s, v) for ch in CHALLENGES for s in grown[ch]])
-    return DriftStream(ds.name, cfg, versions, ToolLibrary(table, f"{ds.name}@drift"), train, test, n_base)
+        out.append(new + old)
+    return out
+
+# %% ../../nbs/api/56_drift_stream.ipynb #95c9f5cb
+def make_drift_stream(ds: Dataset, cfg: DriftConfig | None = None) -> DriftStream:
+    "The drift stream of data set `ds` (see above): training draws with recurrence, grown test sets, every version rendered."
+    cfg = cfg or DriftConfig()
+    if cfg.n_versions < 2: raise ValueError(f"a drift stream needs at least 2 versions, got {cfg.n_versions}")
+    versions = make_versions(ds.tools, cfg)
+    tr = [s for s in ds.samples if s.split == "train" and s.challenge in CHALLENGES]
+    if not tr: raise ValueError(f"data set {ds.name!r} has no training samples")
+    n_base, grown = _test_sets(ds, cfg)
+    train = [[render(tr[i], v) for i in picked] for v, picked in zip(versions, _train_draws(len(tr), cfg))]
+    test = [[render(s, v) for ch in CHALLENGES for s in grown[ch]] for v in versions]
+    return DriftStream(ds.name, cfg, versions, ToolLibrary(_variant_table(versions), f"{ds.name}@drift"), train, test, n_base)
