@@ -61,7 +61,7 @@ _s = DriftLLMSettings()
 assert _s.budget == 6 and _s.buffer == 12 and _s.sft.epochs == 1 and _s.sft.threads == 1 and _s.drift.n_versions == 3
 assert DriftLLMSettings(sft={"epochs": 1}, drift={"n_versions": 2}).drift.n_versions == 2
 
-# %% ../../nbs/api/57_drift_llm.ipynb #1a2d3539
+# %% ../../nbs/api/57_drift_llm.ipynb #2e1c4191
 @dataclass
 class Item:
     "One encoded SFT example of the stream: its key across versions (base sample id and call), version and sample."
@@ -77,6 +77,7 @@ class Item:
     @property
     def challenge(self) -> str: return self.enc.challenge
 
+# %% ../../nbs/api/57_drift_llm.ipynb #e9ae706d
 def version_examples(samples, v, methods: dict) -> tuple[list[SFTExample], dict, int]:
     "(examples, {example id: key}, calls without a gold answer) of `samples` rendered under version `v`."
     out, keys, skipped = [], {}, 0
@@ -88,6 +89,7 @@ def version_examples(samples, v, methods: dict) -> tuple[list[SFTExample], dict,
             out.append(ex); keys[ex.id] = f"{(s.meta or {}).get('base', s.id)}#{i}"
     return out, keys, skipped
 
+# %% ../../nbs/api/57_drift_llm.ipynb #eab93b53
 def version_test_samples(stream: DriftStream, n: int, seed: int = RANDOM_SEED) -> list[list]:
     "Per version: `n` data-set test samples per challenge (no composites), a different seeded slice per version."
     rng = np.random.default_rng(seed)
@@ -101,6 +103,7 @@ def version_test_samples(stream: DriftStream, n: int, seed: int = RANDOM_SEED) -
             out[j] += [stream.test[j][pos[j][perm[(j * n + i) % len(perm)]]] for i in range(min(n, len(perm)))]
     return out
 
+# %% ../../nbs/api/57_drift_llm.ipynb #bafd56c7
 def stream_items(stream: DriftStream, tok, s: DriftLLMSettings, seed: int = RANDOM_SEED) -> dict:
     "{arrive: per round [Item], test: per version [Item], counts}: the stream's SFT examples, encoded for `tok`."
     methods = {ch: sft_method(ch, s.quick) for ch in SFT_METHODS}
@@ -187,7 +190,7 @@ def replay_weights(slots, w) -> tuple[list[int], list[float]]:
     for x, v in zip(slots, w): out[int(x)] = out.get(int(x), 0.0) + float(v)
     return list(out), list(out.values())
 
-# %% ../../nbs/api/57_drift_llm.ipynb #c43242ce
+# %% ../../nbs/api/57_drift_llm.ipynb #923a237d
 def reset_lora(model, seed: int) -> None:
     "Re-initialise the LoRA adapter as peft does (A: Kaiming-uniform, seeded; B: zeros): a fresh adapter for another seed."
     import torch
@@ -199,6 +202,7 @@ def reset_lora(model, seed: int) -> None:
                 p.copy_((torch.rand(p.shape, generator=g) * 2 - 1) * bound)
             elif "lora_B" in n: p.zero_()
 
+# %% ../../nbs/api/57_drift_llm.ipynb #cdd20e86
 def score_versions(model, test: list) -> tuple[dict, dict]:
     "({metric: [per version mean]}, {metric: per-example array over all versions}) of every version's test items."
     per = [example_scores(model, [i.enc for i in items]) for items in test]
@@ -206,6 +210,130 @@ def score_versions(model, test: list) -> tuple[dict, dict]:
     flat = {k: np.concatenate([d[k] for d in per]) for k in ("loss", "token_acc", "exact")}
     return means, flat
 
+# %% ../../nbs/api/57_drift_llm.ipynb #d59a66fb
+@dataclass
+class _Replay:
+    "The replay state of one method's run (`sequential`: none of it)."
+    ssis: Any = None
+    buf: Any = None                  # PriorityReplay (ssis_replay)
+    res: Any = None                  # Reservoir (uniform_replay)
+    reps: dict = field(default_factory=dict)     # buffer slot -> the example's state when last scored
+    comp: dict = field(default_factory=lambda: {ph: {k: [] for k in TERMS} for ph in ("admission", "trained", "refresh")})
+    prio: list = field(default_factory=list)
+    isw_log: list = field(default_factory=list)
+
+def _replay_state(method: str, s: DriftLLMSettings, n_rounds: int, seed: int) -> _Replay:
+    "The empty replay state `method` starts from."
+    ssis = SSIS(s.ssis) if method == "ssis_replay" else None
+    return _Replay(ssis, PriorityReplay(s.buffer, s.alpha, s.beta0, max(1, n_rounds - 1), seed=seed) if ssis else None,
+                   Reservoir(s.buffer, seed) if method == "uniform_replay" else None)
+
+# %% ../../nbs/api/57_drift_llm.ipynb #fd122c23
+def _draw_replay(rp: _Replay, model, A: list, n_rep: int, rng, r: int) -> tuple:
+    """Before round `r`'s training on the arriving items `A`: (their SSIS importance or None, the replayed items, their sum-tree
+    slots, their importance-sampling weights); at most `n_rep` draws."""
+    imp, replayed, slots, rep_w = None, [], [], []
+    if rp.ssis is not None:
+        st = example_scores(model, [i.enc for i in A], reps=True)
+        mem = np.stack(list(rp.reps.values())) if rp.reps else None
+        sc = ssis_terms(rp.ssis, [i.key for i in A], st, mem)
+        for k in TERMS: rp.comp["admission"][k] += sc[k].tolist()
+        imp = sc["importance"]
+        if len(rp.buf) and n_rep:
+            sl, its, w = rp.buf.sample(min(n_rep, len(rp.buf)))
+            slots, rep_w = replay_weights(sl, w)             # a slot drawn twice is trained once, with both weights
+            replayed = [rp.buf.tree.data[x] for x in slots]
+            rp.isw_log.append({"round": r, "beta": rp.buf.last_beta, "weights": [round(float(x), 4) for x in w],
+                               "applied": [round(x, 4) for x in rep_w]})
+    elif rp.res is not None and len(rp.res) and n_rep:
+        pick = rng.choice(len(rp.res), min(n_rep, len(rp.res)), replace=False)
+        replayed = [rp.res.items[int(j)] for j in pick]
+    return imp, replayed, slots, rep_w
+
+# %% ../../nbs/api/57_drift_llm.ipynb #db29b0e6
+def _refresh_rest(rp: _Replay, model, slots: list, bst) -> list:
+    "Re-score the buffer's slots not trained this round (`slots` were) against the trained ones' states `bst`; those slots."
+    buf, ssis = rp.buf, rp.ssis
+    rest = [x for x in range(buf.tree.n) if x not in set(slots)]
+    if rest:                                    # the rest of the buffer: what this round made it forget
+        st = example_scores(model, [buf.tree.data[x].enc for x in rest], reps=True)
+        sc = ssis_terms(ssis, [buf.tree.data[x].key for x in rest], st, None if bst is None else bst["rep"])
+        for k in TERMS: rp.comp["refresh"][k] += sc[k].tolist()
+        buf.update(rest, ssis.priority(sc["importance"])); ssis.observe([buf.tree.data[x].key for x in rest], st["loss"])
+        for x, v in zip(rest, st["rep"]): rp.reps[x] = v
+    return rest
+
+# %% ../../nbs/api/57_drift_llm.ipynb #d768b46b
+def _remember_trained(rp: _Replay, batch: list, n_new: int, slots: list, bst: dict, rest: list) -> None:
+    "The trained `batch` (its first `n_new` arrived, the rest replayed from `slots`): losses remembered, priorities set, new ones buffered."
+    ssis, buf = rp.ssis, rp.buf
+    mem = np.stack([rp.reps[x] for x in rest]) if rest else None
+    sc = ssis_terms(ssis, [i.key for i in batch], bst, mem)
+    for k in TERMS: rp.comp["trained"][k] += sc[k].tolist()
+    ssis.observe([i.key for i in batch], bst["loss"])
+    p, nn = ssis.priority(sc["importance"]), n_new
+    if slots: buf.update(slots, p[nn:])
+    for x, v in zip(slots, bst["rep"][nn:]): rp.reps[x] = v
+    for it, pr, v in zip(batch[:nn], p[:nn], bst["rep"][:nn]):
+        x = buf.add(it, float(pr))
+        if x is not None: rp.reps[x] = v
+
+def _update_buffer(rp: _Replay, model, batch: list, n_new: int, slots: list, r: int) -> None:
+    "SSIS's bookkeeping after round `r`'s training: the rest of the buffer re-scored, the trained examples remembered, priorities logged."
+    bst = example_scores(model, [i.enc for i in batch], reps=True) if batch else None
+    rest = _refresh_rest(rp, model, slots, bst)
+    if batch: _remember_trained(rp, batch, n_new, slots, bst, rest)
+    rp.prio.append({"round": r, **_spread([rp.buf.tree.priority(x) for x in range(rp.buf.tree.n)])})
+
+# %% ../../nbs/api/57_drift_llm.ipynb #35aa600a
+def _round_record(r: int, A: list, new, replayed: list, batch: list, log: dict, means: dict) -> dict:
+    "Round `r`'s entry of `run_method`'s record: what arrived, was chosen, replayed and trained, and the current version's scores."
+    return {"round": r, "arrived": len(A), "new": int(len(new)), "replayed": len(replayed), "trained": len(batch),
+            "new_recurring": int(sum(A[int(j)].recurring for j in new)),
+            "new_per_challenge": {ch: int(sum(A[int(j)].challenge == ch for j in new)) for ch in SFT_METHODS},
+            "replayed_versions": [i.version for i in replayed], "trained_ids": [i.id for i in batch],
+            "weights": log.get("weights"), "current_exact": means["exact"][r], "current_loss": means["loss"][r]}
+
+# %% ../../nbs/api/57_drift_llm.ipynb #a31ae453
+def _run_round(method: str, model, tok, items: dict, s: DriftLLMSettings, cfg, rp: _Replay, rng, r: int, clock: dict) -> tuple:
+    """Round `r` of `run_method`: draw the replay share, fill the budget, train one epoch, update the buffer, score every
+    version. (round record, training log, per-version means, per-example scores); `clock` collects the seconds."""
+    A, n_rep = items["arrive"][r], int(round(s.replay * s.budget))
+    t = time.perf_counter()
+    imp, replayed, slots, rep_w = _draw_replay(rp, model, A, n_rep, rng, r)
+    new = choose_round(method, len(A), s.budget, len(replayed), imp, rng)
+    if rp.ssis is not None: clock["ssis_s"] += time.perf_counter() - t
+    batch = [A[int(j)] for j in new] + replayed
+    weights = [1.0] * len(new) + rep_w if rep_w else None            # IS weights of the sum-tree draws; arriving examples 1
+    t = time.perf_counter()
+    log = (train_lora(model, tok, [i.enc for i in batch], cfg, epochs=1, weights=weights) if batch
+           else {"steps": 0, "examples_seen": 0, "wall_s": 0})
+    clock["train_s"] += time.perf_counter() - t
+    t = time.perf_counter()
+    if rp.ssis is not None: _update_buffer(rp, model, batch, len(new), slots, r); clock["ssis_s"] += time.perf_counter() - t
+    elif rp.res is not None: rp.res.add([A[int(j)] for j in new])
+    t = time.perf_counter()
+    means, flat = score_versions(model, items["test"])
+    clock["score_s"] += time.perf_counter() - t
+    return _round_record(r, A, new, replayed, batch, log, means), log, means, flat
+
+# %% ../../nbs/api/57_drift_llm.ipynb #c1feb45c
+def _method_record(method: str, seed: int, R: dict, rounds: list, logs: list, clock: dict, rp: _Replay, flat: dict) -> dict:
+    "`run_method`'s record: R matrices, rounds, training totals, seconds, SSIS's terms and the replay log, final per-example scores."
+    ssis, buf = rp.ssis, rp.buf
+    return {"method": method, "seed": seed, "R": {k: np.round(v, 5).tolist() for k, v in R.items()}, "rounds": rounds,
+            "train": {"steps": sum(x["steps"] for x in logs), "example_passes": sum(x["examples_seen"] for x in logs),
+                      "examples_trained": len({i for r in rounds for i in r["trained_ids"]})},
+            "times": {k: round(v, 2) for k, v in clock.items()},
+            "ssis_terms": {ph: _terms(v) for ph, v in rp.comp.items()} if ssis else None,
+            "ssis_values": {ph: {k: np.round(v, 5).tolist() for k, v in d.items()} for ph, d in rp.comp.items()} if ssis else None,
+            "replay": None if buf is None else {"planned_draws": buf.beta_steps, "draws": buf.draws, "last_beta": buf.last_beta,
+                                                 "priorities": rp.prio, "is_weights": rp.isw_log,
+                                                 "note": "replayed examples trained with their draws' IS weights (applied: summed per "
+                                                         "distinct slot), arriving examples with weight 1 (train_lora weights=)"},
+            "final": {k: np.round(v, 5).tolist() for k, v in flat.items()}}
+
+# %% ../../nbs/api/57_drift_llm.ipynb #e7bdc818
 def run_method(method: str, model, tok, items: dict, s: DriftLLMSettings, init: dict, seed: int = RANDOM_SEED,
                progress=None) -> dict:
     "Train `method` over the stream from the adapter state `init`: per-round record, R matrices, SSIS log, final per-example scores."
@@ -214,102 +342,62 @@ def run_method(method: str, model, tok, items: dict, s: DriftLLMSettings, init: 
     _restore(model, init)
     cfg = dataclasses.replace(s.sft, seed=seed)
     rng = np.random.default_rng(seed)
-    T, B = len(items["arrive"]), s.budget
-    n_rep = int(round(s.replay * B))
-    ssis = SSIS(s.ssis) if method == "ssis_replay" else None
-    buf = PriorityReplay(s.buffer, s.alpha, s.beta0, max(1, T - 1), seed=seed) if ssis else None
-    res = Reservoir(s.buffer, seed) if method == "uniform_replay" else None
-    reps: dict = {}                                       # buffer slot -> the example's state when last scored
-    comp = {ph: {k: [] for k in TERMS} for ph in ("admission", "trained", "refresh")}
+    rp = _replay_state(method, s, len(items["arrive"]), seed)
     R = {k: [] for k in ("loss", "token_acc", "exact")}
-    rounds, prio, isw_log, logs = [], [], [], []
-    t_train = t_score = t_ssis = 0.0
-    for r in range(T):
-        A = items["arrive"][r]
-        t = time.perf_counter()
-        imp, replayed, slots, rep_w = None, [], [], []
-        if ssis is not None:
-            st = example_scores(model, [i.enc for i in A], reps=True)
-            mem = np.stack(list(reps.values())) if reps else None
-            sc = ssis_terms(ssis, [i.key for i in A], st, mem)
-            for k in TERMS: comp["admission"][k] += sc[k].tolist()
-            imp = sc["importance"]
-            if len(buf) and n_rep:
-                sl, its, w = buf.sample(min(n_rep, len(buf)))
-                slots, rep_w = replay_weights(sl, w)             # a slot drawn twice is trained once, with both weights
-                replayed = [buf.tree.data[x] for x in slots]
-                isw_log.append({"round": r, "beta": buf.last_beta, "weights": [round(float(x), 4) for x in w],
-                                "applied": [round(x, 4) for x in rep_w]})
-        elif res is not None and len(res) and n_rep:
-            pick = rng.choice(len(res), min(n_rep, len(res)), replace=False)
-            replayed = [res.items[int(j)] for j in pick]
-        new = choose_round(method, len(A), B, len(replayed), imp, rng)
-        if ssis is not None: t_ssis += time.perf_counter() - t
-        batch = [A[int(j)] for j in new] + replayed
-        weights = [1.0] * len(new) + rep_w if rep_w else None            # IS weights of the sum-tree draws; arriving examples 1
-        t = time.perf_counter()
-        log = (train_lora(model, tok, [i.enc for i in batch], cfg, epochs=1, weights=weights) if batch
-               else {"steps": 0, "examples_seen": 0, "wall_s": 0})
-        t_train += time.perf_counter() - t; logs.append({k: log[k] for k in ("steps", "examples_seen", "wall_s")})
-        t = time.perf_counter()
-        if ssis is not None:
-            bst = example_scores(model, [i.enc for i in batch], reps=True) if batch else None
-            rest = [x for x in range(buf.tree.n) if x not in set(slots)]
-            if rest:                                    # the rest of the buffer: what this round made it forget
-                st = example_scores(model, [buf.tree.data[x].enc for x in rest], reps=True)
-                sc = ssis_terms(ssis, [buf.tree.data[x].key for x in rest], st, None if bst is None else bst["rep"])
-                for k in TERMS: comp["refresh"][k] += sc[k].tolist()
-                buf.update(rest, ssis.priority(sc["importance"])); ssis.observe([buf.tree.data[x].key for x in rest], st["loss"])
-                for x, v in zip(rest, st["rep"]): reps[x] = v
-            if batch:                                   # the examples just trained: remembered, the new ones buffered
-                mem = np.stack([reps[x] for x in rest]) if rest else None
-                sc = ssis_terms(ssis, [i.key for i in batch], bst, mem)
-                for k in TERMS: comp["trained"][k] += sc[k].tolist()
-                ssis.observe([i.key for i in batch], bst["loss"])
-                p, nn = ssis.priority(sc["importance"]), len(new)
-                if slots: buf.update(slots, p[nn:])
-                for x, v in zip(slots, bst["rep"][nn:]): reps[x] = v
-                for it, pr, v in zip(batch[:nn], p[:nn], bst["rep"][:nn]):
-                    x = buf.add(it, float(pr))
-                    if x is not None: reps[x] = v
-            prio.append({"round": r, **_spread([buf.tree.priority(x) for x in range(buf.tree.n)])})
-            t_ssis += time.perf_counter() - t
-        elif res is not None: res.add([A[int(j)] for j in new])
-        t = time.perf_counter()
-        means, flat = score_versions(model, items["test"])
+    rounds, logs, clock = [], [], {"train_s": 0.0, "ssis_s": 0.0, "score_s": 0.0}
+    for r in range(len(items["arrive"])):
+        rec, log, means, flat = _run_round(method, model, tok, items, s, cfg, rp, rng, r, clock)
+        rounds.append(rec); logs.append({k: log[k] for k in ("steps", "examples_seen", "wall_s")})
         for k in R: R[k].append(means[k])
-        t_score += time.perf_counter() - t
-        rounds.append({"round": r, "arrived": len(A), "new": int(len(new)), "replayed": len(replayed), "trained": len(batch),
-                       "new_recurring": int(sum(A[int(j)].recurring for j in new)),
-                       "new_per_challenge": {ch: int(sum(A[int(j)].challenge == ch for j in new)) for ch in SFT_METHODS},
-                       "replayed_versions": [i.version for i in replayed], "trained_ids": [i.id for i in batch],
-                       "weights": log.get("weights"),
-                       "current_exact": means["exact"][r], "current_loss": means["loss"][r]})
-        if progress: progress(f"{method} round {r}: trained {len(batch)} ({len(new)} new, {len(replayed)} replayed); current version "
-                              f"exact {means['exact'][r]:.3f}, loss {means['loss'][r]:.3f}")
-    return {"method": method, "seed": seed, "R": {k: np.round(v, 5).tolist() for k, v in R.items()}, "rounds": rounds,
-            "train": {"steps": sum(x["steps"] for x in logs), "example_passes": sum(x["examples_seen"] for x in logs),
-                      "examples_trained": len({i for r in rounds for i in r["trained_ids"]})},
-            "times": {"train_s": round(t_train, 2), "ssis_s": round(t_ssis, 2), "score_s": round(t_score, 2)},
-            "ssis_terms": {ph: _terms(v) for ph, v in comp.items()} if ssis else None,
-            "ssis_values": {ph: {k: np.round(v, 5).tolist() for k, v in d.items()} for ph, d in comp.items()} if ssis else None,
-            "replay": None if buf is None else {"planned_draws": buf.beta_steps, "draws": buf.draws, "last_beta": buf.last_beta,
-                                                 "priorities": prio, "is_weights": isw_log,
-                                                 "note": "replayed examples trained with their draws' IS weights (applied: summed per "
-                                                         "distinct slot), arriving examples with weight 1 (train_lora weights=)"},
-            "final": {k: np.round(v, 5).tolist() for k, v in flat.items()}}
+        if progress: progress(f"{method} round {r}: trained {rec['trained']} ({rec['new']} new, {rec['replayed']} replayed); current "
+                              f"version exact {means['exact'][r]:.3f}, loss {means['loss'][r]:.3f}")
+    return _method_record(method, seed, R, rounds, logs, clock, rp, flat)
 
-# %% ../../nbs/api/57_drift_llm.ipynb #178b6b2d
+# %% ../../nbs/api/57_drift_llm.ipynb #dcd80f07
 COMPARISONS = (("ssis_replay", "sequential"), ("ssis_replay", "uniform_replay"), ("uniform_replay", "sequential"),
                ("ssis_replay", "untrained"), ("sequential", "untrained"))
 
 def _metrics(R: dict, b: dict) -> dict:
+    "`stream_metrics` of a run's matrices `R` against the untrained scores `b`: on exact match and on the negated loss."
     return {"exact": stream_metrics(R["exact"], b["exact"]),
             "neg_loss": stream_metrics(-np.asarray(R["loss"]), -np.asarray(b["loss"]))}
 
+# %% ../../nbs/api/57_drift_llm.ipynb #f67003f4
+def _method_summary(rs: list, cur) -> dict:
+    "One method's summary over its seeds' runs `rs` (`cur`: mask of the last version's test examples): mean and sd of each figure."
+    from sage_bench.metrics import mean_sd
+    d = {"seeds": [r["seed"] for r in rs]}
+    for k in ("exact", "loss", "token_acc"):
+        d[f"final_{k}"] = mean_sd(float(np.mean(r["final"][k])) for r in rs)
+        d[f"current_{k}"] = mean_sd(float(np.mean(np.asarray(r["final"][k])[cur])) for r in rs)
+    for k in ("exact", "neg_loss"):
+        for name in ("average_accuracy", "forgetting", "backward_transfer", "forward_transfer"):
+            d[f"{k}/{name}"] = mean_sd(r["metrics"][k][name] for r in rs)
+    d["train_s"] = mean_sd(r["times"]["train_s"] for r in rs)
+    d["ssis_s"] = mean_sd(r["times"]["ssis_s"] for r in rs)
+    d["examples_trained"] = mean_sd(r["train"]["examples_trained"] for r in rs)
+    d["example_passes"] = mean_sd(r["train"]["example_passes"] for r in rs)
+    return d
+
+# %% ../../nbs/api/57_drift_llm.ipynb #e49e4cad
+def _comparison(a: str, c: str, by: dict, per_example, cur, n_boot: int) -> dict:
+    "Method `a` against `c` (or the untrained adapter): paired per test example (all versions, the last one) and per seed."
+    row = {"a": a, "b": c, "per_sample": {}, "per_seed": {}}
+    for k in ("exact", "loss"):
+        xa, xb = per_example(a, k), per_example(c, k)
+        row["per_sample"][f"all_versions/{k}"] = paired_samples(xa, xb, n_boot)
+        row["per_sample"][f"current_version/{k}"] = paired_samples(xa[cur], xb[cur], n_boot)
+    if c != "untrained":
+        sa = {r["seed"]: r for r in by[a]}; sb = {r["seed"]: r for r in by[c]}
+        common = sorted(set(sa) & set(sb))
+        for k in ("exact", "neg_loss"):
+            row["per_seed"][f"{k}/forgetting"] = paired_seeds([sa[x]["metrics"][k]["forgetting"] for x in common],
+                                                              [sb[x]["metrics"][k]["forgetting"] for x in common])
+    return row
+
+# %% ../../nbs/api/57_drift_llm.ipynb #d4490744
 def analyse_llm(runs: list, b: dict, versions: list, n_boot: int = 2000) -> dict:
     "Summary per method (mean and sd over seeds) and the paired tests of `COMPARISONS`, from `run_method` records."
-    from sage_bench.metrics import mean_sd
     by = {}
     for r in runs: by.setdefault(r["method"], []).append(r)
     v = np.asarray(versions)
@@ -317,49 +405,15 @@ def analyse_llm(runs: list, b: dict, versions: list, n_boot: int = 2000) -> dict
     def per_example(m, k):                 # each test example's final score, mean over seeds
         if m == "untrained": return np.asarray(b["final"][k], float)
         return np.mean([np.asarray(r["final"][k], float) for r in by[m]], axis=0)
-    summary = {}
-    for m, rs in by.items():
-        d = {"seeds": [r["seed"] for r in rs]}
-        for k in ("exact", "loss", "token_acc"):
-            d[f"final_{k}"] = mean_sd(float(np.mean(r["final"][k])) for r in rs)
-            d[f"current_{k}"] = mean_sd(float(np.mean(np.asarray(r["final"][k])[cur])) for r in rs)
-        for k in ("exact", "neg_loss"):
-            for name in ("average_accuracy", "forgetting", "backward_transfer", "forward_transfer"):
-                d[f"{k}/{name}"] = mean_sd(r["metrics"][k][name] for r in rs)
-        d["train_s"] = mean_sd(r["times"]["train_s"] for r in rs)
-        d["ssis_s"] = mean_sd(r["times"]["ssis_s"] for r in rs)
-        d["examples_trained"] = mean_sd(r["train"]["examples_trained"] for r in rs)
-        d["example_passes"] = mean_sd(r["train"]["example_passes"] for r in rs)
-        summary[m] = d
-    tests = []
-    for a, c in COMPARISONS:
-        if a not in by or (c not in by and c != "untrained"): continue
-        row = {"a": a, "b": c, "per_sample": {}, "per_seed": {}}
-        for k in ("exact", "loss"):
-            xa, xb = per_example(a, k), per_example(c, k)
-            row["per_sample"][f"all_versions/{k}"] = paired_samples(xa, xb, n_boot)
-            row["per_sample"][f"current_version/{k}"] = paired_samples(xa[cur], xb[cur], n_boot)
-        if c != "untrained":
-            sa = {r["seed"]: r for r in by[a]}; sb = {r["seed"]: r for r in by[c]}
-            common = sorted(set(sa) & set(sb))
-            for k in ("exact", "neg_loss"):
-                row["per_seed"][f"{k}/forgetting"] = paired_seeds([sa[x]["metrics"][k]["forgetting"] for x in common],
-                                                                  [sb[x]["metrics"][k]["forgetting"] for x in common])
-        tests.append(row)
+    summary = {m: _method_summary(rs, cur) for m, rs in by.items()}
+    tests = [_comparison(a, c, by, per_example, cur, n_boot) for a, c in COMPARISONS if a in by and (c in by or c == "untrained")]
     return {"summary": summary, "tests": tests}
 
-def run_drift_llm(dataset="sage", quick: bool = True, seed: int = RANDOM_SEED, seeds: int | None = None, methods=None,
-                  output_dir=None, settings: DriftLLMSettings | None = None, progress: bool = True) -> dict:
-    "Train every method with every seed over the drift stream of `dataset` on the LoRA-tuned LLM; analyse; write the result file."
-    import dataclasses
-    from sage_bench.core import benchmark_dir, write_json
+# %% ../../nbs/api/57_drift_llm.ipynb #b1b44ec9
+def _stream_and_model(dataset, s: DriftLLMSettings, seed: int, say) -> tuple:
+    "(data set, drift stream, base model, tokenizer, its source, `stream_items`, {load_s, examples_s}) of a study."
     from sage_bench.registry import get_dataset
-    from sage_bench.store import provenance, now
     from sage_bench.training.model import torch_threads
-    started, t0 = now(), time.perf_counter()
-    say = (lambda m: print(f"[drift-llm {time.perf_counter() - t0:.0f}s] {m}", flush=True)) if progress else None
-    s = settings or DriftLLMSettings(quick=quick, seeds=seeds or 0)
-    methods = list(methods or LLM_DRIFT_METHODS)
     ds = get_dataset(dataset) if isinstance(dataset, str) else dataset
     stream = make_drift_stream(ds, s.drift)
     t = time.perf_counter()
@@ -371,9 +425,11 @@ def run_drift_llm(dataset="sage", quick: bool = True, seed: int = RANDOM_SEED, s
     if say: say(f"{len(items['arrive'])} rounds; arriving examples {[len(a) for a in items['arrive']]}, "
                 f"test examples {[len(x) for x in items['test']]}; base {src['name']} on {src['device']}")
     if not all(items["test"]) or not items["arrive"][0]: raise ValueError("a round without arriving or test examples: grow the settings")
-    model = add_lora(model, dataclasses.replace(s.sft, seed=seed))
-    versions = [i.version for items_v in items["test"] for i in items_v]
-    seed_list = [seed + i for i in range(s.seeds)]
+    return ds, stream, model, tok, src, items, {"load_s": round(load_s, 2), "examples_s": round(examples_s, 2)}
+
+# %% ../../nbs/api/57_drift_llm.ipynb #2729f2c1
+def _seed_runs(model, tok, items: dict, s: DriftLLMSettings, methods: list, seed_list: list, say) -> tuple[list, dict]:
+    "Every method with every seed from a fresh adapter (`reset_lora`): (the runs, the untrained adapter's scores)."
     runs, bs = [], {}
     for sd in seed_list:
         reset_lora(model, sd)
@@ -387,43 +443,71 @@ def run_drift_llm(dataset="sage", quick: bool = True, seed: int = RANDOM_SEED, s
             runs.append(rec)
             if say: say(f"{m} seed {sd}: final exact {np.mean(rec['final']['exact']):.3f}, loss {np.mean(rec['final']['loss']):.3f}; "
                         f"trained {rec['times']['train_s']:.0f}s")
-    b = bs[seed_list[0]]                      # the untrained adapter: B = 0, so every seed's scores are the same
+    return runs, bs[seed_list[0]]               # the untrained adapter: B = 0, so every seed's scores are the same
+
+# %% ../../nbs/api/57_drift_llm.ipynb #eb3bfcf8
+def _drift_llm_result(ds, s: DriftLLMSettings, methods: list, seed: int, seed_list: list, src: dict, stream: DriftStream, items: dict,
+                      runs: list, b: dict, times: dict, t0: float, started: str) -> dict:
+    "What `run_drift_llm` writes: the settings, the stream, the untrained scores, the summary and tests, the runs, times, provenance."
+    from sage_bench.store import provenance
+    versions = [i.version for items_v in items["test"] for i in items_v]
     an = analyse_llm(runs, b, versions, s.n_boot)
     cfg = {"dataset": ds.name, "quick": s.quick, "seeds": seed_list, "methods": methods,
            "settings": json.loads(json.dumps(asdict(s), default=str))}
-    out = {"experiment": RESULT_DIR, "dataset": ds.name, "quick": s.quick, "seeds": seed_list, "methods": methods,
-           "model": s.sft.model, "base": src, "trainer": "LoRA SFT (peft) of a small instruct LLM, one epoch per round (llm_sft.train_lora)",
-           "settings": cfg["settings"], "stream": {"rounds": stream.describe(), "examples": items["counts"],
-                                                 "test_versions": versions, "test_ids": [i.id for x in items["test"] for i in x]},
-           "untrained": b, "summary": an["summary"], "tests": an["tests"], "runs": runs,
-           "times": {"load_s": round(load_s, 2), "examples_s": round(examples_s, 2), "total_s": round(time.perf_counter() - t0, 2)},
-           "definition": "R[metric][i][j]: mean over version j's test examples after round i; exact = greedy exact match under "
-                         "teacher forcing; loss = mean answer-token loss on the gold answer; per_sample tests pair the test "
-                         "examples of all versions (or of the current one) after the last round, each example's score averaged "
-                         "over seeds (a - b: positive exact and negative loss favour a)",
-           "provenance": provenance(cfg, seed, started)}
+    return {"experiment": RESULT_DIR, "dataset": ds.name, "quick": s.quick, "seeds": seed_list, "methods": methods,
+            "model": s.sft.model, "base": src, "trainer": "LoRA SFT (peft) of a small instruct LLM, one epoch per round (llm_sft.train_lora)",
+            "settings": cfg["settings"], "stream": {"rounds": stream.describe(), "examples": items["counts"],
+                                                  "test_versions": versions, "test_ids": [i.id for x in items["test"] for i in x]},
+            "untrained": b, "summary": an["summary"], "tests": an["tests"], "runs": runs,
+            "times": {**times, "total_s": round(time.perf_counter() - t0, 2)},
+            "definition": "R[metric][i][j]: mean over version j's test examples after round i; exact = greedy exact match under "
+                          "teacher forcing; loss = mean answer-token loss on the gold answer; per_sample tests pair the test "
+                          "examples of all versions (or of the current one) after the last round, each example's score averaged "
+                          "over seeds (a - b: positive exact and negative loss favour a)",
+            "provenance": provenance(cfg, seed, started)}
+
+# %% ../../nbs/api/57_drift_llm.ipynb #cf0e479c
+def run_drift_llm(dataset="sage", quick: bool = True, seed: int = RANDOM_SEED, seeds: int | None = None, methods=None,
+                  output_dir=None, settings: DriftLLMSettings | None = None, progress: bool = True) -> dict:
+    "Train every method with every seed over the drift stream of `dataset` on the LoRA-tuned LLM; analyse; write the result file."
+    import dataclasses
+    from sage_bench.core import benchmark_dir, write_json
+    from sage_bench.store import now
+    started, t0 = now(), time.perf_counter()
+    say = (lambda m: print(f"[drift-llm {time.perf_counter() - t0:.0f}s] {m}", flush=True)) if progress else None
+    s = settings or DriftLLMSettings(quick=quick, seeds=seeds or 0)
+    methods = list(methods or LLM_DRIFT_METHODS)
+    ds, stream, model, tok, src, items, times = _stream_and_model(dataset, s, seed, say)
+    model = add_lora(model, dataclasses.replace(s.sft, seed=seed))
+    seed_list = [seed + i for i in range(s.seeds)]
+    runs, b = _seed_runs(model, tok, items, s, methods, seed_list, say)
+    out = _drift_llm_result(ds, s, methods, seed, seed_list, src, stream, items, runs, b, times, t0, started)
     out["path"] = str(write_json(benchmark_dir(output_dir) / RESULT_DIR / RESULT_FILE, out))
     if say: say(f"done: {out['path']}")
     return out
 
-# %% ../../nbs/api/57_drift_llm.ipynb #1e16e6a5
+# %% ../../nbs/api/57_drift_llm.ipynb #cb743b56
+def _fmt(d: dict | None, pct: bool = True) -> str:
+    "A `mean_sd` in the tables: percent with one decimal (`pct`) or three decimals, `± sd` when there is one; `-` for none."
+    if not d or d.get("mean") is None: return "-"
+    k = 100 if pct else 1
+    x = f"{k * d['mean']:.1f}" if pct else f"{d['mean']:.3f}"
+    return x + (f" ± {k * d['sd']:.{1 if pct else 3}f}" if d.get("sd") else "")
+
+# %% ../../nbs/api/57_drift_llm.ipynb #5c8079f1
 def summary_table(result: dict):
     "One row per method: final exact match and loss on all versions and on the current one, forgetting, examples and time."
     import pandas as pd
-    def f(d, pct=True):
-        if not d or d.get("mean") is None: return "-"
-        k = 100 if pct else 1
-        x = f"{k * d['mean']:.1f}" if pct else f"{d['mean']:.3f}"
-        return x + (f" ± {k * d['sd']:.{1 if pct else 3}f}" if d.get("sd") else "")
     rows = [{"method": "untrained", "exact all": f"{100 * np.mean(result['untrained']['final']['exact']):.1f}",
              "loss all": f"{np.mean(result['untrained']['final']['loss']):.3f}"}]
     for m, d in result["summary"].items():
-        rows.append({"method": m, "exact all": f(d["final_exact"]), "loss all": f(d["final_loss"], False),
-                     "exact current": f(d["current_exact"]), "loss current": f(d["current_loss"], False),
-                     "forgetting (exact)": f(d["exact/forgetting"]), "forgetting (loss)": f(d["neg_loss/forgetting"], False),
-                     "examples": f(d["examples_trained"], False), "train s": f(d["train_s"], False)})
+        rows.append({"method": m, "exact all": _fmt(d["final_exact"]), "loss all": _fmt(d["final_loss"], False),
+                     "exact current": _fmt(d["current_exact"]), "loss current": _fmt(d["current_loss"], False),
+                     "forgetting (exact)": _fmt(d["exact/forgetting"]), "forgetting (loss)": _fmt(d["neg_loss/forgetting"], False),
+                     "examples": _fmt(d["examples_trained"], False), "train s": _fmt(d["train_s"], False)})
     return pd.DataFrame(rows)
 
+# %% ../../nbs/api/57_drift_llm.ipynb #2127e6bc
 def tests_table(result: dict):
     "The paired tests: difference a - b per test example (exact in points, loss in nats/token), 95% interval, p, n."
     import pandas as pd
@@ -437,12 +521,14 @@ def tests_table(result: dict):
                          "p": None if d.get("p") is None else round(d["p"], 4)})
     return pd.DataFrame(rows)
 
+# %% ../../nbs/api/57_drift_llm.ipynb #8fdcf728
 def ssis_table(result: dict):
     "SSIS's terms in the ssis_replay runs: sd within a run, mean, share non-zero, per phase (admission, trained, refresh)."
     import pandas as pd
     return pd.DataFrame([{"seed": r["seed"], "phase": ph, "term": k, **{x: round(v[x], 4) for x in ("sd", "mean", "nonzero")}, "n": v["n"]}
                          for r in result["runs"] if r.get("ssis_terms") for ph, d in r["ssis_terms"].items() for k, v in d.items()])
 
+# %% ../../nbs/api/57_drift_llm.ipynb #4f27efc9
 def report_drift_llm(output_dir=None, result: dict | None = None) -> list:
     "Paper 2's LaTeX tables of the LLM drift study from `llm_replay.json` (or `result`)."
     from sage_bench.core import benchmark_dir
@@ -459,46 +545,63 @@ def report_drift_llm(output_dir=None, result: dict | None = None) -> list:
             latex_table(tests_table(result), "table_paper2_drift_llm_tests", "Paired differences between the LLM drift methods "
                         "(per test example: bootstrap interval, sign-flip p; per seed: t interval)", output_dir=output_dir, source=rel)]
 
+# %% ../../nbs/api/57_drift_llm.ipynb #dc2622a7
+def _method_sentence(frag, rel: str, m: str, d: dict) -> str:
+    "What method `m` reached (its summary `d`): final exact match and loss, and forgetting; each number a claim of `frag`."
+    from sage_bench.paper import _num, tt
+    e, l = d["final_exact"]["mean"], d["final_loss"]["mean"]
+    frag.claim(rel, ["summary", m, "final_exact", "mean"], e, f"{m} final exact match")
+    frag.claim(rel, ["summary", m, "final_loss", "mean"], l, f"{m} final loss")
+    t = f"{tt(m)} ends at {100 * e:.1f}\\% greedy exact match and answer loss {l:.3f} over every version's test examples"
+    fg = (d.get("neg_loss/forgetting") or {}).get("mean")
+    if _num(fg):
+        frag.claim(rel, ["summary", m, "neg_loss/forgetting", "mean"], fg, f"{m} forgetting (loss)")
+        t += f" (forgetting, the rise of an earlier version's loss from its best: {fg:+.3f})"
+    return t + "."
+
+# %% ../../nbs/api/57_drift_llm.ipynb #2aa883bb
+def _test_sentence(frag, rel: str, i: int, t: dict) -> str | None:
+    "Comparison `i` (`t`, a row of `analyse_llm`'s tests) in words, its differences claims of `frag`; None without per-sample tests."
+    from sage_bench.paper import tt
+    bits = []
+    for k in ("all_versions/exact", "all_versions/loss"):
+        d = t["per_sample"].get(k) or {}
+        if d.get("diff") is None: continue
+        frag.claim(rel, ["tests", i, "per_sample", k, "diff"], d["diff"], f"{t['a']} - {t['b']} {k}")
+        pct = k.endswith("exact")
+        g = (lambda x: f"{100 * x:+.1f}") if pct else (lambda x: f"{x:+.3f}")
+        bits.append(f"{'exact match' if pct else 'loss'} {g(d['diff'])}{' points' if pct else ''} [{g(d['ci'][0])}, {g(d['ci'][1])}], "
+                    f"p = {d['p']:.3g}, n = {d['n']}")
+    if not bits: return None
+    what = "what training did" if t["b"] == "untrained" else "paired per test example"
+    return f"{tt(t['a'])} against {tt(t['b'])} ({what}): " + "; ".join(bits) + "."
+
+# %% ../../nbs/api/57_drift_llm.ipynb #21e42725
+def _replay_sentence(frag, rel: str, runs: list) -> str | None:
+    "The first run with a replay log: whether its replayed examples were trained with their IS weights, and the last beta (a claim)."
+    from sage_bench.paper import _num, tt
+    rp = [(j, r) for j, r in enumerate(runs) if r.get("replay") and _num(r["replay"].get("last_beta"))]
+    if not rp: return None
+    j, r = rp[0]
+    frag.claim(rel, ["runs", j, "replay", "last_beta"], r["replay"]["last_beta"], "ssis_replay last beta")
+    applied = any(x.get("weights") for x in r.get("rounds") or [])   # a file from before train_lora took weights has none
+    return (f"The replayed examples of {tt(r['method'])} are "
+            + ("trained with the importance-sampling weights of their draws" if applied else
+               "drawn with importance-sampling weights that this run recorded but did not apply to the loss")
+            + f", beta reaching {r['replay']['last_beta']:.2f} at the last of {r['replay']['draws']} draws (seed {r['seed']}).")
+
+# %% ../../nbs/api/57_drift_llm.ipynb #dcaca620
 def drift_llm_paragraph(frag, rel: str, rf) -> str:
     """Paper 2 drift_llm/llm_replay.json: what each method reached, the paired tests of the three methods against each other and
     of training against the untrained adapter, and the replay's importance-sampling weights."""
-    from sage_bench.paper import _need, _num, cite_file, tt, tex_escape
+    from sage_bench.paper import _need, cite_file, tex_escape
     S, T = rf.fields.get("summary"), rf.fields.get("tests")
     _need(isinstance(S, dict) and S and isinstance(T, list), "no 'summary' mapping and 'tests' list")
     st, seeds = rf.fields.get("settings") or {}, rf.fields.get("seeds") or []
     parts = [f"SSIS and priority replay also chose the SFT examples of the LoRA-tuned {tex_escape(rf.fields.get('model'))} over "
              f"{len((rf.fields.get('stream') or {}).get('examples') or [])} library versions, with {st.get('budget')} training "
              f"examples per round for every method and {len(seeds)} seed{'s' if len(seeds) != 1 else ''} {cite_file(rel)}."]
-    for m, d in S.items():
-        e, l = d["final_exact"]["mean"], d["final_loss"]["mean"]
-        frag.claim(rel, ["summary", m, "final_exact", "mean"], e, f"{m} final exact match")
-        frag.claim(rel, ["summary", m, "final_loss", "mean"], l, f"{m} final loss")
-        t = f"{tt(m)} ends at {100 * e:.1f}\\% greedy exact match and answer loss {l:.3f} over every version's test examples"
-        fg = (d.get("neg_loss/forgetting") or {}).get("mean")
-        if _num(fg):
-            frag.claim(rel, ["summary", m, "neg_loss/forgetting", "mean"], fg, f"{m} forgetting (loss)")
-            t += f" (forgetting, the rise of an earlier version's loss from its best: {fg:+.3f})"
-        parts.append(t + ".")
-    for i, t in enumerate(T):
-        bits = []
-        for k in ("all_versions/exact", "all_versions/loss"):
-            d = t["per_sample"].get(k) or {}
-            if d.get("diff") is None: continue
-            frag.claim(rel, ["tests", i, "per_sample", k, "diff"], d["diff"], f"{t['a']} - {t['b']} {k}")
-            pct = k.endswith("exact")
-            g = (lambda x: f"{100 * x:+.1f}") if pct else (lambda x: f"{x:+.3f}")
-            bits.append(f"{'exact match' if pct else 'loss'} {g(d['diff'])}{' points' if pct else ''} [{g(d['ci'][0])}, {g(d['ci'][1])}], "
-                        f"p = {d['p']:.3g}, n = {d['n']}")
-        if not bits: continue
-        what = "what training did" if t["b"] == "untrained" else "paired per test example"
-        parts.append(f"{tt(t['a'])} against {tt(t['b'])} ({what}): " + "; ".join(bits) + ".")
-    rp = [(j, r) for j, r in enumerate(rf.fields.get("runs") or []) if r.get("replay") and _num(r["replay"].get("last_beta"))]
-    if rp:
-        j, r = rp[0]
-        frag.claim(rel, ["runs", j, "replay", "last_beta"], r["replay"]["last_beta"], "ssis_replay last beta")
-        applied = any(x.get("weights") for x in r.get("rounds") or [])   # a file from before train_lora took weights has none
-        parts.append(f"The replayed examples of {tt(r['method'])} are "
-                     + ("trained with the importance-sampling weights of their draws" if applied else
-                        "drawn with importance-sampling weights that this run recorded but did not apply to the loss")
-                     + f", beta reaching {r['replay']['last_beta']:.2f} at the last of {r['replay']['draws']} draws (seed {r['seed']}).")
-    return " ".join(parts)
+    parts += [_method_sentence(frag, rel, m, d) for m, d in S.items()]
+    parts += [x for i, t in enumerate(T) if (x := _test_sentence(frag, rel, i, t)) is not None]
+    rs = _replay_sentence(frag, rel, rf.fields.get("runs") or [])
+    return " ".join(parts + ([rs] if rs is not None else []))
