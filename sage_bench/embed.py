@@ -119,7 +119,59 @@ def _write_npy(f: Path, m: np.ndarray) -> None:
     f.parent.mkdir(parents=True, exist_ok=True)
     tmp = f.with_name(f".{f.name}.{os.getpid()}.tmp.npy"); np.save(tmp, m); os.replace(tmp, f)
 
-# %% ../nbs/api/22_embed.ipynb #bae4dfcc
+# %% ../nbs/api/22_embed.ipynb #12a0ea9e
+def _load_model(name: str, source: str, how: str, device: str):
+    "The sentence-transformers model `name` loaded from `source`; a RuntimeError that names it when it cannot be loaded."
+    if name == OFFLINE_EMBEDDING_MODEL or Path(source).is_dir():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")   # a local folder never needs the hub
+    from sentence_transformers import SentenceTransformer
+    try: return SentenceTransformer(source, device=device)
+    except Exception as e:
+        raise RuntimeError(f"could not load embedding model {name!r} from {source} ({how}): "
+                           f"{type(e).__name__}: {e}") from e
+
+# %% ../nbs/api/22_embed.ipynb #a7b3a028
+def _st_encode(model, texts: list[str], batch_size: int) -> np.ndarray:
+    "L2-normalised float32 vectors (n, dim) of `texts` from the sentence-transformers `model`."
+    v = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    return np.asarray(v, dtype=np.float32)
+
+# %% ../nbs/api/22_embed.ipynb #ce0c08fd
+def _encode_chunks(todo: list[str], texts: Sequence[str], keys: Sequence[str], encode, chunk: int,
+                   cache: Optional[VectorCache]) -> dict[str, np.ndarray]:
+    "Vectors of the texts whose keys are in `todo` (by key): `encode`d `chunk` texts at a time, each chunk put in `cache`."
+    todo_set, out = set(todo), {}
+    first = {k: t for t, k in zip(texts, keys) if k in todo_set}
+    for i in range(0, len(todo), chunk):        # stored chunk by chunk: an interrupted run keeps its work
+        ks = todo[i:i + chunk]
+        new = dict(zip(ks, encode([first[k] for k in ks])))
+        if cache is not None: cache.put_many(new)
+        out.update(new)
+    return out
+
+# %% ../nbs/api/22_embed.ipynb #53d0131e
+def _library_matrix(lib: ToolLibrary, libs: OrderedDict, max_libs: int, folder: Optional[Path], encode) -> tuple[np.ndarray, bool]:
+    """The passage matrix of `lib` and whether it was served whole: from `libs` (an LRU of at most `max_libs`), else from
+    `folder`'s `.npy` (None: no disk cache), else `encode`d from the tools' `text()` (and saved when large)."""
+    fp = lib.fingerprint
+    if fp in libs: libs.move_to_end(fp); return libs[fp], True
+    f = folder / f"lib-{fp}.npy" if folder is not None else None
+    m = _read_npy(f, len(lib)) if f is not None else None
+    hit = m is not None
+    if m is None:
+        m = encode([t.text() for t in lib])
+        if f is not None and len(lib) >= LIBRARY_NPY_MIN: _write_npy(f, m)
+    libs[fp] = m
+    while len(libs) > max_libs: libs.popitem(last=False)
+    return m, hit
+
+# %% ../nbs/api/22_embed.ipynb #1caf6381
+def _cache_places(name: str, cache_root: Path | str | None, cache: bool) -> tuple[Path, Optional[VectorCache]]:
+    "The `.npy` folder of model `name` under `cache_root` (None: `.sage/cache/embeddings`) and its vector cache (None: `cache` off)."
+    root = Path(cache_root) if cache_root else cache_dir("embeddings")
+    return root / _slug(name), (VectorCache(root / f"{_slug(name)}.sqlite") if cache else None)
+
+# %% ../nbs/api/22_embed.ipynb #1310f3d0
 class Embedder:
     "Encode texts with one sentence-transformers model; every vector cached on disk by (model, text hash)."
     def __init__(self, model: str | Path | None = None, device: str = "cpu", batch_size: int = 64,
@@ -128,42 +180,25 @@ class Embedder:
         log.info("embedding model %s (%s, from %s)", self.name, self.how, self.source)
         self.device, self.batch_size, self.use_cache, self.chunk = device, batch_size, cache, chunk
         self.prefix = query_prefix(self.name)
-        root = Path(cache_root) if cache_root else cache_dir("embeddings")
-        self.cache_folder = root / _slug(self.name)
-        self.cache = VectorCache(root / f"{_slug(self.name)}.sqlite") if cache else None
-        self._model, self._libs, self._max_libs = None, OrderedDict(), max_libraries_in_memory
-        self._lock = threading.Lock()
+        self.cache_folder, self.cache = _cache_places(self.name, cache_root, cache)
+        self._model, self._libs, self._max_libs, self._lock = None, OrderedDict(), max_libraries_in_memory, threading.Lock()
         self.stats = dict(hits=0, misses=0, library_hits=0, model_loads=0)
 
     def reset_stats(self): self.stats = {k: 0 for k in self.stats}
+    def __repr__(self): return f"Embedder({self.name!r}, {self.how}, stats={self.stats})"
+    @property
+    def dim(self) -> int: return int(self.model.get_sentence_embedding_dimension())
 
     @property
     def model(self):
         "The sentence-transformers model (loaded on first use)."
-        if self._model is None:
-            if self.name == OFFLINE_EMBEDDING_MODEL or Path(self.source).is_dir():
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")   # a local folder never needs the hub
-            from sentence_transformers import SentenceTransformer
-            try: self._model = SentenceTransformer(self.source, device=self.device)
-            except Exception as e:
-                raise RuntimeError(f"could not load embedding model {self.name!r} from {self.source} ({self.how}): "
-                                   f"{type(e).__name__}: {e}") from e
-            self.stats["model_loads"] += 1
+        if self._model is None: self._model = _load_model(self.name, self.source, self.how, self.device); self.stats["model_loads"] += 1
         return self._model
-
-    @property
-    def dim(self) -> int: return int(self.model.get_sentence_embedding_dimension())
 
     def key(self, text: str, kind: str = "query") -> str:
         "Cache key of a text: hash of (model, the prefix its kind gets, text)."
         p = self.prefix if kind == "query" else ""
         return hashlib.sha256(f"{self.name}\0{p}\0{text}".encode()).hexdigest()[:32]
-
-    def _encode_raw(self, texts: list[str], kind: str) -> np.ndarray:
-        p = self.prefix if kind == "query" else ""
-        v = self.model.encode([p + t for t in texts], batch_size=self.batch_size, normalize_embeddings=True,
-                              convert_to_numpy=True, show_progress_bar=False)
-        return np.asarray(v, dtype=np.float32)
 
     def encode(self, texts: Iterable[str], kind: str = "query") -> np.ndarray:
         "Embeddings (n, dim), float32, L2-normalised; cached texts are not encoded again."
@@ -173,36 +208,18 @@ class Embedder:
         keys = [self.key(t, kind) for t in texts]
         found = self.cache.get_many(keys) if self.cache is not None else {}
         todo = list(dict.fromkeys(k for k in keys if k not in found))
-        with self._lock:
-            self.stats["hits"] += sum(k in found for k in keys)
-            self.stats["misses"] += len(todo)
-        if todo:
-            todo_set = set(todo)
-            first = {k: t for t, k in zip(texts, keys) if k in todo_set}
-            for i in range(0, len(todo), self.chunk):        # stored chunk by chunk: an interrupted run keeps its work
-                ks = todo[i:i + self.chunk]
-                new = dict(zip(ks, self._encode_raw([first[k] for k in ks], kind)))
-                if self.cache is not None: self.cache.put_many(new)
-                found.update(new)
+        with self._lock: self.stats["hits"] += sum(k in found for k in keys); self.stats["misses"] += len(todo)
+        p = self.prefix if kind == "query" else ""
+        enc = lambda ts: _st_encode(self.model, [p + t for t in ts], self.batch_size)   # loads the model only when a text is missing
+        if todo: found.update(_encode_chunks(todo, texts, keys, enc, self.chunk, self.cache))
         return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
 
     def encode_library(self, lib: ToolLibrary) -> np.ndarray:
         "Passage embeddings of every tool's `text()`, in library order (memory, then `.npy`, then per-text cache)."
-        fp = lib.fingerprint
-        if fp in self._libs:
-            self._libs.move_to_end(fp); self.stats["library_hits"] += 1; self.stats["hits"] += len(lib)
-            return self._libs[fp]
-        f = self.cache_folder / f"lib-{fp}.npy"
-        m = _read_npy(f, len(lib)) if self.use_cache else None
-        if m is not None: self.stats["library_hits"] += 1; self.stats["hits"] += len(lib)
-        if m is None:
-            m = self.encode([t.text() for t in lib], kind="passage")
-            if self.use_cache and len(lib) >= LIBRARY_NPY_MIN: _write_npy(f, m)
-        self._libs[fp] = m
-        while len(self._libs) > self._max_libs: self._libs.popitem(last=False)
+        m, hit = _library_matrix(lib, self._libs, self._max_libs, self.cache_folder if self.use_cache else None,
+                                 lambda ts: self.encode(ts, kind="passage"))
+        if hit: self.stats["library_hits"] += 1; self.stats["hits"] += len(lib)
         return m
-
-    def __repr__(self): return f"Embedder({self.name!r}, {self.how}, stats={self.stats})"
 
 # %% ../nbs/api/22_embed.ipynb #f70a9e47
 _EMBEDDERS: dict = {}
