@@ -153,7 +153,46 @@ def _context_text(context: Sequence[dict], turns: int = 1) -> str:
     ts = [f"{t.get('role', '')}: {t.get('content', '')}" for t in (context or [])[-turns:] if isinstance(t, dict)] if turns else []
     return " | ".join(ts)
 
-# %% ../../nbs/api/32_timing.ipynb #f4ef1c21
+# %% ../../nbs/api/32_timing.ipynb #e0725ebd
+def _timing_features(embedder, messages: Sequence[str], contexts: Sequence[Sequence[dict]], turns: int):
+    "Embedding of each message, joined with the embedding of its last `turns` context turns (zeros when there is none)."
+    import numpy as np
+    m = np.asarray(embedder.encode(list(messages), kind="query"), dtype="float32")
+    if not turns: return m
+    ctx = [_context_text(c, turns) for c in contexts]
+    c = np.zeros_like(m)
+    idx = [i for i, t in enumerate(ctx) if t]
+    if idx: c[idx] = np.asarray(embedder.encode([ctx[i] for i in idx], kind="query"), dtype="float32")
+    return np.concatenate([m, c], axis=1)
+
+# %% ../../nbs/api/32_timing.ipynb #2d22c084
+def _timing_training_set(ts: Sequence[TimingSample], min_train: int, features) -> tuple:
+    """`(X, y, fitted_on)`: `features(messages, contexts)` and labels of the timing samples `ts` when they hold
+    `min_train` samples of both classes, else of `TIMING_PROTOTYPES`; `fitted_on` says which."""
+    import numpy as np
+    if len(ts) >= min_train and {s.should_call_tool for s in ts} == {True, False}:
+        return (features([s.message for s in ts], [s.context for s in ts]), np.array([s.should_call_tool for s in ts]),
+                f"train ({len(ts)} samples)")
+    X = features([m for m, _ in TIMING_PROTOTYPES], [[] for _ in TIMING_PROTOTYPES])
+    return X, np.array([l for _, l in TIMING_PROTOTYPES]), f"prototypes ({len(TIMING_PROTOTYPES)}; train had {len(ts)} timing samples)"
+
+# %% ../../nbs/api/32_timing.ipynb #578c39b5
+def _timing_classifier(classifier: str, C: float, k: int, seed: int, n: int):
+    "An unfitted scikit-learn classifier: logistic regression (`C`, balanced classes) or kNN (`k`, at most `n`, cosine)."
+    if classifier == "logreg":
+        from sklearn.linear_model import LogisticRegression
+        return LogisticRegression(C=C, class_weight="balanced", max_iter=2000, random_state=seed)
+    from sklearn.neighbors import KNeighborsClassifier
+    return KNeighborsClassifier(n_neighbors=min(k, n), weights="distance", metric="cosine")
+
+# %% ../../nbs/api/32_timing.ipynb #770e0132
+def _proba_outputs(proba, pos: int, fitted_on: str, latency_s: float) -> list[Output]:
+    "One timing `Output` per row of class probabilities `proba` (`pos`: the column of 'call a tool')."
+    return [Output(_timing_pred(p[pos] >= 0.5, max(p[pos], 1 - p[pos])), trace={"p_call": round(float(p[pos]), 4), "fitted_on": fitted_on},
+                   latency_s=latency_s)
+            for p in proba]
+
+# %% ../../nbs/api/32_timing.ipynb #c36d0af7
 @register_method("timing.embedding", "timing", needs_llm=False, description="Classifier (logistic regression / kNN) on sentence embeddings, fitted on train")
 class EmbeddingTiming(Method):
     "A classifier on embeddings of the message and the last context turn(s)."
@@ -181,53 +220,27 @@ class EmbeddingTiming(Method):
 
     def features(self, messages: Sequence[str], contexts: Sequence[Sequence[dict]]):
         "Embedding of each message, joined with the embedding of its context (zeros when there is none)."
-        import numpy as np
-        m = np.asarray(self.embedder.encode(list(messages), kind="query"), dtype="float32")
-        if not self.config["context_turns"]: return m
-        ctx = [_context_text(c, self.config["context_turns"]) for c in contexts]
-        c = np.zeros_like(m)
-        idx = [i for i, t in enumerate(ctx) if t]
-        if idx: c[idx] = np.asarray(self.embedder.encode([ctx[i] for i in idx], kind="query"), dtype="float32")
-        return np.concatenate([m, c], axis=1)
+        return _timing_features(self.embedder, messages, contexts, self.config["context_turns"])
 
     def fit(self, train, dataset=None) -> None:
-        import numpy as np
-        ts = [s for s in train if isinstance(s, TimingSample)]
-        labels = {s.should_call_tool for s in ts}
-        if len(ts) >= self.config["min_train"] and labels == {True, False}:
-            X, y, self.fitted_on = (self.features([s.message for s in ts], [s.context for s in ts]), np.array([s.should_call_tool for s in ts]),
-                                    f"train ({len(ts)} samples)")
-        else:
-            X = self.features([m for m, _ in TIMING_PROTOTYPES], [[] for _ in TIMING_PROTOTYPES])
-            y, self.fitted_on = np.array([l for _, l in TIMING_PROTOTYPES]), f"prototypes ({len(TIMING_PROTOTYPES)}; train had {len(ts)} timing samples)"
-        if self.config["classifier"] == "logreg":
-            from sklearn.linear_model import LogisticRegression
-            self.model = LogisticRegression(C=self.config["C"], class_weight="balanced", max_iter=2000, random_state=self.config["seed"]).fit(X, y)
-        else:
-            from sklearn.neighbors import KNeighborsClassifier
-            self.model = KNeighborsClassifier(n_neighbors=min(self.config["k"], len(y)), weights="distance", metric="cosine").fit(X, y)
+        cfg = self.config
+        X, y, self.fitted_on = _timing_training_set([s for s in train if isinstance(s, TimingSample)], cfg["min_train"], self.features)
+        self.model = _timing_classifier(cfg["classifier"], cfg["C"], cfg["k"], cfg["seed"], len(y)).fit(X, y)
 
     def predict_batch(self, samples, libs) -> list[Output]:
         t0 = time.perf_counter()
         if self.model is None: self.fit([])
-        try:
-            X = self.features([s.message for s in samples], [s.context for s in samples])
-            proba = self.model.predict_proba(X)
+        try: proba = self.model.predict_proba(self.features([s.message for s in samples], [s.context for s in samples]))
         except Exception as e:
             return [Output.failed(f"{type(e).__name__}: {e}", latency_s=(time.perf_counter() - t0) / max(len(samples), 1)) for _ in samples]
         pos = list(self.model.classes_).index(True)
-        dt = (time.perf_counter() - t0) / max(len(samples), 1)
-        return [Output(_timing_pred(p[pos] >= 0.5, max(p[pos], 1 - p[pos])), trace={"p_call": round(float(p[pos]), 4), "fitted_on": self.fitted_on},
-                       latency_s=dt)
-                for p in proba]
+        return _proba_outputs(proba, pos, self.fitted_on, (time.perf_counter() - t0) / max(len(samples), 1))
 
     def predict(self, sample, tools) -> Output: return self.predict_batch([sample], [tools])[0]
 
     def describe(self) -> dict:
-        d = super().describe()
-        d["embedder"] = getattr(self._embedder, "name", self.config["embed_model"] or "default")
-        d["fitted_on"] = self.fitted_on
-        return d
+        return super().describe() | {"embedder": getattr(self._embedder, "name", self.config["embed_model"] or "default"),
+                                     "fitted_on": self.fitted_on}
 
 # %% ../../nbs/api/32_timing.ipynb #e1b580b2
 TIMING_SCHEMA = {"type": "object", "properties": {"call_tool": {"type": "boolean"}, "confidence": {"type": "number", "minimum": 0, "maximum": 1},
@@ -316,7 +329,7 @@ class LLMTiming(_LLMTimingBase):
         except ReplyFailed as e: out.error = str(e)
         return out
 
-# %% ../../nbs/api/32_timing.ipynb #ad717272
+# %% ../../nbs/api/32_timing.ipynb #bc9ac621
 def fit_rule_threshold(confidences: Sequence[float], correct: Sequence[bool], precision: float = 0.97,
                        min_support: int = 10) -> float:
     """The lowest rule confidence from which the rules were right on at least `precision` of the (training) turns at or
@@ -328,6 +341,15 @@ def fit_rule_threshold(confidences: Sequence[float], correct: Sequence[bool], pr
         if i >= min_support and hits / i >= precision and (i == len(pairs) or pairs[i][0] < c): best = c
     return best
 
+# %% ../../nbs/api/32_timing.ipynb #63cecbed
+def _rules_threshold(train, scale: float, precision: float, min_support: int) -> float:
+    "`fit_rule_threshold` on the rule verdicts (no candidate tools) for the timing samples in `train`."
+    train = [s for s in train if isinstance(s, TimingSample)]
+    vs = [rule_verdict(s.message, s.context, scale, None) for s in train]
+    return fit_rule_threshold([v.confidence for v in vs], [v.call_tool == s.should_call_tool for v, s in zip(vs, train)],
+                              precision, min_support)
+
+# %% ../../nbs/api/32_timing.ipynb #96779b3e
 @register_method("timing.hybrid", "timing", needs_llm=True,
                  description="Rules first, where they were reliable on the training split (threshold fitted: the rules "
                              "answer from the confidence at which they were >= 97% right there); the LLM decides the rest "
@@ -346,10 +368,7 @@ class HybridTiming(_LLMTimingBase):
     def fit(self, train, dataset=None) -> None:
         "With `threshold=None`: the threshold at which the rules were right on >= `precision` of the training turns."
         if self.config["threshold"] is not None: return
-        train = [s for s in train if isinstance(s, TimingSample)]
-        vs = [rule_verdict(s.message, s.context, self.config["scale"], None) for s in train]
-        self.fitted_threshold = fit_rule_threshold([v.confidence for v in vs], [v.call_tool == s.should_call_tool for v, s in zip(vs, train)],
-                                                   self.config["precision"], self.config["min_support"])
+        self.fitted_threshold = _rules_threshold(train, self.config["scale"], self.config["precision"], self.config["min_support"])
 
     @property
     def threshold(self) -> float:
