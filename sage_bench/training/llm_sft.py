@@ -282,7 +282,50 @@ def _check_weights(weights, n: int) -> list[float] | None:
     if bad: raise ValueError(f"train_lora: weights must be finite and >= 0; example {bad[0]} has {w[bad[0]]}")
     return w
 
-# %% ../../nbs/api/55_llm_sft.ipynb #b3d7f932
+# %% ../../nbs/api/55_llm_sft.ipynb #d2c86979
+def _optimiser(model, cfg: SFTConfig, n: int, epochs: int) -> tuple:
+    """(trainable parameters, AdamW, its schedule, optimiser steps) of `epochs` over `n` examples (at most `cfg.max_steps`):
+    a linear warm-up over the first tenth of the steps, then a linear decay to 5% of `cfg.lr`."""
+    import torch
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    n_steps = math.ceil(n / (cfg.batch_size * cfg.accum)) * epochs
+    if cfg.max_steps: n_steps = min(n_steps, cfg.max_steps)
+    warm = max(1, n_steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * max(0.05, 1 - s / max(n_steps, 1)))
+    return params, opt, sched, n_steps
+
+# %% ../../nbs/api/55_llm_sft.ipynb #fbeb3b8f
+def _group_loss(model, group: list, first: int, bs: int, w_ord) -> tuple[float, int]:
+    """Forward and backward over the batches of one accumulation `group` (`first`: the number of its first batch, `bs` their
+    size; `w_ord`: the per-example weights in batch order, or None). (The group's loss, examples seen.)"""
+    import torch
+    ntok = sum(int((lab[:, 1:] != -100).sum()) for _, lab, _, _ in group)
+    total, seen = 0.0, 0
+    for b, (ids, lab, att, part) in enumerate(group, start=first):
+        logits, tgt = _answer_logits(model, ids, att, lab)
+        if w_ord is None:
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1),
+                                                     ignore_index=-100, reduction="sum") / max(ntok, 1)
+        else:
+            per = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1),
+                                                    ignore_index=-100, reduction="none").view(tgt.shape).sum(1)
+            w = torch.tensor(w_ord[b * bs:b * bs + len(part)], dtype=per.dtype, device=per.device)
+            loss = (per * w).sum() / max(ntok, 1)
+        loss.backward()
+        total += loss.item(); seen += len(part)
+    return total, seen
+
+# %% ../../nbs/api/55_llm_sft.ipynb #5c97a921
+def _anchor_penalty(named: list, anchor: dict | None, reg: float) -> float:
+    "Backward through `reg` times the squared distance of the parameters `named` from `anchor`: the penalty (0.0 without one)."
+    pen = 0.0
+    if anchor is not None and reg:
+        penalty = reg * sum(((p - anchor[n]) ** 2).sum() for n, p in named if n in anchor)
+        penalty.backward(); pen = float(penalty.detach())
+    return pen
+
+# %% ../../nbs/api/55_llm_sft.ipynb #e3426b9b
 def train_lora(model, tok, enc: Sequence[Encoded], cfg: SFTConfig, log_every: int = 0, epochs: int | None = None,
                anchor: dict | None = None, reg: float = 0.0, on_epoch=None, weights: Sequence[float] | None = None) -> dict:
     """Train the LoRA adapter of `model` (from `add_lora`) on `enc`: loss on the answer tokens only. Returns the log.
@@ -298,16 +341,10 @@ def train_lora(model, tok, enc: Sequence[Encoded], cfg: SFTConfig, log_every: in
     if device_of(cfg.device) == "cpu": torch_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     dev = next(model.parameters()).device
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    order = list(range(len(enc)))
     epochs = cfg.epochs if epochs is None else epochs
+    params, opt, sched, n_steps = _optimiser(model, cfg, len(enc), epochs)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    n_steps = math.ceil(len(enc) / (cfg.batch_size * cfg.accum)) * epochs
-    if cfg.max_steps: n_steps = min(n_steps, cfg.max_steps)
-    warm = max(1, n_steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * max(0.05, 1 - s / max(n_steps, 1)))
-    pad = tok.pad_token_id or 0
+    order, pad = list(range(len(enc))), tok.pad_token_id or 0
     curve, seen, step, t0 = [], 0, 0, time.perf_counter()
     model.train()
     rng = random.Random(cfg.seed)
@@ -317,25 +354,9 @@ def train_lora(model, tok, enc: Sequence[Encoded], cfg: SFTConfig, log_every: in
         w_ord = None if w_all is None else [w_all[i] for i in order]
         for g in range(0, len(batches), cfg.accum):
             if step >= n_steps: break
-            group = batches[g:g + cfg.accum]
-            ntok = sum(int((lab[:, 1:] != -100).sum()) for _, lab, _, _ in group)
-            total = 0.0
-            for b, (ids, lab, att, part) in enumerate(group, start=g):
-                logits, tgt = _answer_logits(model, ids, att, lab)
-                if w_ord is None:
-                    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1),
-                                                             ignore_index=-100, reduction="sum") / max(ntok, 1)
-                else:
-                    per = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1),
-                                                            ignore_index=-100, reduction="none").view(tgt.shape).sum(1)
-                    w = torch.tensor(w_ord[b * cfg.batch_size:b * cfg.batch_size + len(part)], dtype=per.dtype, device=per.device)
-                    loss = (per * w).sum() / max(ntok, 1)
-                loss.backward()
-                total += loss.item(); seen += len(part)
-            pen = 0.0
-            if anchor is not None and reg:
-                penalty = reg * sum(((p - anchor[n]) ** 2).sum() for n, p in named if n in anchor)
-                penalty.backward(); pen = float(penalty.detach())
+            total, n_seen = _group_loss(model, batches[g:g + cfg.accum], g, cfg.batch_size, w_ord)
+            seen += n_seen
+            pen = _anchor_penalty(named, anchor, reg)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
             step += 1
@@ -417,7 +438,49 @@ def sft_dir(cfg: SFTConfig, output_dir: Path | str | None = None) -> Path:
     name = Path(cfg.model).name.replace("/", "_")
     return benchmark_dir(output_dir) / "llm_sft" / f"{name}-{'quick' if cfg.quick else 'full'}-seed{cfg.seed}-{key}"
 
-# %% ../../nbs/api/55_llm_sft.ipynb #def27bb5
+# %% ../../nbs/api/55_llm_sft.ipynb #921af9ed
+def _reused_run(rec_path: Path, cfg: SFTConfig, convert: bool) -> dict | None:
+    "The finished run recorded at `rec_path` when it had the configuration `cfg` (and, with `convert`, its GGUF file exists); else None."
+    if not rec_path.exists(): return None
+    rec = json.loads(rec_path.read_text())
+    if rec.get("config") == json.loads(json.dumps(asdict(cfg), default=str)) and (not convert or Path(rec.get("lora_gguf") or "").exists()):
+        return rec | {"reused": True}
+    return None
+
+# %% ../../nbs/api/55_llm_sft.ipynb #ac996638
+def _sft_inputs(cfg: SFTConfig, dataset, dev_per_challenge: int, loss_examples: int | None, times: dict) -> tuple:
+    """(the base with a fresh adapter, its tokenizer, {data, src, enc, long, dev_enc, probe}): `dataset`'s examples encoded,
+    those left out for length, the dev examples and the loss probe (a seeded sample of `loss_examples`); `times` gets the seconds."""
+    t = time.perf_counter()
+    data = sft_examples(dataset, "train", cfg.quick, cfg.per_challenge, seed=cfg.seed)
+    dev = sft_examples(dataset, "dev", cfg.quick, dev_per_challenge, seed=cfg.seed)
+    times["examples_s"] = round(time.perf_counter() - t, 2)
+    t = time.perf_counter()
+    model, tok, src = load_base(cfg.model, cfg.device)
+    times["load_s"] = round(time.perf_counter() - t, 2)
+    enc, long = encode_all(tok, data["examples"], cfg.max_len)
+    dev_enc, _ = encode_all(tok, dev["examples"], cfg.max_len)
+    if not enc: raise ValueError(f"no training example fits max_len={cfg.max_len}")
+    model = add_lora(model, cfg)
+    probe = enc if loss_examples is None or loss_examples >= len(enc) else random.Random(cfg.seed).sample(enc, loss_examples)
+    return model, tok, {"data": data, "src": src, "enc": enc, "long": long, "dev_enc": dev_enc, "probe": probe}
+
+# %% ../../nbs/api/55_llm_sft.ipynb #f31d68d6
+def _sft_record(cfg: SFTConfig, inp: dict, before: dict, after: dict, log: dict, times: dict, wall_s: float, saved: dict,
+                lora: str | None) -> dict:
+    "`run_sft`'s record: the configuration, the examples used and left out (per challenge), the losses, the log, times, versions."
+    data, enc = inp["data"], inp["enc"]
+    per = {ch: sum(e.challenge == ch for e in enc) for ch in data["used"]}
+    return {"config": json.loads(json.dumps(asdict(cfg), default=str)), "base": inp["src"], "dataset": data["dataset"],
+            "examples": {"train_samples": data["samples"], "calls_answered": data["used"], "calls_without_gold": data["skipped"],
+                         "too_long": len(inp["long"]), "used_per_challenge": per, "used": len(enc), "dev_used": len(inp["dev_enc"]),
+                         "loss_probe": [e.id for e in inp["probe"]],
+                         "answer_tokens": sum(e.n_answer for e in enc), "ids": [e.id for e in enc]},
+            "methods": data["config"], "loss_before": before, "loss_after": after, "train": log, "times": times,
+            "wall_s": wall_s, "adapter": saved["adapter"], "base_config": saved["base"],
+            "lora_gguf": lora, "versions": _versions(), "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+# %% ../../nbs/api/55_llm_sft.ipynb #0e83322e
 def run_sft(cfg: SFTConfig | None = None, dataset: str | Dataset = "sage", output_dir: Path | str | None = None,
             dev_per_challenge: int = 8, loss_examples: int | None = 24, reuse: bool = True, convert: bool = True,
             log_every: int = 0) -> dict:
@@ -427,26 +490,13 @@ def run_sft(cfg: SFTConfig | None = None, dataset: str | Dataset = "sage", outpu
     cfg = cfg or SFTConfig()
     out = sft_dir(cfg, output_dir)
     rec_path = out / "sft_run.json"
-    if reuse and rec_path.exists():
-        rec = json.loads(rec_path.read_text())
-        if rec.get("config") == json.loads(json.dumps(asdict(cfg), default=str)) and (not convert or Path(rec.get("lora_gguf") or "").exists()):
-            return rec | {"reused": True}
+    if reuse and (old := _reused_run(rec_path, cfg, convert)) is not None: return old
     times, t0 = {}, time.perf_counter()
-    data = sft_examples(dataset, "train", cfg.quick, cfg.per_challenge, seed=cfg.seed)
-    dev = sft_examples(dataset, "dev", cfg.quick, dev_per_challenge, seed=cfg.seed)
-    times["examples_s"] = round(time.perf_counter() - t0, 2)
-    t = time.perf_counter()
-    model, tok, src = load_base(cfg.model, cfg.device)
-    times["load_s"] = round(time.perf_counter() - t, 2)
-    enc, long = encode_all(tok, data["examples"], cfg.max_len)
-    dev_enc, _ = encode_all(tok, dev["examples"], cfg.max_len)
-    if not enc: raise ValueError(f"no training example fits max_len={cfg.max_len}")
-    model = add_lora(model, cfg)
-    pad = tok.pad_token_id or 0
-    probe = enc if loss_examples is None or loss_examples >= len(enc) else random.Random(cfg.seed).sample(enc, loss_examples)
+    model, tok, inp = _sft_inputs(cfg, dataset, dev_per_challenge, loss_examples, times)
+    enc, dev_enc, probe, pad = inp["enc"], inp["dev_enc"], inp["probe"], tok.pad_token_id or 0
     def say(msg):
         if log_every: print(f"[run_sft {time.perf_counter() - t0:.0f}s] {msg}", flush=True)
-    say(f"{len(enc)} training examples ({len(long)} too long), {len(dev_enc)} dev; base loaded in {times['load_s']}s")
+    say(f"{len(enc)} training examples ({len(inp['long'])} too long), {len(dev_enc)} dev; base loaded in {times['load_s']}s")
     t = time.perf_counter()
     before = {"train": answer_loss(model, probe, pad_id=pad), "dev": answer_loss(model, dev_enc, pad_id=pad)}
     times["loss_before_s"] = round(time.perf_counter() - t, 2)
@@ -461,15 +511,7 @@ def run_sft(cfg: SFTConfig | None = None, dataset: str | Dataset = "sage", outpu
         t = time.perf_counter()
         lora = str(convert_adapter(saved, out / "adapter.gguf"))
         times["convert_s"] = round(time.perf_counter() - t, 2)
-    per = {ch: sum(e.challenge == ch for e in enc) for ch in data["used"]}
-    rec = {"config": json.loads(json.dumps(asdict(cfg), default=str)), "base": src, "dataset": data["dataset"],
-           "examples": {"train_samples": data["samples"], "calls_answered": data["used"], "calls_without_gold": data["skipped"],
-                        "too_long": len(long), "used_per_challenge": per, "used": len(enc), "dev_used": len(dev_enc),
-                        "loss_probe": [e.id for e in probe],
-                        "answer_tokens": sum(e.n_answer for e in enc), "ids": [e.id for e in enc]},
-           "methods": data["config"], "loss_before": before, "loss_after": after, "train": log, "times": times,
-           "wall_s": round(time.perf_counter() - t0, 2), "adapter": saved["adapter"], "base_config": saved["base"],
-           "lora_gguf": lora, "versions": _versions(), "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    rec = _sft_record(cfg, inp, before, after, log, times, round(time.perf_counter() - t0, 2), saved, lora)
     write_json(rec_path, rec)
     return rec | {"path": str(rec_path), "reused": False, "_model": model, "_tokenizer": tok}
 
@@ -874,7 +916,177 @@ def _pointer(output_dir, quick: bool, seed: int, run_path: Path) -> None:
     d[f"{'quick' if quick else 'full'}-seed{seed}"] = str(run_path)
     write_json(p, d)
 
-# %% ../../nbs/api/55_llm_sft.ipynb #e7a47858
+# %% ../../nbs/api/55_llm_sft.ipynb #da03b8ad
+def _llm_settings(quick: bool, settings: LLMTrainSettings | None, samples: int | None, model: str | None, seeds: int | None):
+    "`settings` (else the quick or full defaults) with `samples` (test samples scored; -1: keep), `model` and `seeds` when given."
+    import dataclasses
+    s = settings or LLMTrainSettings(quick=quick)
+    if samples != -1: s.eval_samples = samples
+    if model: s.sft = dataclasses.replace(s.sft, model=model)
+    if seeds: s.seeds = seeds
+    return s
+
+def _phase(phases: dict, k: str, t: float) -> None:
+    "Add the seconds since `t` to phase `k`'s time."
+    phases[k] = round(phases.get(k, 0) + time.perf_counter() - t, 2)
+
+# %% ../../nbs/api/55_llm_sft.ipynb #602a5eb2
+def _llm_pool(ds, s: LLMTrainSettings, sd: int, phases: dict) -> dict:
+    """Seed `sd`'s pool: {cfg, data, src, tok, pm (the base with a fresh adapter), init (its state), enc, long, dev_enc, keys,
+    stats (the base's view of each example), untrained_dev (the untrained adapter's dev loss)}."""
+    import dataclasses
+    cfg = dataclasses.replace(s.sft, seed=sd)
+    t = time.perf_counter()
+    data = sft_examples(ds, "train", s.quick, cfg.per_challenge, seed=sd)
+    dev = sft_examples(ds, "dev", s.quick, s.dev_per_challenge, seed=sd)
+    _phase(phases, "examples_s", t); t = time.perf_counter()
+    base, tok, src = load_base(cfg.model, cfg.device)
+    if src["device"] == "cpu":                       # one thread count for every pass (threads that wait on a busy core stall)
+        from sage_bench.training.model import torch_threads
+        torch_threads(cfg.threads)
+    _phase(phases, "load_s", t)
+    enc, long = encode_all(tok, data["examples"], cfg.max_len)
+    dev_enc, _ = encode_all(tok, dev["examples"], cfg.max_len)
+    if not enc: raise ValueError(f"no training example fits max_len={cfg.max_len}")
+    by_id = {e.id: e for e in data["examples"]}
+    keys = example_keys([by_id[e.id] for e in enc], ds, s.n_rounds, sd)
+    pm = add_lora(base, cfg)
+    init, pad = _snapshot(pm), tok.pad_token_id or 0
+    t = time.perf_counter()
+    stats = example_stats(pm, enc, pad)
+    untrained_dev = answer_loss(pm, dev_enc, pad_id=pad)["loss"]
+    _phase(phases, "base_stats_s", t)
+    return {"cfg": cfg, "data": data, "src": src, "tok": tok, "pm": pm, "init": init, "enc": enc, "long": long, "dev_enc": dev_enc,
+            "keys": keys, "stats": stats, "untrained_dev": untrained_dev}
+
+# %% ../../nbs/api/55_llm_sft.ipynb #bcaeb4fc
+def _pool_summary(P: dict) -> dict:
+    "What the result file says of a seed's pool `P` (`_llm_pool`)."
+    cfg, data = P["cfg"], P["data"]
+    return {"samples_per_challenge": cfg.per_challenge, "train_samples": data["samples"], "examples": len(P["enc"]),
+            "per_challenge": {ch: P["keys"]["challenge"].count(ch) for ch in SFT_METHODS}, "too_long": len(P["long"]),
+            "calls_without_gold": data["skipped"], "dev_examples": len(P["dev_enc"]), "untrained_dev_loss": P["untrained_dev"],
+            "base": P["src"], "methods": data["config"]}
+
+# %% ../../nbs/api/55_llm_sft.ipynb #ba6d7e8d
+def _train_and_save(m: str, P: dict, ds, s: LLMTrainSettings, sd: int, exp_dir: Path, output_dir) -> dict:
+    "Train 5.5 method `m` on the pool `P` with seed `sd`; save and convert the checkpoint dev selection chose; its record (`run`: its file)."
+    tr = train_llm_method(m, P["pm"], P["tok"], P["enc"], P["keys"], P["stats"], P["dev_enc"], P["untrained_dev"], P["init"], s, sd)
+    cfg, run_dir = P["cfg"], exp_dir / "adapters" / f"{m}-seed{sd}"
+    rec = {"config": json.loads(json.dumps(asdict(cfg), default=str)), "base": P["src"], "dataset": ds.name, "method": m,
+           "checkpoint": tr["checkpoint"], "untrained_chosen": tr["untrained_chosen"], "lora_gguf": None,
+           "times": {"train_s": tr["train_s"]}, "versions": _versions()}
+    if not tr["untrained_chosen"]:
+        t = time.perf_counter()
+        rec["lora_gguf"] = str(convert_adapter(save_adapter(P["pm"], run_dir), run_dir / "adapter.gguf"))
+        tr["convert_s"] = rec["times"]["convert_s"] = round(time.perf_counter() - t, 2)
+    tr["run"] = str(write_json(run_dir / "sft_run.json", rec))
+    if m == "A_baseline": _pointer(output_dir, s.quick, sd, Path(tr["run"]))
+    return tr
+
+# %% ../../nbs/api/55_llm_sft.ipynb #0d863d79
+def _score_zero_shot(cfg: SFTConfig, ds, s: LLMTrainSettings, sd: int, exp_dir: Path, port: int, phases: dict, say) -> dict:
+    "The SFT methods against the base model `cfg.model` served alone on `port`: {challenge: EvalResult}."
+    from sage_bench.llm_service import start_llm_service, stop_llm_service
+    t = time.perf_counter()
+    try:
+        info = start_llm_service(cfg.model, port=port)
+        info = info | {"client_model": info.get("model") or cfg.model}
+        ev = _evaluate_server(info, lambda ch, llm: sft_method(ch, s.quick, llm=llm), "zero-shot:{ch}@" + f"{cfg.model}#seed{sd}",
+                              ds, s, sd, exp_dir)
+    finally: stop_llm_service(port)
+    _phase(phases, "eval_base_s", t)
+    say(f"zero-shot base scored in {time.perf_counter() - t:.0f}s")
+    return ev
+
+def _score_trained(m: str, tr: dict, ds, s: LLMTrainSettings, sd: int, exp_dir: Path, port: int, phases: dict, say) -> dict:
+    "Method `m`'s adapter (`tr['run']`, its run record) served on `port` and scored as `trained.llm`: {challenge: EvalResult}."
+    t = time.perf_counter()
+    try:
+        rec = json.loads(Path(tr["run"]).read_text())
+        info = serve_run(rec, port)
+        def make(ch, llm):
+            meth = trained_llm(ch, quick=s.quick, seed=sd, llm=llm)
+            meth.sft_run = rec
+            return meth
+        ev = _evaluate_server(info, make, "trained.llm:{ch}@" + f"{m}#seed{sd}", ds, s, sd, exp_dir)
+    finally: stop_served(port)
+    tr["eval_s"] = round(time.perf_counter() - t, 2); _phase(phases, "eval_trained_s", t)
+    say(f"{m} scored in {tr['eval_s']:.0f}s")
+    return ev
+
+def _timed_baselines(ds, s: LLMTrainSettings, sd: int, exp_dir: Path, baselines: bool, encoder_net: bool, phases: dict) -> dict:
+    "`_baselines` (when `baselines`), its seconds added to the phase `eval_baselines_s`."
+    t = time.perf_counter()
+    out = _baselines(ds, s, sd, exp_dir, encoder_net) if baselines else {}
+    _phase(phases, "eval_baselines_s", t)
+    return out
+
+# %% ../../nbs/api/55_llm_sft.ipynb #49a45c21
+def _seed_rows(sd: int, evs: dict, trained: dict, base_rows: dict) -> list[dict]:
+    "Seed `sd`'s rows: the zero-shot base, each trained method (with its training record), each baseline, and their scores."
+    rows = []
+    for name, ev in [(ZERO_SHOT, evs[ZERO_SHOT]), *[(m, evs[m]) for m in trained], *base_rows.items()]:
+        tr = trained.get(name, {})
+        kind = "llm" if name in trained else ("zero-shot" if name == ZERO_SHOT else "baseline")
+        rows.append({"method": name, "kind": kind, "seed": sd, **{k: v for k, v in tr.items() if k not in ("ids", "dev_curve")},
+                     "dev_curve": tr.get("dev_curve"), **_eval_row(ev)})
+    return rows
+
+def _seed_tests(sd: int, evs: dict, trained: dict, base_rows: dict) -> list[dict]:
+    "Seed `sd`'s paired tests: each trained method against the zero-shot base and each baseline, and the base against each baseline."
+    tests, refs = [], [(ZERO_SHOT, evs[ZERO_SHOT])] + list(base_rows.items())
+    for m in trained:
+        for ref, rev in refs:
+            for ch, k in REPORTED_LLM:
+                if ch in rev and ch in evs[m]:
+                    tests.append({"seed": sd, "method": m, "vs": ref, "challenge": ch, "metric": k,
+                                  **paired_test(evs[m][ch].records, rev[ch].records, ch, k, seed=sd)})
+    for ref, rev in refs[1:]:                         # the zero-shot base against each baseline too
+        for ch, k in REPORTED_LLM:
+            if ch in rev: tests.append({"seed": sd, "method": ZERO_SHOT, "vs": ref, "challenge": ch, "metric": k,
+                                        **paired_test(evs[ZERO_SHOT][ch].records, rev[ch].records, ch, k, seed=sd)})
+    return tests
+
+# %% ../../nbs/api/55_llm_sft.ipynb #b448dd8f
+def _llm_seed(methods: list, ds, s: LLMTrainSettings, sd: int, exp_dir: Path, output_dir, port: int, baselines: bool,
+              encoder_net: bool, phases: dict, say) -> tuple[list, list, dict]:
+    "Seed `sd` of `run_llm_training` with the LLM: train each method, score everything. (rows, tests, the pool's summary)."
+    import gc
+    P = _llm_pool(ds, s, sd, phases)
+    pool = _pool_summary(P)
+    say(f"seed {sd}: {len(P['enc'])} training examples {pool['per_challenge']}, {len(P['dev_enc'])} dev; base dev loss {P['untrained_dev']:.3f}")
+    trained = {}
+    for m in methods:
+        tr = trained[m] = _train_and_save(m, P, ds, s, sd, exp_dir, output_dir)
+        say(f"{m}: {tr['examples_used']} examples used, checkpoint round {tr['checkpoint']['round']} epoch {tr['checkpoint']['epoch']}"
+            f"{' (the untrained adapter)' if tr['untrained_chosen'] else ''}, trained {tr['train_s']:.0f}s")
+    del P["pm"]; gc.collect()
+    # scoring: the zero-shot base, each adapter, the baselines, all on the same seeded test samples
+    evs = {ZERO_SHOT: _score_zero_shot(P["cfg"], ds, s, sd, exp_dir, port, phases, say)}
+    for m, tr in trained.items():
+        evs[m] = evs[ZERO_SHOT] if tr["untrained_chosen"] else _score_trained(m, tr, ds, s, sd, exp_dir, port, phases, say)
+    base_rows = _timed_baselines(ds, s, sd, exp_dir, baselines, encoder_net, phases)
+    return _seed_rows(sd, evs, trained, base_rows), _seed_tests(sd, evs, trained, base_rows), pool
+
+# %% ../../nbs/api/55_llm_sft.ipynb #3413d0ac
+def _llm_result(methods: list, s: LLMTrainSettings, ds, seed: int, seed_list: list, llm: bool, pools: dict, rows: list, tests: list,
+                phases: dict, total: float, started: str) -> dict:
+    "What `run_llm_training` writes: the rows, their summary and tests, the pools, times and rates, provenance."
+    from sage_bench.store import provenance
+    rates = measured_rates_of(rows, phases, s)
+    if not llm: methods = []
+    return {"experiment": LLM_EXPERIMENT, "dataset": ds.name, "split": "test", "methods": methods, "seeds": seed_list,
+            "llm": llm, "skipped": [] if llm else [{"what": "the LLM rows (trained.llm and the zero-shot base)",
+                                                   "reason": "no LLM (--skip-llm): nothing was trained; only the baselines were scored"}],
+            "quick": s.quick, "model": s.sft.model, "trainer": "LoRA SFT (peft) of a small instruct LLM, served by llama-server",
+            "settings": json.loads(json.dumps(asdict(s), default=str)), "pool": {str(k): v for k, v in pools.items()},
+            "summary": summarise_llm(rows), "runs": rows, "tests": tests, "times": {"total_s": total, **phases}, "rates": rates,
+            "headline": dict((ch, k) for ch, k in REPORTED_LLM[:3]),
+            "provenance": provenance({"methods": methods, "quick": s.quick, "seeds": seed_list, "model": s.sft.model,
+                                      "eval_samples": s.eval_samples, "dataset": ds.name}, seed, started)}
+
+# %% ../../nbs/api/55_llm_sft.ipynb #c3fdb9a2
 def run_llm_training(methods=None, quick: bool = True, seed: int = RANDOM_SEED, seeds: int | None = None, samples: int | None = -1,
                      output_dir=None, dataset: str | Dataset = "sage", settings: LLMTrainSettings | None = None, model: str | None = None,
                      baselines: bool = True, encoder_net: bool = True, port: int = SFT_PORT, dry_run: bool = False,
@@ -882,15 +1094,10 @@ def run_llm_training(methods=None, quick: bool = True, seed: int = RANDOM_SEED, 
     """Section 5.5 on the LLM (see above): train, serve and score `methods` (names as `training.methods.parse_methods`),
     the zero-shot base and the baselines; writes `training_comparison.json`. `dry_run`: the plan only. `llm=False`
     (`--skip-llm`): no LLM is loaded, trained or served; only the baselines are scored, and the file says so."""
-    import dataclasses, gc
     from sage_bench.registry import get_dataset
-    from sage_bench.store import provenance, now
-    from sage_bench.llm_service import start_llm_service, stop_llm_service
+    from sage_bench.store import now
     methods = _parse_methods(methods)
-    s = settings or LLMTrainSettings(quick=quick)
-    if samples != -1: s.eval_samples = samples
-    if model: s.sft = dataclasses.replace(s.sft, model=model)
-    if seeds: s.seeds = seeds
+    s = _llm_settings(quick, settings, samples, model, seeds)
     ds = get_dataset(dataset) if isinstance(dataset, str) else dataset
     if dry_run: return llm_training_plan(methods, s, ds, seed, output_dir)
     say = (lambda m: print(f"[5.5 {time.perf_counter() - t_all:.0f}s] {m}", flush=True)) if progress else (lambda m: None)
@@ -898,112 +1105,15 @@ def run_llm_training(methods=None, quick: bool = True, seed: int = RANDOM_SEED, 
     exp_dir = benchmark_dir(output_dir) / LLM_EXPERIMENT
     seed_list = [seed + i for i in range(s.seeds)]
     rows, tests, pools, phases = [], [], {}, {}
-    def phase(k, t): phases[k] = round(phases.get(k, 0) + time.perf_counter() - t, 2)
     for sd in seed_list:
         if not llm:
-            t = time.perf_counter()
-            base_rows = _baselines(ds, s, sd, exp_dir, encoder_net) if baselines else {}
-            phase("eval_baselines_s", t)
+            base_rows = _timed_baselines(ds, s, sd, exp_dir, baselines, encoder_net, phases)
             rows += [{"method": name, "kind": "baseline", "seed": sd, **_eval_row(ev)} for name, ev in base_rows.items()]
             continue
-        cfg = dataclasses.replace(s.sft, seed=sd)
-        t = time.perf_counter()
-        data = sft_examples(ds, "train", s.quick, cfg.per_challenge, seed=sd)
-        dev = sft_examples(ds, "dev", s.quick, s.dev_per_challenge, seed=sd)
-        phase("examples_s", t); t = time.perf_counter()
-        base, tok, src = load_base(cfg.model, cfg.device)
-        if src["device"] == "cpu":                       # one thread count for every pass (threads that wait on a busy core stall)
-            from sage_bench.training.model import torch_threads
-            torch_threads(cfg.threads)
-        phase("load_s", t)
-        enc, long = encode_all(tok, data["examples"], cfg.max_len)
-        dev_enc, _ = encode_all(tok, dev["examples"], cfg.max_len)
-        if not enc: raise ValueError(f"no training example fits max_len={cfg.max_len}")
-        by_id = {e.id: e for e in data["examples"]}
-        keys = example_keys([by_id[e.id] for e in enc], ds, s.n_rounds, sd)
-        pm = add_lora(base, cfg)
-        init, pad = _snapshot(pm), tok.pad_token_id or 0
-        t = time.perf_counter()
-        stats = example_stats(pm, enc, pad)
-        untrained_dev = answer_loss(pm, dev_enc, pad_id=pad)["loss"]
-        phase("base_stats_s", t)
-        pools[sd] = {"samples_per_challenge": cfg.per_challenge, "train_samples": data["samples"], "examples": len(enc),
-                     "per_challenge": {ch: keys["challenge"].count(ch) for ch in SFT_METHODS}, "too_long": len(long),
-                     "calls_without_gold": data["skipped"], "dev_examples": len(dev_enc), "untrained_dev_loss": untrained_dev,
-                     "base": src, "methods": data["config"]}
-        say(f"seed {sd}: {len(enc)} training examples {pools[sd]['per_challenge']}, {len(dev_enc)} dev; base dev loss {untrained_dev:.3f}")
-        trained = {}
-        for m in methods:
-            tr = train_llm_method(m, pm, tok, enc, keys, stats, dev_enc, untrained_dev, init, s, sd)
-            run_dir = exp_dir / "adapters" / f"{m}-seed{sd}"
-            rec = {"config": json.loads(json.dumps(asdict(cfg), default=str)), "base": src, "dataset": ds.name, "method": m,
-                   "checkpoint": tr["checkpoint"], "untrained_chosen": tr["untrained_chosen"], "lora_gguf": None,
-                   "times": {"train_s": tr["train_s"]}, "versions": _versions()}
-            if not tr["untrained_chosen"]:
-                t = time.perf_counter()
-                rec["lora_gguf"] = str(convert_adapter(save_adapter(pm, run_dir), run_dir / "adapter.gguf"))
-                tr["convert_s"] = rec["times"]["convert_s"] = round(time.perf_counter() - t, 2)
-            tr["run"] = str(write_json(run_dir / "sft_run.json", rec))
-            if m == "A_baseline": _pointer(output_dir, s.quick, sd, Path(tr["run"]))
-            trained[m] = tr
-            say(f"{m}: {tr['examples_used']} examples used, checkpoint round {tr['checkpoint']['round']} epoch {tr['checkpoint']['epoch']}"
-                f"{' (the untrained adapter)' if tr['untrained_chosen'] else ''}, trained {tr['train_s']:.0f}s")
-        del pm, base; gc.collect()
-        # scoring: the zero-shot base, each adapter, the baselines, all on the same seeded test samples
-        evs, t = {}, time.perf_counter()
-        try:
-            info = start_llm_service(cfg.model, port=port)
-            info = info | {"client_model": info.get("model") or cfg.model}
-            evs[ZERO_SHOT] = _evaluate_server(info, lambda ch, llm: sft_method(ch, s.quick, llm=llm), "zero-shot:{ch}@" + f"{cfg.model}#seed{sd}",
-                                              ds, s, sd, exp_dir)
-        finally: stop_llm_service(port)
-        phase("eval_base_s", t)
-        say(f"zero-shot base scored in {time.perf_counter() - t:.0f}s")
-        for m, tr in trained.items():
-            if tr["untrained_chosen"]: evs[m] = evs[ZERO_SHOT]; continue
-            t = time.perf_counter()
-            try:
-                rec = json.loads(Path(tr["run"]).read_text())
-                info = serve_run(rec, port)
-                def make(ch, llm, rec=rec):
-                    meth = trained_llm(ch, quick=s.quick, seed=sd, llm=llm)
-                    meth.sft_run = rec
-                    return meth
-                evs[m] = _evaluate_server(info, make, "trained.llm:{ch}@" + f"{m}#seed{sd}", ds, s, sd, exp_dir)
-            finally: stop_served(port)
-            tr["eval_s"] = round(time.perf_counter() - t, 2); phase("eval_trained_s", t)
-            say(f"{m} scored in {tr['eval_s']:.0f}s")
-        t = time.perf_counter()
-        base_rows = _baselines(ds, s, sd, exp_dir, encoder_net) if baselines else {}
-        phase("eval_baselines_s", t)
-        for name, ev in [(ZERO_SHOT, evs[ZERO_SHOT]), *[(m, evs[m]) for m in trained], *base_rows.items()]:
-            tr = trained.get(name, {})
-            kind = "llm" if name in trained else ("zero-shot" if name == ZERO_SHOT else "baseline")
-            rows.append({"method": name, "kind": kind, "seed": sd, **{k: v for k, v in tr.items() if k not in ("ids", "dev_curve")},
-                         "dev_curve": tr.get("dev_curve"), **_eval_row(ev)})
-        refs = [(ZERO_SHOT, evs[ZERO_SHOT])] + list(base_rows.items())
-        for m in trained:
-            for ref, rev in refs:
-                for ch, k in REPORTED_LLM:
-                    if ch in rev and ch in evs[m]:
-                        tests.append({"seed": sd, "method": m, "vs": ref, "challenge": ch, "metric": k,
-                                      **paired_test(evs[m][ch].records, rev[ch].records, ch, k, seed=sd)})
-        for ref, rev in refs[1:]:                         # the zero-shot base against each baseline too
-            for ch, k in REPORTED_LLM:
-                if ch in rev: tests.append({"seed": sd, "method": ZERO_SHOT, "vs": ref, "challenge": ch, "metric": k,
-                                            **paired_test(evs[ZERO_SHOT][ch].records, rev[ch].records, ch, k, seed=sd)})
+        r, t, pools[sd] = _llm_seed(methods, ds, s, sd, exp_dir, output_dir, port, baselines, encoder_net, phases, say)
+        rows += r; tests += t
     total = round(time.perf_counter() - t_all, 1)
-    rates = measured_rates_of(rows, phases, s)
-    if not llm: methods = []
-    result = {"experiment": LLM_EXPERIMENT, "dataset": ds.name, "split": "test", "methods": methods, "seeds": seed_list,
-              "llm": llm, "skipped": [] if llm else [{"what": "the LLM rows (trained.llm and the zero-shot base)",
-                                                     "reason": "no LLM (--skip-llm): nothing was trained; only the baselines were scored"}],
-              "quick": s.quick, "model": s.sft.model, "trainer": "LoRA SFT (peft) of a small instruct LLM, served by llama-server",
-              "settings": json.loads(json.dumps(asdict(s), default=str)), "pool": {str(k): v for k, v in pools.items()},
-              "summary": summarise_llm(rows), "runs": rows, "tests": tests, "times": {"total_s": total, **phases}, "rates": rates,
-              "headline": dict((ch, k) for ch, k in REPORTED_LLM[:3]),
-              "provenance": provenance({"methods": methods, "quick": s.quick, "seeds": seed_list, "model": s.sft.model,
-                                        "eval_samples": s.eval_samples, "dataset": ds.name}, seed, started)}
+    result = _llm_result(methods, s, ds, seed, seed_list, llm, pools, rows, tests, phases, total, started)
     result["path"] = str(write_json(exp_dir / RESULT_FILE, result))
     say(f"done in {total:.0f}s: {result['path']}")
     return result
