@@ -984,7 +984,7 @@ def _train_and_save(m: str, P: dict, ds, s: LLMTrainSettings, sd: int, exp_dir: 
     if m == "A_baseline": _pointer(output_dir, s.quick, sd, Path(tr["run"]))
     return tr
 
-# %% ../../nbs/api/55_llm_sft.ipynb #0d863d79
+# %% ../../nbs/api/55_llm_sft.ipynb #92d62616
 def _score_zero_shot(cfg: SFTConfig, ds, s: LLMTrainSettings, sd: int, exp_dir: Path, port: int, phases: dict, say) -> dict:
     "The SFT methods against the base model `cfg.model` served alone on `port`: {challenge: EvalResult}."
     from sage_bench.llm_service import start_llm_service, stop_llm_service
@@ -999,6 +999,7 @@ def _score_zero_shot(cfg: SFTConfig, ds, s: LLMTrainSettings, sd: int, exp_dir: 
     say(f"zero-shot base scored in {time.perf_counter() - t:.0f}s")
     return ev
 
+# %% ../../nbs/api/55_llm_sft.ipynb #c5e78fc5
 def _score_trained(m: str, tr: dict, ds, s: LLMTrainSettings, sd: int, exp_dir: Path, port: int, phases: dict, say) -> dict:
     "Method `m`'s adapter (`tr['run']`, its run record) served on `port` and scored as `trained.llm`: {challenge: EvalResult}."
     t = time.perf_counter()
@@ -1015,6 +1016,7 @@ def _score_trained(m: str, tr: dict, ds, s: LLMTrainSettings, sd: int, exp_dir: 
     say(f"{m} scored in {tr['eval_s']:.0f}s")
     return ev
 
+# %% ../../nbs/api/55_llm_sft.ipynb #4eeb2223
 def _timed_baselines(ds, s: LLMTrainSettings, sd: int, exp_dir: Path, baselines: bool, encoder_net: bool, phases: dict) -> dict:
     "`_baselines` (when `baselines`), its seconds added to the phase `eval_baselines_s`."
     t = time.perf_counter()
