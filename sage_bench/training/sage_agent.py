@@ -18,10 +18,36 @@ __all__ = ['TERMS', 'ABLATIONS', 'COMPARISONS', 'FINAL_METRICS', 'STREAM_METRICS
            'SumTree', 'PriorityReplay', 'SSISConfig', 'base_id', 'SSIS', 'SageConfig', 'sage_config', 'words_of',
            'SampleStates', 'build_state_model', 'n_params', 'planned_draws', 'run_sage', 'DriftSettings',
            'PreparedDrift', 'prepare_drift', 'paired_samples', 'paired_seeds', 'mean_ci_samples', 'verdict', 'analyse',
-           'run_drift_study', 'mean_sd_rows', 'tests_paragraph', 'hypotheses_sentence', 'online_drift_paragraph',
+           'mean_sd_rows', 'run_drift_study', 'tests_paragraph', 'hypotheses_sentence', 'online_drift_paragraph',
            'ssis_paragraph', 'report_drift']
 
-# %% ../../nbs/api/53_sage_agent.ipynb #60fd6fa0
+# %% ../../nbs/api/53_sage_agent.ipynb #833de580
+def _tree_update(sums: np.ndarray, mins: np.ndarray, i: int, p: float):
+    "Set heap node `i` (a leaf) of a sum-tree and its min-tree to `p` and refresh the sums and minima of its ancestors."
+    sums[i], mins[i] = p, p
+    i //= 2
+    while i:
+        sums[i] = sums[2 * i] + sums[2 * i + 1]
+        mins[i] = min(mins[2 * i], mins[2 * i + 1])
+        i //= 2
+
+# %% ../../nbs/api/53_sage_agent.ipynb #ec344afc
+def _tree_find(sums: np.ndarray, size: int, u: float) -> int:
+    "The leaf (0-based) whose prefix-sum interval holds `u` in a sum-tree of `size` leaves (an empty right subtree is never entered)."
+    i = 1
+    while i < size:
+        left = 2 * i
+        if u < sums[left] or sums[left + 1] <= 0: i = left
+        else: u -= sums[left]; i = left + 1
+    return i - size
+
+def _tree_argmin(mins: np.ndarray, size: int) -> int:
+    "The leaf (0-based) holding the smallest value of a min-tree of `size` leaves."
+    i = 1
+    while i < size: i = 2 * i if mins[2 * i] <= mins[2 * i + 1] else 2 * i + 1
+    return i - size
+
+# %% ../../nbs/api/53_sage_agent.ipynb #59add3b6
 class SumTree:
     "Priorities in a binary sum-tree (and min-tree): add, update, find by prefix sum, argmin, all O(log n)."
     def __init__(self, capacity: int):
@@ -47,13 +73,7 @@ class SumTree:
         "Set the priority of `slot` (>= 0, finite)."
         if not (0 <= slot < self.capacity): raise IndexError(f"slot {slot} outside 0..{self.capacity - 1}")
         if not (p >= 0 and math.isfinite(p)): raise ValueError(f"priority must be finite and >= 0, got {p}")
-        i = self.size + slot
-        self.sum[i], self.min[i] = p, p
-        i //= 2
-        while i:
-            self.sum[i] = self.sum[2 * i] + self.sum[2 * i + 1]
-            self.min[i] = min(self.min[2 * i], self.min[2 * i + 1])
-            i //= 2
+        _tree_update(self.sum, self.min, self.size + slot, p)
 
     def set(self, slot: int, p: float, item: Any):
         "Put `item` with priority `p` into `slot`."
@@ -64,19 +84,11 @@ class SumTree:
     def find(self, u: float) -> int:
         "The slot whose prefix-sum interval holds `u` (0 <= u < total)."
         if self.total <= 0: raise ValueError("the tree is empty (total priority 0)")
-        u = min(max(u, 0.0), np.nextafter(self.total, 0))
-        i = 1
-        while i < self.size:
-            left = 2 * i
-            if u < self.sum[left] or self.sum[left + 1] <= 0: i = left
-            else: u -= self.sum[left]; i = left + 1
-        return i - self.size
+        return _tree_find(self.sum, self.size, min(max(u, 0.0), np.nextafter(self.total, 0)))
 
     def argmin(self) -> int:
         "The filled slot with the smallest priority."
-        i = 1
-        while i < self.size: i = 2 * i if self.min[2 * i] <= self.min[2 * i + 1] else 2 * i + 1
-        return i - self.size
+        return _tree_argmin(self.min, self.size)
 
 # %% ../../nbs/api/53_sage_agent.ipynb #bd229dee
 class PriorityReplay:
@@ -125,7 +137,7 @@ class PriorityReplay:
             self.max_p = max(self.max_p, float(p))
             self.tree.update(int(s), self._p(p))
 
-# %% ../../nbs/api/53_sage_agent.ipynb #82a1980b
+# %% ../../nbs/api/53_sage_agent.ipynb #593739e6
 @dataclass
 class SSISConfig:
     "Weights of the three scores and the share of arriving samples SSIS admits."
@@ -135,6 +147,7 @@ class SSISConfig:
     keep: float = 0.35
     kind: str = "entropy"
 
+# %% ../../nbs/api/53_sage_agent.ipynb #62ff6999
 _VERSION = re.compile(r"@v\d+$")
 
 def base_id(sample_id) -> str:
@@ -143,6 +156,50 @@ def base_id(sample_id) -> str:
 
 TERMS = ("uncertainty", "diversity", "forgetting")
 
+# %% ../../nbs/api/53_sage_agent.ipynb #60d5c998
+def _uncertainty(kind: str, entropy, margin=None) -> np.ndarray:
+    "The normalised `entropy`, or with `kind='margin'` 1 - `margin`, clipped to [0, 1]."
+    if kind == "margin":
+        if margin is None: raise ValueError("kind='margin' needs margins")
+        return np.clip(1 - np.asarray(margin, float), 0, 1)
+    return np.clip(np.asarray(entropy, float), 0, 1)
+
+# %% ../../nbs/api/53_sage_agent.ipynb #844fb2f9
+def _diversity(emb, memory, sequential: bool = True) -> np.ndarray:
+    "1 - the max cosine similarity of each row of `emb` to `memory` (and, if sequential, to the earlier rows of `emb`)."
+    emb = np.asarray(emb, np.float32)
+    e = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-9)
+    best = np.full(len(e), -1.0)
+    if memory is not None and len(memory):
+        m = np.asarray(memory, np.float32); m = m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-9)
+        best = (e @ m.T).max(1)
+    if sequential and len(e) > 1:
+        S = e @ e.T
+        S[np.triu_indices(len(e))] = -1.0           # only earlier rows count
+        best = np.maximum(best, S.max(1))
+    return np.clip(1 - best, 0, 1)
+
+# %% ../../nbs/api/53_sage_agent.ipynb #dd38494c
+def _forgetting(last_loss: dict, ids: Sequence, losses) -> np.ndarray:
+    "`1 - exp(-max(0, loss - loss when last trained))` of each sample, found by base id in `last_loss` (0 if never seen)."
+    keys = [base_id(i) for i in ids]
+    return np.array([1 - math.exp(-max(0.0, float(l) - last_loss[k])) if k in last_loss else 0.0
+                     for k, l in zip(keys, losses)])
+
+# %% ../../nbs/api/53_sage_agent.ipynb #9aaadc7b
+def _welford(n: int, mean: float, m2: float, xs) -> tuple[int, float, float]:
+    "The running count, mean and sum of squared deviations (Welford) updated with the values `xs`."
+    for x in xs:
+        n += 1; dx = float(x) - mean; mean += dx / n; m2 += dx * (float(x) - mean)
+    return n, mean, m2
+
+def _zexp(importance, n: int, mean: float, m2: float) -> np.ndarray:
+    "`exp(z)` of `importance` standardised by a running mean and sd (`_welford`'s), z clipped to [-3, 3] (0 while the sd is 0)."
+    sd = math.sqrt(m2 / (n - 1)) if n > 1 else 0.0
+    z = (np.asarray(importance, float) - mean) / sd if sd > 1e-9 else np.zeros(len(np.atleast_1d(importance)))
+    return np.exp(np.clip(z, -3, 3))
+
+# %% ../../nbs/api/53_sage_agent.ipynb #12ed2d2c
 class SSIS:
     "Streaming sample-importance scorer: uncertainty + diversity + forgetting."
     def __init__(self, cfg: SSISConfig | None = None):
@@ -151,47 +208,31 @@ class SSIS:
         self.n, self.mean, self.m2 = 0, 0.0, 0.0        # running mean and variance of every importance scored so far
 
     def uncertainty(self, entropy, margin=None) -> np.ndarray:
-        if self.cfg.kind == "margin":
-            if margin is None: raise ValueError("kind='margin' needs margins")
-            return np.clip(1 - np.asarray(margin, float), 0, 1)
-        return np.clip(np.asarray(entropy, float), 0, 1)
+        "The normalised entropy, or with `kind='margin'` 1 - the top-1/top-2 margin, in [0, 1]."
+        return _uncertainty(self.cfg.kind, entropy, margin)
 
     @staticmethod
     def diversity(emb: np.ndarray, memory: np.ndarray | None, sequential: bool = True) -> np.ndarray:
         "1 - max cosine similarity to `memory` (and, if sequential, to the earlier rows of `emb`)."
-        emb = np.asarray(emb, np.float32)
-        e = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-9)
-        best = np.full(len(e), -1.0)
-        if memory is not None and len(memory):
-            m = np.asarray(memory, np.float32); m = m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-9)
-            best = (e @ m.T).max(1)
-        if sequential and len(e) > 1:
-            S = e @ e.T
-            S[np.triu_indices(len(e))] = -1.0           # only earlier rows count
-            best = np.maximum(best, S.max(1))
-        return np.clip(1 - best, 0, 1)
+        return _diversity(emb, memory, sequential)
 
     def forgetting(self, ids: Sequence, losses) -> np.ndarray:
-        keys = [base_id(i) for i in ids]
-        return np.array([1 - math.exp(-max(0.0, float(l) - self.last_loss[k])) if k in self.last_loss else 0.0
-                         for k, l in zip(keys, losses)])
+        "How much each sample's loss has grown since it was last trained on (0 for a sample never seen)."
+        return _forgetting(self.last_loss, ids, losses)
 
     def score(self, ids, losses, entropy, emb, memory=None, margin=None, sequential=True) -> dict:
         "The three components and the weighted `importance` of each sample."
         c = self.cfg
         u, d, f = self.uncertainty(entropy, margin), self.diversity(emb, memory, sequential), self.forgetting(ids, losses)
         imp = c.w_uncertainty * u + c.w_diversity * d + c.w_forgetting * f
-        for x in imp:                                    # Welford's running mean and variance
-            self.n += 1; dx = float(x) - self.mean; self.mean += dx / self.n; self.m2 += dx * (float(x) - self.mean)
+        self.n, self.mean, self.m2 = _welford(self.n, self.mean, self.m2, imp)
         return {"uncertainty": u, "diversity": d, "forgetting": f, "importance": imp}
 
     def priority(self, importance) -> np.ndarray:
         """Replay priority `exp(z)` of the importance standardised by the running mean and sd of all importances scored
         (z clipped to [-3, 3]): samples are prioritised by how much more important they are than usual, not by the level of
         the sum, which the three terms lift alike."""
-        sd = math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
-        z = (np.asarray(importance, float) - self.mean) / sd if sd > 1e-9 else np.zeros(len(np.atleast_1d(importance)))
-        return np.exp(np.clip(z, -3, 3))
+        return _zexp(importance, self.n, self.mean, self.m2)
 
     def admit(self, importance) -> np.ndarray:
         "Positions of the top `keep` share (at least one) by importance."
@@ -230,11 +271,33 @@ def sage_config(name: str, **kw) -> SageConfig:
     if name not in ABLATIONS: raise KeyError(f"unknown SAGE ablation {name!r}; one of {list(ABLATIONS)}")
     return SageConfig(**{**ABLATIONS[name], **kw})
 
-# %% ../../nbs/api/53_sage_agent.ipynb #36ba2498
+# %% ../../nbs/api/53_sage_agent.ipynb #3d74890b
 def words_of(text: str, max_words: int = 32) -> list[str]:
     "The words of `text` (lower-case letters, at least two), the first `max_words`."
     return [w for w in re.findall(r"[a-z]+", str(text).lower()) if len(w) > 1][:max_words]
 
+# %% ../../nbs/api/53_sage_agent.ipynb #7650b50c
+def _word_rows(W: list, encoder, d: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    "The vocabulary of the word lists `W` embedded by `encoder` (a zero padding row last) and the `n` samples' words as its rows."
+    vocab = list(dict.fromkeys(w for ws in W for w in ws))
+    V = np.vstack([encoder(vocab, kind="query") if vocab else np.zeros((0, d), np.float32), np.zeros((1, d), np.float32)])
+    pos = {w: i for i, w in enumerate(vocab)}
+    words = np.full((n, max([len(ws) for ws in W] + [1])), len(vocab), np.int64)
+    for i, ws in enumerate(W): words[i, :len(ws)] = [pos[w] for w in ws]
+    return V, words
+
+# %% ../../nbs/api/53_sage_agent.ipynb #f8f5f4b5
+def _top_tools(F: Features, k: int) -> tuple[np.ndarray, np.ndarray]:
+    "Per sample of `F`, the tool-table rows of its `k` candidates most similar to the query, and which of the `k` are real."
+    tools, ok = np.zeros((len(F), k), np.int64), np.zeros((len(F), k), bool)
+    for i in range(len(F)):
+        cand = np.arange(len(F.tool_ids)) if F.cand[i] is None else np.asarray(F.cand[i], int)
+        sim = F.tool_emb[cand] @ F.q[i]
+        top = cand[np.argsort(-sim, kind="stable")[:k]]
+        tools[i, :len(top)], ok[i, :len(top)] = top, True
+    return tools, ok
+
+# %% ../../nbs/api/53_sage_agent.ipynb #95a4aff9
 @dataclass
 class SampleStates:
     "Frozen token- and tool-level states of every sample of a `Features`."
@@ -246,44 +309,56 @@ class SampleStates:
     @classmethod
     def build(cls, F: Features, texts: Sequence[str], encoder, max_words: int = 32, top_tools: int = 16) -> "SampleStates":
         "States of the samples of `F` from their texts (`model.sample_text`) and `encoder` (a `TextEncoder`)."
-        W = [words_of(t, max_words) for t in texts]
-        vocab = list(dict.fromkeys(w for ws in W for w in ws))
-        d = F.q.shape[1]
-        V = np.vstack([encoder(vocab, kind="query") if vocab else np.zeros((0, d), np.float32), np.zeros((1, d), np.float32)])
-        pos = {w: i for i, w in enumerate(vocab)}
-        words = np.full((len(F), max([len(ws) for ws in W] + [1])), len(vocab), np.int64)
-        for i, ws in enumerate(W): words[i, :len(ws)] = [pos[w] for w in ws]
-        tools, ok = np.zeros((len(F), top_tools), np.int64), np.zeros((len(F), top_tools), bool)
-        for i in range(len(F)):
-            cand = np.arange(len(F.tool_ids)) if F.cand[i] is None else np.asarray(F.cand[i], int)
-            sim = F.tool_emb[cand] @ F.q[i]
-            top = cand[np.argsort(-sim, kind="stable")[:top_tools]]
-            tools[i, :len(top)], ok[i, :len(top)] = top, True
+        V, words = _word_rows([words_of(t, max_words) for t in texts], encoder, F.q.shape[1], len(F))
+        tools, ok = _top_tools(F, top_tools)
         return cls(V.astype(np.float32), words, tools, ok)
 
+# %% ../../nbs/api/53_sage_agent.ipynb #a7a0046d
+def _init_states(m, cfg: ModelConfig, states: SampleStates, tool_emb, attend: bool):
+    "Give the network `m` its word projection, the frozen states and, with `attend=False`, the mixer in place of the attention."
+    import torch
+    from torch import nn
+    d, h = cfg.dim, cfg.hidden
+    m.attend = attend
+    m.word_proj = nn.Linear(d, h)
+    if not attend:                               # same parameter count as the attention (4h^2 + 4h)
+        del m.attn
+        m.mix = nn.Sequential(nn.Linear(h, 2 * h), nn.GELU(), nn.Linear(2 * h, h))
+        m.mix_gain = nn.Parameter(torch.ones(h))
+    m.vocab, m.table = torch.as_tensor(states.vocab), torch.as_tensor(np.asarray(tool_emb, np.float32))
+    m.words, m.top, m.top_ok = (torch.as_tensor(x) for x in (states.words, states.tools, states.tool_ok))
+    m._idx = None
+
+def _state_tokens(m, q):
+    "The task tokens of the queries `q` after attending over (or, ablated, mixing) the word and candidate-tool states of `m._idx`."
+    import torch
+    if m._idx is None or len(m._idx) != q.shape[0]:
+        raise RuntimeError("StateModel reads per-sample states: call it inside `with model.on(idx):` (continual.with_states)")
+    t = m.task_proj(m.trunk(q)).view(q.shape[0], 3, -1) + m.task_emb
+    wi = m.words[m._idx]
+    keys = torch.cat([m.word_proj(m.vocab[wi]), m.encode_tools(m.table[m.top[m._idx]])], 1)
+    ok = torch.cat([wi < len(m.vocab) - 1, m.top_ok[m._idx]], 1)
+    if m.attend: a, _ = m.attn(t, keys, keys, key_padding_mask=~ok, need_weights=False)
+    else:
+        pooled = (keys * ok[..., None]).sum(1) / ok.sum(1, keepdim=True).clamp_min(1)
+        a = m.mix_gain * m.mix(t + pooled[:, None])
+    t = m.ln1(t + a)
+    return m.ln2(t + m.ffn(t))
+
+# %% ../../nbs/api/53_sage_agent.ipynb #9878fe08
 _STATE_CLS = None
 
 def _state_model_class():
     global _STATE_CLS
     if _STATE_CLS is not None: return _STATE_CLS
     import torch
-    from torch import nn
     from sage_bench.training.model import _model_class
 
     class StateModel(_model_class()):
         "The unified network whose task tokens attend over word states and candidate-tool encodings (or, ablated, mix them)."
         def __init__(self, cfg: ModelConfig, states: SampleStates, tool_emb, attend: bool = True):
             super().__init__(cfg)
-            d, h = cfg.dim, cfg.hidden
-            self.attend = attend
-            self.word_proj = nn.Linear(d, h)
-            if not attend:                           # same parameter count as the attention (4h^2 + 4h)
-                del self.attn
-                self.mix = nn.Sequential(nn.Linear(h, 2 * h), nn.GELU(), nn.Linear(2 * h, h))
-                self.mix_gain = nn.Parameter(torch.ones(h))
-            self.vocab, self.table = torch.as_tensor(states.vocab), torch.as_tensor(np.asarray(tool_emb, np.float32))
-            self.words, self.top, self.top_ok = (torch.as_tensor(x) for x in (states.words, states.tools, states.tool_ok))
-            self._idx = None
+            _init_states(self, cfg, states, tool_emb, attend)
 
         @contextlib.contextmanager
         def on(self, idx):
@@ -292,23 +367,12 @@ def _state_model_class():
             try: yield self
             finally: self._idx = old
 
-        def tokens(self, q):
-            if self._idx is None or len(self._idx) != q.shape[0]:
-                raise RuntimeError("StateModel reads per-sample states: call it inside `with model.on(idx):` (continual.with_states)")
-            t = self.task_proj(self.trunk(q)).view(q.shape[0], 3, -1) + self.task_emb
-            wi = self.words[self._idx]
-            keys = torch.cat([self.word_proj(self.vocab[wi]), self.encode_tools(self.table[self.top[self._idx]])], 1)
-            ok = torch.cat([wi < len(self.vocab) - 1, self.top_ok[self._idx]], 1)
-            if self.attend: a, _ = self.attn(t, keys, keys, key_padding_mask=~ok, need_weights=False)
-            else:
-                pooled = (keys * ok[..., None]).sum(1) / ok.sum(1, keepdim=True).clamp_min(1)
-                a = self.mix_gain * self.mix(t + pooled[:, None])
-            t = self.ln1(t + a)
-            return self.ln2(t + self.ffn(t))
+        def tokens(self, q): return _state_tokens(self, q)
 
     _STATE_CLS = StateModel
     return StateModel
 
+# %% ../../nbs/api/53_sage_agent.ipynb #1d583396
 def build_state_model(cfg: ModelConfig, states: SampleStates, tool_emb, attend: bool = True, seed: int = RANDOM_SEED,
                       threads: int | None = None):
     "A freshly initialised `StateModel` (seeded; the parts it shares with `training.model` start as in `build_model`)."
@@ -319,7 +383,7 @@ def build_state_model(cfg: ModelConfig, states: SampleStates, tool_emb, attend: 
 
 def n_params(model) -> int: return int(sum(p.numel() for p in model.parameters()))
 
-# %% ../../nbs/api/53_sage_agent.ipynb #ce7ad9b6
+# %% ../../nbs/api/53_sage_agent.ipynb #b3de0a98
 def planned_draws(rounds: Sequence[Round], cfg: "SageConfig", batch_size: int) -> int:
     "The replay draws `run_sage` makes: one per training step of every round after the first that admitted something."
     n, filled = 0, False
@@ -330,6 +394,7 @@ def planned_draws(rounds: Sequence[Round], cfg: "SageConfig", batch_size: int) -
         filled = filled or adm > 0
     return n
 
+# %% ../../nbs/api/53_sage_agent.ipynb #9d3ae977
 def _spread(p) -> dict:
     p = np.asarray(p, float)
     if not len(p): return {"n": 0}
@@ -341,6 +406,88 @@ def _terms(v: dict) -> dict:
     return {k: {"mean": float(np.mean(x)), "sd": float(np.std(x)), "n": len(x), "nonzero": float(np.mean(np.asarray(x) > 0))}
             for k, x in v.items() if x}
 
+# %% ../../nbs/api/53_sage_agent.ipynb #dd503211
+def _reps(model, f: Features, idx) -> np.ndarray:
+    "The model's own state of samples `idx`: its trunk's output for their queries."
+    import torch
+    with torch.no_grad(): return model.trunk(torch.as_tensor(f.q[np.asarray(idx, int)])).numpy()
+
+def _stats(model, f: Features, idx, temb) -> tuple[dict, np.ndarray]:
+    "Per-sample loss, entropy and margin of samples `idx` (the model in eval mode, no gradients) and their states."
+    import torch
+    model.eval()
+    with torch.no_grad(), with_states(model, idx): st = sample_stats(model, f, idx, temb)
+    return {k: v.numpy() for k, v in st.items()}, _reps(model, f, idx)
+
+def _score(ssis: SSIS, f: Features, idx, st: dict, rep: np.ndarray, memory) -> dict:
+    "SSIS's scores of samples `idx` from their stats `st` and states `rep`, against the states `memory` (or None)."
+    return ssis.score([f.ids[i] for i in idx], st["loss"], st["entropy"], rep, memory, st["margin"])
+
+def _held(buf: PriorityReplay | None) -> list:
+    "The samples in the replay buffer (none without a buffer)."
+    return [i for i in buf.tree.data if i is not None] if buf is not None else []
+
+# %% ../../nbs/api/53_sage_agent.ipynb #26e87e02
+def _admit(model, f: Features, arrived: np.ndarray, temb, cfg: SageConfig, ssis: SSIS, buf: PriorityReplay | None,
+           comp: dict) -> np.ndarray:
+    "The arrivals admitted for training this round; the admission scores are appended to `comp` (term -> list)."
+    if not cfg.ssis: return np.asarray(arrived.tolist(), int)
+    admitted = []
+    for c0 in range(0, len(arrived), cfg.chunk):
+        ch = arrived[c0:c0 + cfg.chunk]
+        st, rep = _stats(model, f, ch, temb)
+        mem_idx = admitted + _held(buf)
+        sc = _score(ssis, f, ch, st, rep, _reps(model, f, mem_idx) if mem_idx else None)
+        for k in TERMS: comp[k] += sc[k].tolist()
+        admitted += ch[ssis.admit(sc["importance"])].tolist()
+    return np.asarray(admitted, int)
+
+# %% ../../nbs/api/53_sage_agent.ipynb #4be4103f
+def _replay(model, f: Features, bt: np.ndarray, temb, cfg: SageConfig, ssis: SSIS, buf: PriorityReplay | None,
+            comp: dict) -> tuple[np.ndarray, np.ndarray]:
+    "The batch `bt` with a replay draw appended and the loss weights (1 for new samples); replay scores appended to `comp`."
+    w = np.ones(len(bt), np.float32)
+    if buf is None or not len(buf): return bt, w
+    slots, items, isw = buf.sample(min(cfg.replay_batch, len(buf)))
+    items = np.asarray(items, int)
+    st, rep = _stats(model, f, items, temb)     # the replayed samples as the model sees them now: new priorities
+    sc = _score(ssis, f, items, st, rep, _reps(model, f, bt))
+    for k in TERMS: comp[k] += sc[k].tolist()
+    buf.update(slots, ssis.priority(sc["importance"])); ssis.observe([f.ids[i] for i in items], st["loss"])
+    return np.concatenate([bt, items]), np.concatenate([w, isw])
+
+# %% ../../nbs/api/53_sage_agent.ipynb #7f9c1481
+def _train_round(model, opt, f: Features, admitted: np.ndarray, temb,
+                 cfg: SageConfig,
+                 mc: ModelConfig,                 # the model configuration (its batch size)
+                 rng: np.random.Generator,        # shuffles the admitted samples each pass
+                 ssis: SSIS,
+                 buf: PriorityReplay | None,      # the replay buffer (None: no replay)
+                 comp: dict,                      # term -> list: the replay scores are appended
+                 log: TrainLog,                   # steps, samples seen and losses are appended
+                 select=None):                    # a `model.DevSelector` called after each pass
+    "Step 2: train on the admitted samples of a round, with priority replay."
+    model.train()
+    for ep in range(cfg.epochs_per_round):
+        order = rng.permutation(admitted)
+        for s0 in range(0, len(order), mc.batch_size):
+            bt, w = _replay(model, f, order[s0:s0 + mc.batch_size], temb, cfg, ssis, buf, comp)
+            with with_states(model, bt): res = train_step(model, opt, f, bt, weights=w, tool_emb_t=temb)
+            log.steps += 1; log.samples_seen += len(bt); log.losses.append(res["loss"])
+        if select is not None: select(model)
+
+# %% ../../nbs/api/53_sage_agent.ipynb #4a974a1a
+def _end_round(model, f: Features, admitted: np.ndarray, temb, ssis: SSIS, buf: PriorityReplay | None) -> dict | None:
+    "Step 3 of a round; with a buffer, the spread of its priorities afterwards."
+    st, rep = _stats(model, f, admitted, temb)
+    mem_idx = _held(buf)
+    sc = _score(ssis, f, admitted, st, rep, _reps(model, f, mem_idx) if mem_idx else None)
+    ssis.observe([f.ids[i] for i in admitted], st["loss"])
+    if buf is None: return None
+    for i, p in zip(admitted, ssis.priority(sc["importance"])): buf.add(int(i), float(p))
+    return _spread([buf.tree.priority(s) for s in range(buf.tree.n)])
+
+# %% ../../nbs/api/53_sage_agent.ipynb #0c31ec2d
 def run_sage(F: Features, rounds: Sequence[Round], cfg: SageConfig | None = None, model_cfg: ModelConfig | None = None,
              seed: int = RANDOM_SEED, evaluate: bool = True, select=None, states: SampleStates | None = None):
     """Train SAGE-Agent over the stream; returns (model, result dict: R, b, stream metrics, data share, wall time, SSIS log).
@@ -355,64 +502,21 @@ def run_sage(F: Features, rounds: Sequence[Round], cfg: SageConfig | None = None
     rng = np.random.default_rng(seed)
     Fr = round_features(F, rounds)
     b = score_rounds(model, Fr, rounds) if evaluate else []
-    ssis = SSIS(cfg.ssis_cfg)
-    planned = planned_draws(rounds, cfg, mc.batch_size)
+    ssis, planned = SSIS(cfg.ssis_cfg), planned_draws(rounds, cfg, mc.batch_size)
     buf = PriorityReplay(cfg.buffer_size, cfg.alpha, cfg.beta0, planned, seed=seed) if cfg.replay else None
     comp = {"admission": {k: [] for k in TERMS}, "replay": {k: [] for k in TERMS}}
-    R, log, per_round, n_arrived, prio = [], TrainLog(), [], 0, []
-    wall = 0.0
+    R, log, per_round, n_arrived, prio, wall = [], TrainLog(), [], 0, [], 0.0
     if select is not None and not select.history: select(model)
-
-    def reps(f, idx):                                   # the model's own state of samples idx: its trunk's output
-        with torch.no_grad(): return model.trunk(torch.as_tensor(f.q[np.asarray(idx, int)])).numpy()
-
-    def stats(f, idx, temb):
-        model.eval()
-        with torch.no_grad(), with_states(model, idx): st = sample_stats(model, f, idx, temb)
-        return {k: v.numpy() for k, v in st.items()}, reps(f, idx)
-
-    held = lambda: [i for i in buf.tree.data if i is not None] if buf is not None else []
     for r, f in zip(rounds, Fr):
         t0 = time.perf_counter()
         if select is not None: select.round = r.r
         temb = torch.as_tensor(f.tool_emb)
         arrived = rng.permutation(r.train); n_arrived += len(arrived)
-        admitted = []
-        if cfg.ssis:                                    # 1. admission by importance, chunk by chunk
-            for c0 in range(0, len(arrived), cfg.chunk):
-                ch = arrived[c0:c0 + cfg.chunk]
-                st, rep = stats(f, ch, temb)
-                mem_idx = admitted + held()
-                sc = ssis.score([f.ids[i] for i in ch], st["loss"], st["entropy"], rep, reps(f, mem_idx) if mem_idx else None, st["margin"])
-                for k in TERMS: comp["admission"][k] += sc[k].tolist()
-                admitted += ch[ssis.admit(sc["importance"])].tolist()
-        else: admitted = arrived.tolist()
-        admitted = np.asarray(admitted, int)
-        model.train()
-        for ep in range(cfg.epochs_per_round):          # 2. training, with priority replay
-            order = rng.permutation(admitted)
-            for s0 in range(0, len(order), mc.batch_size):
-                bt = order[s0:s0 + mc.batch_size]
-                w = np.ones(len(bt), np.float32)
-                if buf is not None and len(buf):
-                    slots, items, isw = buf.sample(min(cfg.replay_batch, len(buf)))
-                    items = np.asarray(items, int)
-                    st, rep = stats(f, items, temb)     # the replayed samples as the model sees them now: new priorities
-                    sc = ssis.score([f.ids[i] for i in items], st["loss"], st["entropy"], rep, reps(f, bt), st["margin"])
-                    for k in TERMS: comp["replay"][k] += sc[k].tolist()
-                    buf.update(slots, ssis.priority(sc["importance"])); ssis.observe([f.ids[i] for i in items], st["loss"])
-                    bt = np.concatenate([bt, items]); w = np.concatenate([w, isw])
-                with with_states(model, bt): res = train_step(model, opt, f, bt, weights=w, tool_emb_t=temb)
-                log.steps += 1; log.samples_seen += len(bt); log.losses.append(res["loss"])
-            if select is not None: select(model)
-        if len(admitted) and (cfg.ssis or buf is not None):   # 3. losses after the round remembered; the buffer fed
-            st, rep = stats(f, admitted, temb)
-            mem_idx = held()
-            sc = ssis.score([f.ids[i] for i in admitted], st["loss"], st["entropy"], rep, reps(f, mem_idx) if mem_idx else None, st["margin"])
-            ssis.observe([f.ids[i] for i in admitted], st["loss"])
-            if buf is not None:
-                for i, p in zip(admitted, ssis.priority(sc["importance"])): buf.add(int(i), float(p))
-                prio.append({"round": r.r, **_spread([buf.tree.priority(s) for s in range(buf.tree.n)])})
+        admitted = _admit(model, f, arrived, temb, cfg, ssis, buf, comp["admission"])                # 1. admission
+        _train_round(model, opt, f, admitted, temb, cfg, mc, rng, ssis, buf, comp["replay"], log, select)  # 2. training
+        if len(admitted) and (cfg.ssis or buf is not None):                                          # 3. after the round
+            sp = _end_round(model, f, admitted, temb, ssis, buf)
+            if sp is not None: prio.append({"round": r.r, **sp})
         dt = time.perf_counter() - t0; wall += dt
         log.used.update(f.ids[i] for i in admitted)
         per_round.append({**r.describe(), "admitted": int(len(admitted)), "buffer": len(buf) if buf else 0, "seconds": round(dt, 3)})
@@ -509,10 +613,6 @@ def verdict(ci, target: float, kind: str = "at_least") -> str:
     if kind == "at_most": return "supported" if hi <= target else "contradicted" if lo > target else "inconclusive"
     return "consistent" if lo <= target <= hi else "contradicted"
 
-assert verdict([0.95, 0.97], 0.94) == "supported" and verdict([0.5, 0.6], 0.94) == "contradicted" and verdict([0.9, 0.95], 0.94) == "inconclusive"
-_r = paired_samples(np.ones(50), np.zeros(50), 500); assert _r["diff"] == 1.0 and _r["p"] < 0.01 and _r["ci"] == [1.0, 1.0]
-assert paired_samples(np.ones(9), np.ones(9))["p"] == 1.0
-
 # %% ../../nbs/api/53_sage_agent.ipynb #40ff7c3d
 COMPARISONS = (("SAGE_ssis_only", "SAGE_sft_baseline", "SSIS"), ("SAGE_ssis_replay", "SAGE_ssis_only", "priority replay"),
                ("SAGE_full", "SAGE_ssis_replay", "cross-task attention"), ("SAGE_full", "SAGE_sft_baseline", "all three"))
@@ -539,77 +639,97 @@ HYPOTHESES = (
      "metric": "drift_per_round_vs_baseline", "target": 0.0, "kind": "at_least_strict"},
 )
 
-# %% ../../nbs/api/53_sage_agent.ipynb #fa93d677
+# %% ../../nbs/api/53_sage_agent.ipynb #3fdad1a6
 def _final_by_sample(runs: list, ch: str, metric: str) -> tuple[list, np.ndarray]:
     "Per-sample scores averaged over the runs (seeds) of one ablation, in one sample order."
     ids = runs[0]["final"][ch]["ids"]
     for r in runs: assert r["final"][ch]["ids"] == ids, "runs scored different test samples"
     return ids, np.mean([np.asarray(r["final"][ch][metric], float) for r in runs], axis=0)
 
+def _by_ablation(runs: list, ablations: Sequence[str]) -> dict:
+    "The runs of each ablation that has any, sorted by seed."
+    by = {a: sorted([r for r in runs if r["ablation"] == a], key=lambda r: r["seed"]) for a in ablations}
+    return {a: rs for a, rs in by.items() if rs}
+
+# %% ../../nbs/api/53_sage_agent.ipynb #0e39990b
+def _summary(rs: list, n_boot: int) -> dict:
+    "The summary of one ablation's runs `rs` (sorted by seed)."
+    from sage_bench.metrics import mean_sd
+    d = {f"{ch}/{m}": {**mean_sd(float(np.mean(r["final"][ch][m])) for r in rs),
+                       "ci_samples": mean_ci_samples(_final_by_sample(rs, ch, m)[1], n_boot)["ci"]}
+         for ch, m in FINAL_METRICS if ch in rs[0]["final"]}
+    d.update({f"stream/{k}": mean_sd(r["metrics"]["mean"][k] for r in rs) for k in STREAM_METRICS})
+    d["wall_s"] = mean_sd(r["wall_s"] for r in rs); d["data_share"] = mean_sd(r["data_share"] for r in rs)
+    d["seeds"] = [r["seed"] for r in rs]
+    return d
+
+def _time_ratio(rs: list, base: list) -> dict:
+    "Wall time of each run over the baseline's run of the same seed: mean, sd and t interval over seeds."
+    from sage_bench.metrics import mean_sd
+    bs = {r["seed"]: r for r in base}
+    pairs = [(r, bs[r["seed"]]) for r in rs if r["seed"] in bs]
+    return {**mean_sd(r["wall_s"] / b["wall_s"] for r, b in pairs),
+            "ci_seeds": paired_seeds([r["wall_s"] / b["wall_s"] for r, b in pairs], [0.0] * len(pairs))["ci"]}
+
+# %% ../../nbs/api/53_sage_agent.ipynb #97f4cd8d
+def _compare(by: dict, a: str, b: str, what: str, n_boot: int) -> dict:
+    "Paired tests of ablation `a` against `b` (the `component` `what` adds)."
+    seeds = sorted(set(r["seed"] for r in by[a]) & set(r["seed"] for r in by[b]))
+    A, B = [r for r in by[a] if r["seed"] in seeds], [r for r in by[b] if r["seed"] in seeds]
+    row = {"a": a, "b": b, "component": what, "seeds": seeds, "per_sample": {}, "per_seed": {}}
+    for ch, m in FINAL_METRICS:
+        if ch not in A[0]["final"]: continue
+        ia, xa = _final_by_sample(A, ch, m); ib, xb = _final_by_sample(B, ch, m)
+        assert ia == ib
+        row["per_sample"][f"{ch}/{m}"] = paired_samples(xa, xb, n_boot)
+    for k in STREAM_METRICS:
+        row["per_seed"][f"stream/{k}"] = paired_seeds([r["metrics"]["mean"][k] for r in A], [r["metrics"]["mean"][k] for r in B])
+    row["per_seed"]["wall_s"] = paired_seeds([r["wall_s"] for r in A], [r["wall_s"] for r in B])
+    return row
+
+# %% ../../nbs/api/53_sage_agent.ipynb #0e92b1e2
+def _drift_vs_baseline(h: dict, by: dict, tests: list) -> dict:
+    "A hypothesis on SAGE_full's drift per round against the SFT baseline's, from the paired per-seed test."
+    if "SAGE_sft_baseline" not in by: return {**h, "measured": None, "ci": None, "verdict": "untested (no baseline)"}
+    t = next((x for x in tests if x["a"] == "SAGE_full" and x["b"] == "SAGE_sft_baseline"), None)
+    pt = t["per_seed"]["stream/drift_per_round"] if t else None
+    v = None if pt is None else ("supported" if pt["ci"] and pt["ci"][0] > 0 else "contradicted" if pt["ci"] and pt["ci"][1] < 0
+                                 else "inconclusive" if pt["ci"] else "untested (one seed)")
+    return {**h, "measured": pt and pt["diff"], "ci": pt and pt["ci"], "p": pt and pt["p"], "n": pt and pt["n"], "unit": "seeds",
+            "verdict": v}
+
+def _hypothesis(h: dict, summ: dict, by: dict, tests: list, n_boot: int) -> dict:
+    "Hypothesis `h` with what was measured, its 95% interval, over what, and the verdict."
+    a = h["ablation"]
+    if a not in summ: return {**h, "measured": None, "ci": None, "verdict": f"untested ({a} not run)"}
+    if h["metric"] == "drift_per_round_vs_baseline": return _drift_vs_baseline(h, by, tests)
+    if h["metric"] == "time_ratio":
+        d = summ[a].get("time_ratio"); ci = d and d["ci_seeds"]; unit = "seeds"; m = d and d["mean"]; n = d and d["n"]
+    elif h["metric"] == "data_share":               # SSIS admits a fixed share (SSISConfig.keep): a setting, not a finding
+        d = summ[a]["data_share"]
+        v = BY_CONSTRUCTION if abs(d["mean"] - h["target"]) <= 0.05 else "contradicted"
+        return {**h, "measured": d["mean"], "ci": None, "n": d["n"], "unit": "seeds", "verdict": v}
+    elif h["metric"] == "drift_per_round":
+        x = [r["metrics"]["mean"]["drift_per_round"] for r in by[a]]
+        ps = paired_seeds(x, [0.0] * len(x)); m, ci, n, unit = ps["diff"], ps["ci"], ps["n"], "seeds"
+    else:
+        ch, met = h["metric"].split("/")
+        c = mean_ci_samples(_final_by_sample(by[a], ch, met)[1], n_boot); m, ci, n, unit = c["mean"], c["ci"], c["n"], "test samples"
+    return {**h, "measured": m, "ci": ci, "n": n, "unit": unit, "verdict": verdict(ci, h["target"], h["kind"])}
+
+# %% ../../nbs/api/53_sage_agent.ipynb #ae263198
 def analyse(runs: list, ablations: Sequence[str], n_boot: int = 2000) -> dict:
     "Summary per ablation, paired tests of every comparison and the hypotheses, from the runs of `run_drift_study`."
-    from sage_bench.metrics import mean_sd
-    by = {a: sorted([r for r in runs if r["ablation"] == a], key=lambda r: r["seed"]) for a in ablations}
-    by = {a: rs for a, rs in by.items() if rs}
-    summ = {}
-    for a, rs in by.items():
-        d = {f"{ch}/{m}": {**mean_sd(float(np.mean(r["final"][ch][m])) for r in rs),
-                           "ci_samples": mean_ci_samples(_final_by_sample(rs, ch, m)[1], n_boot)["ci"]}
-             for ch, m in FINAL_METRICS if ch in rs[0]["final"]}
-        d.update({f"stream/{k}": mean_sd(r["metrics"]["mean"][k] for r in rs) for k in STREAM_METRICS})
-        d["wall_s"] = mean_sd(r["wall_s"] for r in rs); d["data_share"] = mean_sd(r["data_share"] for r in rs)
-        d["seeds"] = [r["seed"] for r in rs]
-        summ[a] = d
+    by = _by_ablation(runs, ablations)
+    summ = {a: _summary(rs, n_boot) for a, rs in by.items()}
     base = by.get("SAGE_sft_baseline")
     if base:
-        bs = {r["seed"]: r for r in base}
-        for a, rs in by.items():
-            pairs = [(r, bs[r["seed"]]) for r in rs if r["seed"] in bs]
-            summ[a]["time_ratio"] = {**mean_sd(r["wall_s"] / b["wall_s"] for r, b in pairs),
-                                     "ci_seeds": paired_seeds([r["wall_s"] / b["wall_s"] for r, b in pairs], [0.0] * len(pairs))["ci"]}
-    tests = []
-    for a, b, what in COMPARISONS:
-        if a not in by or b not in by: continue
-        seeds = sorted(set(r["seed"] for r in by[a]) & set(r["seed"] for r in by[b]))
-        A, B = [r for r in by[a] if r["seed"] in seeds], [r for r in by[b] if r["seed"] in seeds]
-        row = {"a": a, "b": b, "component": what, "seeds": seeds, "per_sample": {}, "per_seed": {}}
-        for ch, m in FINAL_METRICS:
-            if ch not in A[0]["final"]: continue
-            ia, xa = _final_by_sample(A, ch, m); ib, xb = _final_by_sample(B, ch, m)
-            assert ia == ib
-            row["per_sample"][f"{ch}/{m}"] = paired_samples(xa, xb, n_boot)
-        for k in STREAM_METRICS:
-            row["per_seed"][f"stream/{k}"] = paired_seeds([r["metrics"]["mean"][k] for r in A], [r["metrics"]["mean"][k] for r in B])
-        row["per_seed"]["wall_s"] = paired_seeds([r["wall_s"] for r in A], [r["wall_s"] for r in B])
-        tests.append(row)
-    hyps = []
-    for h in HYPOTHESES:
-        a = h["ablation"]
-        if a not in summ: hyps.append({**h, "measured": None, "ci": None, "verdict": f"untested ({a} not run)"}); continue
-        if h["metric"] == "drift_per_round_vs_baseline":
-            if "SAGE_sft_baseline" not in by: hyps.append({**h, "measured": None, "ci": None, "verdict": "untested (no baseline)"}); continue
-            t = next((x for x in tests if x["a"] == "SAGE_full" and x["b"] == "SAGE_sft_baseline"), None)
-            pt = t["per_seed"]["stream/drift_per_round"] if t else None
-            v = None if pt is None else ("supported" if pt["ci"] and pt["ci"][0] > 0 else "contradicted" if pt["ci"] and pt["ci"][1] < 0
-                                         else "inconclusive" if pt["ci"] else "untested (one seed)")
-            hyps.append({**h, "measured": pt and pt["diff"], "ci": pt and pt["ci"], "p": pt and pt["p"], "n": pt and pt["n"], "unit": "seeds",
-                         "verdict": v}); continue
-        if h["metric"] == "time_ratio":
-            d = summ[a].get("time_ratio"); ci = d and d["ci_seeds"]; unit = "seeds"; m = d and d["mean"]; n = d and d["n"]
-        elif h["metric"] == "data_share":               # SSIS admits a fixed share (SSISConfig.keep): a setting, not a finding
-            d = summ[a]["data_share"]
-            v = BY_CONSTRUCTION if abs(d["mean"] - h["target"]) <= 0.05 else "contradicted"
-            hyps.append({**h, "measured": d["mean"], "ci": None, "n": d["n"], "unit": "seeds", "verdict": v}); continue
-        elif h["metric"] == "drift_per_round":
-            x = [r["metrics"]["mean"]["drift_per_round"] for r in by[a]]
-            ps = paired_seeds(x, [0.0] * len(x)); m, ci, n, unit = ps["diff"], ps["ci"], ps["n"], "seeds"
-        else:
-            ch, met = h["metric"].split("/")
-            c = mean_ci_samples(_final_by_sample(by[a], ch, met)[1], n_boot); m, ci, n, unit = c["mean"], c["ci"], c["n"], "test samples"
-        hyps.append({**h, "measured": m, "ci": ci, "n": n, "unit": unit, "verdict": verdict(ci, h["target"], h["kind"])})
+        for a, rs in by.items(): summ[a]["time_ratio"] = _time_ratio(rs, base)
+    tests = [_compare(by, a, b, what, n_boot) for a, b, what in COMPARISONS if a in by and b in by]
+    hyps = [_hypothesis(h, summ, by, tests, n_boot) for h in HYPOTHESES]
     return {"summary": summ, "tests": tests, "hypotheses": hyps}
 
-# %% ../../nbs/api/53_sage_agent.ipynb #5bcfdb6b
+# %% ../../nbs/api/53_sage_agent.ipynb #e3873503
 RESULT_DIR = "paper2/drift"
 
 def _run_row(a: str, seed: int, res: dict, final: dict) -> dict:
@@ -619,20 +739,10 @@ def _run_row(a: str, seed: int, res: dict, final: dict) -> dict:
             "rounds": res["rounds"], "ssis_terms": res["ssis_terms"], "replay": res["replay"],
             "final": {ch: {k: (v if k == "ids" else [round(float(x), 4) for x in v]) for k, v in d.items()} for ch, d in final.items()}}
 
-def run_drift_study(dataset="sage", quick: bool = True, seed: int = RANDOM_SEED, seeds: int | None = None, ablations=None,
-                    output_dir=None, settings: DriftSettings | None = None, encoder=None, progress: bool = True) -> dict:
-    "Train every ablation with every seed over the drift stream of `dataset`, analyse, and write paper 2's result files."
-    from sage_bench.core import benchmark_dir, write_json
-    from sage_bench.metrics import mean_sd
-    from sage_bench.store import provenance, now
+# %% ../../nbs/api/53_sage_agent.ipynb #778cca31
+def _train_runs(P: PreparedDrift, s: DriftSettings, seed_list: list, ablations: list, progress: bool = True) -> list:
+    "The `_run_row` of every ablation x seed over the prepared drift stream `P`."
     from sage_bench.training.continual import sample_scores
-    started = now()
-    s = settings or DriftSettings(quick=quick, seeds=seeds or 0)
-    ablations = list(ablations or ABLATIONS)
-    t0 = time.perf_counter()
-    P = prepare_drift(dataset, s.drift, encoder)
-    prep_s = time.perf_counter() - t0
-    seed_list = [seed + i for i in range(s.seeds)]
     runs = []
     for sd in seed_list:
         for a in ablations:
@@ -642,21 +752,17 @@ def run_drift_study(dataset="sage", quick: bool = True, seed: int = RANDOM_SEED,
                 m = res["metrics"]["mean"]
                 print(f"{a} seed {sd}: trained {res['train']['wall_s']:.1f}s on {100 * res['train']['data_share']:.0f}% of the arriving data; "
                       f"average accuracy {m['average_accuracy']:.3f}, forgetting {m['forgetting']:.3f}")
-    an = analyse(runs, ablations, s.n_boot)
-    desc = P.stream.describe()
-    counts = [{ch: int(np.sum(P.F.task[r.test] == i)) for i, ch in enumerate(("timing", "tool_selection", "planning"))} for r in P.rounds]
-    root = benchmark_dir(output_dir) / RESULT_DIR
-    config = {"dataset": P.stream.dataset, "quick": s.quick, "seeds": seed_list, "ablations": ablations, "encoder": P.encoder.name,
-              "settings": asdict(s)}
-    prov = provenance(config, seed, started)
-    common = {"dataset": P.stream.dataset, "quick": s.quick, "seeds": seed_list, "provenance": prov}
-    paths = {}
-    paths["ablation"] = write_json(root / "ablation.json", {**common, "ablations": ablations, "summary": an["summary"],
-        "stream": {"rounds": desc, "n_base_test": P.stream.n_base_test, "config": asdict(s.drift), "prepare_s": round(prep_s, 2)},
-        "runs": runs, "note": "final model = the model after the last round, scored on the last round's test set (the current "
-                              "library version); mean and sd over seeds; ci_samples: 95% bootstrap interval over test samples"})
-    paths["tests"] = write_json(root / "tests.json", {**common, "tests": an["tests"], "hypotheses": an["hypotheses"],
-        "n_test_current": counts[-1], "n_base_test": P.stream.n_base_test})
+    return runs
+
+# %% ../../nbs/api/53_sage_agent.ipynb #44b7b930
+def mean_sd_rows(rows) -> dict:
+    "Element-wise mean and sd (over seeds) of equal-length rows."
+    A = np.asarray(rows, float)
+    return {"mean": A.mean(0).round(4).tolist(), "sd": (A.std(0, ddof=1) if len(A) > 1 else np.zeros(A.shape[1])).round(4).tolist(), "n": len(A)}
+
+def _online(runs: list, ablations: list) -> dict:
+    "Per ablation: mean accuracy matrices and untrained rows, the current version's score after and before each round, stream metrics."
+    from sage_bench.metrics import mean_sd
     onl = {}
     for a in ablations:
         rs = [r for r in runs if r["ablation"] == a]
@@ -668,10 +774,12 @@ def run_drift_study(dataset="sage", quick: bool = True, seed: int = RANDOM_SEED,
                   "current_before": mean_sd_rows([np.r_[r["b"]["mean"][0], np.diag(np.asarray(r["R"]["mean"]), 1)] for r in rs]),
                   "per_seed": [{"seed": r["seed"], "metrics": r["metrics"]} for r in rs],
                   **{k: mean_sd(r["metrics"]["mean"][k] for r in rs) for k in STREAM_METRICS}}
-    paths["online"] = write_json(root / "online.json", {**common, "ablations": onl, "test_counts": counts,
-        "definition": "R[i][j]: score on round j's test set (under version j's library) after training round i; mean = mean of "
-                      "timing accuracy, selection hit@5 and plan success; drift_per_round = mean_j mean_{i>j} (R[i][j] - R[i-1][j]); "
-                      "current_after[i] = R[i][i], current_before[i] = R[i-1][i] (round 0: the untrained model)"})
+    return onl
+
+# %% ../../nbs/api/53_sage_agent.ipynb #399486ed
+def _efficiency(runs: list, ablations: list) -> dict:
+    "Per ablation: wall time, data share, steps and parameters, and the time and data ratios to the SFT baseline's seeds."
+    from sage_bench.metrics import mean_sd
     eff = {}
     for a in ablations:
         rs = {r["seed"]: r for r in runs if r["ablation"] == a}
@@ -682,11 +790,13 @@ def run_drift_study(dataset="sage", quick: bool = True, seed: int = RANDOM_SEED,
             d["wall_time_ratio_vs_sft_baseline"] = mean_sd(rs[k]["wall_s"] / bs[k]["wall_s"] for k in rs if k in bs)
             d["data_share_ratio_vs_sft_baseline"] = mean_sd(rs[k]["data_share"] / bs[k]["data_share"] for k in rs if k in bs)
         eff[a] = d
-    paths["efficiency"] = write_json(root / "efficiency.json", {**common, "ablations": eff,
-        "note": "wall_s is the whole training procedure over the drift stream (SSIS scoring and replay included, scoring the rounds' "
-                "test sets excluded), measured on this machine; every ablation has the same parameter count"})
-    ssis = {a: {"terms": {ph: {k: mean_sd(r["ssis_terms"].get(ph, {}).get(k, {}).get("sd") for r in runs if r["ablation"] == a)
-                                for k in TERMS} for ph in ("admission", "replay")},
+    return eff
+
+def _ssis_summary(runs: list, ablations: list) -> dict:
+    "Per ablation with SSIS: each term's sd, mean and non-zero share per phase (over seeds), the last priority spread, beta."
+    from sage_bench.metrics import mean_sd
+    return {a: {"terms": {ph: {k: mean_sd(r["ssis_terms"].get(ph, {}).get(k, {}).get("sd") for r in runs if r["ablation"] == a)
+                               for k in TERMS} for ph in ("admission", "replay")},
                 "terms_mean": {ph: {k: mean_sd(r["ssis_terms"].get(ph, {}).get(k, {}).get("mean") for r in runs if r["ablation"] == a)
                                     for k in TERMS} for ph in ("admission", "replay")},
                 "nonzero": {ph: {k: mean_sd(r["ssis_terms"].get(ph, {}).get(k, {}).get("nonzero") for r in runs if r["ablation"] == a)
@@ -694,51 +804,102 @@ def run_drift_study(dataset="sage", quick: bool = True, seed: int = RANDOM_SEED,
                 "priorities_last_round": [(r["replay"] or {}).get("priorities", [None])[-1] for r in runs if r["ablation"] == a],
                 "beta": [{k: (r["replay"] or {}).get(k) for k in ("planned_draws", "draws", "last_beta")} for r in runs if r["ablation"] == a]}
             for a in ablations if ABLATIONS[a]["ssis"]}
-    paths["ssis"] = write_json(root / "ssis.json", {**common, "ablations": ssis,
+
+# %% ../../nbs/api/53_sage_agent.ipynb #c3e64600
+def _write_drift(root,                      # the result folder (`RESULT_DIR` under the benchmark folder)
+                 common: dict,              # the fields every file shares (data set, mode, seeds, provenance)
+                 P: PreparedDrift, s: DriftSettings, an: dict, runs: list, ablations: list,
+                 desc: list,                # the stream's rounds described
+                 prep_s: float) -> dict:    # seconds spent preparing the stream
+    "Write ablation.json, tests.json, online.json, efficiency.json and ssis.json; their paths by name."
+    from sage_bench.core import write_json
+    counts = [{ch: int(np.sum(P.F.task[r.test] == i)) for i, ch in enumerate(("timing", "tool_selection", "planning"))} for r in P.rounds]
+    paths = {}
+    paths["ablation"] = write_json(root / "ablation.json", {**common, "ablations": ablations, "summary": an["summary"],
+        "stream": {"rounds": desc, "n_base_test": P.stream.n_base_test, "config": asdict(s.drift), "prepare_s": round(prep_s, 2)},
+        "runs": runs, "note": "final model = the model after the last round, scored on the last round's test set (the current "
+                              "library version); mean and sd over seeds; ci_samples: 95% bootstrap interval over test samples"})
+    paths["tests"] = write_json(root / "tests.json", {**common, "tests": an["tests"], "hypotheses": an["hypotheses"],
+        "n_test_current": counts[-1], "n_base_test": P.stream.n_base_test})
+    paths["online"] = write_json(root / "online.json", {**common, "ablations": _online(runs, ablations), "test_counts": counts,
+        "definition": "R[i][j]: score on round j's test set (under version j's library) after training round i; mean = mean of "
+                      "timing accuracy, selection hit@5 and plan success; drift_per_round = mean_j mean_{i>j} (R[i][j] - R[i-1][j]); "
+                      "current_after[i] = R[i][i], current_before[i] = R[i-1][i] (round 0: the untrained model)"})
+    paths["efficiency"] = write_json(root / "efficiency.json", {**common, "ablations": _efficiency(runs, ablations),
+        "note": "wall_s is the whole training procedure over the drift stream (SSIS scoring and replay included, scoring the rounds' "
+                "test sets excluded), measured on this machine; every ablation has the same parameter count"})
+    paths["ssis"] = write_json(root / "ssis.json", {**common, "ablations": _ssis_summary(runs, ablations),
         "definition": "terms: sd of each SSIS term within a run (mean and sd over seeds); nonzero: share of scores above 0; "
                       "priorities_last_round: spread of the replay buffer's priorities after the last round"})
+    return paths
+
+# %% ../../nbs/api/53_sage_agent.ipynb #6f6aea6e
+def run_drift_study(dataset="sage", quick: bool = True, seed: int = RANDOM_SEED, seeds: int | None = None, ablations=None,
+                    output_dir=None, settings: DriftSettings | None = None, encoder=None, progress: bool = True) -> dict:
+    "Train every ablation with every seed over the drift stream of `dataset`, analyse, and write paper 2's result files."
+    from sage_bench.core import benchmark_dir
+    from sage_bench.store import provenance, now
+    started = now()
+    s = settings or DriftSettings(quick=quick, seeds=seeds or 0)
+    ablations = list(ablations or ABLATIONS)
+    t0 = time.perf_counter()
+    P = prepare_drift(dataset, s.drift, encoder)
+    prep_s = time.perf_counter() - t0
+    seed_list = [seed + i for i in range(s.seeds)]
+    runs = _train_runs(P, s, seed_list, ablations, progress)
+    an = analyse(runs, ablations, s.n_boot)
+    desc = P.stream.describe()
+    config = {"dataset": P.stream.dataset, "quick": s.quick, "seeds": seed_list, "ablations": ablations, "encoder": P.encoder.name,
+              "settings": asdict(s)}
+    common = {"dataset": P.stream.dataset, "quick": s.quick, "seeds": seed_list, "provenance": provenance(config, seed, started)}
+    paths = _write_drift(benchmark_dir(output_dir) / RESULT_DIR, common, P, s, an, runs, ablations, desc, prep_s)
     return {"runs": runs, **an, "paths": {k: str(v) for k, v in paths.items()}, "stream": desc, "prepared": P,
             "wall_s": round(time.perf_counter() - t0, 2)}
 
-def mean_sd_rows(rows) -> dict:
-    "Element-wise mean and sd (over seeds) of equal-length rows."
-    A = np.asarray(rows, float)
-    return {"mean": A.mean(0).round(4).tolist(), "sd": (A.std(0, ddof=1) if len(A) > 1 else np.zeros(A.shape[1])).round(4).tolist(), "n": len(A)}
-
-# %% ../../nbs/api/53_sage_agent.ipynb #c936d256
+# %% ../../nbs/api/53_sage_agent.ipynb #c2c89ff3
 def _pts(x) -> str: return f"{100 * x:+.1f}"
 
+# %% ../../nbs/api/53_sage_agent.ipynb #6f37192c
+def _test_sentence(frag, rel: str, i: int, t: dict) -> str | None:
+    "The sentence of comparison `i` (`t`) of tests.json at `rel`, or None if it has no difference."
+    from sage_bench.paper import tt, tex_escape
+    parts = []
+    for k, d in t.get("per_sample", {}).items():
+        if d.get("diff") is None: continue
+        frag.claim(rel, ["tests", i, "per_sample", k, "diff"], d["diff"], f"{t['a']} - {t['b']} {k}")
+        parts.append(f"{tex_escape(k)} {_pts(d['diff'])} points [{_pts(d['ci'][0])}, {_pts(d['ci'][1])}], p = {d['p']:.3g}, n = {d['n']}")
+    fg = t.get("per_seed", {}).get("stream/forgetting", {})
+    if fg.get("diff") is not None:
+        frag.claim(rel, ["tests", i, "per_seed", "stream/forgetting", "diff"], fg["diff"], f"{t['a']} - {t['b']} forgetting")
+        parts.append(f"forgetting {_pts(fg['diff'])} points" + (f" [{_pts(fg['ci'][0])}, {_pts(fg['ci'][1])}], p = {fg['p']:.3g}"
+                                                                  if fg.get("ci") else "") + f" over {fg['n']} seeds")
+    if not parts: return None
+    c = tex_escape(t["component"])
+    return f"{c[:1].upper() + c[1:]} ({tt(t['a'])} against {tt(t['b'])}): " + "; ".join(parts) + "."
+
+# %% ../../nbs/api/53_sage_agent.ipynb #5f34d7a3
+def _hypothesis_sentence(frag, rel: str, i: int, h: dict) -> str:
+    "The sentence of hypothesis `i` (`h`) of tests.json at `rel` (its measured value registered as a claim)."
+    from sage_bench.paper import tex_escape
+    m = h.get("measured")
+    if m is None: return f"{h['id']} ({tex_escape(h['claim'])}): {tex_escape(h['verdict'])}."
+    frag.claim(rel, ["hypotheses", i, "measured"], m, f"{h['id']} measured")
+    ci = h.get("ci")
+    pct = h["metric"] not in ("time_ratio",)
+    f = (lambda x: f"{100 * x:.1f}") if pct else (lambda x: f"{x:.2f}")
+    return (f"{h['id']} ({tex_escape(h['claim'])}): measured {f(m)}" + (f" [{f(ci[0])}, {f(ci[1])}]" if ci else "")
+            + f" over {h.get('n')} {h.get('unit', '')}: {tex_escape(h['verdict'])}.")
+
+# %% ../../nbs/api/53_sage_agent.ipynb #8ddfa092
 def tests_paragraph(frag, rel: str, rf) -> str:
     "Paper 2 tests.json: every ablation difference with its interval and p, then each hypothesis of the seed design and its verdict."
-    from sage_bench.paper import _need, cite_file, tt, tex_escape
+    from sage_bench.paper import _need, cite_file
     tests, hyps = rf.fields.get("tests"), rf.fields.get("hypotheses")
     _need(isinstance(tests, list) and isinstance(hyps, list), "no 'tests' and 'hypotheses' lists")
-    s = []
-    for i, t in enumerate(tests):
-        parts = []
-        for k, d in t.get("per_sample", {}).items():
-            if d.get("diff") is None: continue
-            frag.claim(rel, ["tests", i, "per_sample", k, "diff"], d["diff"], f"{t['a']} - {t['b']} {k}")
-            parts.append(f"{tex_escape(k)} {_pts(d['diff'])} points [{_pts(d['ci'][0])}, {_pts(d['ci'][1])}], p = {d['p']:.3g}, n = {d['n']}")
-        fg = t.get("per_seed", {}).get("stream/forgetting", {})
-        if fg.get("diff") is not None:
-            frag.claim(rel, ["tests", i, "per_seed", "stream/forgetting", "diff"], fg["diff"], f"{t['a']} - {t['b']} forgetting")
-            parts.append(f"forgetting {_pts(fg['diff'])} points" + (f" [{_pts(fg['ci'][0])}, {_pts(fg['ci'][1])}], p = {fg['p']:.3g}"
-                                                                      if fg.get("ci") else "") + f" over {fg['n']} seeds")
-        if parts:
-            c = tex_escape(t["component"])
-            s.append(f"{c[:1].upper() + c[1:]} ({tt(t['a'])} against {tt(t['b'])}): " + "; ".join(parts) + ".")
+    s = [x for x in (_test_sentence(frag, rel, i, t) for i, t in enumerate(tests)) if x]
     if s: s.insert(0, f"Each ablation difference, paired on the same test samples of the current library version (95\\% bootstrap "
                       f"interval, sign-flip permutation p) and, for forgetting, on the same seeds (t interval, paired t-test) {cite_file(rel)}:")
-    for i, h in enumerate(hyps):
-        m = h.get("measured")
-        if m is None: s.append(f"{h['id']} ({tex_escape(h['claim'])}): {tex_escape(h['verdict'])}."); continue
-        frag.claim(rel, ["hypotheses", i, "measured"], m, f"{h['id']} measured")
-        ci = h.get("ci")
-        pct = h["metric"] not in ("time_ratio",)
-        f = (lambda x: f"{100 * x:.1f}") if pct else (lambda x: f"{x:.2f}")
-        s.append(f"{h['id']} ({tex_escape(h['claim'])}): measured {f(m)}" + (f" [{f(ci[0])}, {f(ci[1])}]" if ci else "")
-                 + f" over {h.get('n')} {h.get('unit', '')}: {tex_escape(h['verdict'])}.")
+    s += [_hypothesis_sentence(frag, rel, i, h) for i, h in enumerate(hyps)]
     s.append(hypotheses_sentence(hyps))
     return " ".join(x for x in s if x)
 
@@ -755,91 +916,93 @@ def hypotheses_sentence(hyps: list) -> str:
     return (f"In sum, of the seed design's {len(hyps)} hypotheses: " +
             "; ".join(f"{k} {', '.join(groups[k])}" for k in order if k in groups) + ".")
 
+# %% ../../nbs/api/53_sage_agent.ipynb #cd100853
+def _stream_sentence(frag, rel: str, a: str, d: dict) -> str | None:
+    "Ablation `a`'s average accuracy, forgetting, transfer and drift (mean ± sd over seeds), each registered as a claim."
+    from sage_bench.paper import _num, tt
+    names = {"average_accuracy": "average accuracy", "forgetting": "forgetting", "backward_transfer": "backward transfer",
+             "forward_transfer": "forward transfer", "drift_per_round": "drift per round"}
+    bits = []
+    for k, name in names.items():
+        x = d.get(k) or {}
+        if not _num(x.get("mean")): continue
+        frag.claim(rel, ["ablations", a, k, "mean"], x["mean"], f"{a} {k}")
+        sd = f" $\\pm$ {100 * x['sd']:.1f}" if _num(x.get("sd")) else ""
+        bits.append(f"{name} {100 * x['mean']:.1f}\\%{sd}" if k == "average_accuracy" else f"{name} {100 * x['mean']:+.1f}{sd} points")
+    n = (d.get("average_accuracy") or {}).get("n")
+    if not bits: return None
+    return f"{tt(a)}: " + ", ".join(bits) + (f" (over {n} seed{'s' if n != 1 else ''})" if n else "") + "."
+
 def online_drift_paragraph(frag, rel: str, rf) -> str:
     """Paper 2 online.json: each ablation's average accuracy, forgetting, backward and forward transfer and drift per round
     (mean ± sd over seeds) and the test-set size of every round per challenge."""
-    from sage_bench.paper import _need, _num, cite_file, tt
+    from sage_bench.paper import _need, cite_file
     ab, counts = rf.fields.get("ablations"), rf.fields.get("test_counts")
     _need(isinstance(ab, dict) and ab and isinstance(counts, list), "no 'ablations' mapping and 'test_counts' list")
-    names = {"average_accuracy": "average accuracy", "forgetting": "forgetting", "backward_transfer": "backward transfer",
-             "forward_transfer": "forward transfer", "drift_per_round": "drift per round"}
     sizes = ", ".join(f"round {j}: " + "/".join(str(c.get(ch, 0)) for ch in ("timing", "tool_selection", "planning"))
                       for j, c in enumerate(counts))
     s = [f"The accuracy matrix $R_{{ij}}$ scores the model after round $i$ on round $j$'s test set under version $j$'s library "
          f"(the mean of timing accuracy, selection hit@5 and plan success), with test sets of timing/selection/planning samples "
          f"{sizes} {cite_file(rel)}."]
-    for a, d in ab.items():
-        bits = []
-        for k, name in names.items():
-            x = d.get(k) or {}
-            if not _num(x.get("mean")): continue
-            frag.claim(rel, ["ablations", a, k, "mean"], x["mean"], f"{a} {k}")
-            sd = f" $\\pm$ {100 * x['sd']:.1f}" if _num(x.get("sd")) else ""
-            bits.append(f"{name} {100 * x['mean']:.1f}\\%{sd}" if k == "average_accuracy" else f"{name} {100 * x['mean']:+.1f}{sd} points")
-        n = (d.get("average_accuracy") or {}).get("n")
-        if bits: s.append(f"{tt(a)}: " + ", ".join(bits) + (f" (over {n} seed{'s' if n != 1 else ''})" if n else "") + ".")
-    return " ".join(s)
+    return " ".join(s + [x for x in (_stream_sentence(frag, rel, a, d) for a, d in ab.items()) if x])
+
+# %% ../../nbs/api/53_sage_agent.ipynb #1559f98b
+def _ssis_sentence(frag, rel: str, a: str, d: dict) -> str | None:
+    "Ablation `a`'s SSIS terms (sd within a run, per phase), its last priority spread and final beta; None without terms."
+    from sage_bench.paper import _num, cite_file, tt
+    terms = []
+    for ph in ("admission", "replay"):
+        for k in TERMS:
+            v = d["terms"][ph][k].get("mean")
+            if _num(v):
+                frag.claim(rel, ["ablations", a, "terms", ph, k, "mean"], v, f"{a} {ph} {k} sd")
+                terms.append(f"{k} at {ph} {v:.3f}")
+    if not terms: return None
+    t = f"In {tt(a)} the standard deviation of SSIS's terms within a run is: " + ", ".join(terms)
+    pr = [p for p in d.get("priorities_last_round") or [] if p and _num(p.get("max_over_min"))]
+    if pr:
+        frag.claim(rel, ["ablations", a, "priorities_last_round", 0, "max_over_min"], pr[0]["max_over_min"], f"{a} priority spread")
+        t += f"; the buffer's largest priority is {pr[0]['max_over_min']:.2f} times its smallest after the last round"
+    bt = [b for b in d.get("beta") or [] if _num(b.get("last_beta"))]
+    if bt: t += f"; importance-sampling beta reaches {bt[0]['last_beta']:.2f} at the last of {bt[0]['draws']} replay draws"
+    return t + f" {cite_file(rel)}."
 
 def ssis_paragraph(frag, rel: str, rf) -> str:
     "Paper 2 ssis.json: how much SSIS's three terms vary, how far the replay priorities spread, where beta ends."
-    from sage_bench.paper import _need, _num, cite_file, tt
+    from sage_bench.paper import _need, cite_file
     ab = rf.fields.get("ablations"); _need(isinstance(ab, dict), "no 'ablations' mapping")
-    s = []
-    for a, d in ab.items():
-        terms = []
-        for ph in ("admission", "replay"):
-            for k in TERMS:
-                v = d["terms"][ph][k].get("mean")
-                if _num(v):
-                    frag.claim(rel, ["ablations", a, "terms", ph, k, "mean"], v, f"{a} {ph} {k} sd")
-                    terms.append(f"{k} at {ph} {v:.3f}")
-        if not terms: continue
-        t = f"In {tt(a)} the standard deviation of SSIS's terms within a run is: " + ", ".join(terms)
-        pr = [p for p in d.get("priorities_last_round") or [] if p and _num(p.get("max_over_min"))]
-        if pr:
-            frag.claim(rel, ["ablations", a, "priorities_last_round", 0, "max_over_min"], pr[0]["max_over_min"], f"{a} priority spread")
-            t += f"; the buffer's largest priority is {pr[0]['max_over_min']:.2f} times its smallest after the last round"
-        bt = [b for b in d.get("beta") or [] if _num(b.get("last_beta"))]
-        if bt: t += f"; importance-sampling beta reaches {bt[0]['last_beta']:.2f} at the last of {bt[0]['draws']} replay draws"
-        s.append(t + f" {cite_file(rel)}.")
+    s = [x for x in (_ssis_sentence(frag, rel, a, d) for a, d in ab.items()) if x]
     return " ".join(s) or f"No ablation with SSIS in {cite_file(rel)}."
 
-# %% ../../nbs/api/53_sage_agent.ipynb #92e9acb2
+# %% ../../nbs/api/53_sage_agent.ipynb #0e9601ce
 def _caption(name: str, caption: str, source: str, output_dir=None):
     from sage_bench.core import write_json
     from sage_bench.store import figures_dir
     return write_json(figures_dir(output_dir) / f"{name}.json", {"caption": caption, "source": source})
 
-def report_drift(output_dir=None) -> list:
-    "Paper 2's tables and figures from the saved drift-study files (`ablation.json`, `tests.json`, `online.json`)."
-    import json
-    import matplotlib; matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import pandas as pd
-    from sage_bench.core import benchmark_dir
-    from sage_bench.report import save_figure, latex_table
-    root = benchmark_dir(output_dir) / RESULT_DIR
-    for f in ("ablation.json", "tests.json", "online.json"):
-        if not (root / f).exists(): raise FileNotFoundError(str(root / f))
-    A, T, O = (json.loads((root / f).read_text()) for f in ("ablation.json", "tests.json", "online.json"))
-    S = A["summary"]
+# %% ../../nbs/api/53_sage_agent.ipynb #03d01356
+def _ablation_rows(S: dict) -> list:
+    "Rows of the ablation table from ablation.json's `summary`."
     fmt = lambda d: "-" if not d or d.get("mean") is None else f"{100 * d['mean']:.1f}" + (f" ± {100 * d['sd']:.1f}" if d.get("sd") else "")
-    rows = [{"ablation": a, **{k: fmt(d.get(k)) for k in ("timing/accuracy", "tool_selection/hit@5", "planning/plan_success",
+    return [{"ablation": a, **{k: fmt(d.get(k)) for k in ("timing/accuracy", "tool_selection/hit@5", "planning/plan_success",
                                                           "planning/step_f1", "stream/forgetting", "stream/drift_per_round")},
              "time vs SFT": "-" if not d.get("time_ratio") else f"{d['time_ratio']['mean']:.2f}"} for a, d in S.items()]
-    out = [latex_table(pd.DataFrame(rows), "table_paper2_drift_ablation", "SAGE-Agent ablation over the drift stream: final model on "
-                       "the current library version (percent, mean ± sd over seeds), forgetting and drift per round (points)",
-                       output_dir=output_dir, source=f"{RESULT_DIR}/ablation.json")]
-    trows = [{"comparison": f"{t['a']} - {t['b']}", "metric": k, "diff (pts)": f"{100 * d['diff']:+.1f}",
-              "95% CI": f"[{100 * d['ci'][0]:+.1f}, {100 * d['ci'][1]:+.1f}]" if d.get("ci") else "-",
-              "p": f"{d['p']:.3g}" if d.get("p") is not None else "-", "n": d["n"]}
-             for t in T["tests"] for k, d in [*t["per_sample"].items(), *t["per_seed"].items()] if k != "wall_s" and d.get("diff") is not None]
-    out.append(latex_table(pd.DataFrame(trows), "table_paper2_drift_tests", "Paired differences between ablations: per test sample "
-                           "of the current version (bootstrap interval, sign-flip p) and per seed for the stream metrics (t interval, "
-                           "paired t-test)", output_dir=output_dir, source=f"{RESULT_DIR}/tests.json"))
-    names = list(O["ablations"])
+
+def _test_rows(T: dict) -> list:
+    "Rows of the tests table from tests.json: every paired difference that has a value (the wall-time ones left out)."
+    return [{"comparison": f"{t['a']} - {t['b']}", "metric": k, "diff (pts)": f"{100 * d['diff']:+.1f}",
+             "95% CI": f"[{100 * d['ci'][0]:+.1f}, {100 * d['ci'][1]:+.1f}]" if d.get("ci") else "-",
+             "p": f"{d['p']:.3g}" if d.get("p") is not None else "-", "n": d["n"]}
+            for t in T["tests"] for k, d in [*t["per_sample"].items(), *t["per_seed"].items()] if k != "wall_s" and d.get("diff") is not None]
+
+# %% ../../nbs/api/53_sage_agent.ipynb #19efb5d9
+def _plot_online(O: dict, output_dir=None) -> list:
+    "Save the online-adaptation figure of online.json `O` and its caption; the paths."
+    import matplotlib; matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sage_bench.report import save_figure
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
-    for a in names:
+    for a in O["ablations"]:
         d = O["ablations"][a]; x = np.arange(len(d["current_after"]["mean"]))
         color = None
         for key, ls in (("current_after", "-"), ("current_before", ":")):
@@ -850,11 +1013,19 @@ def report_drift(output_dir=None) -> list:
             if ls == "-": ax.fill_between(x, m - e, m + e, alpha=0.15, color=color)
     ax.set_xlabel("round (library version)"); ax.set_ylabel("mean score on the current version"); ax.set_xticks(x)
     ax.legend(fontsize=6); fig.tight_layout()
-    out += save_figure(fig, "fig_paper2_drift_online", output_dir)
-    out.append(_caption("fig_paper2_drift_online", "Online adaptation over the drift stream: mean of timing accuracy, selection hit@5 "
-                        "and plan success on the current library version's test set after training each round (solid, sd over seeds "
-                        "shaded) and before it (dotted: the previous round's model meeting the new version).",
-                        f"{RESULT_DIR}/online.json", output_dir))
+    return save_figure(fig, "fig_paper2_drift_online", output_dir) + [
+        _caption("fig_paper2_drift_online", "Online adaptation over the drift stream: mean of timing accuracy, selection hit@5 "
+                 "and plan success on the current library version's test set after training each round (solid, sd over seeds "
+                 "shaded) and before it (dotted: the previous round's model meeting the new version).",
+                 f"{RESULT_DIR}/online.json", output_dir)]
+
+# %% ../../nbs/api/53_sage_agent.ipynb #b8472bef
+def _plot_matrix(O: dict, output_dir=None) -> list:
+    "Save the accuracy-matrix figure of online.json `O` (one panel per ablation) and its caption; the paths."
+    import matplotlib; matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sage_bench.report import save_figure
+    names = list(O["ablations"])
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names) + 1.0, 3.0), squeeze=False)
     for axx, a in zip(axes[0], names):
         R = np.asarray(O["ablations"][a]["R_mean"]["mean"])
@@ -862,7 +1033,26 @@ def report_drift(output_dir=None) -> list:
         for (i, j), v in np.ndenumerate(R): axx.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=7, color="w" if v < 0.6 else "k")
         axx.set_title(a, fontsize=8); axx.set_xlabel("test set of round j", fontsize=8); axx.set_ylabel("after round i", fontsize=8)
     fig.colorbar(im, ax=list(axes[0]), shrink=0.8)
-    out += save_figure(fig, "fig_paper2_drift_matrix", output_dir)
-    out.append(_caption("fig_paper2_drift_matrix", "Accuracy matrices over the drift stream (mean round score, percent, mean over "
-                        "seeds); each column's test-set size is in online.json (test_counts).", f"{RESULT_DIR}/online.json", output_dir))
-    return out
+    return save_figure(fig, "fig_paper2_drift_matrix", output_dir) + [
+        _caption("fig_paper2_drift_matrix", "Accuracy matrices over the drift stream (mean round score, percent, mean over "
+                 "seeds); each column's test-set size is in online.json (test_counts).", f"{RESULT_DIR}/online.json", output_dir)]
+
+# %% ../../nbs/api/53_sage_agent.ipynb #d56a6831
+def report_drift(output_dir=None) -> list:
+    "Paper 2's tables and figures from the saved drift-study files (`ablation.json`, `tests.json`, `online.json`)."
+    import json
+    import matplotlib; matplotlib.use("Agg")
+    import pandas as pd
+    from sage_bench.core import benchmark_dir
+    from sage_bench.report import latex_table
+    root = benchmark_dir(output_dir) / RESULT_DIR
+    for f in ("ablation.json", "tests.json", "online.json"):
+        if not (root / f).exists(): raise FileNotFoundError(str(root / f))
+    A, T, O = (json.loads((root / f).read_text()) for f in ("ablation.json", "tests.json", "online.json"))
+    out = [latex_table(pd.DataFrame(_ablation_rows(A["summary"])), "table_paper2_drift_ablation", "SAGE-Agent ablation over the "
+                       "drift stream: final model on the current library version (percent, mean ± sd over seeds), forgetting and "
+                       "drift per round (points)", output_dir=output_dir, source=f"{RESULT_DIR}/ablation.json")]
+    out.append(latex_table(pd.DataFrame(_test_rows(T)), "table_paper2_drift_tests", "Paired differences between ablations: per test sample "
+                           "of the current version (bootstrap interval, sign-flip p) and per seed for the stream metrics (t interval, "
+                           "paired t-test)", output_dir=output_dir, source=f"{RESULT_DIR}/tests.json"))
+    return out + _plot_online(O, output_dir) + _plot_matrix(O, output_dir)
