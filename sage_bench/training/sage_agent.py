@@ -615,7 +615,8 @@ def verdict(ci, target: float, kind: str = "at_least") -> str:
 
 # %% ../../nbs/api/53_sage_agent.ipynb #40ff7c3d
 COMPARISONS = (("SAGE_ssis_only", "SAGE_sft_baseline", "SSIS"), ("SAGE_ssis_replay", "SAGE_ssis_only", "priority replay"),
-               ("SAGE_full", "SAGE_ssis_replay", "cross-task attention"), ("SAGE_full", "SAGE_sft_baseline", "all three"))
+               ("SAGE_full", "SAGE_ssis_replay", "cross-task attention"), ("SAGE_ssis_replay", "SAGE_sft_baseline", "SSIS + replay"),
+               ("SAGE_full", "SAGE_ssis_only", "replay + attention"), ("SAGE_full", "SAGE_sft_baseline", "all three"))
 FINAL_METRICS = (("timing", "accuracy"), ("tool_selection", "hit@5"), ("planning", "plan_success"), ("planning", "step_f1"))
 STREAM_METRICS = ("average_accuracy", "forgetting", "backward_transfer", "forward_transfer", "drift_per_round")
 # the seed design's expectations: hypotheses to test (SPEC), never numbers to print as results
