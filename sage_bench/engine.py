@@ -245,7 +245,37 @@ def _write_result(res: EvalResult, out: Path, rec_path: Path, n_retried: int, se
                           **({"subsets": res.subsets} if res.subsets else {}), "provenance": provenance(res.config, seed, started, res.data)})
     return res.path
 
-# %% ../nbs/api/40_engine.ipynb #250b4d9d
+# %% ../nbs/api/40_engine.ipynb #3d09e34b
+def _resumable(store: RecordStore, ds: Dataset, split: str, name: str, config: dict, data: dict, model: str | None,
+               fitted: Path, resume: bool, replace_changed: bool) -> tuple[dict, str | None]:
+    """`({sample id: record}, the LLM of the saved records)`: nothing without `resume`, else the records this configuration
+    made on this data (`_check_resume`); `fitted`: the file of the description the records were made with."""
+    if not resume: store.reset(ds.name, split, name)
+    made_with = json.loads(fitted.read_text(encoding="utf-8")).get("llm_model") if fitted.exists() else None
+    _check_resume(store, ds, split, name, config, data, model, made_with, fitted, replace_changed)
+    return {r.sample_id: r for r in store.load(ds.name, split, name)}, made_with
+
+# %% ../nbs/api/40_engine.ipynb #971051d5
+def _fit_described(m: Method, ds: Dataset, fit_split: str, config: dict, llm_model: str | None, fitted: Path) -> tuple:
+    """Fit `m` and its fallback on `fit_split` (`_fit`): `(fallback id, fallback method)`; `config` gets the seconds it took
+    and the method's description after fitting, with `llm_model`, which is also written to `fitted`."""
+    fb_id, fb, config["fit_seconds"] = _fit(m, ds, m.challenge, fit_split)
+    # what `fit` set (e.g. a search depth from the training plans) is part of what the method ran with
+    config["method_description"] = m.describe() | ({"llm_model": llm_model} if llm_model else {})
+    write_json(fitted, config["method_description"])
+    return fb_id, fb
+
+# %% ../nbs/api/40_engine.ipynb #ef12080e
+def _result(name: str, ds: Dataset, split: str, challenge: str, chosen: Sequence[Sample], done: dict, config: dict,
+            n_new: int, n_resumed: int, data: dict, n_boot: int, seed: int) -> EvalResult:
+    "The `EvalResult` of the records in `done` of the `chosen` samples (in their order), scored with `n_boot` resamples."
+    from sage_bench.metrics import score_records
+    records = [done[s.id] for s in chosen if s.id in done]
+    metrics = score_records(challenge, records, n_boot=n_boot, seed=seed) if records else {"n": 0, "metrics": {}}
+    subsets = subset_scores(challenge, records, ds, n_boot=n_boot, seed=seed)
+    return EvalResult(name, ds.name, split, challenge, metrics, records, config, n_new, n_resumed, subsets=subsets, data=data)
+
+# %% ../nbs/api/40_engine.ipynb #cbf7a14f
 def evaluate(method: str | Method,                # a registered method id, or a `Method` instance
              dataset: str | Dataset,              # a registered data set name, or a `Dataset`
              split: str = "test",                 # the split whose samples are predicted ("all": every split)
@@ -265,51 +295,34 @@ def evaluate(method: str | Method,                # a registered method id, or a
              replace_changed: bool = False,       # records made under another configuration or LLM are moved aside (else: raise)
             ) -> EvalResult:
     "Run `method` over `dataset`'s `split`, store a record per sample, and score them."
-    from sage_bench.metrics import score_records
     ds = get_dataset(dataset) if isinstance(dataset, str) else dataset
     m = get_method(method, **(method_config or {})) if isinstance(method, str) else method
-    challenge = m.challenge
-    name = name or default_name(m)
+    challenge, name = m.challenge, name or default_name(m)
     out = Path(output_dir) if output_dir else benchmark_dir() / experiment
     store = RecordStore(out, experiment)
     chosen = choose_samples(ds.select(challenge, None if split == "all" else split), samples, seed)
     config = {"method": name, "method_description": m.describe(), "dataset": ds.name, "split": split, "samples": samples,
               "seed": seed, "fit_split": fit_split, "experiment": experiment, "n_chosen": len(chosen)}
     started = now()
-    # the data the records are made on: the split's samples of this challenge (all of them, so that running more of
-    # them later still resumes) and the tool library; part of the resume key and of the result's provenance
+    # the data (part of the resume key): all the split's samples of this challenge, so that running more of them resumes
     data = data_info(ds, ds.select(challenge, None if split == "all" else split))
     rec_path = store.path(ds.name, split, name)
-    if not resume: store.reset(ds.name, split, name)
-    # an LLM method's records hold the replies of one model: another model on the server is another configuration
-    model, fitted = llm_model_of(m), rec_path.with_suffix(".fitted.json")
-    made_with = json.loads(fitted.read_text(encoding="utf-8")).get("llm_model") if fitted.exists() else None
-    _check_resume(store, ds, split, name, config, data, model, made_with, fitted, replace_changed)
-    done = {r.sample_id: r for r in store.load(ds.name, split, name)}
-    # a transport failure (no reply came back) is not final: the sample is predicted again
-    todo = [s for s in chosen if s.id not in done or not done[s.id].final]
-    n_retried = sum(1 for s in todo if s.id in done)
-    n_resumed = len(chosen) - len(todo)
+    model, fitted = llm_model_of(m), rec_path.with_suffix(".fitted.json")   # another LLM model: another configuration
+    done, made_with = _resumable(store, ds, split, name, config, data, model, fitted, resume, replace_changed)
+    todo = [s for s in chosen if s.id not in done or not done[s.id].final]   # no reply came back (not final): predicted again
+    n_retried, n_resumed = sum(1 for s in todo if s.id in done), len(chosen) - len(todo)
     config["n_retried"] = n_retried
     if getattr(ds, "load_summary", None): config["data_load"] = ds.load_summary()
     if todo:
-        fb_id, fb, config["fit_seconds"] = _fit(m, ds, challenge, fit_split)
-        # what `fit` set (e.g. a search depth from the training plans) is part of what the method ran with
-        config["method_description"] = m.describe() | ({"llm_model": model or made_with} if (model or made_with) else {})
-        write_json(rec_path.with_suffix(".fitted.json"), config["method_description"])
+        fb_id, fb = _fit_described(m, ds, fit_split, config, model or made_with, fitted)
         records_of = lambda outs, batch, libs: _records_for(outs, batch, experiment, ds.name, split, name, challenge, seed, libs)
         _predict_all(m, fb, fb_id, todo, ds, store, done, records_of, batch_size,
                      dict(total=len(chosen), initial=n_resumed, desc=f"{name} on {ds.name}/{split}") if progress else None)
-    elif rec_path.with_suffix(".fitted.json").exists():   # nothing left to predict: the description the records were made with
-        config["method_description"] = json.loads(rec_path.with_suffix(".fitted.json").read_text(encoding="utf-8"))
-    records = [done[s.id] for s in chosen if s.id in done]
-    metrics = score_records(challenge, records, n_boot=n_boot, seed=seed) if records else {"n": 0, "metrics": {}}
-    subsets = subset_scores(challenge, records, ds, n_boot=n_boot, seed=seed)
-    res = EvalResult(name, ds.name, split, challenge, metrics, records, config, len(todo), n_resumed, subsets=subsets, data=data)
+    elif fitted.exists():   # nothing left to predict: the description the records were made with
+        config["method_description"] = json.loads(fitted.read_text(encoding="utf-8"))
+    res = _result(name, ds, split, challenge, chosen, done, config, len(todo), n_resumed, data, n_boot, seed)
     if write: _write_result(res, out, rec_path, n_retried, seed, started)
     return res
-
-
 
 # %% ../nbs/api/40_engine.ipynb #5111f8dc
 def evaluate_many(methods: Sequence[str], datasets: Sequence[str], split: str = "test", **kw) -> list[EvalResult]:
