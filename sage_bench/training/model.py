@@ -198,51 +198,70 @@ class ModelConfig:
     tool_dropout: float = 0.2
     task_weights: tuple = (1.0, 1.0, 1.0)
 
-# %% ../../nbs/api/50_training_model.ipynb #aab63839
+# %% ../../nbs/api/50_training_model.ipynb #71e6c5c7
+def _trunk_layers(m, cfg: ModelConfig) -> None:
+    "Add the query side to the module `m`: the shared trunk, the three task projections and the cross-task attention block."
+    import torch
+    from torch import nn
+    d, h = cfg.dim, cfg.hidden
+    m.trunk = nn.Sequential(nn.Linear(d, h), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(h, h), nn.LayerNorm(h))
+    m.task_proj = nn.Linear(h, 3 * h)
+    m.task_emb = nn.Parameter(torch.zeros(3, h))
+    m.attn = nn.MultiheadAttention(h, cfg.heads, dropout=cfg.dropout, batch_first=True)
+    m.ln1, m.ln2 = nn.LayerNorm(h), nn.LayerNorm(h)
+    m.ffn = nn.Sequential(nn.Linear(h, 2 * h), nn.GELU(), nn.Linear(2 * h, h))
+
+# %% ../../nbs/api/50_training_model.ipynb #7e4a94c4
+def _task_tokens(m, q):
+    "Task tokens [B, 3, h] (timing, selection, planning) of the queries `q` by the layers of `m`, mixed by cross-task attention when enabled."
+    z = m.trunk(q)
+    t = m.task_proj(z).view(q.shape[0], 3, -1) + m.task_emb
+    if m.cfg.cross_attention:
+        a, _ = m.attn(t, t, t, need_weights=False)
+        t = m.ln1(t + a)
+        t = m.ln2(t + m.ffn(t))
+    return t
+
+# %% ../../nbs/api/50_training_model.ipynb #8b62aec6
+def _head_layers(m, cfg: ModelConfig) -> None:
+    "Add the tool encoder and the timing, selection and planning heads to the module `m` (the residual gates start at 0)."
+    import torch
+    from torch import nn
+    d, h = cfg.dim, cfg.hidden
+    m.tool_enc = nn.Sequential(nn.Linear(d, h), nn.GELU(), nn.Linear(h, h))
+    m.tool_skip = nn.Linear(d, h)
+    m.timing_head = nn.Sequential(nn.Linear(h, h), nn.GELU(), nn.Linear(h, 1))
+    m.sel_proj = nn.Linear(h, h)
+    m.plan_start = nn.Parameter(torch.zeros(h))
+    m.plan_cell = nn.GRUCell(h, h)
+    m.plan_proj = nn.Linear(h, h)
+    m.plan_stop = nn.Linear(h, 1)
+    m.a_sel = nn.Parameter(torch.tensor(10.0))
+    m.a_plan = nn.Parameter(torch.tensor(10.0))
+    m.g_sel = nn.Parameter(torch.tensor(0.0))     # residual gates: start at the frozen cosine scorer
+    m.g_plan = nn.Parameter(torch.tensor(0.0))
+    m.tool_drop = nn.Dropout(getattr(cfg, "tool_dropout", 0.0))
+    m.rep = nn.Parameter(torch.tensor(2.0))
+
+# %% ../../nbs/api/50_training_model.ipynb #8521e262
 _MODEL_CLS = None
 
 def _model_class():
     global _MODEL_CLS
     if _MODEL_CLS is not None: return _MODEL_CLS
-    import torch
     from torch import nn
 
     class UnifiedModel(nn.Module):
         "Timing, selection and planning heads over shared task tokens joined by cross-task attention."
         def __init__(self, cfg: ModelConfig):
             super().__init__()
-            d, h = cfg.dim, cfg.hidden
             self.cfg = cfg
-            self.trunk = nn.Sequential(nn.Linear(d, h), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(h, h), nn.LayerNorm(h))
-            self.task_proj = nn.Linear(h, 3 * h)
-            self.task_emb = nn.Parameter(torch.zeros(3, h))
-            self.attn = nn.MultiheadAttention(h, cfg.heads, dropout=cfg.dropout, batch_first=True)
-            self.ln1, self.ln2 = nn.LayerNorm(h), nn.LayerNorm(h)
-            self.ffn = nn.Sequential(nn.Linear(h, 2 * h), nn.GELU(), nn.Linear(2 * h, h))
-            self.tool_enc = nn.Sequential(nn.Linear(d, h), nn.GELU(), nn.Linear(h, h))
-            self.tool_skip = nn.Linear(d, h)
-            self.timing_head = nn.Sequential(nn.Linear(h, h), nn.GELU(), nn.Linear(h, 1))
-            self.sel_proj = nn.Linear(h, h)
-            self.plan_start = nn.Parameter(torch.zeros(h))
-            self.plan_cell = nn.GRUCell(h, h)
-            self.plan_proj = nn.Linear(h, h)
-            self.plan_stop = nn.Linear(h, 1)
-            self.a_sel = nn.Parameter(torch.tensor(10.0))
-            self.a_plan = nn.Parameter(torch.tensor(10.0))
-            self.g_sel = nn.Parameter(torch.tensor(0.0))     # residual gates: start at the frozen cosine scorer
-            self.g_plan = nn.Parameter(torch.tensor(0.0))
-            self.tool_drop = nn.Dropout(getattr(cfg, "tool_dropout", 0.0))
-            self.rep = nn.Parameter(torch.tensor(2.0))
+            _trunk_layers(self, cfg)
+            _head_layers(self, cfg)
 
         def tokens(self, q):
             "Task tokens [B, 3, h] (timing, selection, planning), mixed by cross-task attention when enabled."
-            z = self.trunk(q)
-            t = self.task_proj(z).view(q.shape[0], 3, -1) + self.task_emb
-            if self.cfg.cross_attention:
-                a, _ = self.attn(t, t, t, need_weights=False)
-                t = self.ln1(t + a)
-                t = self.ln2(t + self.ffn(t))
-            return t
+            return _task_tokens(self, q)
 
         def encode_tools(self, tool_emb):
             return self.tool_drop(self.tool_enc(tool_emb) + self.tool_skip(tool_emb))
