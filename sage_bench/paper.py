@@ -492,7 +492,7 @@ def _training_text(frag: Fragment, rel: str, summ, seeds, label: str) -> str:
         s.append("The share of the training data each one used: " + ", ".join(f"{tt(m)} {fmt_msd(d)}" for m, d in shares) + f" {cite_file(rel)}.")
     return " ".join(s)
 
-# %% ../nbs/api/63_paper.ipynb #36f2b6b9
+# %% ../nbs/api/63_paper.ipynb #250e2e1a
 ALPHA = 0.05
 
 def _test_text(ts: list[dict]) -> str:
@@ -504,6 +504,7 @@ def _test_text(ts: list[dict]) -> str:
     d = sum(t["diff"] for t in ok) / len(ok)
     return f"${100 * d:+.1f}$ points (mean of {len(ok)} seeds; per seed " + "; ".join(f"{ci(t)}, $p = {t['p']:.3f}$" for t in ok) + ")"
 
+# %% ../nbs/api/63_paper.ipynb #dbf7ceb0
 def _grouped(items: list[tuple[str, str]], every: str = "") -> str:
     "`(name, text)` pairs, names that share a text stated together (`every`: what to call them when all of them do)."
     by: dict = {}
@@ -511,33 +512,33 @@ def _grouped(items: list[tuple[str, str]], every: str = "") -> str:
     if every and len(by) == 1 and len(items) > 1: return f"{every}: {next(iter(by))}"
     return "; ".join(f"{_names([tt(m) for m in ms])} {t}" for t, ms in by.items())
 
+# %% ../nbs/api/63_paper.ipynb #15adeddf
 def _beats(ts: list[dict]) -> bool:
     ok = [t for t in ts if t.get("n") and _num(t.get("diff"))]
     return bool(ok) and all(t["diff"] > 0 and _num(t.get("p")) and t["p"] < ALPHA for t in ok)
 
-def llm_tests_text(frag: Fragment, rel: str, rf: ResultFile) -> str:
-    "The paired tests of section 5.5's LLM comparison, and whether the tuned model beats its zero-shot base (see above)."
-    summ, tests = rf.fields.get("summary"), rf.fields.get("tests")
-    _need(isinstance(summ, dict) and isinstance(tests, list), "no 'summary' mapping or 'tests' list")
-    kinds = {m: d.get("kind") for m, d in summ.items() if isinstance(d, dict)}
-    base = next((m for m, k in kinds.items() if k == "zero-shot"), None)
-    trained = [m for m, k in kinds.items() if k == "llm"]
-    if base is None or not trained: return f"No trained model was compared with a zero-shot base in this run {cite_file(rel)}."
+# %% ../nbs/api/63_paper.ipynb #e0c50293
+def _test_groups(tests: list) -> dict:
+    "The paired tests by `(method, vs, challenge, metric)`: `[(index in tests, test), ...]`, one per seed."
     groups: dict = {}
     for i, t in enumerate(tests):
         _need(isinstance(t, dict) and {"method", "vs", "challenge", "metric"} <= set(t), f"tests[{i}] is not a paired test")
         groups.setdefault((t["method"], t["vs"], t["challenge"], t["metric"]), []).append((i, t))
-    def ts(*key):
-        g = groups.get(key, [])
-        for i, t in g:
-            if t.get("n") and _num(t.get("diff")): frag.claim(rel, ["tests", i, "diff"], t["diff"], f"{key} difference")
-        return [t for _, t in g]
-    pairs = list(dict.fromkeys((t["challenge"], t["metric"]) for t in tests))
-    heads = rf.fields.get("headline") if isinstance(rf.fields.get("headline"), dict) else {}
-    refs = [m for m, k in kinds.items() if k == "baseline"]
-    s = [f"Each trained variant is compared with its untrained, zero-shot base (row {tt(base)}) and with the simple baselines by a paired "
-         f"bootstrap over the test samples both scored (difference in points, 95\\% interval, two-sided $p$) {cite_file(rel)}."]
-    for ch, k in pairs:
+    return groups
+
+def _claimed_tests(frag: Fragment, rel: str, groups: dict, key: tuple) -> list[dict]:
+    "The tests of `key` (method, vs, challenge, metric), each scored difference claimed from the file `rel`."
+    g = groups.get(key, [])
+    for i, t in g:
+        if t.get("n") and _num(t.get("diff")): frag.claim(rel, ["tests", i, "diff"], t["diff"], f"{key} difference")
+    return [t for _, t in g]
+
+# %% ../nbs/api/63_paper.ipynb #baf9d8dc
+def _pair_sentences(frag: Fragment, rel: str, groups: dict, heads: dict, base: str, trained: list, refs: list) -> list[str]:
+    "The sentences comparing the variants with the base (every tested metric) and with the baselines `refs` (headline metrics)."
+    ts = lambda *key: _claimed_tests(frag, rel, groups, key)
+    s = []
+    for ch, k in dict.fromkeys((ch, k) for _, _, ch, k in groups):
         _need(ch in CHALLENGE_NAMES, f"unknown challenge {ch!r} in tests")
         mname = tex_escape(display_name(k))
         vs_base = [(m, _test_text(ts(m, base, ch, k))) for m in trained if groups.get((m, base, ch, k))]
@@ -548,19 +549,43 @@ def llm_tests_text(frag: Fragment, rel: str, rf: ResultFile) -> str:
             vs_b = [(m, _test_text(ts(m, b, ch, k))) for m in [base, *trained] if groups.get((m, b, ch, k))]
             if vs_b: s.append(f"Against {tt(b)} on {CHALLENGE_NAMES[ch]} ({mname}): "
                               + _grouped(vs_b, f"the base and each of the {len(vs_b) - 1} trained variants") + f" {cite_file(rel)}.")
+    return s
+
+# %% ../nbs/api/63_paper.ipynb #a8b6a35f
+def _verdict_sentences(frag: Fragment, rel: str, groups: dict, heads: dict, base: str, trained: list) -> list[str]:
+    "Whether the tuned model (`A_baseline`, else the first trained variant) beats its base on each headline metric, and who does."
+    ts = lambda *key: _claimed_tests(frag, rel, groups, key)
     tuned = "A_baseline" if "A_baseline" in trained else trained[0]
     head_pairs = [(ch, heads[ch]) for ch in CHALLENGE_NAMES if ch in heads and groups.get((tuned, base, ch, heads[ch]))]
     lost = [(ch, k) for ch, k in head_pairs if not _beats(ts(tuned, base, ch, k))]
     what = lambda ch, k: f"{CHALLENGE_NAMES[ch]} ({tex_escape(display_name(k))} {_test_text(ts(tuned, base, ch, k))})"
     if lost:
-        s.append(f"The tuned model ({tt(tuned)}, the adapter {tt('trained.llm')} serves) does not beat its zero-shot base on "
-                 f"{len(lost)} of {len(head_pairs)} challenges: " + "; ".join(what(ch, k) for ch, k in lost) + f" {cite_file(rel)}.")
-    else: s.append(f"The tuned model ({tt(tuned)}) beats its zero-shot base on all {len(head_pairs)} challenges {cite_file(rel)}.")
+        s = [f"The tuned model ({tt(tuned)}, the adapter {tt('trained.llm')} serves) does not beat its zero-shot base on "
+             f"{len(lost)} of {len(head_pairs)} challenges: " + "; ".join(what(ch, k) for ch, k in lost) + f" {cite_file(rel)}."]
+    else: s = [f"The tuned model ({tt(tuned)}) beats its zero-shot base on all {len(head_pairs)} challenges {cite_file(rel)}."]
     wins = [(m, ch) for m in trained for ch, k in head_pairs if _beats(ts(m, base, ch, k))]
     s.append(f"Of the {len(trained)} trained variants on {len(head_pairs)} challenges, "
              + (f"{len(wins)} (variant, challenge) pairs beat the base at $p < {ALPHA}$: "
                 + _names([f"{tt(m)} on {CHALLENGE_NAMES[ch]}" for m, ch in wins]) if wins else f"none beats the base at $p < {ALPHA}$")
              + f" {cite_file(rel)}.")
+    return s
+
+# %% ../nbs/api/63_paper.ipynb #9509adb2
+def llm_tests_text(frag: Fragment, rel: str, rf: ResultFile) -> str:
+    "The paired tests of section 5.5's LLM comparison, and whether the tuned model beats its zero-shot base (see above)."
+    summ, tests = rf.fields.get("summary"), rf.fields.get("tests")
+    _need(isinstance(summ, dict) and isinstance(tests, list), "no 'summary' mapping or 'tests' list")
+    kinds = {m: d.get("kind") for m, d in summ.items() if isinstance(d, dict)}
+    base = next((m for m, k in kinds.items() if k == "zero-shot"), None)
+    trained = [m for m, k in kinds.items() if k == "llm"]
+    if base is None or not trained: return f"No trained model was compared with a zero-shot base in this run {cite_file(rel)}."
+    groups = _test_groups(tests)
+    heads = rf.fields.get("headline") if isinstance(rf.fields.get("headline"), dict) else {}
+    refs = [m for m, k in kinds.items() if k == "baseline"]
+    s = [f"Each trained variant is compared with its untrained, zero-shot base (row {tt(base)}) and with the simple baselines by a paired "
+         f"bootstrap over the test samples both scored (difference in points, 95\\% interval, two-sided $p$) {cite_file(rel)}."]
+    s += _pair_sentences(frag, rel, groups, heads, base, trained, refs)
+    s += _verdict_sentences(frag, rel, groups, heads, base, trained)
     kept = [m for m in trained if any(summ[m].get("untrained_chosen") or [])]
     if kept: s.append("Dev selection kept the untrained adapter for " + _names([tt(m) for m in kept])
                       + ": those rows are the zero-shot base's answers.")
