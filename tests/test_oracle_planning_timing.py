@@ -8,6 +8,7 @@ it was shown; as search queries, the descriptions of the gold tools (what each n
 of the next gold tool if it has been shown, else a search for it, then `finish`; in ToT, the next gold tool (or `FINISH`
 after the last), a vote for the state that begins the gold plan, and `sure` for such a state, `impossible` otherwise."""
 import json
+import re
 import pytest
 from sage_bench.engine import evaluate
 from sage_bench.registry import get_dataset, get_method
@@ -67,14 +68,34 @@ def oracle(ds) -> ScriptedLLM:
     return ScriptedLLM(reply)
 
 
+def numbered(reply):
+    """The same oracle for `refs="number"`: the numbers come from the tool cards in the prompt ("- [3] tool_id: ..."), the
+    schema's numbers are read as the tools they number and the answer's tools are written as their numbers."""
+    def ask(messages, schema):
+        text = "\n".join(m["content"] for m in messages)
+        num = {int(n): t for n, t in re.findall(r"^- \[(\d+)\] ([^\s:(]+)", text, re.M)}
+        back = {t: n for n, t in num.items()}
+        props = json.loads(json.dumps(schema["properties"]))
+        for key in ("steps", "next"):
+            if key in props: props[key]["items"]["enum"] = [num.get(x, x) for x in props[key]["items"]["enum"]]
+        if "tool" in props and "enum" in props["tool"]: props["tool"]["enum"] = [num[x] for x in props["tool"]["enum"]]
+        a = reply.reply(messages, {**schema, "properties": props})
+        if "steps" in a: a["steps"] = [back[t] for t in a["steps"]]
+        if "next" in a: a["next"] = [back.get(t, t) for t in a["next"]]
+        if a.get("action") == "call": a["tool"] = back[a["tool"]]
+        return a
+    return ScriptedLLM(ask)
+
+
 def run(mid, ds, tmp_path, **cfg):
-    m = get_method(mid, client=oracle(ds), **cfg)
+    m = get_method(mid, client=numbered(oracle(ds)) if cfg.get("refs") == "number" else oracle(ds), **cfg)
     return evaluate(m, ds, "test", output_dir=tmp_path, experiment="oracle", progress=False, n_boot=10, batch_size=16, write=False)
 
 
+@pytest.mark.parametrize("refs", ["id", "number"])
 @pytest.mark.parametrize("mid", PLANNERS)
-def test_planner_oracle(mid, ds, tmp_path):
-    r = run(mid, ds, tmp_path)
+def test_planner_oracle(mid, refs, ds, tmp_path):
+    r = run(mid, ds, tmp_path, refs=refs)
     assert r.metrics["n"] == len(ds.select("planning", "test")) > 0
     fails = [(x.sample_id, x.error, x.prediction) for x in r.records if x.error]
     assert not fails, fails[:3]

@@ -13,12 +13,12 @@ from ..retrieval import Retriever
 from ..registry import register_method
 
 # %% auto #0
-__all__ = ['RETRIEVERS', 'PLAN_VERBS', 'PLAN_PROMPTS', 'REACT_ACTIONS', 'TOT_EVALUATORS', 'VALUE_MAP', 'VALUE_SCHEMA', 'tokenize',
-           'ToolIndex', 'tool_index', 'split_subgoals', 'SimplePlanner', 'split_actions', 'HierarchicalPlanner',
-           'candidate_tools', 'candidate_recall', 'tool_card', 'query_schema', 'query_messages', 'plan_schema',
-           'plan_messages', 'parse_plan', 'candidate_coverage', 'LLMPlanner', 'simulate_observation', 'react_schema',
-           'react_messages', 'ReActPlanner', 'propose_schema', 'vote_schema', 'tot_propose_messages',
-           'tot_vote_messages', 'tot_value_messages', 'ToTPlanner']
+__all__ = ['RETRIEVERS', 'PLAN_VERBS', 'REFS', 'PLAN_PROMPTS', 'REACT_ACTIONS', 'TOT_EVALUATORS', 'VALUE_MAP', 'VALUE_SCHEMA',
+           'tokenize', 'ToolIndex', 'tool_index', 'split_subgoals', 'SimplePlanner', 'split_actions',
+           'HierarchicalPlanner', 'candidate_tools', 'candidate_recall', 'tool_card', 'query_schema', 'query_messages',
+           'ToolRefs', 'plan_schema', 'plan_messages', 'parse_plan', 'candidate_coverage', 'LLMPlanner',
+           'simulate_observation', 'react_schema', 'react_messages', 'ReActPlanner', 'propose_schema', 'vote_schema',
+           'tot_propose_messages', 'tot_vote_messages', 'tot_value_messages', 'ToTPlanner']
 
 # %% ../../nbs/api/33_planning.ipynb #273e62e3
 _STOP = set("""a an the to of for in on at by with from and or then please me my i you your it its this that these those is are was were be been
@@ -294,6 +294,39 @@ def query_messages(request: str) -> list[dict]:
                                           "to look for (what it does, not the user's values), e.g. \"search hotels by keyword\"."},
             {"role": "user", "content": f"Request: {request}\n\nAnswer with JSON {{\"queries\": [\"...\", ...]}}, one query per tool call."}]
 
+# %% ../../nbs/api/33_planning.ipynb #3e423d67
+REFS = ("id", "number")
+
+class ToolRefs:
+    "How an LLM's answers name the tools it was shown: by id, or (`number`) by the `[n]` its card carries, as RankGPT names passages."
+    def __init__(self, ids: Sequence[str] = (), kind: str = "id"):
+        if kind not in REFS: raise ValueError(f"refs must be one of {REFS}, got {kind!r}")
+        self.kind, self.ids, self.num = kind, [], {}
+        self.add(ids)
+
+    def add(self, ids: Sequence[str]) -> "ToolRefs":
+        "Number the tools not numbered yet, in order (a ReAct search adds the tools it found)."
+        for t in ids:
+            if t not in self.num: self.num[t] = len(self.ids) + 1; self.ids.append(t)
+        return self
+
+    def label(self, t: str) -> str: return f"[{self.num[t]}] " if self.kind == "number" and t in self.num else ""
+    def name(self, t: str): return self.num[t] if self.kind == "number" else t
+
+    def item(self, ids: Optional[Sequence[str]] = None, extra: Sequence = ()) -> dict:
+        "The JSON Schema of one tool reference among `ids` (default: all), `extra` constants (e.g. `FINISH`) allowed too."
+        names = [self.name(t) for t in (self.ids if ids is None else ids)] + list(extra)
+        if self.kind == "id": return {"type": "string", "enum": names}
+        return {"enum": names} if extra else {"type": "integer", "enum": names}
+
+    def resolve(self, x) -> Optional[str]:
+        "The tool id an answer's reference names (None: none of the numbered tools; an id is returned as it is)."
+        if self.kind == "id": return x if isinstance(x, str) else None
+        if isinstance(x, str) and re.fullmatch(r"\s*\[?\d+\]?\s*", x): x = int(x.strip(" []"))
+        if isinstance(x, int) and not isinstance(x, bool): return self.ids[x - 1] if 1 <= x <= len(self.ids) else None
+        return None
+
+
 # %% ../../nbs/api/33_planning.ipynb #67eacddb
 PLAN_PROMPTS = ("default", "zero_shot_minimal", "few_shot")
 
@@ -304,28 +337,43 @@ _PLAN_SHOT = ("Tools:\n- geo_lookup: Find the coordinates of a place [params: pl
               "- sms_send: Send a text message [params: number, text]\n- stock_quote: Latest price of a stock [params: symbol]\n\n"
               "Request: Text my brother what the weather is like in Quito right now.\n"
               'Answer: {"steps": ["geo_lookup", "weather_now", "sms_send"]}')
+_PLAN_SHOT_NUMBERED = ("Tools:\n- [1] geo_lookup: Find the coordinates of a place [params: place]\n- [2] weather_now: Current weather at coordinates "
+                       "[params: lat, lon]\n- [3] sms_send: Send a text message [params: number, text]\n- [4] stock_quote: Latest price of a stock "
+                       "[params: symbol]\n\nRequest: Text my brother what the weather is like in Quito right now.\n"
+                       'Answer: {"steps": [1, 2, 3]}')
 
-def plan_schema(ids: Sequence[str], max_steps: int = 12) -> dict:
-    "JSON Schema of a plan whose steps are tool ids from `ids`."
-    return {"type": "object", "properties": {"steps": {"type": "array", "items": {"type": "string", "enum": list(ids)}, "minItems": 1, "maxItems": max_steps}},
+def plan_schema(ids: Sequence[str], max_steps: int = 12, refs: Optional[ToolRefs] = None) -> dict:
+    "JSON Schema of a plan whose steps are tools from `ids`, named as `refs` names them (default: by id)."
+    item = (refs or ToolRefs(ids)).item(ids)
+    return {"type": "object", "properties": {"steps": {"type": "array", "items": item, "minItems": 1, "maxItems": max_steps}},
             "required": ["steps"], "additionalProperties": False}
 
-def plan_messages(request: str, cards: str, prompt: str = "default") -> list[dict]:
+def _numbered(text: str, refs: str) -> str:
+    "A prompt's wording for `refs`: tool ids, or the numbers shown before the tools."
+    if refs == "id": return text
+    return (text.replace('[\"tool_id\", ...]', "[tool number, ...]").replace("the tool ids", "the numbers of the tools")
+            .replace("use only tool ids from the list", "name tools by the number shown before them"))
+
+def plan_messages(request: str, cards: str, prompt: str = "default", refs: str = "id") -> list[dict]:
     "The chat messages that ask for a whole plan in one call (`cards`: the candidate tools, one `tool_card` a line)."
     if prompt not in PLAN_PROMPTS: raise ValueError(f"prompt must be one of {PLAN_PROMPTS}, got {prompt!r}")
     if prompt == "zero_shot_minimal":
-        return [{"role": "user", "content": f"Tools:\n{cards}\n\nRequest: {request}\n\nList the tool ids to call, in order, as JSON {{\"steps\": [...]}}."}]
-    sys = _PLAN_GUIDE + (f"\n\nExample:\n{_PLAN_SHOT}" if prompt == "few_shot" else "")
+        return [{"role": "user", "content": _numbered(f"Tools:\n{cards}\n\nRequest: {request}\n\nList the tool ids to call, in order, "
+                                                      f"as JSON {{\"steps\": [...]}}.", refs)}]
+    sys = _numbered(_PLAN_GUIDE, refs) + (f"\n\nExample:\n{_PLAN_SHOT if refs == 'id' else _PLAN_SHOT_NUMBERED}" if prompt == "few_shot" else "")
     return [{"role": "system", "content": sys},
-            {"role": "user", "content": f"Tools:\n{cards}\n\nRequest: {request}\n\nAnswer with JSON {{\"steps\": [\"tool_id\", ...]}}."}]
+            {"role": "user", "content": _numbered(f"Tools:\n{cards}\n\nRequest: {request}\n\nAnswer with JSON {{\"steps\": [\"tool_id\", ...]}}.", refs)}]
 
 # %% ../../nbs/api/33_planning.ipynb #17635c52
-def parse_plan(resp, ids: Sequence[str]) -> tuple[Optional[dict], Optional[str], str, list]:
-    "(prediction, error, parse_status, unknown ids) from an LLM plan response. Unknown ids are kept (they score as wrong) and listed."
+def parse_plan(resp, ids: Sequence[str], refs: Optional[ToolRefs] = None) -> tuple[Optional[dict], Optional[str], str, list]:
+    """(prediction, error, parse_status, unknown ids) from an LLM plan response. Unknown ids are kept (they score as wrong) and
+    listed; with numbered `refs`, a number names its tool and a number no tool carries is kept as its text."""
     status = getattr(resp, "parse_status", "n/a") or "n/a"
     if getattr(resp, "error", None): return None, f"llm error: {resp.error}", status, []
     p = getattr(resp, "parsed", None)
     steps = p.get("steps") if isinstance(p, dict) else None
+    if refs is not None and refs.kind == "number" and isinstance(steps, list):
+        steps = [refs.resolve(s) or (f"#{s}" if isinstance(s, int) and not isinstance(s, bool) else s) for s in steps]
     if not isinstance(steps, list) or not steps or not all(isinstance(s, str) for s in steps):
         return None, f"unparseable plan: {str(getattr(resp, 'text', None))[:200]!r}", "failed", []
     known = set(ids)
@@ -345,18 +393,21 @@ class _LLMPlannerBase(LLMMethod):
                  per_query: int = 3,  # tools retrieved per LLM search query
                  desc_chars: int = 160,  # a tool card's description is cut at this length
                  embed_model: Optional[str] = None,  # the dense retriever's model (None: the default)
+                 refs: str = "id",  # how answers name tools: `id`, or `number` (the [n] on each card: fewer tokens to write)
                  **config):
         if prompt not in PLAN_PROMPTS: raise ValueError(f"prompt must be one of {PLAN_PROMPTS}, got {prompt!r}")
+        if refs not in REFS: raise ValueError(f"refs must be one of {REFS}, got {refs!r}")
         super().__init__(prompt=prompt, retriever=retriever, n_candidates=n_candidates, per_subgoal=per_subgoal, search_queries=search_queries,
-                         per_query=per_query, desc_chars=desc_chars, embed_model=embed_model, **config)
+                         per_query=per_query, desc_chars=desc_chars, embed_model=embed_model, refs=refs, **config)
         self.retriever = Retriever(retriever, model=embed_model)     # an unknown kind is a ValueError here
 
     def candidates(self, sample: PlanningSample, lib: ToolLibrary) -> list[str]:
         "The tool ids retrieval puts before the LLM for this sample (no LLM call)."
         return candidate_tools(sample.request, lib, self.retriever, self.config["n_candidates"], self.config["per_subgoal"])
 
-    def cards(self, ids: Sequence[str], lib: ToolLibrary) -> str:
-        return "\n".join(tool_card(lib[t], self.config["desc_chars"]) for t in ids)
+    def cards(self, ids: Sequence[str], lib: ToolLibrary, refs: Optional[ToolRefs] = None) -> str:
+        "The tool cards of `ids`, one a line; with numbered `refs`, each card starts with its number."
+        return "\n".join("- " + (refs.label(t) if refs else "") + tool_card(lib[t], self.config["desc_chars"])[2:] for t in ids)
 
     def request_text(self, sample: PlanningSample, out: Output) -> str:
         "The request as the planning prompts show it: followed by the LLM's own outline (its search queries), when it wrote one."
@@ -407,9 +458,11 @@ class LLMPlanner(_LLMPlannerBase):
         out = Output(None)
         try:
             ids = await self.start(out, sample, lib)
-            r = await ask(self, out, plan_messages(self.request_text(sample, out), self.cards(ids, lib), self.config["prompt"]),
-                          plan_schema(ids, self.config["max_steps"]))
-            pred, err, status, unknown = parse_plan(r, ids)
+            refs = ToolRefs(ids, self.config["refs"])
+            r = await ask(self, out, plan_messages(self.request_text(sample, out), self.cards(ids, lib, refs), self.config["prompt"],
+                                                   self.config["refs"]),
+                          plan_schema(ids, self.config["max_steps"], refs))
+            pred, err, status, unknown = parse_plan(r, ids, refs)
             if pred is None: raise bad_reply(out, r, "unparseable plan")
             out.prediction = pred
             if unknown: out.trace["unknown_ids"] = unknown
@@ -461,25 +514,30 @@ _REACT_SHOT = ('\n\nExample (request "Text my brother the weather in Quito", too
                '{"thought": "Send it by text", "action": "call", "tool": "sms_send", "arguments": {"text": "<weather>"}}\n'
                'Observation: {"status": "success"}\n'
                '{"thought": "All done", "action": "finish"}')
+_REACT_SHOT_NUMBERED = (_REACT_SHOT.replace("tools shown: geo_lookup, sms_send", "tools shown: [1] geo_lookup, [2] sms_send")
+                        .replace('"tool": "geo_lookup"', '"tool": 1').replace('"tool": "sms_send"', '"tool": 2')
+                        .replace('"tool": "weather_now"', '"tool": 3').replace("- weather_now:", "- [3] weather_now:"))
 
 # %% ../../nbs/api/33_planning.ipynb #8ccbd87a
-def react_schema(ids: Sequence[str], thought_chars: int = 300) -> dict:
-    "JSON Schema of one ReAct turn; `tool` is constrained to the tools shown so far (`ids`), the thought to `thought_chars`."
+def react_schema(ids: Sequence[str], thought_chars: int = 300, refs: Optional[ToolRefs] = None) -> dict:
+    "JSON Schema of one ReAct turn; `tool` is constrained to the tools shown so far (`ids`, named as `refs` names them), the thought to `thought_chars`."
     return {"type": "object", "properties": {"thought": {"type": "string", "maxLength": thought_chars},
                                              "action": {"type": "string", "enum": list(REACT_ACTIONS)},
                                              "query": {"type": "string", "maxLength": 200},
-                                             "tool": {"type": "string", "enum": list(ids)} if ids else {"type": "string"},
+                                             "tool": (refs or ToolRefs(ids)).item(ids) if ids else {"type": "string"},
                                              "arguments": {"type": "object"}},
             "required": ["thought", "action"]}
 
-def react_messages(request: str, cards: str, prompt: str = "default") -> list[dict]:
-    "The opening messages of a ReAct episode (`cards`: the candidate tools, one `tool_card` a line)."
+def react_messages(request: str, cards: str, prompt: str = "default", refs: str = "id") -> list[dict]:
+    "The opening messages of a ReAct episode (`cards`: the candidate tools, one `tool_card` a line; `refs`: how a call names its tool)."
     if prompt not in PLAN_PROMPTS: raise ValueError(f"prompt must be one of {PLAN_PROMPTS}, got {prompt!r}")
     user = f"Tools:\n{cards}\n\nRequest: {request}"
     if prompt == "zero_shot_minimal":
         return [{"role": "user", "content": user + '\n\nOne action per turn as JSON: {"thought", "action": "search_tools" (with "query") | '
                                                   '"call" (with "tool", "arguments") | "finish"}.'}]
-    return [{"role": "system", "content": _REACT_GUIDE + (_REACT_SHOT if prompt == "few_shot" else "")}, {"role": "user", "content": user}]
+    guide = _REACT_GUIDE if refs == "id" else _REACT_GUIDE.replace('"tool": "<tool id>"', '"tool": <the number shown before the tool>')
+    shot = (_REACT_SHOT if refs == "id" else _REACT_SHOT_NUMBERED) if prompt == "few_shot" else ""
+    return [{"role": "system", "content": guide + shot}, {"role": "user", "content": user}]
 
 # %% ../../nbs/api/33_planning.ipynb #96ed2332
 def _call_key(tool, arguments) -> str:
@@ -500,7 +558,7 @@ class ReActPlanner(_LLMPlannerBase):
         super().__init__(max_steps=max_steps, max_turns=max_turns, search_k=search_k, max_invalid=max_invalid,
                          thought_chars=thought_chars, **config)
 
-    def _act(self, p, known: dict, lib: ToolLibrary, steps: list, last_call: str | None = None) -> tuple[str, dict]:
+    def _act(self, p, known: dict, lib: ToolLibrary, steps: list, last_call: str | None = None, refs: Optional[ToolRefs] = None) -> tuple[str, dict]:
         """The observation for one parsed action (and the turn record); `known` and `steps` grow. A call identical to the
         one just made (`last_call`: its tool and arguments as JSON) is not made again: the observation says so."""
         act = p.get("action")
@@ -510,11 +568,13 @@ class ReActPlanner(_LLMPlannerBase):
             if not isinstance(q, str) or not q.strip(): return "error: search_tools needs a non-empty \"query\"", turn | {"invalid": "no query"}
             found = self.retriever.rank(q, lib, self.config["search_k"])
             known.update((t, True) for t in found)
+            if refs: refs.add(found)
             turn.update(query=q, found=found)
-            return "found tools (call one with action \"call\"):\n" + self.cards(found, lib), turn
+            return "found tools (call one with action \"call\"):\n" + self.cards(found, lib, refs), turn
         if act == "call":
-            t = p.get("tool")
-            if t not in known: return f"error: {t!r} is not a tool you have seen; search for one first", turn | {"tool": t, "invalid": "unknown tool"}
+            t = refs.resolve(p.get("tool")) if refs else p.get("tool")
+            if t not in known:
+                return f"error: {p.get('tool')!r} is not a tool you have seen; search for one first", turn | {"tool": p.get("tool"), "invalid": "unknown tool"}
             if last_call == _call_key(t, p.get("arguments")):
                 return "error: you just made this exact call and its result is above; call the next tool the request needs, or finish", \
                     turn | {"tool": t, "invalid": "repeated call"}
@@ -530,14 +590,15 @@ class ReActPlanner(_LLMPlannerBase):
         try:
             ids = await self.start(out, sample, lib)
             known.update(dict.fromkeys(ids, True))
-            msgs = react_messages(self.request_text(sample, out), self.cards(ids, lib), self.config["prompt"])
+            refs = ToolRefs(ids, self.config["refs"])
+            msgs = react_messages(self.request_text(sample, out), self.cards(ids, lib, refs), self.config["prompt"], self.config["refs"])
             for _ in range(self.config["max_turns"]):
-                r = await ask(self, out, msgs, react_schema(list(known), self.config["thought_chars"]))
+                r = await ask(self, out, msgs, react_schema(list(known), self.config["thought_chars"], refs))
                 p = r.parsed
                 if not isinstance(p, dict) or not isinstance(p.get("action"), str): raise bad_reply(out, r, "unparseable action")
                 if p["action"] == "finish":
                     out.trace["transcript"].append({"thought": p.get("thought"), "action": "finish"}); out.trace["stopped"] = "finish"; break
-                obs, turn = self._act(p, known, lib, steps, last_call)
+                obs, turn = self._act(p, known, lib, steps, last_call, refs)
                 out.trace["transcript"].append(turn)
                 if turn.get("refused"): out.trace["stopped"] = "step_limit"; break
                 if "observation" in turn: last_call = _call_key(turn["tool"], turn.get("arguments"))
@@ -555,9 +616,10 @@ class ReActPlanner(_LLMPlannerBase):
 TOT_EVALUATORS = ("vote", "value")
 VALUE_MAP = {"sure": 20.0, "likely": 1.0, "impossible": 0.001}   # the reference's map (Game of 24)
 
-def propose_schema(ids: Sequence[str], k: int) -> dict:
+def propose_schema(ids: Sequence[str], k: int, refs: Optional[ToolRefs] = None) -> dict:
+    "JSON Schema of a proposal: up to `k` next tools among `ids` (named as `refs` names them) or `FINISH`."
     return {"type": "object",
-            "properties": {"next": {"type": "array", "items": {"type": "string", "enum": list(ids) + ["FINISH"]}, "minItems": 1, "maxItems": k}},
+            "properties": {"next": {"type": "array", "items": (refs or ToolRefs(ids)).item(ids, ["FINISH"]), "minItems": 1, "maxItems": k}},
             "required": ["next"], "additionalProperties": False}
 
 def vote_schema(n: int) -> dict:
@@ -573,9 +635,11 @@ def _tot_system(prompt: str) -> list:
     if prompt == "zero_shot_minimal": return []
     return [{"role": "system", "content": _PLAN_GUIDE + (f"\n\nExample of a complete plan:\n{_PLAN_SHOT}" if prompt == "few_shot" else "")}]
 
-def tot_propose_messages(request: str, cards: str, plan: Sequence[str], k: int, prompt: str = "default") -> list[dict]:
+def tot_propose_messages(request: str, cards: str, plan: Sequence[str], k: int, prompt: str = "default", refs: str = "id") -> list[dict]:
+    "The messages that ask for up to `k` next tools after `plan` (tool ids; `refs`: how the answer names tools)."
     sofar = " -> ".join(plan) if plan else "(nothing yet)"
-    ask_ = (f"Plan so far: {sofar}\nPropose up to {k} different candidates for the NEXT tool call, best first, as JSON {{\"next\": [...]}}; "
+    what = "[...]" if refs == "id" else "[tool numbers]"
+    ask_ = (f"Plan so far: {sofar}\nPropose up to {k} different candidates for the NEXT tool call, best first, as JSON {{\"next\": {what}}}; "
             f"use \"FINISH\" if the plan so far already accomplishes the whole request.")
     return _tot_system(prompt) + [{"role": "user", "content": f"Tools:\n{cards}\n\nRequest: {request}\n\n{ask_}"}]
 
@@ -604,10 +668,12 @@ class ToTPlanner(_LLMPlannerBase):
         if evaluate not in TOT_EVALUATORS: raise ValueError(f"evaluate must be one of {TOT_EVALUATORS}, got {evaluate!r}")
         super().__init__(max_depth=max_depth, breadth=breadth, n_propose=n_propose, evaluate=evaluate, **config)
 
-    async def _propose(self, out, req, cards, ids, node) -> list[str]:
-        c = self.config
-        r = await ask(self, out, tot_propose_messages(req, cards, node["plan"], c["n_propose"], c["prompt"]), propose_schema(ids, c["n_propose"]))
+    async def _propose(self, out, req, cards, ids, node, refs: Optional[ToolRefs] = None) -> list[str]:
+        c, refs = self.config, refs or ToolRefs(ids)
+        r = await ask(self, out, tot_propose_messages(req, cards, node["plan"], c["n_propose"], c["prompt"], refs.kind),
+                      propose_schema(ids, c["n_propose"], refs))
         nxt = r.parsed.get("next") if isinstance(r.parsed, dict) else None
+        nxt = [x if x == "FINISH" else refs.resolve(x) for x in nxt] if isinstance(nxt, list) else None
         valid = [x for x in nxt if isinstance(x, str) and (x in ids or x == "FINISH")] if isinstance(nxt, list) else []
         if not valid: raise bad_reply(out, r, "invalid proposal")   # ids the LLM was not shown are dropped; none left fails
         return list(dict.fromkeys(valid))[: c["n_propose"]]
@@ -634,9 +700,10 @@ class ToTPlanner(_LLMPlannerBase):
         complete: list[dict] = []
         try:
             ids = await self.start(out, sample, lib)
-            req, cards, frontier = self.request_text(sample, out), self.cards(ids, lib), [tree[0]]
+            refs = ToolRefs(ids, c["refs"])
+            req, cards, frontier = self.request_text(sample, out), self.cards(ids, lib, refs), [tree[0]]
             for depth in range(1, c["max_depth"] + 1):
-                props = [await self._propose(out, req, cards, ids, n) for n in frontier]
+                props = [await self._propose(out, req, cards, ids, n, refs) for n in frontier]
                 children, seen = [], set()
                 for node, nxt in zip(frontier, props):
                     for t in nxt + ["FINISH"]:       # stopping is always a thought: the evaluator weighs it against going on
