@@ -4,13 +4,14 @@
 
 # %% ../../nbs/api/30_methods_base.ipynb #ccd64531
 from __future__ import annotations
-import copy, time
+import copy, re, time
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 from ..core import Sample, ToolLibrary, Dataset
 
 # %% auto #0
-__all__ = ['Output', 'blind', 'Method', 'LLMMethod', 'worst_parse_status', 'add_reply', 'ReplyFailed', 'ask', 'bad_reply']
+__all__ = ['REFS', 'Output', 'blind', 'Method', 'LLMMethod', 'worst_parse_status', 'add_reply', 'ReplyFailed', 'ask', 'bad_reply',
+           'ToolRefs']
 
 # %% ../../nbs/api/30_methods_base.ipynb #aad989b4
 @dataclass
@@ -160,3 +161,36 @@ def bad_reply(out: Output, resp, what: str) -> ReplyFailed:
     "A reply that came back but cannot be used: the parse status becomes `failed`; raise the result."
     out.parse_status = "failed"
     return ReplyFailed(f"{what}: {str(getattr(resp, 'text', None))[:200]!r}")
+
+# %% ../../nbs/api/30_methods_base.ipynb #3e423d67
+REFS = ("id", "number")
+
+class ToolRefs:
+    "How an LLM's answers name the tools it was shown: by id, or (`number`) by the `[n]` its card carries, as RankGPT names passages."
+    def __init__(self, ids: Sequence[str] = (), kind: str = "id"):
+        if kind not in REFS: raise ValueError(f"refs must be one of {REFS}, got {kind!r}")
+        self.kind, self.ids, self.num = kind, [], {}
+        self.add(ids)
+
+    def add(self, ids: Sequence[str]) -> "ToolRefs":
+        "Number the tools not numbered yet, in order (a ReAct search adds the tools it found)."
+        for t in ids:
+            if t not in self.num: self.num[t] = len(self.ids) + 1; self.ids.append(t)
+        return self
+
+    def label(self, t: str) -> str: return f"[{self.num[t]}] " if self.kind == "number" and t in self.num else ""
+    def name(self, t: str): return self.num[t] if self.kind == "number" else t
+
+    def item(self, ids: Optional[Sequence[str]] = None, extra: Sequence = ()) -> dict:
+        "The JSON Schema of one tool reference among `ids` (default: all), `extra` constants (e.g. `FINISH`) allowed too."
+        names = [self.name(t) for t in (self.ids if ids is None else ids)] + list(extra)
+        if self.kind == "id": return {"type": "string", "enum": names}
+        return {"enum": names} if extra else {"type": "integer", "enum": names}
+
+    def resolve(self, x) -> Optional[str]:
+        "The tool id an answer's reference names (None: none of the numbered tools; an id is returned as it is)."
+        if self.kind == "id": return x if isinstance(x, str) else None
+        if isinstance(x, str) and re.fullmatch(r"\s*\[?\d+\]?\s*", x): x = int(x.strip(" []"))
+        if isinstance(x, int) and not isinstance(x, bool): return self.ids[x - 1] if 1 <= x <= len(self.ids) else None
+        return None
+

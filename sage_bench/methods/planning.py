@@ -8,17 +8,17 @@ import json, re
 from collections import OrderedDict
 from typing import Any, Optional, Sequence
 from ..core import PlanningSample, Tool, ToolLibrary, Dataset
-from .base import Method, LLMMethod, Output, blind, ask, ReplyFailed, bad_reply
+from .base import Method, LLMMethod, Output, blind, ask, ReplyFailed, bad_reply, ToolRefs, REFS
 from ..retrieval import Retriever
 from ..registry import register_method
 
 # %% auto #0
-__all__ = ['RETRIEVERS', 'PLAN_VERBS', 'REFS', 'PLAN_PROMPTS', 'REACT_ACTIONS', 'TOT_EVALUATORS', 'VALUE_MAP', 'VALUE_SCHEMA',
-           'tokenize', 'ToolIndex', 'tool_index', 'split_subgoals', 'SimplePlanner', 'split_actions',
-           'HierarchicalPlanner', 'candidate_tools', 'candidate_recall', 'tool_card', 'query_schema', 'query_messages',
-           'ToolRefs', 'plan_schema', 'plan_messages', 'parse_plan', 'candidate_coverage', 'LLMPlanner',
-           'simulate_observation', 'react_schema', 'react_messages', 'ReActPlanner', 'propose_schema', 'vote_schema',
-           'tot_propose_messages', 'tot_vote_messages', 'tot_value_messages', 'ToTPlanner']
+__all__ = ['RETRIEVERS', 'PLAN_VERBS', 'PLAN_PROMPTS', 'REACT_ACTIONS', 'TOT_EVALUATORS', 'VALUE_MAP', 'VALUE_SCHEMA', 'tokenize',
+           'ToolIndex', 'tool_index', 'split_subgoals', 'SimplePlanner', 'split_actions', 'HierarchicalPlanner',
+           'candidate_tools', 'candidate_recall', 'tool_card', 'query_schema', 'query_messages', 'plan_schema',
+           'plan_messages', 'parse_plan', 'candidate_coverage', 'LLMPlanner', 'simulate_observation', 'react_schema',
+           'react_messages', 'ReActPlanner', 'propose_schema', 'vote_schema', 'tot_propose_messages',
+           'tot_vote_messages', 'tot_value_messages', 'ToTPlanner']
 
 # %% ../../nbs/api/33_planning.ipynb #273e62e3
 _STOP = set("""a an the to of for in on at by with from and or then please me my i you your it its this that these those is are was were be been
@@ -293,39 +293,6 @@ def query_messages(request: str) -> list[dict]:
                                           "for each call the request needs, in order, write a short search query that describes the tool "
                                           "to look for (what it does, not the user's values), e.g. \"search hotels by keyword\"."},
             {"role": "user", "content": f"Request: {request}\n\nAnswer with JSON {{\"queries\": [\"...\", ...]}}, one query per tool call."}]
-
-# %% ../../nbs/api/33_planning.ipynb #3e423d67
-REFS = ("id", "number")
-
-class ToolRefs:
-    "How an LLM's answers name the tools it was shown: by id, or (`number`) by the `[n]` its card carries, as RankGPT names passages."
-    def __init__(self, ids: Sequence[str] = (), kind: str = "id"):
-        if kind not in REFS: raise ValueError(f"refs must be one of {REFS}, got {kind!r}")
-        self.kind, self.ids, self.num = kind, [], {}
-        self.add(ids)
-
-    def add(self, ids: Sequence[str]) -> "ToolRefs":
-        "Number the tools not numbered yet, in order (a ReAct search adds the tools it found)."
-        for t in ids:
-            if t not in self.num: self.num[t] = len(self.ids) + 1; self.ids.append(t)
-        return self
-
-    def label(self, t: str) -> str: return f"[{self.num[t]}] " if self.kind == "number" and t in self.num else ""
-    def name(self, t: str): return self.num[t] if self.kind == "number" else t
-
-    def item(self, ids: Optional[Sequence[str]] = None, extra: Sequence = ()) -> dict:
-        "The JSON Schema of one tool reference among `ids` (default: all), `extra` constants (e.g. `FINISH`) allowed too."
-        names = [self.name(t) for t in (self.ids if ids is None else ids)] + list(extra)
-        if self.kind == "id": return {"type": "string", "enum": names}
-        return {"enum": names} if extra else {"type": "integer", "enum": names}
-
-    def resolve(self, x) -> Optional[str]:
-        "The tool id an answer's reference names (None: none of the numbered tools; an id is returned as it is)."
-        if self.kind == "id": return x if isinstance(x, str) else None
-        if isinstance(x, str) and re.fullmatch(r"\s*\[?\d+\]?\s*", x): x = int(x.strip(" []"))
-        if isinstance(x, int) and not isinstance(x, bool): return self.ids[x - 1] if 1 <= x <= len(self.ids) else None
-        return None
-
 
 # %% ../../nbs/api/33_planning.ipynb #67eacddb
 PLAN_PROMPTS = ("default", "zero_shot_minimal", "few_shot")
