@@ -8,6 +8,7 @@ listed (llm_direct's windows, llm_rerank's candidates), writes the correct calls
 (dfsdt). A method fed by a retriever can only be as good as the retriever's top M: its cap is measured here
 (the share of test samples with a gold tool in the retriever's top M) and the oracle must reach it exactly.
 """
+import json
 import re
 import pytest
 from sage_bench.engine import evaluate
@@ -48,6 +49,27 @@ class Oracle:
         todo = [(g, a) for g, a in zip(gold, args) if g in listed and g not in done]
         if todo: return {"action": "call", "tool": todo[0][0], "arguments": todo[0][1]}
         return {"action": "finish"} if done else {"action": "give_up"}
+
+
+class Numbered:
+    """The same oracle for `refs="number"`: the numbers come from the prompt's numbered tool lines ("- [3] tool_id") and
+    documentation ('[3] {"api":"tool_id",...}'); the schema's numbers are read as their tools, the answer's tools written as numbers."""
+    def __init__(self, oracle): self.oracle = oracle
+
+    def __call__(self, messages, schema):
+        text = "\n".join(m["content"] for m in messages)
+        num = {int(n): t for n, t in re.findall(r'^(?:- )?\[(\d+)\] (?:\{"api":")?([^\s:("]+)', text, re.M)}
+        back = {t: n for n, t in num.items()}
+        s = json.loads(json.dumps(schema))
+        p = s["properties"]
+        enums = [p["ranking"]["items"]] if "ranking" in p else [p["calls"]["items"]["properties"]["api"]] if "calls" in p else [p.get("tool", {})]
+        for e in enums:
+            if "enum" in e: e["enum"] = [num[x] for x in e["enum"]]
+        a = self.oracle(messages, s)
+        if "ranking" in a: a["ranking"] = [back[t] for t in a["ranking"]]
+        if "calls" in a: a["calls"] = [{**c, "api": back[c["api"]]} for c in a["calls"]]
+        if a.get("action") == "call": a["tool"] = back[a["tool"]]
+        return a
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +135,14 @@ def test_searching_oracle_reaches_the_top(mid, sage, tmp_path):
         for x in r.records:
             documented = [g for g in x.gold["relevant"] if g in x.trace["documented"]]
             assert [c["api"] for c in x.trace["calls"]] == (documented or x.trace["documented"][:1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mid", ["selector.llm_direct", "selector.llm_rerank", "selector.gorilla", "selector.dfsdt"])
+def test_numbered_refs_reach_the_same_scores(mid, sage, tmp_path):
+    """With `refs="number"` (answers name tools by the [n] shown before them), a perfect model scores exactly as with ids."""
+    ds, test = sage
+    runs = [run(get_method(mid, refs=refs, client=ScriptedLLM(o)), ds, tmp_path / refs)
+            for refs, o in (("id", Oracle(test, ds.tools)), ("number", Numbered(Oracle(test, ds.tools))))]
+    (a, hit_a), (b, hit_b) = runs
+    assert hit_b == hit_a and [x.prediction for x in b.records] == [x.prediction for x in a.records]

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 from ..core import RANDOM_SEED, SelectionSample, Sample, Tool, ToolLibrary, text_of
 from ..registry import register_method
-from .base import Method, LLMMethod, Output
+from .base import Method, LLMMethod, Output, ToolRefs, REFS
 # the retrieval pieces live in sage_bench.retrieval; these names stay importable from here
 from ..retrieval import (Tokenizer as Tokenizer, tool_text as tool_text, keyword_text as keyword_text, topk_desc as topk_desc,
                                   BM25Index, bm25_index as bm25_index, rrf as rrf, Retriever, default_tokenizer as default_tokenizer, ids_at,
@@ -263,25 +263,35 @@ def _params(t: Tool) -> str:
     return "; ".join(x for x in parts if x)
 
 # %% ../../nbs/api/31_selection.ipynb #22c5b1c9
-def tool_line(t: Tool, max_desc: int = 160, params: bool = True) -> str:
-    "One line describing a tool in a prompt: id (and name), description cut to `max_desc` chars, parameters."
-    head = f"- {t.id}" + ("" if t.name in t.id else f" ({t.name})")
+def tool_line(t: Tool, max_desc: int = 160, params: bool = True, label: str = "") -> str:
+    "One line describing a tool in a prompt: `label` (its number, `[n] `), id (and name), description cut to `max_desc` chars, parameters."
+    head = f"- {label}{t.id}" + ("" if t.name in t.id else f" ({t.name})")
     d = " ".join(t.description.split())
     if len(d) > max_desc: d = d[:max(0, max_desc - 1)].rstrip() + "…" if max_desc > 0 else ""
     ps = _params(t) if params else ""
     return head + (f": {d}" if d else "") + (f" ({ps})" if ps else "")
 
-def _ranking_schema(ids: Sequence[str], max_items: int, min_items: int = 0, key: str = "ranking") -> dict:
+def _ranking_schema(ids: Sequence[str], max_items: int, min_items: int = 0, key: str = "ranking", refs: ToolRefs | None = None) -> dict:
+    "JSON Schema of a ranking of tools from `ids`, named as `refs` names them (default: by id)."
     return {"type": "object", "additionalProperties": False, "required": [key],
-            "properties": {key: {"type": "array", "minItems": min_items, "maxItems": max_items,
-                                 "items": {"type": "string", "enum": list(ids)}}}}
+            "properties": {key: {"type": "array", "minItems": min_items, "maxItems": max_items, "items": (refs or ToolRefs(ids)).item(ids)}}}
+
+def _lines(tools: Sequence[Tool], max_desc: int, refs: ToolRefs | None = None, params: bool = True) -> str:
+    "The tools' `tool_line`s, each with its number when `refs` numbers them."
+    return "\n".join(tool_line(t, max_desc, params, refs.label(t.id) if refs else "") for t in tools)
+
+def _say(text: str, refs: str) -> str:
+    "A prompt's wording for `refs`: tool ids, or the numbers shown before the tools."
+    if refs == "id": return text
+    return text.replace("tool ids", "tool numbers").replace("tool id,", "tool number,").replace("api id", "the number before its documentation")
 
 # %% ../../nbs/api/31_selection.ipynb #ab6bfa7b
-def _valid_ids(parsed, key: str, allowed: Sequence[str]) -> tuple[list[str], list]:
-    "The answer's ids that are allowed (deduplicated, in order) and the ones that were not."
+def _valid_ids(parsed, key: str, allowed: Sequence[str], refs: ToolRefs | None = None) -> tuple[list[str], list]:
+    "The answer's ids that are allowed (deduplicated, in order) and the ones that were not; numbered `refs` read numbers as their tools."
     vals = parsed.get(key) if isinstance(parsed, dict) else None
-    if isinstance(vals, str): vals = [vals]
+    if isinstance(vals, (str, int)) and not isinstance(vals, bool): vals = [vals]
     if not isinstance(vals, list): return [], []
+    if refs is not None and refs.kind == "number": vals = [refs.resolve(v) or v for v in vals]
     ok, bad, seen, allowed = [], [], set(), set(allowed)
     for v in vals:
         if isinstance(v, str) and v in allowed:
@@ -304,20 +314,21 @@ def windows(lib: ToolLibrary, max_prompt_tokens: int, max_desc: int) -> list[lis
 
 # %% ../../nbs/api/31_selection.ipynb #569f8495
 def direct_messages(query: str, window: Sequence[Tool], carried: Sequence[Tool], part: tuple[int, int], max_choices: int,
-                    max_desc: int = 80, prompt: str = "default") -> list[dict]:
-    "One window's request: its tools first (the same for every request: a server caches the prefix), then the carried tools and the request."
+                    max_desc: int = 80, prompt: str = "default", refs: ToolRefs | None = None) -> list[dict]:
+    """One window's request: its tools first (the same for every request: a server caches the prefix), then the carried tools and
+    the request; numbered `refs` (the window's tools, then the carried ones) put each tool's number before it."""
     _check_prompt(prompt)
-    head = "\n".join(tool_line(t, max_desc, params=False) for t in window)
-    kept = "\n".join(tool_line(t, max_desc, params=False) for t in carried)
+    head, kept = _lines(window, max_desc, refs, params=False), _lines(carried, max_desc, refs, params=False)
+    kind = refs.kind if refs else "id"
     if prompt == "zero_shot_minimal":
         return [{"role": "user", "content": f"Tools:\n{head}\n" + (f"{kept}\n" if kept else "") +
-                 f"\nRequest: {query}\n\nReply with JSON {{\"ranking\": [tool ids, best first]}}."}]
+                 _say(f"\nRequest: {query}\n\nReply with JSON {{\"ranking\": [tool ids, best first]}}.", kind)}]
     k, n = part
     return [{"role": "system", "content": SELECT_SYSTEM},
             {"role": "user", "content": f"Tools, part {k} of {n} of the library:\n{head}\n" +
              (f"\nBest tools found in the earlier parts:\n{kept}\n" if kept else "") +
              f"\nUser request: {query}\n\nWhich of the tools listed above does the request need? Name at most {max_choices}, "
-             'most important first; name none if no listed tool fits. Reply as JSON: {"ranking": [tool ids]}.'}]
+             + _say('most important first; name none if no listed tool fits. Reply as JSON: {"ranking": [tool ids]}.', kind)}]
 
 # %% ../../nbs/api/31_selection.ipynb #b968dcee
 @register_method("selector.llm_direct", "tool_selection", needs_llm=True,
@@ -330,6 +341,7 @@ class LLMDirectSelector(LLMSelector):
                  carry: int = 5,                  # tools the LLM may name per window, carried into the next
                  max_desc: int = 80,              # characters of each tool description
                  prompt: str = "default",         # prompt variant (`SELECT_PROMPTS`)
+                 refs: str = "id",                # how answers name tools: `id`, or `number` (the [n] before each tool)
                  top_k: int | None = 50,          # ranking length (None: every ranked tool)
                  seed: int = RANDOM_SEED,
                  client=None,                     # an LLM client (else one from `llm`)
@@ -338,8 +350,9 @@ class LLMDirectSelector(LLMSelector):
                  **config):
         _check_prompt(prompt)
         if carry < 1: raise ValueError(f"carry must be >= 1, got {carry}")
+        if refs not in REFS: raise ValueError(f"refs must be one of {REFS}, got {refs!r}")
         super().__init__(top_k=top_k, seed=seed, client=client, llm=llm, fallback=fallback, max_prompt_tokens=max_prompt_tokens,
-                         carry=carry, max_desc=max_desc, prompt=prompt, **config)
+                         carry=carry, max_desc=max_desc, prompt=prompt, refs=refs, **config)
         self.max_prompt_tokens, self.carry, self.max_desc, self.prompt = max_prompt_tokens, carry, max_desc, prompt
         self._windows: dict = {}
         self._turn = None
@@ -368,10 +381,11 @@ class LLMDirectSelector(LLMSelector):
         trace |= {"n_windows": len(wins), "tools_seen": 0, "library_size": len(lib), "named": named_log, "failed_windows": failed}
         for k, win in enumerate(wins, 1):
             shown = win + carry
+            refs = ToolRefs(shown, self.config["refs"])
             r = await self.ask_window(log_, direct_messages(query, [lib[t] for t in win], [lib[t] for t in carry], (k, len(wins)),
-                                      self.carry, self.max_desc, self.prompt), _ranking_schema(shown, self.carry))
+                                      self.carry, self.max_desc, self.prompt, refs), _ranking_schema(shown, self.carry, refs=refs))
             trace["tools_seen"] += len(win)
-            ok, bad = _valid_ids(r.parsed, "ranking", shown)
+            ok, bad = _valid_ids(r.parsed, "ranking", shown, refs)
             if bad: trace.setdefault("dropped_ids", []).extend(bad[:5])
             if not isinstance(r.parsed, dict) or not isinstance(r.parsed.get("ranking"), (list, str)): failed.append(k)
             named_log.append(ok)
@@ -383,15 +397,16 @@ class LLMDirectSelector(LLMSelector):
         return Output({"ranking": self.cut(ranking)}, trace=trace)
 
 # %% ../../nbs/api/31_selection.ipynb #a335227d
-def rerank_messages(query: str, cands: Sequence[Tool], max_desc: int = 160, prompt: str = "default") -> list[dict]:
+def rerank_messages(query: str, cands: Sequence[Tool], max_desc: int = 160, prompt: str = "default", refs: ToolRefs | None = None) -> list[dict]:
+    "The request and the candidates (numbered when `refs` numbers them), and the question for their ranking."
     _check_prompt(prompt)
-    lines = "\n".join(tool_line(t, max_desc) for t in cands)
+    lines, kind = _lines(cands, max_desc, refs), refs.kind if refs else "id"
     if prompt == "zero_shot_minimal":
-        return [{"role": "user", "content": f"Tools:\n{lines}\n\nRequest: {query}\n\nReply with JSON {{\"ranking\": [tool ids, best first]}}."}]
+        return [{"role": "user", "content": _say(f"Tools:\n{lines}\n\nRequest: {query}\n\nReply with JSON {{\"ranking\": [tool ids, best first]}}.", kind)}]
     return [{"role": "system", "content": SELECT_SYSTEM},
-            {"role": "user", "content": f"User request: {query}\n\nCandidate tools:\n{lines}\n\n"
+            {"role": "user", "content": f"User request: {query}\n\nCandidate tools:\n{lines}\n\n" + _say(
              'Rank the candidate tools from most to least useful for fulfilling the request (you may leave out tools '
-             'that are clearly irrelevant). Reply as JSON: {"ranking": [tool ids, best first]}.'}]
+             'that are clearly irrelevant). Reply as JSON: {"ranking": [tool ids, best first]}.', kind)}]
 
 # %% ../../nbs/api/31_selection.ipynb #7bfb47c4
 @register_method("selector.llm_rerank", "tool_selection", needs_llm=True,
@@ -400,10 +415,12 @@ def rerank_messages(query: str, cands: Sequence[Tool], max_desc: int = 160, prom
 class LLMRerankSelector(LLMSelector):
     "A retriever's top M, re-ranked by the LLM (answer constrained to the candidate ids)."
     def __init__(self, m: int = 20, retriever: str = "hybrid", model: str | None = None, max_desc: int = 160, prompt: str = "default",
+                 refs: str = "id",  # how answers name tools: `id`, or `number` (the [n] before each candidate)
                  top_k: int | None = 50, seed: int = RANDOM_SEED, client=None, llm: dict | None = None, fallback: str | None = None, **config):
         _check_prompt(prompt)
+        if refs not in REFS: raise ValueError(f"refs must be one of {REFS}, got {refs!r}")
         super().__init__(top_k=top_k, seed=seed, client=client, llm=llm, fallback=fallback, m=m, retriever=retriever, model=model,
-                         max_desc=max_desc, prompt=prompt, **config)
+                         max_desc=max_desc, prompt=prompt, refs=refs, **config)
         self.m, self.max_desc, self.prompt = m, max_desc, prompt
         self.retriever = Retriever(retriever, model=model)
 
@@ -411,8 +428,10 @@ class LLMRerankSelector(LLMSelector):
         ret = self.retrieve(log_, query, lib, None if self.top_k is None else max(self.top_k, self.m))
         cand = ret[:self.m]
         trace |= {"candidates": cand}
-        r = await self.ask(log_, rerank_messages(query, [lib[c] for c in cand], self.max_desc, self.prompt), _ranking_schema(cand, len(cand), 1))
-        ok, bad = _valid_ids(r.parsed, "ranking", cand)
+        refs = ToolRefs(cand, self.config["refs"])
+        r = await self.ask(log_, rerank_messages(query, [lib[c] for c in cand], self.max_desc, self.prompt, refs),
+                           _ranking_schema(cand, len(cand), 1, refs=refs))
+        ok, bad = _valid_ids(r.parsed, "ranking", cand, refs)
         if bad: trace["dropped_ids"] = bad[:10]
         if not ok: return Output.failed("the re-rank reply named no candidate (unparseable or empty)", trace=trace)
         trace["n_llm_ranked"] = len(ok)
@@ -440,11 +459,12 @@ def api_doc(t: Tool, max_desc: int = 160) -> str:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
 # %% ../../nbs/api/31_selection.ipynb #631144ea
-def gorilla_messages(query: str, docs: Sequence[Tool], max_desc: int = 160, prompt: str = "default") -> list[dict]:
-    "The request, then 'Use this API documentation for reference:' and the retrieved documentation (Gorilla's prompt)."
+def gorilla_messages(query: str, docs: Sequence[Tool], max_desc: int = 160, prompt: str = "default", refs: ToolRefs | None = None) -> list[dict]:
+    "The request, then 'Use this API documentation for reference:' and the retrieved documentation (Gorilla's prompt), numbered by `refs`."
     _check_prompt(prompt)
-    ref = "\n".join(api_doc(t, max_desc) for t in docs)
-    ask = 'Reply as JSON: {"calls": [{"api": api id, "arguments": {name: value}}]}, the calls in the order they should run.'
+    ref = "\n".join((refs.label(t.id) if refs else "") + api_doc(t, max_desc) for t in docs)
+    ask = _say('Reply as JSON: {"calls": [{"api": api id, "arguments": {name: value}}]}, the calls in the order they should run.',
+               refs.kind if refs else "id")
     if prompt == "zero_shot_minimal":
         return [{"role": "user", "content": f"{query}\nUse this API documentation for reference:\n{ref}\n\n{ask}"}]
     return [{"role": "system", "content": GORILLA_SYSTEM},
@@ -452,9 +472,10 @@ def gorilla_messages(query: str, docs: Sequence[Tool], max_desc: int = 160, prom
              f"Write the API call(s) that fulfil the request, with their arguments. {ask}"}]
 
 # %% ../../nbs/api/31_selection.ipynb #3c6e5374
-def _calls_schema(ids: Sequence[str], max_calls: int) -> dict:
+def _calls_schema(ids: Sequence[str], max_calls: int, refs: ToolRefs | None = None) -> dict:
+    "JSON Schema of the calls: each names an API of `ids` (as `refs` names them) and holds its arguments."
     call = {"type": "object", "additionalProperties": False, "required": ["api", "arguments"],
-            "properties": {"api": {"type": "string", "enum": list(ids)}, "arguments": {"type": "object"}}}
+            "properties": {"api": (refs or ToolRefs(ids)).item(ids), "arguments": {"type": "object"}}}
     return {"type": "object", "additionalProperties": False, "required": ["calls"],
             "properties": {"calls": {"type": "array", "minItems": 1, "maxItems": max_calls, "items": call}}}
 
@@ -519,6 +540,7 @@ class GorillaSelector(LLMSelector):
                  max_queries: int = 3,            # ... at most this many
                  per_query: int = 3,              # ... and the top this many tools of each
                  prompt: str = "default",         # prompt variant (`SELECT_PROMPTS`)
+                 refs: str = "id",                # how calls name their API: `id`, or `number` (the [n] before its documentation)
                  top_k: int | None = 50,          # ranking length (None: every tool ranked)
                  seed: int = RANDOM_SEED,
                  client=None,                     # an LLM client (else one from `llm`)
@@ -526,9 +548,10 @@ class GorillaSelector(LLMSelector):
                  fallback: str | None = None,     # a method id the engine answers failed samples with
                  **config):
         _check_prompt(prompt)
+        if refs not in REFS: raise ValueError(f"refs must be one of {REFS}, got {refs!r}")
         super().__init__(top_k=top_k, seed=seed, client=client, llm=llm, fallback=fallback, m=m, retriever=retriever, model=model,
                          max_desc=max_desc, max_calls=max_calls, search_queries=search_queries, max_queries=max_queries,
-                         per_query=per_query, prompt=prompt, **config)
+                         per_query=per_query, prompt=prompt, refs=refs, **config)
         self.m, self.max_desc, self.max_calls, self.prompt = m, max_desc, max_calls, prompt
         self.retriever = Retriever(retriever, model=model)
 
@@ -537,12 +560,15 @@ class GorillaSelector(LLMSelector):
         if ret is None: return Output.failed("the search-query reply was unusable (no query)", trace=trace)
         docs = ret[:self.m]
         trace |= {"documented": docs}
-        r = await self.ask(log_, gorilla_messages(query, [lib[t] for t in docs], self.max_desc, self.prompt), _calls_schema(docs, self.max_calls))
+        refs = ToolRefs(docs, self.config["refs"])
+        r = await self.ask(log_, gorilla_messages(query, [lib[t] for t in docs], self.max_desc, self.prompt, refs),
+                           _calls_schema(docs, self.max_calls, refs))
         calls = r.parsed.get("calls") if isinstance(r.parsed, dict) else None
         calls = [calls] if isinstance(calls, dict) else calls if isinstance(calls, list) else []
         good, bad = [], []
         for c in calls:
             api = c.get("api") if isinstance(c, dict) else None
+            api = refs.resolve(api) or api
             if isinstance(api, str) and api in set(docs): good.append({"api": api, "arguments": c.get("arguments"), **check_call(lib[api], c.get("arguments"))})
             else: bad.append(api)
         trace["calls"] = good
@@ -587,23 +613,23 @@ def _fmt_call(tool: str, args) -> str: return f"{tool} with {json.dumps(args if 
 
 # %% ../../nbs/api/31_selection.ipynb #8feca179
 def dfsdt_messages(query: str, cands: Sequence[Tool], chain: Sequence[tuple], tried: Sequence[str], max_desc: int = 120,
-                   at_limit: bool = False) -> list[dict]:
-    "One step of the search: tools, request, the chain so far (calls and observations), the actions already tried at this state."
-    lines = "\n".join(tool_line(t, max_desc) for t in cands)
+                   at_limit: bool = False, refs: ToolRefs | None = None) -> list[dict]:
+    "One step of the search: tools (numbered by `refs`), request, the chain so far (calls and observations), the actions already tried here."
+    lines = _lines(cands, max_desc, refs)
     steps = "\n".join(f"{i}. call {_fmt_call(tool, args)} -> {obs}" for i, (tool, args, obs) in enumerate(chain, 1))
     msg = f"Tools:\n{lines}\n\nUser request: {query}\n\n" + (f"Calls made so far:\n{steps}\n" if steps else "No calls made yet.\n")
     if tried:
         msg += ("\nThis is not your first try from this point: these actions were tried here and failed. "
                 "Choose an action different from all of them:\n" + "\n".join(f"- {a}" for a in tried) + "\n")
     if at_limit: msg += "\nThis chain has reached the most calls it may hold: finish or give up.\n"
-    return [{"role": "system", "content": DFSDT_SYSTEM}, {"role": "user", "content": msg + "\nWhat is the next action?"}]
+    return [{"role": "system", "content": _say(DFSDT_SYSTEM, refs.kind if refs else "id")}, {"role": "user", "content": msg + "\nWhat is the next action?"}]
 
 # %% ../../nbs/api/31_selection.ipynb #ef7dcb84
-def _action_schema(ids: Sequence[str], can_call: bool = True) -> dict:
-    "The action schema; at the maximum depth a chain can only finish or give up."
+def _action_schema(ids: Sequence[str], can_call: bool = True, refs: ToolRefs | None = None) -> dict:
+    "The action schema (`tool` named as `refs` names it); at the maximum depth a chain can only finish or give up."
     return {"type": "object", "additionalProperties": False, "required": ["action"],
             "properties": {"action": {"type": "string", "enum": (["call"] if can_call else []) + ["finish", "give_up"]},
-                           "tool": {"type": "string", "enum": list(ids)}, "arguments": {"type": "object"}}}
+                           "tool": (refs or ToolRefs(ids)).item(ids), "arguments": {"type": "object"}}}
 
 class _Stop(Exception):
     "The search is over (finished, or the budget is spent)."
@@ -627,6 +653,7 @@ class DFSDTSelector(LLMSelector):
                  search_queries: bool = True,     # first the query step (`shortlist`): the LLM's own search queries
                  max_queries: int = 3,            # ... at most this many
                  per_query: int = 3,              # ... and the top this many tools of each
+                 refs: str = "id",                # how a call names its tool: `id`, or `number` (the [n] before each tool)
                  top_k: int | None = 50,          # ranking length (None: every tool ranked)
                  seed: int = RANDOM_SEED,
                  client=None,                     # an LLM client (else one from `llm`)
@@ -634,9 +661,10 @@ class DFSDTSelector(LLMSelector):
                  fallback: str | None = None,     # a method id the engine answers failed samples with
                  **config):
         if width < 1 or max_depth < 1 or max_calls < 1: raise ValueError("width, max_depth and max_calls must be >= 1")
+        if refs not in REFS: raise ValueError(f"refs must be one of {REFS}, got {refs!r}")
         super().__init__(top_k=top_k, seed=seed, client=client, llm=llm, fallback=fallback, m=m, retriever=retriever, model=model,
                          width=width, max_depth=max_depth, max_calls=max_calls, max_desc=max_desc,
-                         search_queries=search_queries, max_queries=max_queries, per_query=per_query, **config)
+                         search_queries=search_queries, max_queries=max_queries, per_query=per_query, refs=refs, **config)
         self.m, self.width, self.max_depth, self.max_calls, self.max_desc = m, width, max_depth, max_calls, max_desc
         self.retriever = Retriever(retriever, model=model)
 
@@ -644,7 +672,8 @@ class DFSDTSelector(LLMSelector):
         cands = await shortlist(self, log_, query, lib, self.m, trace)
         if cands is None: return Output.failed("the search-query reply was unusable (no query)", trace=trace)
         cands = cands[:self.m]
-        tools, schemas = [lib[t] for t in cands], (_action_schema(cands), _action_schema(cands, can_call=False))
+        refs = ToolRefs(cands, self.config["refs"])
+        tools, schemas = [lib[t] for t in cands], (_action_schema(cands, refs=refs), _action_schema(cands, can_call=False, refs=refs))
         nodes, called = [], []
         st = dict(calls=0, backtracks=0, give_ups=0, depth_limits=0, unparsed=0, finished=False, budget_exhausted=False, chain=[])
         trace |= {"candidates": cands, "nodes": nodes}
@@ -658,9 +687,10 @@ class DFSDTSelector(LLMSelector):
                 if st["calls"] >= self.max_calls: st["budget_exhausted"] = True; raise _Stop
                 if i > 0: st["backtracks"] += 1       # back at this state to take a different action
                 st["calls"] += 1
-                r = await self.ask(log_, dfsdt_messages(query, tools, chain, tried, self.max_desc, at_limit), schemas[at_limit])
+                r = await self.ask(log_, dfsdt_messages(query, tools, chain, tried, self.max_desc, at_limit, refs), schemas[at_limit])
                 p = r.parsed if isinstance(r.parsed, dict) else {}
                 act, tool, args = p.get("action"), p.get("tool"), p.get("arguments") if isinstance(p.get("arguments"), dict) else {}
+                tool = refs.resolve(tool) or tool
                 node = {"depth": depth, "action": act}
                 nodes.append(node)
                 if act == "finish": node["status"] = "finished"; st["finished"], st["chain"] = True, [c[0] for c in chain]; raise _Stop
