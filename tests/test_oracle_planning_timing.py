@@ -92,7 +92,7 @@ def run(mid, ds, tmp_path, **cfg):
     return evaluate(m, ds, "test", output_dir=tmp_path, experiment="oracle", progress=False, n_boot=10, batch_size=16, write=False)
 
 
-@pytest.mark.parametrize("refs", ["id", "number"])
+@pytest.mark.parametrize("refs", ["id", pytest.param("number", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("mid", PLANNERS)
 def test_planner_oracle(mid, refs, ds, tmp_path):
     r = run(mid, ds, tmp_path, refs=refs)
