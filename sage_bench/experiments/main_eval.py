@@ -30,16 +30,17 @@ RESULT_FILES = {"timing": "timing_results.json", "planning": "planning_results.j
 QUICK_LLM_SAMPLES = 12                                                # every LLM method's samples per challenge in quick mode
 # many LLM calls (or the whole library) per sample: smaller budgets, not fewer samples, in quick mode
 # quick mode on a CPU, recorded in each result's method configuration: the planners see 10 retrieved candidates
-# with 80-character descriptions (ReAct: at most 8 calls, the longest gold plan, in 10 turns, thoughts of at most 100
+# with 80-character descriptions; every LLM method names tools by the numbers shown before them (`refs="number"`: fewer
+# tokens to write, a smaller grammar); ReAct: at most 8 calls, the longest gold plan, in 10 turns, thoughts of at most 100
 # characters); ToT keeps one node per depth; DFSDT expands 2 of the top 10 tools, 3 deep, at most 4 calls; Gorilla writes at
 # most 3 calls (the most gold tools of a sage selection query); selector.llm_direct still reads the WHOLE library, in
 # windows of 5,000 prompt tokens listing ids and names only (max_desc=0)
-QUICK_SEARCH_CONFIG = {"planner.react": {"n_candidates": 10, "desc_chars": 80, "max_steps": 8, "max_turns": 10, "thought_chars": 100},
-                       "planner.tot": {"n_candidates": 10, "desc_chars": 80, "breadth": 1, "n_propose": 2},
-                       "selector.dfsdt": {"m": 10, "width": 2, "max_depth": 3, "max_calls": 4},
-                       "selector.llm_direct": {"max_desc": 0, "max_prompt_tokens": 5000}}
-QUICK_LLM_CONFIG = {"planner.llm_based": {"n_candidates": 10, "desc_chars": 80},
-                    "selector.gorilla": {"m": 10, "max_calls": 3}, "selector.llm_rerank": {"m": 10}}
+QUICK_SEARCH_CONFIG = {"planner.react": {"n_candidates": 10, "desc_chars": 80, "max_steps": 8, "max_turns": 10, "thought_chars": 100, "refs": "number"},
+                       "planner.tot": {"n_candidates": 10, "desc_chars": 80, "breadth": 1, "n_propose": 2, "refs": "number"},
+                       "selector.dfsdt": {"m": 10, "width": 2, "max_depth": 3, "max_calls": 4, "refs": "number"},
+                       "selector.llm_direct": {"max_desc": 0, "max_prompt_tokens": 5000, "refs": "number"}}
+QUICK_LLM_CONFIG = {"planner.llm_based": {"n_candidates": 10, "desc_chars": 80, "refs": "number"},
+                    "selector.gorilla": {"m": 10, "max_calls": 3, "refs": "number"}, "selector.llm_rerank": {"m": 10, "refs": "number"}}
 
 # %% ../../nbs/api/61_main_eval.ipynb #e1548195
 def _llm_up(llm_base_url: str | None) -> tuple[bool, str]:
