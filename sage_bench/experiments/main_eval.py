@@ -31,12 +31,13 @@ QUICK_LLM_SAMPLES = 12                                                # every LL
 # many LLM calls (or the whole library) per sample: smaller budgets, not fewer samples, in quick mode
 # quick mode on a CPU, recorded in each result's method configuration: the planners see 10 retrieved candidates
 # with 80-character descriptions; every LLM method names tools by the numbers shown before them (`refs="number"`: fewer
-# tokens to write, a smaller grammar); ReAct: at most 8 calls, the longest gold plan, in 10 turns, thoughts of at most 100
-# characters); ToT keeps one node per depth; DFSDT expands 2 of the top 10 tools, 3 deep, at most 4 calls; Gorilla writes at
+# tokens to write, a smaller grammar: a small model then makes more valid moves, and more calls); ReAct: at most 6 calls (the
+# longest training plan) in 8 turns, thoughts of at most 100 characters; ToT keeps one node per depth, 6 deep (the longest
+# training plan); DFSDT expands 2 of the top 10 tools, 3 deep, at most 4 calls; Gorilla writes at
 # most 3 calls (the most gold tools of a sage selection query); selector.llm_direct still reads the WHOLE library, in
 # windows of 5,000 prompt tokens listing ids and names only (max_desc=0)
-QUICK_SEARCH_CONFIG = {"planner.react": {"n_candidates": 10, "desc_chars": 80, "max_steps": 8, "max_turns": 10, "thought_chars": 100, "refs": "number"},
-                       "planner.tot": {"n_candidates": 10, "desc_chars": 80, "breadth": 1, "n_propose": 2, "refs": "number"},
+QUICK_SEARCH_CONFIG = {"planner.react": {"n_candidates": 10, "desc_chars": 80, "max_steps": 6, "max_turns": 8, "thought_chars": 100, "refs": "number"},
+                       "planner.tot": {"n_candidates": 10, "desc_chars": 80, "breadth": 1, "n_propose": 2, "max_depth": 6, "refs": "number"},
                        "selector.dfsdt": {"m": 10, "width": 2, "max_depth": 3, "max_calls": 4, "refs": "number"},
                        "selector.llm_direct": {"max_desc": 0, "max_prompt_tokens": 5000, "refs": "number"}}
 QUICK_LLM_CONFIG = {"planner.llm_based": {"n_candidates": 10, "desc_chars": 80, "refs": "number"},
