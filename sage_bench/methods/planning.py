@@ -207,6 +207,48 @@ def split_actions(subgoal: str, prev_object: str = "") -> tuple[list[str], str]:
     obj_words = [w for w in re.split(r"\s+", obj) if w.lower() not in ("me", "us", "the", "a", "an")]
     return acts, " ".join(obj_words[:6])
 
+# %% ../../nbs/api/33_planning.ipynb #e789233e
+def _goal(ix: ToolIndex, request: str, pool_size: int, n_categories: int) -> tuple:
+    "(the request's score of every tool, its pool: the `pool_size` best, the pool's `n_categories` leading categories by 1/rank votes)."
+    import numpy as np
+    goal = ix.scores([request])[0]
+    pool = np.argsort(-goal, kind="stable")[:pool_size]
+    weights: dict = {}
+    for r, j in enumerate(pool):
+        cat = ix.tools[j].category
+        if cat: weights[cat] = weights.get(cat, 0.0) + 1.0 / (r + 1)
+    return goal, pool, [k for k, _ in sorted(weights.items(), key=lambda kv: -kv[1])][:n_categories]
+
+# %% ../../nbs/api/33_planning.ipynb #97d75624
+def _scale(v):
+    "`v` scaled to [0, 1] (zeros when it is constant)."
+    import numpy as np
+    lo, hi = float(v.min()), float(v.max())
+    return (v - lo) / (hi - lo) if hi > lo else np.zeros_like(v)
+
+# %% ../../nbs/api/33_planning.ipynb #0005c971
+def _hier_steps(ix: ToolIndex, request: str, g, cat_mask, c: dict) -> tuple[list, list]:
+    """(tree, steps): the sub-goals' actions and the tool of each, scored with the goal's context (`g`: the goal's scaled scores,
+    `cat_mask`: 1 for the goal's categories; `c`: the planner's config)."""
+    import numpy as np
+    tree, steps, prev_obj, prev_cat = [], [], "", None
+    for sg in split_subgoals(request) or [request]:
+        anaphoric = bool(_ANAPHOR.search(sg))
+        acts, prev_obj2 = split_actions(sg, prev_obj)
+        prev_obj = prev_obj2 or prev_obj
+        cont = np.array([anaphoric and prev_cat is not None and t.category == prev_cat for t in ix.tools], dtype="float32")
+        S, E = ix.scores(acts), ix.evidence(acts, c["min_sim"])
+        node = {"subgoal": sg, "actions": []}
+        for a, s, e in zip(acts, S, E):
+            tot = _scale(s) + c["goal_weight"] * g + c["category_bonus"] * cat_mask + c["continuity_bonus"] * cont
+            tot = np.where(e, tot, -np.inf)
+            j = int(tot.argmax())
+            tid = ix.ids[j] if np.isfinite(tot[j]) else None
+            if tid and not (steps and steps[-1] == tid and node["actions"]): steps.append(tid); prev_cat = ix.tools[j].category
+            node["actions"].append({"action": a, "tool": tid, "score": round(float(tot[j]), 4) if tid else None})
+        tree.append(node)
+    return tree, steps
+
 # %% ../../nbs/api/33_planning.ipynb #8e9353dc
 @register_method("planner.hierarchical", "planning", needs_llm=False,
                  description="Goal -> sub-goals -> actions -> tools, each action scored with the goal's context")
@@ -227,34 +269,9 @@ class HierarchicalPlanner(_RetrievalPlanner):
         import numpy as np
         c = self.config
         ix = self.index(tools)
-        goal = ix.scores([sample.request])[0]
-        pool = np.argsort(-goal, kind="stable")[: c["goal_pool"]]
-        weights: dict = {}
-        for r, j in enumerate(pool):
-            cat = ix.tools[j].category
-            if cat: weights[cat] = weights.get(cat, 0.0) + 1.0 / (r + 1)
-        cats = [k for k, _ in sorted(weights.items(), key=lambda kv: -kv[1])][: c["n_categories"]]
+        goal, pool, cats = _goal(ix, sample.request, c["goal_pool"], c["n_categories"])
         cat_mask = np.array([t.category in cats for t in ix.tools], dtype="float32")
-        def scale(v):
-            lo, hi = float(v.min()), float(v.max())
-            return (v - lo) / (hi - lo) if hi > lo else np.zeros_like(v)
-        g = scale(goal)
-        tree, steps, prev_obj, prev_cat = [], [], "", None
-        for sg in split_subgoals(sample.request) or [sample.request]:
-            anaphoric = bool(_ANAPHOR.search(sg))
-            acts, prev_obj2 = split_actions(sg, prev_obj)
-            prev_obj = prev_obj2 or prev_obj
-            cont = np.array([anaphoric and prev_cat is not None and t.category == prev_cat for t in ix.tools], dtype="float32")
-            S, E = ix.scores(acts), ix.evidence(acts, c["min_sim"])
-            node = {"subgoal": sg, "actions": []}
-            for a, s, e in zip(acts, S, E):
-                tot = scale(s) + c["goal_weight"] * g + c["category_bonus"] * cat_mask + c["continuity_bonus"] * cont
-                tot = np.where(e, tot, -np.inf)
-                j = int(tot.argmax())
-                tid = ix.ids[j] if np.isfinite(tot[j]) else None
-                if tid and not (steps and steps[-1] == tid and node["actions"]): steps.append(tid); prev_cat = ix.tools[j].category
-                node["actions"].append({"action": a, "tool": tid, "score": round(float(tot[j]), 4) if tid else None})
-            tree.append(node)
+        tree, steps = _hier_steps(ix, sample.request, _scale(goal), cat_mask, c)
         if not steps: steps = [ix.ids[int(goal.argmax())]]
         return Output({"steps": steps}, trace={"goal": {"request": sample.request, "categories": cats, "pool": [ix.ids[j] for j in pool]},
                                                "subgoals": tree, "n_tools": len(ix)})
@@ -346,6 +363,25 @@ def parse_plan(resp, ids: Sequence[str], refs: Optional[ToolRefs] = None) -> tup
     known = set(ids)
     return {"steps": steps}, None, status, [s for s in steps if s not in known]
 
+# %% ../../nbs/api/33_planning.ipynb #134c205e
+async def _query_step(m: LLMMethod, out: Output, request: str, lib: ToolLibrary, ids: list[str]) -> list[str]:
+    "The query step of planner `m`: its search queries (in `out.trace`), their tools (`per_query` each, in turn), then the candidates `ids`."
+    r = await ask(m, out, query_messages(request), query_schema(m.config[m._limit]))
+    qs = r.parsed.get("queries") if isinstance(r.parsed, dict) else None
+    if not isinstance(qs, list) or not qs or not all(isinstance(q, str) for q in qs): raise bad_reply(out, r, "unparseable search queries")
+    qs = [q for q in qs if q.strip()]
+    found = m.retriever.rank_many(qs, [lib] * len(qs), m.config["per_query"])
+    out.trace["queries"] = qs
+    return list(dict.fromkeys([t for r_ in range(m.config["per_query"]) for f in found for t in f[r_:r_ + 1]] + ids))
+
+# %% ../../nbs/api/33_planning.ipynb #87c1fa2e
+def _warn_long_plans(m: LLMMethod, train) -> None:
+    "Warn when a training plan is longer than planner `m`'s step limit (`m._limit`), which stays as configured."
+    longest = max((len(s.steps) for s in train if isinstance(s, PlanningSample)), default=0)
+    if longest > m.config[m._limit]:
+        import warnings
+        warnings.warn(f"{m.id}: the longest training plan has {longest} steps, more than {m._limit}={m.config[m._limit]}")
+
 # %% ../../nbs/api/33_planning.ipynb #39406af9
 class _LLMPlannerBase(LLMMethod):
     "Shared by the LLM planners: retrieval of the candidate tools, the query step, the step limit."
@@ -385,23 +421,13 @@ class _LLMPlannerBase(LLMMethod):
         "The candidates, and (with `search_queries`) the tools the LLM's own search queries find, ahead of them; all in the trace."
         ids = self.candidates(sample, lib)
         out.trace.update(n_tools=len(lib), candidates=ids, n_candidates=len(ids))
-        if self.config["search_queries"]:
-            r = await ask(self, out, query_messages(sample.request), query_schema(self.config[self._limit]))
-            qs = r.parsed.get("queries") if isinstance(r.parsed, dict) else None
-            if not isinstance(qs, list) or not qs or not all(isinstance(q, str) for q in qs): raise bad_reply(out, r, "unparseable search queries")
-            qs = [q for q in qs if q.strip()]
-            found = self.retriever.rank_many(qs, [lib] * len(qs), self.config["per_query"])
-            out.trace["queries"] = qs
-            ids = list(dict.fromkeys([t for r_ in range(self.config["per_query"]) for f in found for t in f[r_:r_ + 1]] + ids))
+        if self.config["search_queries"]: ids = await _query_step(self, out, sample.request, lib, ids)
         out.trace.update(tools_seen=list(ids), n_tools_seen=len(ids))
         return ids
 
     def fit(self, train, dataset=None) -> None:
         "Nothing to learn; warns when a training plan is longer than the step limit (which stays as configured)."
-        longest = max((len(s.steps) for s in train if isinstance(s, PlanningSample)), default=0)
-        if longest > self.config[self._limit]:
-            import warnings
-            warnings.warn(f"{self.id}: the longest training plan has {longest} steps, more than {self._limit}={self.config[self._limit]}")
+        _warn_long_plans(self, train)
 
     def describe(self) -> dict:
         d = super().describe(); d["retriever"] = self.retriever.config; return d
@@ -525,59 +551,67 @@ class ReActPlanner(_LLMPlannerBase):
         super().__init__(max_steps=max_steps, max_turns=max_turns, search_k=search_k, max_invalid=max_invalid,
                          thought_chars=thought_chars, **config)
 
-    def _act(self, p, known: dict, lib: ToolLibrary, steps: list, last_call: str | None = None, refs: Optional[ToolRefs] = None) -> tuple[str, dict]:
-        """The observation for one parsed action (and the turn record); `known` and `steps` grow. A call identical to the
-        one just made (`last_call`: its tool and arguments as JSON) is not made again: the observation says so."""
-        act = p.get("action")
-        turn = {"thought": p.get("thought"), "action": act}
-        if act == "search_tools":
-            q = p.get("query")
-            if not isinstance(q, str) or not q.strip(): return "error: search_tools needs a non-empty \"query\"", turn | {"invalid": "no query"}
-            found = self.retriever.rank(q, lib, self.config["search_k"])
-            known.update((t, True) for t in found)
-            if refs: refs.add(found)
-            turn.update(query=q, found=found)
-            return "found tools (call one with action \"call\"):\n" + self.cards(found, lib, refs), turn
-        if act == "call":
-            t = refs.resolve(p.get("tool")) if refs else p.get("tool")
-            if t not in known:
-                return f"error: {p.get('tool')!r} is not a tool you have seen; search for one first", turn | {"tool": p.get("tool"), "invalid": "unknown tool"}
-            if last_call == _call_key(t, p.get("arguments")):
-                return "error: you just made this exact call and its result is above; call the next tool the request needs, or finish", \
-                    turn | {"tool": t, "invalid": "repeated call"}
-            if len(steps) >= self.config["max_steps"]: return "error: step limit reached", turn | {"tool": t, "refused": "step limit"}
-            steps.append(t)
-            obs = simulate_observation(lib[t], p.get("arguments"))
-            return json.dumps(obs), turn | {"tool": t, "arguments": p.get("arguments"), "observation": obs}
-        return f"error: unknown action {act!r}; use one of {', '.join(REACT_ACTIONS)}", turn | {"invalid": "unknown action"}
-
     async def arun(self, sample: PlanningSample, lib: ToolLibrary) -> Output:
         out, steps, known = Output(None, trace={"transcript": [], "stopped": "turn_limit"}), [], {}
-        last_call, invalid = None, 0
         try:
             ids = await self.start(out, sample, lib)
             known.update(dict.fromkeys(ids, True))
             refs = ToolRefs(ids, self.config["refs"])
             msgs = react_messages(self.request_text(sample, out), self.cards(ids, lib, refs), self.config["prompt"], self.config["refs"])
-            for _ in range(self.config["max_turns"]):
-                r = await ask(self, out, msgs, react_schema(list(known), self.config["thought_chars"], refs))
-                p = r.parsed
-                if not isinstance(p, dict) or not isinstance(p.get("action"), str): raise bad_reply(out, r, "unparseable action")
-                if p["action"] == "finish":
-                    out.trace["transcript"].append({"thought": p.get("thought"), "action": "finish"}); out.trace["stopped"] = "finish"; break
-                obs, turn = self._act(p, known, lib, steps, last_call, refs)
-                out.trace["transcript"].append(turn)
-                if turn.get("refused"): out.trace["stopped"] = "step_limit"; break
-                if "observation" in turn: last_call = _call_key(turn["tool"], turn.get("arguments"))
-                invalid = invalid + 1 if turn.get("invalid") else 0
-                if invalid >= self.config["max_invalid"]: out.trace["stopped"] = "invalid_actions"; break
-                msgs = msgs + [{"role": "assistant", "content": r.text or json.dumps(p)}, {"role": "user", "content": f"Observation: {obs}"}]
+            await _react_turns(self, out, msgs, known, lib, steps, refs)
         except ReplyFailed as e:
             out.error, out.trace["stopped"] = str(e), "llm_failure"
         if known: out.trace.update(tools_seen=list(known), n_tools_seen=len(known))
         if steps: out.prediction = {"steps": steps}
         elif out.error is None: out.error = "the agent finished without calling any tool"
         return out
+
+# %% ../../nbs/api/33_planning.ipynb #ee82aeb3
+def _react_act(m: LLMMethod, p: dict, known: dict, lib: ToolLibrary, steps: list, last_call: str | None = None,
+               refs: Optional[ToolRefs] = None) -> tuple[str, dict]:
+    """The observation for one parsed action (and the turn record); `known` and `steps` grow. A call identical to the
+    one just made (`last_call`: its tool and arguments as JSON) is not made again: the observation says so."""
+    act = p.get("action")
+    turn = {"thought": p.get("thought"), "action": act}
+    if act == "search_tools":
+        q = p.get("query")
+        if not isinstance(q, str) or not q.strip(): return "error: search_tools needs a non-empty \"query\"", turn | {"invalid": "no query"}
+        found = m.retriever.rank(q, lib, m.config["search_k"])
+        known.update((t, True) for t in found)
+        if refs: refs.add(found)
+        turn.update(query=q, found=found)
+        return "found tools (call one with action \"call\"):\n" + m.cards(found, lib, refs), turn
+    if act == "call":
+        t = refs.resolve(p.get("tool")) if refs else p.get("tool")
+        if t not in known:
+            return f"error: {p.get('tool')!r} is not a tool you have seen; search for one first", turn | {"tool": p.get("tool"), "invalid": "unknown tool"}
+        if last_call == _call_key(t, p.get("arguments")):
+            return "error: you just made this exact call and its result is above; call the next tool the request needs, or finish", \
+                turn | {"tool": t, "invalid": "repeated call"}
+        if len(steps) >= m.config["max_steps"]: return "error: step limit reached", turn | {"tool": t, "refused": "step limit"}
+        steps.append(t)
+        obs = simulate_observation(lib[t], p.get("arguments"))
+        return json.dumps(obs), turn | {"tool": t, "arguments": p.get("arguments"), "observation": obs}
+    return f"error: unknown action {act!r}; use one of {', '.join(REACT_ACTIONS)}", turn | {"invalid": "unknown action"}
+
+# %% ../../nbs/api/33_planning.ipynb #20cc0dd3
+async def _react_turns(m: LLMMethod, out: Output, msgs: list, known: dict, lib: ToolLibrary, steps: list, refs: ToolRefs) -> None:
+    """ReAct's loop from the opening `msgs`: the turns go to `out.trace["transcript"]`, the calls to `steps`, the reason it stopped
+    to `out.trace["stopped"]`; a failed reply raises `ReplyFailed`."""
+    last_call, invalid = None, 0
+    for _ in range(m.config["max_turns"]):
+        r = await ask(m, out, msgs, react_schema(list(known), m.config["thought_chars"], refs))
+        p = r.parsed
+        if not isinstance(p, dict) or not isinstance(p.get("action"), str): raise bad_reply(out, r, "unparseable action")
+        if p["action"] == "finish":
+            out.trace["transcript"].append({"thought": p.get("thought"), "action": "finish"}); out.trace["stopped"] = "finish"; return
+        obs, turn = _react_act(m, p, known, lib, steps, last_call, refs)
+        out.trace["transcript"].append(turn)
+        if turn.get("refused"): out.trace["stopped"] = "step_limit"; return
+        if "observation" in turn: last_call = _call_key(turn["tool"], turn.get("arguments"))
+        invalid = invalid + 1 if turn.get("invalid") else 0
+        if invalid >= m.config["max_invalid"]: out.trace["stopped"] = "invalid_actions"; return
+        msgs = msgs + [{"role": "assistant", "content": r.text or json.dumps(p)}, {"role": "user", "content": f"Observation: {obs}"}]
 
 # %% ../../nbs/api/33_planning.ipynb #c80b4816
 TOT_EVALUATORS = ("vote", "value")
@@ -635,31 +669,6 @@ class ToTPlanner(_LLMPlannerBase):
         if evaluate not in TOT_EVALUATORS: raise ValueError(f"evaluate must be one of {TOT_EVALUATORS}, got {evaluate!r}")
         super().__init__(max_depth=max_depth, breadth=breadth, n_propose=n_propose, evaluate=evaluate, **config)
 
-    async def _propose(self, out, req, cards, ids, node, refs: Optional[ToolRefs] = None) -> list[str]:
-        c, refs = self.config, refs or ToolRefs(ids)
-        r = await ask(self, out, tot_propose_messages(req, cards, node["plan"], c["n_propose"], c["prompt"], refs.kind),
-                      propose_schema(ids, c["n_propose"], refs))
-        nxt = r.parsed.get("next") if isinstance(r.parsed, dict) else None
-        nxt = [x if x == "FINISH" else refs.resolve(x) for x in nxt] if isinstance(nxt, list) else None
-        valid = [x for x in nxt if isinstance(x, str) and (x in ids or x == "FINISH")] if isinstance(nxt, list) else []
-        if not valid: raise bad_reply(out, r, "invalid proposal")   # ids the LLM was not shown are dropped; none left fails
-        return list(dict.fromkeys(valid))[: c["n_propose"]]
-
-    async def _evaluate(self, out, req, cards, nodes) -> list[float]:
-        "One value per state: 1 for the voted state, 0 for the others (`vote`), or VALUE_MAP of each state's own value."
-        if self.config["evaluate"] == "vote":
-            if len(nodes) == 1: return [1.0]
-            r = await ask(self, out, tot_vote_messages(req, cards, nodes, self.config["prompt"]), vote_schema(len(nodes)))
-            b = r.parsed.get("best") if isinstance(r.parsed, dict) else None
-            if not isinstance(b, int) or isinstance(b, bool) or not 1 <= b <= len(nodes): raise bad_reply(out, r, "invalid vote")
-            return [float(i == b - 1) for i in range(len(nodes))]
-        async def value(n):
-            r = await ask(self, out, tot_value_messages(req, cards, n, self.config["prompt"]), VALUE_SCHEMA)
-            v = r.parsed.get("value") if isinstance(r.parsed, dict) else None
-            if v not in VALUE_MAP: raise bad_reply(out, r, "invalid value")
-            return VALUE_MAP[v]
-        return [await value(n) for n in nodes]
-
     async def arun(self, sample: PlanningSample, lib: ToolLibrary) -> Output:
         c = self.config
         tree = [{"id": 0, "parent": None, "plan": [], "finished": False, "value": None, "depth": 0, "selected": True}]
@@ -668,33 +677,11 @@ class ToTPlanner(_LLMPlannerBase):
         try:
             ids = await self.start(out, sample, lib)
             refs = ToolRefs(ids, c["refs"])
-            req, cards, frontier = self.request_text(sample, out), self.cards(ids, lib, refs), [tree[0]]
-            for depth in range(1, c["max_depth"] + 1):
-                props = [await self._propose(out, req, cards, ids, n, refs) for n in frontier]
-                children, seen = [], set()
-                for node, nxt in zip(frontier, props):
-                    for t in nxt + ["FINISH"]:       # stopping is always a thought: the evaluator weighs it against going on
-                        fin = t == "FINISH"
-                        if fin and not node["plan"]: continue
-                        plan = node["plan"] if fin else node["plan"] + [t]
-                        if (tuple(plan), fin) in seen: continue
-                        seen.add((tuple(plan), fin))
-                        children.append({"id": len(tree) + len(children), "parent": node["id"], "plan": plan, "finished": fin,
-                                         "value": None, "depth": depth, "selected": False})
-                tree.extend(children)
-                if not children: out.trace["stopped"] = "no_proposal"; break
-                for ch, v in zip(children, await self._evaluate(out, req, cards, children)): ch["value"] = v
-                chosen = sorted(children, key=lambda n: -n["value"])[: c["breadth"]]    # stable: ties keep the proposal order
-                for n in chosen: n["selected"] = True
-                complete += [n for n in chosen if n["finished"]]
-                frontier = [n for n in chosen if not n["finished"]]
-                if chosen[0]["finished"] or not frontier: out.trace["stopped"] = "complete"; break
-            else:
-                for n in frontier: n["depth_limit"] = True
-                complete += frontier
+            req, cards = self.request_text(sample, out), self.cards(ids, lib, refs)
+            await _tot_bfs(self, out, req, cards, ids, refs, tree, complete)
             if len({tuple(n["plan"]) for n in complete}) > 1 and c["evaluate"] == "vote":   # votes of different levels do not compare
                 final = [n for n in complete if n["value"] == 1.0] or complete
-                for n, v in zip(final, await self._evaluate(out, req, cards, final)): n["final_vote"] = v
+                for n, v in zip(final, await _tot_evaluate(self, out, req, cards, final)): n["final_vote"] = v
         except ReplyFailed as e:
             out.error = str(e)
         out.trace["depth_reached"] = max(n["depth"] for n in tree)
@@ -703,3 +690,65 @@ class ToTPlanner(_LLMPlannerBase):
             out.prediction, out.trace["best"] = {"steps": list(best["plan"])}, best["id"]
         elif out.error is None: out.error = "the search found no complete plan"
         return out
+
+# %% ../../nbs/api/33_planning.ipynb #9e691add
+async def _tot_propose(m: LLMMethod, out: Output, req: str, cards: str, ids: Sequence[str], node: dict,
+                       refs: Optional[ToolRefs] = None) -> list[str]:
+    "The next tools (or `FINISH`) proposed after `node`'s plan, at most `n_propose`, each once; none usable fails the sample."
+    c, refs = m.config, refs or ToolRefs(ids)
+    r = await ask(m, out, tot_propose_messages(req, cards, node["plan"], c["n_propose"], c["prompt"], refs.kind),
+                  propose_schema(ids, c["n_propose"], refs))
+    nxt = r.parsed.get("next") if isinstance(r.parsed, dict) else None
+    nxt = [x if x == "FINISH" else refs.resolve(x) for x in nxt] if isinstance(nxt, list) else None
+    valid = [x for x in nxt if isinstance(x, str) and (x in ids or x == "FINISH")] if isinstance(nxt, list) else []
+    if not valid: raise bad_reply(out, r, "invalid proposal")   # ids the LLM was not shown are dropped; none left fails
+    return list(dict.fromkeys(valid))[: c["n_propose"]]
+
+# %% ../../nbs/api/33_planning.ipynb #9494021a
+def _tot_children(frontier: Sequence[dict], props: Sequence[list], next_id: int, depth: int) -> list[dict]:
+    "The new states of level `depth` (ids from `next_id`): each frontier state's proposed next tools and `FINISH`, each state once."
+    children, seen = [], set()
+    for node, nxt in zip(frontier, props):
+        for t in nxt + ["FINISH"]:       # stopping is always a thought: the evaluator weighs it against going on
+            fin = t == "FINISH"
+            if fin and not node["plan"]: continue
+            plan = node["plan"] if fin else node["plan"] + [t]
+            if (tuple(plan), fin) in seen: continue
+            seen.add((tuple(plan), fin))
+            children.append({"id": next_id + len(children), "parent": node["id"], "plan": plan, "finished": fin,
+                             "value": None, "depth": depth, "selected": False})
+    return children
+
+# %% ../../nbs/api/33_planning.ipynb #3403d53c
+async def _tot_evaluate(m: LLMMethod, out: Output, req: str, cards: str, nodes: Sequence[dict]) -> list[float]:
+    "One value per state: 1 for the voted state, 0 for the others (`vote`), or VALUE_MAP of each state's own value."
+    if m.config["evaluate"] == "vote":
+        if len(nodes) == 1: return [1.0]
+        r = await ask(m, out, tot_vote_messages(req, cards, nodes, m.config["prompt"]), vote_schema(len(nodes)))
+        b = r.parsed.get("best") if isinstance(r.parsed, dict) else None
+        if not isinstance(b, int) or isinstance(b, bool) or not 1 <= b <= len(nodes): raise bad_reply(out, r, "invalid vote")
+        return [float(i == b - 1) for i in range(len(nodes))]
+    async def value(n):
+        r = await ask(m, out, tot_value_messages(req, cards, n, m.config["prompt"]), VALUE_SCHEMA)
+        v = r.parsed.get("value") if isinstance(r.parsed, dict) else None
+        if v not in VALUE_MAP: raise bad_reply(out, r, "invalid value")
+        return VALUE_MAP[v]
+    return [await value(n) for n in nodes]
+
+# %% ../../nbs/api/33_planning.ipynb #ff6ca3e6
+async def _tot_bfs(m: LLMMethod, out: Output, req: str, cards: str, ids: Sequence[str], refs: ToolRefs, tree: list, complete: list) -> None:
+    "The search from the root `tree[0]`: the states go to `tree`, the complete plans kept to `complete`, why it ended to `out.trace`."
+    c, frontier = m.config, [tree[0]]
+    for depth in range(1, c["max_depth"] + 1):
+        props = [await _tot_propose(m, out, req, cards, ids, n, refs) for n in frontier]
+        children = _tot_children(frontier, props, len(tree), depth)
+        tree.extend(children)
+        if not children: out.trace["stopped"] = "no_proposal"; return
+        for ch, v in zip(children, await _tot_evaluate(m, out, req, cards, children)): ch["value"] = v
+        chosen = sorted(children, key=lambda n: -n["value"])[: c["breadth"]]    # stable: ties keep the proposal order
+        for n in chosen: n["selected"] = True
+        complete.extend(n for n in chosen if n["finished"])
+        frontier = [n for n in chosen if not n["finished"]]
+        if chosen[0]["finished"] or not frontier: out.trace["stopped"] = "complete"; return
+    for n in frontier: n["depth_limit"] = True
+    complete.extend(frontier)
