@@ -375,26 +375,34 @@ class LLMDirectSelector(LLMSelector):
         if self._turn is None: self._turn = asyncio.Lock()
         async with self._turn: return await self.ask(log_, messages, schema)
 
-    async def search(self, query, lib, log_, trace):
-        wins = self.windows(lib)
-        carry, fell, named_log, failed = [], [], [], []
-        trace |= {"n_windows": len(wins), "tools_seen": 0, "library_size": len(lib), "named": named_log, "failed_windows": failed}
-        for k, win in enumerate(wins, 1):
-            shown = win + carry
-            refs = ToolRefs(shown, self.config["refs"])
-            r = await self.ask_window(log_, direct_messages(query, [lib[t] for t in win], [lib[t] for t in carry], (k, len(wins)),
-                                      self.carry, self.max_desc, self.prompt, refs), _ranking_schema(shown, self.carry, refs=refs))
-            trace["tools_seen"] += len(win)
-            ok, bad = _valid_ids(r.parsed, "ranking", shown, refs)
-            if bad: trace.setdefault("dropped_ids", []).extend(bad[:5])
-            if not isinstance(r.parsed, dict) or not isinstance(r.parsed.get("ranking"), (list, str)): failed.append(k)
-            named_log.append(ok)
-            new = ok + [t for t in carry if t not in ok]
-            carry, out = new[:self.carry], new[self.carry:]
-            if out: fell.append(out)
-        if len(failed) == len(wins): return Output.failed("no window's reply could be parsed into tool ids", trace=trace)
-        ranking = carry + [t for out in reversed(fell) for t in out]
-        return Output({"ranking": self.cut(ranking)}, trace=trace)
+    async def search(self, query, lib, log_, trace): return await _direct_search(self, query, lib, log_, trace)
+
+# %% ../../nbs/api/31_selection.ipynb #b69a7fad
+def _carry_on(named: list[str], carry: list[str], n: int) -> tuple[list[str], list[str]]:
+    "RankGPT's rule after a window: the named tools, then the carried ones not named; (the first `n`, carried on; the rest, fallen out)."
+    new = named + [t for t in carry if t not in named]
+    return new[:n], new[n:]
+
+# %% ../../nbs/api/31_selection.ipynb #9d035ff4
+async def _direct_search(m: LLMDirectSelector, query: str, lib: ToolLibrary, log_: LLMLog, trace: dict) -> Output:
+    "`LLMDirectSelector.search`: the windows in turn, each with the carried tools; the last carry, then the fallen-out tools, latest first."
+    wins = m.windows(lib)
+    carry, fell, named_log, failed = [], [], [], []
+    trace |= {"n_windows": len(wins), "tools_seen": 0, "library_size": len(lib), "named": named_log, "failed_windows": failed}
+    for k, win in enumerate(wins, 1):
+        shown = win + carry
+        refs = ToolRefs(shown, m.config["refs"])
+        r = await m.ask_window(log_, direct_messages(query, [lib[t] for t in win], [lib[t] for t in carry], (k, len(wins)),
+                               m.carry, m.max_desc, m.prompt, refs), _ranking_schema(shown, m.carry, refs=refs))
+        trace["tools_seen"] += len(win)
+        ok, bad = _valid_ids(r.parsed, "ranking", shown, refs)
+        if bad: trace.setdefault("dropped_ids", []).extend(bad[:5])
+        if not isinstance(r.parsed, dict) or not isinstance(r.parsed.get("ranking"), (list, str)): failed.append(k)
+        named_log.append(ok)
+        carry, out = _carry_on(ok, carry, m.carry)
+        if out: fell.append(out)
+    if len(failed) == len(wins): return Output.failed("no window's reply could be parsed into tool ids", trace=trace)
+    return Output({"ranking": m.cut(carry + [t for out in reversed(fell) for t in out])}, trace=trace)
 
 # %% ../../nbs/api/31_selection.ipynb #a335227d
 def rerank_messages(query: str, cands: Sequence[Tool], max_desc: int = 160, prompt: str = "default", refs: ToolRefs | None = None) -> list[dict]:
@@ -555,31 +563,40 @@ class GorillaSelector(LLMSelector):
         self.m, self.max_desc, self.max_calls, self.prompt = m, max_desc, max_calls, prompt
         self.retriever = Retriever(retriever, model=model)
 
-    async def search(self, query, lib, log_, trace):
-        ret = await shortlist(self, log_, query, lib, None if self.top_k is None else max(self.top_k, self.m), trace)
-        if ret is None: return Output.failed("the search-query reply was unusable (no query)", trace=trace)
-        docs = ret[:self.m]
-        trace |= {"documented": docs}
-        refs = ToolRefs(docs, self.config["refs"])
-        r = await self.ask(log_, gorilla_messages(query, [lib[t] for t in docs], self.max_desc, self.prompt, refs),
-                           _calls_schema(docs, self.max_calls, refs))
-        calls = r.parsed.get("calls") if isinstance(r.parsed, dict) else None
-        calls = [calls] if isinstance(calls, dict) else calls if isinstance(calls, list) else []
-        good, bad = [], []
-        for c in calls:
-            api = c.get("api") if isinstance(c, dict) else None
-            api = refs.resolve(api) or api
-            if isinstance(api, str) and api in set(docs): good.append({"api": api, "arguments": c.get("arguments"), **check_call(lib[api], c.get("arguments"))})
-            else: bad.append(api)
-        trace["calls"] = good
-        if bad: trace["dropped_ids"] = bad[:10]
-        if not good: return Output.failed("the reply held no call of a documented API (unparseable or empty)", trace=trace)
-        called = list(dict.fromkeys(c["api"] for c in good))
-        trace["n_called"] = len(called)
-        return Output({"ranking": self.cut(called + [t for t in ret if t not in set(called)])}, trace=trace)
+    async def search(self, query, lib, log_, trace): return await _gorilla_search(self, query, lib, log_, trace)
 
     def describe(self) -> dict:
         d = super().describe(); d["retriever"] = self.retriever.config; return d
+
+# %% ../../nbs/api/31_selection.ipynb #41aba7ca
+def _gorilla_calls(parsed, docs: Sequence[str], lib: ToolLibrary, refs: ToolRefs) -> tuple[list[dict], list]:
+    "The reply's calls of documented APIs (with their arguments and `check_call`'s findings), and the APIs it named outside `docs`."
+    calls = parsed.get("calls") if isinstance(parsed, dict) else None
+    calls = [calls] if isinstance(calls, dict) else calls if isinstance(calls, list) else []
+    good, bad = [], []
+    for c in calls:
+        api = c.get("api") if isinstance(c, dict) else None
+        api = refs.resolve(api) or api
+        if isinstance(api, str) and api in set(docs): good.append({"api": api, "arguments": c.get("arguments"), **check_call(lib[api], c.get("arguments"))})
+        else: bad.append(api)
+    return good, bad
+
+# %% ../../nbs/api/31_selection.ipynb #41ba333f
+async def _gorilla_search(m: GorillaSelector, query: str, lib: ToolLibrary, log_: LLMLog, trace: dict) -> Output:
+    "`GorillaSelector.search`: the shortlist's top m documented, the LLM's calls; the called tools first, then the shortlist's order."
+    ret = await shortlist(m, log_, query, lib, None if m.top_k is None else max(m.top_k, m.m), trace)
+    if ret is None: return Output.failed("the search-query reply was unusable (no query)", trace=trace)
+    docs = ret[:m.m]
+    trace |= {"documented": docs}
+    refs = ToolRefs(docs, m.config["refs"])
+    r = await m.ask(log_, gorilla_messages(query, [lib[t] for t in docs], m.max_desc, m.prompt, refs), _calls_schema(docs, m.max_calls, refs))
+    good, bad = _gorilla_calls(r.parsed, docs, lib, refs)
+    trace["calls"] = good
+    if bad: trace["dropped_ids"] = bad[:10]
+    if not good: return Output.failed("the reply held no call of a documented API (unparseable or empty)", trace=trace)
+    called = list(dict.fromkeys(c["api"] for c in good))
+    trace["n_called"] = len(called)
+    return Output({"ranking": m.cut(called + [t for t in ret if t not in set(called)])}, trace=trace)
 
 # %% ../../nbs/api/31_selection.ipynb #da8f37db
 def example_value(schema, depth: int = 0):
@@ -668,49 +685,61 @@ class DFSDTSelector(LLMSelector):
         self.m, self.width, self.max_depth, self.max_calls, self.max_desc = m, width, max_depth, max_calls, max_desc
         self.retriever = Retriever(retriever, model=model)
 
-    async def search(self, query, lib, log_, trace):
-        cands = await shortlist(self, log_, query, lib, self.m, trace)
-        if cands is None: return Output.failed("the search-query reply was unusable (no query)", trace=trace)
-        cands = cands[:self.m]
-        refs = ToolRefs(cands, self.config["refs"])
-        tools, schemas = [lib[t] for t in cands], (_action_schema(cands, refs=refs), _action_schema(cands, can_call=False, refs=refs))
-        nodes, called = [], []
-        st = dict(calls=0, backtracks=0, give_ups=0, depth_limits=0, unparsed=0, finished=False, budget_exhausted=False, chain=[])
-        trace |= {"candidates": cands, "nodes": nodes}
-
-        async def expand(chain: list, depth: int) -> None:
-            "Search below the state `chain`; returns when the state is abandoned, raises `_Stop` when the search is over."
-            at_limit = depth >= self.max_depth                 # a chain of max_depth calls can only finish or give up
-            if at_limit: st["depth_limits"] += 1
-            tried: list[str] = []
-            for i in range(self.width):
-                if st["calls"] >= self.max_calls: st["budget_exhausted"] = True; raise _Stop
-                if i > 0: st["backtracks"] += 1       # back at this state to take a different action
-                st["calls"] += 1
-                r = await self.ask(log_, dfsdt_messages(query, tools, chain, tried, self.max_desc, at_limit, refs), schemas[at_limit])
-                p = r.parsed if isinstance(r.parsed, dict) else {}
-                act, tool, args = p.get("action"), p.get("tool"), p.get("arguments") if isinstance(p.get("arguments"), dict) else {}
-                tool = refs.resolve(tool) or tool
-                node = {"depth": depth, "action": act}
-                nodes.append(node)
-                if act == "finish": node["status"] = "finished"; st["finished"], st["chain"] = True, [c[0] for c in chain]; raise _Stop
-                if act == "give_up": node["status"] = "gave_up"; st["give_ups"] += 1; return     # prune this state: back to its parent
-                if act != "call" or at_limit or not isinstance(tool, str) or tool not in set(cands):
-                    node["status"] = "unparsed"; st["unparsed"] += 1
-                    if tool is not None: node["tool"] = str(tool)[:80]
-                    tried.append("an unusable reply"); continue
-                node |= {"tool": tool, "status": "called"}
-                if tool not in called: called.append(tool)
-                tried.append(f"call {_fmt_call(tool, args)}")
-                await expand(chain + [(tool, args, simulate_call(lib[tool], args))], depth + 1)
-        try: await expand([], 0)
-        except _Stop: pass
-        finally: trace.update({k: v for k, v in st.items() if k != "calls"})   # also when a failed request ends the search
-        if nodes and all(n["status"] == "unparsed" for n in nodes):
-            return Output.failed("no reply could be parsed into an action", trace=trace)
-        confirmed = list(dict.fromkeys(st["chain"]))
-        trace["confirmed"] = confirmed
-        return Output({"ranking": self.cut(confirmed + [t for t in called if t not in set(confirmed)])}, trace=trace)
+    async def search(self, query, lib, log_, trace): return await _dfsdt_search(self, query, lib, log_, trace)
 
     def describe(self) -> dict:
         d = super().describe(); d["retriever"] = self.retriever.config; return d
+
+# %% ../../nbs/api/31_selection.ipynb #7f7a29c7
+def _dfsdt_state(query: str, lib: ToolLibrary, log_: LLMLog, cands: list[str], refs: ToolRefs) -> dict:
+    "A new search's state: request, candidates (ids, tools, references, the two action schemas), nodes, tools called, counters."
+    st = dict(calls=0, backtracks=0, give_ups=0, depth_limits=0, unparsed=0, finished=False, budget_exhausted=False, chain=[])
+    return dict(query=query, lib=lib, log=log_, cands=cands, refs=refs, tools=[lib[t] for t in cands], nodes=[], called=[], st=st,
+                schemas=(_action_schema(cands, refs=refs), _action_schema(cands, can_call=False, refs=refs)))
+
+# %% ../../nbs/api/31_selection.ipynb #a9192f57
+async def _dfsdt_expand(m: DFSDTSelector, s: dict, chain: list, depth: int) -> None:
+    """Search below the state `chain` (`s`: the search's state, `_dfsdt_state`); returns when the state is abandoned, raises `_Stop`
+    when the search is over."""
+    st, refs = s["st"], s["refs"]
+    at_limit = depth >= m.max_depth                 # a chain of max_depth calls can only finish or give up
+    if at_limit: st["depth_limits"] += 1
+    tried: list[str] = []
+    for i in range(m.width):
+        if st["calls"] >= m.max_calls: st["budget_exhausted"] = True; raise _Stop
+        if i > 0: st["backtracks"] += 1       # back at this state to take a different action
+        st["calls"] += 1
+        r = await m.ask(s["log"], dfsdt_messages(s["query"], s["tools"], chain, tried, m.max_desc, at_limit, refs), s["schemas"][at_limit])
+        p = r.parsed if isinstance(r.parsed, dict) else {}
+        act, tool, args = p.get("action"), p.get("tool"), p.get("arguments") if isinstance(p.get("arguments"), dict) else {}
+        tool = refs.resolve(tool) or tool
+        node = {"depth": depth, "action": act}
+        s["nodes"].append(node)
+        if act == "finish": node["status"] = "finished"; st["finished"], st["chain"] = True, [c[0] for c in chain]; raise _Stop
+        if act == "give_up": node["status"] = "gave_up"; st["give_ups"] += 1; return     # prune this state: back to its parent
+        if act != "call" or at_limit or not isinstance(tool, str) or tool not in set(s["cands"]):
+            node["status"] = "unparsed"; st["unparsed"] += 1
+            if tool is not None: node["tool"] = str(tool)[:80]
+            tried.append("an unusable reply"); continue
+        node |= {"tool": tool, "status": "called"}
+        if tool not in s["called"]: s["called"].append(tool)
+        tried.append(f"call {_fmt_call(tool, args)}")
+        await _dfsdt_expand(m, s, chain + [(tool, args, simulate_call(s["lib"][tool], args))], depth + 1)
+
+# %% ../../nbs/api/31_selection.ipynb #c5f60633
+async def _dfsdt_search(m: DFSDTSelector, query: str, lib: ToolLibrary, log_: LLMLog, trace: dict) -> Output:
+    "`DFSDTSelector.search`: the depth-first search over the shortlist's top m; the confirmed tools, then the others called."
+    cands = await shortlist(m, log_, query, lib, m.m, trace)
+    if cands is None: return Output.failed("the search-query reply was unusable (no query)", trace=trace)
+    cands = cands[:m.m]
+    s = _dfsdt_state(query, lib, log_, cands, ToolRefs(cands, m.config["refs"]))
+    st = s["st"]
+    trace |= {"candidates": cands, "nodes": s["nodes"]}
+    try: await _dfsdt_expand(m, s, [], 0)
+    except _Stop: pass
+    finally: trace.update({k: v for k, v in st.items() if k != "calls"})   # also when a failed request ends the search
+    if s["nodes"] and all(n["status"] == "unparsed" for n in s["nodes"]):
+        return Output.failed("no reply could be parsed into an action", trace=trace)
+    confirmed = list(dict.fromkeys(st["chain"]))
+    trace["confirmed"] = confirmed
+    return Output({"ranking": m.cut(confirmed + [t for t in s["called"] if t not in set(confirmed)])}, trace=trace)
