@@ -35,6 +35,7 @@ def _sizes(line):
     return f[1], int(f[2]), dict(zip(("timing", "planning", "selection"), cells))
 
 
+@pytest.mark.slow
 def test_list_datasets_shows_versions_and_sizes(tmp_path):
     env = {"SAGE_BENCH_CACHE": str(tmp_path / "cache")}
     r = sb("list", "datasets", env=env)
@@ -70,6 +71,7 @@ def test_unknown_name_suggests_and_exits_2():
     assert r.returncode == 2 and "bfcl" in r.stderr
 
 
+@pytest.mark.slow
 def test_eval_prints_a_table_with_confidence_intervals(tmp_path):
     r = sb("eval", "--dataset", "sage", "--methods", "selector.keyword,timing.rule_based", "--samples", "20",
            "--output-dir", str(tmp_path))
@@ -79,6 +81,7 @@ def test_eval_prints_a_table_with_confidence_intervals(tmp_path):
     assert {x["method"] for x in rows} == {"selector.keyword", "timing.rule_based"} and all(x["n"] == 20 for x in rows)
 
 
+@pytest.mark.slow
 def test_train_dry_run_trains_nothing(tmp_path):
     r = sb("train", "--methods", "A_baseline,B1_random", "--quick", "--dry-run", "--output-dir", str(tmp_path))
     assert r.returncode == 0, r.stderr[-2000:]
@@ -170,6 +173,7 @@ def test_unwritable_output_dir(tmp_path):
         finally: ro.chmod(0o700)
 
 
+@pytest.mark.slow
 def test_data_dir_keeps_the_built_in_set(tmp_path):
     (tmp_path / "nothing-here").mkdir()
     r = sb("eval", "--dataset", "sage", "--methods", "selector.keyword", "--samples", "5", "--data-dir", str(tmp_path / "nothing-here"),
@@ -205,6 +209,7 @@ def test_main_restores_the_llm_environment(tmp_path, monkeypatch):
     assert "SAGE_BENCH_LLM_TIMEOUT" not in os.environ and os.environ["SAGE_BENCH_LLM_ATTEMPTS"] == "4"
 
 
+@pytest.mark.slow
 def test_record_error_is_one_message_and_a_torn_tail_is_repaired(tmp_path):
     args = ["eval", "--methods", "selector.keyword", "--output-dir", str(tmp_path)]
     assert sb(*args, "--samples", "10").returncode == 0
@@ -223,6 +228,7 @@ def test_record_error_is_one_message_and_a_torn_tail_is_repaired(tmp_path):
     assert str(rec) in err and "invalid JSON" in err
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_records_and_exits_130(tmp_path):
     """SIGINT (what Ctrl-C sends) while `eval` runs: exit 130, how many records were kept, no traceback; the rerun
     resumes from them."""
@@ -245,6 +251,7 @@ def test_ctrl_c_keeps_the_records_and_exits_130(tmp_path):
     assert len(ids) == len(set(ids)) == len(get_dataset("sage").select("tool_selection"))
 
 
+@pytest.mark.slow
 def test_eval_exits_1_when_a_method_got_no_answer(tmp_path):
     """An LLM method whose every request fails (HTTP 500): the table is printed, then the method is named as having
     no answer, exit 1; --llm-attempts 1 means one request per sample."""
@@ -283,6 +290,7 @@ def test_ctrl_c_during_a_section_run_stops_its_notebook_cleanly(tmp_path):
     assert n_records() == kept                     # the kernel stopped with us
 
 
+@pytest.mark.slow
 def test_interrupt_reaches_a_kernel_that_was_between_two_cells():
     """A kernel ignores SIGINT between cells: `run` repeats the interrupt until the notebook stops, and after
     `give_up_s` stops itself. (A child process named like a kernel stands in for it.)"""

@@ -81,6 +81,7 @@ def test_gates_name_the_missing_split():
         G.sequence_word_planner(ds)
 
 
+@pytest.mark.slow
 def test_dense_gate_runs_with_the_project_embedder():
     "The dense gate encodes with the project's embedding model (embed.get_embedder); skipped when none is available offline."
     from sage_bench.embed import resolve_model

@@ -56,6 +56,7 @@ def test_attention_and_its_ablation_have_the_same_parameters(sage_drift):
     assert sa.n_params(a) == sa.n_params(b) and hasattr(b, "ffn") and not hasattr(b, "attn")
 
 
+@pytest.mark.slow
 def test_study_writes_files_with_tests_and_hypotheses(sage_ds, tmp_path):
     import json
     s = sa.DriftSettings(quick=True, seeds=2, epochs_per_round=1, drift=DriftConfig(n_versions=2, train_per_round=60, n_test=30, seed=3),

@@ -16,6 +16,8 @@ from sage_bench.registry import get_dataset, get_method, lookup
 from sage_bench.retrieval import Retriever
 from sage_bench.testing import ScriptedLLM
 
+pytestmark = pytest.mark.slow      # whole-split oracle runs: the rest tier (CI runs both tiers)
+
 
 class Oracle:
     "A perfect model for the selection prompts of `sage_bench.methods.selection`."
