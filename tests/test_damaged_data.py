@@ -47,7 +47,19 @@ def test_corpus_covers_every_loader_and_kind():
     if any(c.spec.fmt == "csv" for c in CASES): assert {"broken_quote", "missing_column", "extra_column"} <= kinds
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def _fast_cases(cases) -> set:
+    "Ids of the cases the fast tier runs: each loader and each kind of damage at least once (the first case that adds one)."
+    seen_ds, seen_kind, keep = set(), set(), set()
+    for c in cases:
+        if c.dataset not in seen_ds or c.kind not in seen_kind: keep.add(c.id); seen_ds.add(c.dataset); seen_kind.add(c.kind)
+    return keep
+
+
+FAST = _fast_cases(CASES)
+
+
+# the whole corpus runs in the slow tier (CI's --rest); the fast tier runs a copy of each loader and each kind of damage
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=() if c.id in FAST else pytest.mark.slow) for c in CASES])
 def test_damaged_copy(case, tmp_path, capsys):
     root, target, line = make(case, tmp_path)
     data_dir = root
