@@ -8,9 +8,9 @@ it was shown; as search queries, the descriptions of the gold tools (what each n
 of the next gold tool if it has been shown, else a search for it, then `finish`; in ToT, the next gold tool (or `FINISH`
 after the last), a vote for the state that begins the gold plan, and `sure` for such a state, `impossible` otherwise."""
 import json
-import re
 import pytest
 from sage_bench.engine import evaluate
+from sage_bench.methods.base import read_numbers
 from sage_bench.registry import get_dataset, get_method
 from sage_bench.testing import ScriptedLLM
 
@@ -70,12 +70,12 @@ def oracle(ds) -> ScriptedLLM:
     return ScriptedLLM(reply)
 
 
-def numbered(reply):
+def numbered(reply, ids):
     """The same oracle for `refs="number"`: the numbers come from the tool cards in the prompt ("- [3] tool_id: ..."), the
     schema's numbers are read as the tools they number and the answer's tools are written as their numbers."""
     def ask(messages, schema):
         text = "\n".join(m["content"] for m in messages)
-        num = {int(n): t for n, t in re.findall(r"^- \[(\d+)\] ([^\s:(]+)", text, re.M)}
+        num = read_numbers(text, ids)
         back = {t: n for n, t in num.items()}
         props = json.loads(json.dumps(schema["properties"]))
         for key in ("steps", "next"):
@@ -90,7 +90,7 @@ def numbered(reply):
 
 
 def run(mid, ds, tmp_path, **cfg):
-    m = get_method(mid, client=numbered(oracle(ds)) if cfg.get("refs") == "number" else oracle(ds), **cfg)
+    m = get_method(mid, client=numbered(oracle(ds), ds.tools.ids) if cfg.get("refs") == "number" else oracle(ds), **cfg)
     return evaluate(m, ds, "test", output_dir=tmp_path, experiment="oracle", progress=False, n_boot=10, batch_size=16, write=False)
 
 

@@ -12,6 +12,7 @@ import json
 import re
 import pytest
 from sage_bench.engine import evaluate
+from sage_bench.methods.base import read_numbers
 from sage_bench.registry import get_dataset, get_method, lookup
 from sage_bench.retrieval import Retriever
 from sage_bench.testing import ScriptedLLM
@@ -60,7 +61,7 @@ class Numbered:
 
     def __call__(self, messages, schema):
         text = "\n".join(m["content"] for m in messages)
-        num = {int(n): t for n, t in re.findall(r'^(?:- )?\[(\d+)\] (?:\{"api":")?([^\s:("]+)', text, re.M)}
+        num = read_numbers(text, self.oracle.tools.ids)
         back = {t: n for n, t in num.items()}
         s = json.loads(json.dumps(schema))
         p = s["properties"]

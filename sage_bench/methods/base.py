@@ -11,7 +11,7 @@ from ..core import Sample, ToolLibrary, Dataset
 
 # %% auto #0
 __all__ = ['REFS', 'Output', 'blind', 'Method', 'LLMMethod', 'worst_parse_status', 'add_reply', 'ReplyFailed', 'ask', 'bad_reply',
-           'ToolRefs']
+           'ToolRefs', 'read_numbers']
 
 # %% ../../nbs/api/30_methods_base.ipynb #aad989b4
 @dataclass
@@ -193,4 +193,14 @@ class ToolRefs:
         if isinstance(x, str) and re.fullmatch(r"\s*\[?\d+\]?\s*", x): x = int(x.strip(" []"))
         if isinstance(x, int) and not isinstance(x, bool): return self.ids[x - 1] if 1 <= x <= len(self.ids) else None
         return None
+
+
+# %% ../../nbs/api/30_methods_base.ipynb #4e52bebf
+def read_numbers(text: str, ids: Sequence[str]) -> dict[int, str]:
+    "{n: tool id} of the tools `text` numbered with `ToolRefs.label` (`[n] <id>` or `[n] {\"api\":\"<id>\"`), among `ids`."
+    by_len, out = sorted(set(ids), key=len, reverse=True), {}
+    for m in re.finditer(r'\[(\d+)\] (?:\{"api":")?', text):
+        t = next((i for i in by_len if text.startswith(i, m.end())), None)
+        if t is not None: out.setdefault(int(m.group(1)), t)
+    return out
 

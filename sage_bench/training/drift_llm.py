@@ -16,13 +16,14 @@ from .llm_sft import (SFTConfig, SFTExample, Encoded, SFT_METHODS, sft_method, r
                                          load_base, add_lora, train_lora)
 
 # %% auto #0
-__all__ = ['LLM_DRIFT_METHODS', 'RESULT_DIR', 'RESULT_FILE', 'COMPARISONS', 'DriftLLMSettings', 'Item', 'version_examples',
-           'version_test_samples', 'stream_items', 'example_scores', 'uncertainty_of', 'ssis_terms', 'choose_round',
-           'replay_weights', 'reset_lora', 'score_versions', 'run_method', 'analyse_llm', 'run_drift_llm',
-           'summary_table', 'tests_table', 'ssis_table', 'report_drift_llm', 'drift_llm_paragraph']
+__all__ = ['LLM_DRIFT_METHODS', 'ID_REFS', 'RESULT_DIR', 'RESULT_FILE', 'COMPARISONS', 'DriftLLMSettings', 'Item',
+           'version_examples', 'version_test_samples', 'stream_items', 'example_scores', 'uncertainty_of', 'ssis_terms',
+           'choose_round', 'replay_weights', 'reset_lora', 'score_versions', 'run_method', 'analyse_llm',
+           'run_drift_llm', 'summary_table', 'tests_table', 'ssis_table', 'report_drift_llm', 'drift_llm_paragraph']
 
 # %% ../../nbs/api/57_drift_llm.ipynb #2c55e639
 LLM_DRIFT_METHODS = ("sequential", "uniform_replay", "ssis_replay")
+ID_REFS = {"tool_selection": {"refs": "id"}, "planning": {"refs": "id"}}   # answers name tools by id: renames change the answer
 RESULT_DIR = "paper2/drift_llm"
 RESULT_FILE = "llm_replay.json"
 
@@ -106,7 +107,7 @@ def version_test_samples(stream: DriftStream, n: int, seed: int = RANDOM_SEED) -
 # %% ../../nbs/api/57_drift_llm.ipynb #bafd56c7
 def stream_items(stream: DriftStream, tok, s: DriftLLMSettings, seed: int = RANDOM_SEED) -> dict:
     "{arrive: per round [Item], test: per version [Item], counts}: the stream's SFT examples, encoded for `tok`."
-    methods = {ch: sft_method(ch, s.quick) for ch in SFT_METHODS}
+    methods = {ch: sft_method(ch, s.quick, **ID_REFS.get(ch, {})) for ch in SFT_METHODS}
     tests = version_test_samples(stream, s.test_per_challenge, seed)
     arrive, test, counts, seen = [], [], [], set()
     for r, v in enumerate(stream.versions):

@@ -26,8 +26,8 @@ __all__ = ['SFT_METHODS', 'SFT_METHOD_CONFIG', 'GOLD_CONFIDENCE', 'GOLD_REASONS'
 SFT_METHODS = {"timing": "timing.llm_based", "tool_selection": "selector.llm_rerank", "planning": "planner.llm_based"}
 SFT_METHOD_CONFIG = {
     True: {"timing": {"prompt": "zero_shot_minimal"},
-           "tool_selection": {"prompt": "zero_shot_minimal", "m": 8, "max_desc": 80},
-           "planning": {"prompt": "zero_shot_minimal", "n_candidates": 8, "per_query": 2, "desc_chars": 80}},
+           "tool_selection": {"prompt": "zero_shot_minimal", "m": 8, "max_desc": 80, "refs": "number"},
+           "planning": {"prompt": "zero_shot_minimal", "n_candidates": 8, "per_query": 2, "desc_chars": 80, "refs": "number"}},
     False: {"timing": {}, "tool_selection": {}, "planning": {}},
 }
 
@@ -46,25 +46,32 @@ def _tool_query(tool_id: str, tools: ToolLibrary) -> str:
     return " ".join(name.split(".")[-1].replace("_", " ").split())
 
 # %% ../../nbs/api/55_llm_sft.ipynb #a0d714a6
-def gold_answer(sample: Sample, schema: dict, tools: ToolLibrary) -> Optional[dict]:
-    "The answer to one LLM call of the SFT methods from `sample`'s labels (`None` when the schema cannot hold it)."
+def _answer_names(enum: Sequence, numbers: Optional[dict]) -> dict:
+    "{tool id: the value an answer names it by} for a schema's tool `enum`: ids as they are, or numbers (`numbers`: {n: id})."
+    if all(isinstance(x, str) for x in enum): return {x: x for x in enum}
+    if numbers is None: raise ValueError("a schema of numbered tools needs the prompt's numbers (methods.base.read_numbers)")
+    return {numbers[n]: n for n in enum if isinstance(n, int) and n in numbers}
+
+def gold_answer(sample: Sample, schema: dict, tools: ToolLibrary, numbers: Optional[dict] = None) -> Optional[dict]:
+    """The answer to one LLM call of the SFT methods from `sample`'s labels (`None` when the schema cannot hold it);
+    `numbers` ({n: tool id}, read from the prompt): the call names tools by number (`refs="number"`)."""
     props = (schema or {}).get("properties") or {}
     if "call_tool" in props:
         y = bool(sample.should_call_tool)
         vals = {"call_tool": y, "confidence": GOLD_CONFIDENCE, "reason": GOLD_REASONS[y]}
     elif "ranking" in props:
-        allowed = set(props["ranking"]["items"]["enum"])
-        ids = [t for t in dict.fromkeys(sample.relevant_tools) if t in allowed][:props["ranking"].get("maxItems") or None]
+        say = _answer_names(props["ranking"]["items"]["enum"], numbers)
+        ids = [t for t in dict.fromkeys(sample.relevant_tools) if t in say][:props["ranking"].get("maxItems") or None]
         if not ids: return None
-        vals = {"ranking": ids}
+        vals = {"ranking": [say[t] for t in ids]}
     elif "queries" in props:
         qs = [_tool_query(t, tools) for t in sample.tool_sequence][:props["queries"].get("maxItems") or None]
         if not qs: return None
         vals = {"queries": qs}
     elif "steps" in props:
-        allowed, steps = set(props["steps"]["items"]["enum"]), list(sample.tool_sequence)
-        if not steps or not set(steps) <= allowed or len(steps) > (props["steps"].get("maxItems") or len(steps)): return None
-        vals = {"steps": steps}
+        say, steps = _answer_names(props["steps"]["items"]["enum"], numbers), list(sample.tool_sequence)
+        if not steps or not set(steps) <= set(say) or len(steps) > (props["steps"].get("maxItems") or len(steps)): return None
+        vals = {"steps": [say[t] for t in steps]}
     else: raise ValueError(f"no gold answer for a call with schema properties {sorted(props)}")
     return {k: vals[k] for k in props if k in vals}
 
@@ -97,7 +104,10 @@ class TeacherClient:
 def record_calls(method, sample: Sample, lib: ToolLibrary, tools: ToolLibrary) -> list[tuple]:
     "Run `method` on the blinded `sample` with a `TeacherClient`: [(messages, schema, gold answer or None)] in call order."
     from sage_bench.llm import _run_sync
-    teacher = TeacherClient(lambda m, s: gold_answer(sample, s, tools))
+    from sage_bench.methods.base import read_numbers
+    numbered = getattr(method, "config", {}).get("refs") == "number"
+    teacher = TeacherClient(lambda m, s: gold_answer(sample, s, tools, read_numbers("\n".join(x["content"] for x in m), lib.ids)
+                                                     if numbered else None))
     old = getattr(method, "_client", None)
     method._client = teacher
     try: _run_sync(method.arun(blind(sample), lib))
