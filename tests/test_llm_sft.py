@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sage_bench.methods.base import blind
+from sage_bench.methods.base import ToolRefs, blind, read_numbers
 from sage_bench.registry import get_dataset
 from sage_bench.training import llm_sft as L
 
@@ -55,23 +55,28 @@ def test_examples_are_the_methods_requests(ds, data):
         if s.challenge == "timing":
             assert e.messages == timing_messages(blind(s), ds.candidates(s), cfg["timing"]["prompt"]) and e.schema == TIMING_SCHEMA
             assert ans["call_tool"] is s.should_call_tool
-        elif s.challenge == "tool_selection":
-            cands = e.schema["properties"]["ranking"]["items"]["enum"]
-            assert len(cands) == cfg["tool_selection"]["m"]
+        elif s.challenge == "tool_selection":      # quick path: refs="number", the tools named by the [n] before them
+            nums = read_numbers(e.messages[-1]["content"], ds.tools.ids)
+            cands = [nums[n] for n in e.schema["properties"]["ranking"]["items"]["enum"]]
+            refs = ToolRefs(cands, cfg["tool_selection"]["refs"])
+            assert len(cands) == cfg["tool_selection"]["m"] and refs.kind == "number"
             assert e.messages == rerank_messages(s.query, [ds.tools[c] for c in cands], cfg["tool_selection"]["max_desc"],
-                                                 cfg["tool_selection"]["prompt"])
-            assert e.schema == _ranking_schema(cands, len(cands), 1)
-            assert ans["ranking"] == [t for t in s.relevant_tools if t in cands]
+                                                 cfg["tool_selection"]["prompt"], refs=refs)
+            assert e.schema == _ranking_schema(cands, len(cands), 1, refs=refs)
+            assert [nums[n] for n in ans["ranking"]] == [t for t in s.relevant_tools if t in cands]
         else:
             assert e.messages == query_messages(s.request) and e.schema == query_schema(12)
             assert len(ans["queries"]) == len(s.tool_sequence)
             plan = ex.get(f"{s.id}#1")
             if plan is None: continue         # a gold tool was not among the candidates: the plan step is left out
-            ids = plan.schema["properties"]["steps"]["items"]["enum"]
-            assert set(s.tool_sequence) <= set(ids)
             user = plan.messages[-1]["content"]
-            assert s.request in user and all(tool_card(ds.tools[t], cfg["planning"]["desc_chars"]) in user for t in ids)
-            assert json.loads(plan.answer) == {"steps": s.tool_sequence}
+            nums = read_numbers(user, ds.tools.ids)
+            ids = [nums[n] for n in plan.schema["properties"]["steps"]["items"]["enum"]]
+            refs = ToolRefs(ids, cfg["planning"]["refs"])
+            assert set(s.tool_sequence) <= set(ids)
+            assert s.request in user and all("- " + refs.label(t) + tool_card(ds.tools[t], cfg["planning"]["desc_chars"])[2:] in user
+                                             for t in ids)
+            assert [nums[n] for n in json.loads(plan.answer)["steps"]] == s.tool_sequence
     # a selection sample whose gold tools the retriever's top m all missed has no answer within the schema: left out, counted
     assert n["timing"] == n["planning"] == 3 and n["tool_selection"] == data["used"]["tool_selection"]
     assert data["used"]["tool_selection"] + data["skipped"]["tool_selection"] == 3 and data["skipped"]["timing"] == 0
