@@ -45,8 +45,9 @@ class DriftLLMSettings:
 
     def __post_init__(self):
         q = self.quick
-        if self.sft is None:
-            self.sft = (SFTConfig(quick=True, epochs=1, top_layers=4, accum=2, threads=1) if q else
+        if self.sft is None:             # torch on every CPU, as in 5.5: the study runs alone (no server while it trains)
+            from sage_bench.llm_service import usable_cpus
+            self.sft = (SFTConfig(quick=True, epochs=1, top_layers=4, accum=2, threads=usable_cpus()) if q else
                         SFTConfig(model="qwen2.5-coder-1.5b", quick=False, epochs=1, batch_size=4, accum=2, device="cuda"))
         elif isinstance(self.sft, dict): self.sft = SFTConfig(**self.sft)
         if isinstance(self.drift, dict): self.drift = DriftConfig(**self.drift)
@@ -59,7 +60,7 @@ class DriftLLMSettings:
         if isinstance(self.ssis, dict): self.ssis = SSISConfig(**self.ssis)
 
 _s = DriftLLMSettings()
-assert _s.budget == 6 and _s.buffer == 12 and _s.sft.epochs == 1 and _s.sft.threads == 1 and _s.drift.n_versions == 3
+assert _s.budget == 6 and _s.buffer == 12 and _s.sft.epochs == 1 and _s.sft.threads >= 1 and _s.drift.n_versions == 3
 assert DriftLLMSettings(sft={"epochs": 1}, drift={"n_versions": 2}).drift.n_versions == 2
 
 # %% ../../nbs/api/57_drift_llm.ipynb #2e1c4191
