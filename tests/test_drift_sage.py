@@ -94,4 +94,4 @@ def test_paired_statistics():
     assert r0["diff"] == 0 and r0["p"] == 1.0
     s = sa.paired_seeds([0.5, 0.65, 0.7], [0.4, 0.5, 0.6])
     assert abs(s["diff"] - 0.35 / 3) < 1e-12 and s["ci"][0] < s["diff"] < s["ci"][1] and 0 < s["p"] < 1
-    assert sa.verdict(None, 0.9) == "untested (one seed)" and sa.verdict([0.3, 0.5], 0.35, "about") == "consistent"
+    assert sa.verdict(None, 0.9) == sa.UNTESTED and sa.verdict([0.3, 0.5], 0.35, "about") == "consistent"

@@ -14,9 +14,9 @@ from .model import (Features, ModelConfig, TrainLog, build_model, make_optimizer
 from .continual import Round, round_features, score_rounds, finish_stream, with_states
 
 # %% auto #0
-__all__ = ['TERMS', 'ABLATIONS', 'COMPARISONS', 'FINAL_METRICS', 'STREAM_METRICS', 'BY_CONSTRUCTION', 'HYPOTHESES', 'RESULT_DIR',
-           'SumTree', 'PriorityReplay', 'SSISConfig', 'base_id', 'SSIS', 'SageConfig', 'sage_config', 'words_of',
-           'SampleStates', 'build_state_model', 'n_params', 'planned_draws', 'run_sage', 'DriftSettings',
+__all__ = ['TERMS', 'ABLATIONS', 'UNTESTED', 'COMPARISONS', 'FINAL_METRICS', 'STREAM_METRICS', 'BY_CONSTRUCTION', 'HYPOTHESES',
+           'RESULT_DIR', 'SumTree', 'PriorityReplay', 'SSISConfig', 'base_id', 'SSIS', 'SageConfig', 'sage_config',
+           'words_of', 'SampleStates', 'build_state_model', 'n_params', 'planned_draws', 'run_sage', 'DriftSettings',
            'PreparedDrift', 'prepare_drift', 'paired_samples', 'paired_seeds', 'mean_ci_samples', 'verdict', 'analyse',
            'mean_sd_rows', 'run_drift_study', 'tests_paragraph', 'hypotheses_sentence', 'online_drift_paragraph',
            'ssis_paragraph', 'report_drift']
@@ -588,14 +588,17 @@ def paired_samples(a, b, n_boot: int = 2000, seed: int = RANDOM_SEED) -> dict:
             "test": "paired bootstrap / sign-flip permutation"}
 
 def paired_seeds(a, b) -> dict:
-    "Paired difference of per-seed values `a - b`: mean, 95% t interval, paired t-test p (None with fewer than 2 seeds)."
+    """Paired difference of per-seed values `a - b`: mean, 95% t interval, paired t-test p. No interval and no p with fewer
+    than 2 seeds, nor when every seed gives the same difference (a t-test on no spread is undefined; `note` says so)."""
     from scipy import stats
     d = np.asarray(a, float) - np.asarray(b, float); n = len(d)
     out = {"n": int(n), "diff": float(d.mean()) if n else None, "ci": None, "p": None, "test": "paired t over seeds"}
     if n >= 2:
-        se = float(d.std(ddof=1) / math.sqrt(n)); h = float(stats.t.ppf(0.975, n - 1)) * se
-        out["ci"] = [out["diff"] - h, out["diff"] + h]
-        out["p"] = float(stats.ttest_rel(a, b).pvalue) if se > 0 else (1.0 if out["diff"] == 0 else 0.0)
+        sd = float(d.std(ddof=1))
+        if sd <= 1e-9 * max(1.0, abs(out["diff"])): out["note"] = "the same difference on every seed: no spread to test"
+        else:
+            h = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+            out["ci"], out["p"] = [out["diff"] - h, out["diff"] + h], float(stats.ttest_rel(a, b).pvalue)
     return out
 
 def mean_ci_samples(x, n_boot: int = 2000, seed: int = RANDOM_SEED) -> dict:
@@ -604,10 +607,12 @@ def mean_ci_samples(x, n_boot: int = 2000, seed: int = RANDOM_SEED) -> dict:
     boot = x[rng.integers(0, len(x), (n_boot, len(x)))].mean(1)
     return {"mean": float(x.mean()), "ci": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))], "n": int(len(x))}
 
+UNTESTED = "untested (no interval: one seed, or the same value on every seed)"
+
 def verdict(ci, target: float, kind: str = "at_least") -> str:
     """'supported', 'contradicted' or 'inconclusive' for a 95% interval against a hypothesis: `at_least` (lower bound >= target
     supports, upper < target contradicts), `at_most` (the mirror) or `about` (the interval holds the target: consistent)."""
-    if ci is None: return "untested (one seed)"
+    if ci is None: return UNTESTED
     lo, hi = ci
     if kind == "at_least": return "supported" if lo >= target else "contradicted" if hi < target else "inconclusive"
     if kind == "at_most": return "supported" if hi <= target else "contradicted" if lo > target else "inconclusive"
@@ -695,7 +700,7 @@ def _drift_vs_baseline(h: dict, by: dict, tests: list) -> dict:
     t = next((x for x in tests if x["a"] == "SAGE_full" and x["b"] == "SAGE_sft_baseline"), None)
     pt = t["per_seed"]["stream/drift_per_round"] if t else None
     v = None if pt is None else ("supported" if pt["ci"] and pt["ci"][0] > 0 else "contradicted" if pt["ci"] and pt["ci"][1] < 0
-                                 else "inconclusive" if pt["ci"] else "untested (one seed)")
+                                 else "inconclusive" if pt["ci"] else UNTESTED)
     return {**h, "measured": pt and pt["diff"], "ci": pt and pt["ci"], "p": pt and pt["p"], "n": pt and pt["n"], "unit": "seeds",
             "verdict": v}
 
@@ -873,7 +878,8 @@ def _test_sentence(frag, rel: str, i: int, t: dict) -> str | None:
     if fg.get("diff") is not None:
         frag.claim(rel, ["tests", i, "per_seed", "stream/forgetting", "diff"], fg["diff"], f"{t['a']} - {t['b']} forgetting")
         parts.append(f"forgetting {_pts(fg['diff'])} points" + (f" [{_pts(fg['ci'][0])}, {_pts(fg['ci'][1])}], p = {fg['p']:.3g}"
-                                                                  if fg.get("ci") else "") + f" over {fg['n']} seeds")
+                                                                  if fg.get("ci") else "") + f" over {fg['n']} seeds"
+                     + (f" ({fg['note']})" if fg.get("note") else ""))
     if not parts: return None
     c = tex_escape(t["component"])
     return f"{c[:1].upper() + c[1:]} ({tt(t['a'])} against {tt(t['b'])}): " + "; ".join(parts) + "."
