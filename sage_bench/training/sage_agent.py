@@ -589,13 +589,17 @@ def paired_samples(a, b, n_boot: int = 2000, seed: int = RANDOM_SEED) -> dict:
 
 def paired_seeds(a, b) -> dict:
     """Paired difference of per-seed values `a - b`: mean, 95% t interval, paired t-test p. No interval and no p with fewer
-    than 2 seeds, nor when every seed gives the same difference (a t-test on no spread is undefined; `note` says so)."""
+    than 2 seeds. No spread between the seeds: a difference of 0 on every seed has interval [0, 0] and p 1 (as
+    `paired_samples`); the same non-zero difference on every seed has no interval and no p (a t-test on no spread is
+    undefined; `note` says so)."""
     from scipy import stats
     d = np.asarray(a, float) - np.asarray(b, float); n = len(d)
     out = {"n": int(n), "diff": float(d.mean()) if n else None, "ci": None, "p": None, "test": "paired t over seeds"}
     if n >= 2:
         sd = float(d.std(ddof=1))
-        if sd <= 1e-9 * max(1.0, abs(out["diff"])): out["note"] = "the same difference on every seed: no spread to test"
+        if sd <= 1e-9 * max(1.0, abs(out["diff"])):
+            if abs(out["diff"]) <= 1e-12: out["ci"], out["p"] = [0.0, 0.0], 1.0
+            else: out["note"] = "the same difference on every seed: no spread to test"
         else:
             h = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
             out["ci"], out["p"] = [out["diff"] - h, out["diff"] + h], float(stats.ttest_rel(a, b).pvalue)
