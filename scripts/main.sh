@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 quick=--quick; [ "${SAGE_BENCH_FULL:-0}" = "1" ] && quick=
-# the model a server started here runs: quick mode takes the 0.5B model (12 samples of every LLM method fit in about
-# 10 minutes on 2 cores), a full run the default CPU model (1.5B); SAGE_BENCH_MAIN_MODEL names another. A server that
+# the model a server started here runs: quick mode takes the 0.5B model (12 samples of every LLM method; the measured
+# quick runs are in bench/results/section_5_2_runs.json: over the 10 minutes aimed at on 2 cores so far), a full run
+# the default CPU model (1.5B); SAGE_BENCH_MAIN_MODEL names another. A server that
 # already answers on the port is used as it is (every result records the model that answered).
 model="${SAGE_BENCH_MAIN_MODEL:-}"
 [ -n "$model" ] || { [ -n "$quick" ] && model=qwen2.5-coder-0.5b || model=qwen2.5-coder-1.5b; }
