@@ -7,13 +7,14 @@ from __future__ import annotations
 import json, random, re
 from collections import Counter
 from pathlib import Path
+from typing import Sequence
 from ..core import CHALLENGES, Dataset, RecordError, gold_of, resources_dir, stable_hash, text_of
 
 # %% auto #0
 __all__ = ['REVIEW_SEED', 'REVIEW_N', 'VERDICTS', 'REVIEW_FIELDS', 'review_draw', 'tool_line', 'render_sample', 'sample_digest',
            'review_path', 'read_review', 'check_review', 'review_counts', 'counts_of', 'licence_of', 'sources_of',
-           'text_facts', 'gates_path', 'read_gates', 'card_facts', 'card_blocks', 'text_blocks', 'card_markdown',
-           'card_tex']
+           'text_review', 'text_facts', 'gates_path', 'read_gates', 'card_facts', 'card_blocks', 'text_blocks',
+           'card_markdown', 'card_tex']
 
 # %% ../../nbs/api/19b_data_card.ipynb #519d18ad
 REVIEW_SEED = 2026
@@ -149,6 +150,21 @@ def sources_of(dataset="sage", material: Path | str | None = None) -> dict:
     files = sorted(str(p.relative_to(m)) for p in m.rglob("*.yaml")) if m.is_dir() else []
     return {"tool_sources": dict(src.most_common()), "external": ext, "material": files}
 
+# %% ../../nbs/api/19b_data_card.ipynb #dd42650b
+def text_review(path: Path | str, results: Sequence = ()) -> dict | None:
+    """Verdict counts of the accepted LLM texts read beside their seeds (`path`, JSON lines), all read and those `results`
+    (TextResult) still accept with the same text; the wrong (then doubtful) ones first in `worst`; None without a file."""
+    p = Path(path)
+    if not p.exists(): return None
+    rows = [json.loads(x) for x in p.read_text(encoding="utf-8").splitlines() if x.strip()]
+    bad = [r for r in rows if r["verdict"] not in VERDICTS]
+    if bad: raise ValueError(f"{p}: verdict {bad[0]['verdict']!r} of {bad[0]['id']} is not one of {VERDICTS}")
+    now = {r.id: r.text for r in results if r.status == "accepted"}
+    still = [r for r in rows if now.get(r["id"]) == r["text"]]
+    count = lambda rs: {v: sum(r["verdict"] == v for r in rs) for v in VERDICTS}
+    return {"read": count(rows), "still_accepted": count(still), "n": len(rows), "n_still": len(still),
+            "worst": [r for v in ("wrong", "doubtful") for r in rows if r["verdict"] == v]}
+
 # %% ../../nbs/api/19b_data_card.ipynb #e0b6ee21
 def text_facts(dataset="sage", textgen_dir: Path | str | None = None) -> dict:
     "{seeds per challenge, LLM cache entries, acceptance report (None without results)} of a data set's text."
@@ -165,7 +181,7 @@ def text_facts(dataset="sage", textgen_dir: Path | str | None = None) -> dict:
     shipped = sum(text_of(s) in accepted for s in ds.samples)
     return {"seeds": seeds, "textgen_dir": str(d), "cache_entries": n_cache, "results_files": [p.name for p in results],
             "acceptance": acceptance_report(rs) if rs else None, "run": run, "shipped_llm_texts": shipped,
-            "samples": len(ds.samples)}
+            "samples": len(ds.samples), "review": text_review(d / "review.jsonl", rs)}
 
 # %% ../../nbs/api/19b_data_card.ipynb #63dd7ee6
 def gates_path(name: str = "sage") -> Path:
@@ -254,7 +270,8 @@ def card_blocks(f: dict) -> list[tuple]:
 _HOW = ("Each seed phrasing is hand-written, with its slots filled from the material; the LLM pipeline (`data.textgen`{model}) "
         "rewrites it from a spec: the gold tools with their descriptions, the values the text must keep (ids, amounts, the argument "
         "values the seed states) and, for a timing turn, the conversation before it. A rewrite is checked before it is kept: without "
-        "an LLM, it must not be empty, name a tool, drop a value it must keep, or (a planning request) list its steps with sequence "
+        "an LLM, it must not be empty, name a tool, drop a value it must keep, speak as the assistant or about the tools (unless its "
+        "seed does), or (a planning request) list its steps with sequence "
         "words its seed does not use; then a second LLM pass reads the text beside the gold tools and five distractors (up to three "
         "tools of the gold tools' own categories, then any, each time those sharing most words with the seed; never an "
         "acceptable tool) in an order fixed by a hash, and must answer that exactly the gold tools are needed (none for a no-tool "
@@ -280,6 +297,15 @@ def text_blocks(t: dict, seeds: str) -> list[tuple]:
     if a["reasons"]:
         B.append(("t", "Why attempts failed (one text can fail several attempts)", ["reason", "attempts"],
                   [[k, str(v)] for k, v in a["reasons"].items()]))
+    rv = t.get("review")
+    if rv:
+        B.append(("t", f"Accepted LLM texts read one by one beside their seeds ({rv['n']} read)", ["texts", "right", "doubtful", "wrong"],
+                  [[f"all {rv['n']} read", *[f"{rv['read'][v]} ({_pct(rv['read'][v], rv['n'])})" for v in VERDICTS]],
+                   [f"{rv['n_still']} still accepted by the current checks",
+                    *[f"{rv['still_accepted'][v]} ({_pct(rv['still_accepted'][v], rv['n_still'])})" for v in VERDICTS]]]))
+        if rv["worst"]:
+            B.append(("q", "Worst accepted LLM texts (seed => text)", [(r["verdict"], f"{r['seed']} => {r['text']}", r["reason"])
+                                                                        for r in rv["worst"][:4]]))
     return B
 
 # %% ../../nbs/api/19b_data_card.ipynb #390ff739

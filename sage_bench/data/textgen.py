@@ -103,6 +103,10 @@ def clean_text(reply: str | None) -> str | None:
 
 # %% ../../nbs/api/19a_data_textgen.ipynb #027b671b
 _STEPS = re.compile(r"\b(?:then|after that|afterwards|finally|lastly)\b", re.I)
+# a rewrite in the assistant's voice, or one about the tools rather than the need (read in the 1.5B model's accepted rewrites)
+_ASSISTANT = re.compile(r"\b(?:would you like|you would like|do you want me to|shall i|how (?:can|may) i (?:help|assist)|"
+                        r"i can help you|let me know if)\b", re.I)
+_TOOL_TALK = re.compile(r"\b(?:tools?|apis?|functions?)\b", re.I)
 
 def precheck(spec: dict, text: str | None) -> str | None:
     "Why `text` is rejected without asking the verifier (None when it goes on)."
@@ -115,6 +119,8 @@ def precheck(spec: dict, text: str | None) -> str | None:
         n = t["name"].lower()
         if re.search(r"[._]", n) and (n in low or re.search(r"\b" + re.escape(re.sub(r"[._]+", " ", n)) + r"\b", low)):
             return f"names the tool {t['name']}"
+    for rx, why in ((_ASSISTANT, "speaks as the assistant"), (_TOOL_TALK, "talks about tools")):
+        if rx.search(text) and not rx.search(spec.get("seed", "")): return why
     return None
 
 # %% ../../nbs/api/19a_data_textgen.ipynb #1df8954f
