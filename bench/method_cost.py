@@ -50,11 +50,18 @@ def main(argv=None):
                "prompt_s": round(d.get("prompt_seconds_total", 0), 1), "gen_s": round(d.get("tokens_predicted_seconds_total", 0), 1)}
         rows.append(row); print(json.dumps(row), flush=True)
     entries = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    entries[a.label] = {"when": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "url": a.url, "rows": rows}
+    entries[a.label] = {"when": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "url": a.url, "model": _served_model(a.url),
+                        "rows": rows}
     RESULTS.write_text(json.dumps(entries, indent=1) + "\n")
 
 
 def _root(url: str) -> str: return url.rstrip("/").removesuffix("/v1")
+
+
+def _served_model(url: str) -> str | None:
+    import httpx
+    try: return httpx.get(_root(url) + "/v1/models", timeout=10).json()["data"][0]["id"]
+    except Exception: return None
 
 
 def _timings(url: str, path: str, body: dict) -> dict:
@@ -85,7 +92,8 @@ def rates(url: str, rounds: int = 2) -> None:
             walls.append(time.perf_counter() - t0); toks = sum(t["predicted_n"] for t in res)
         out[f"decode_tok_s_{conc}_in_flight"] = round(toks / statistics.median(walls), 1)
     import os as _os
-    out.update(when=time.strftime("%Y-%m-%d %H:%M", time.gmtime()), url=url, load_before=_os.getloadavg()[0])
+    out.update(when=time.strftime("%Y-%m-%d %H:%M", time.gmtime()), url=url, model=_served_model(url),
+               load_before=round(_os.getloadavg()[0], 2))
     print(json.dumps(out))
     entries = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     entries["rates"] = out
@@ -99,20 +107,21 @@ def show(entries: dict) -> None:
     from sage_bench.registry import lookup
     for label, e in entries.items():
         if label == "rates":
-            print(f"== server speeds ({e['when']}): " + ", ".join(f"{k} {v}" for k, v in e.items() if k not in ("when", "url"))); continue
+            print(f"== server speeds ({e['when']}, {e.get('model')}): "
+                  + ", ".join(f"{k} {v}" for k, v in e.items() if k not in ("when", "url", "model"))); continue
         t = pd.DataFrame(e["rows"])
-        print(f"== {label} ({e['when']})"); print(t.to_string(index=False))
+        print(f"== {label} ({e['when']}, {e.get('model')})"); print(t.to_string(index=False))
         llm = t[t.generated + t.prompt_evaluated > 0]
         print(f"LLM methods together: {llm.wall_s.sum():.0f} s wall, {llm.prompt_evaluated.sum():,} prompt tokens evaluated, "
               f"{llm.generated.sum():,} tokens generated")
         r = entries.get("rates")
-        if r:
+        if r and r.get("model") == e.get("model"):
             best = max(v for k, v in r.items() if k.startswith("decode_tok_s_"))
             floor = llm.prompt_evaluated.sum() / r["prefill_tok_s"] + llm.generated.sum() / best
             print(f"at the measured server speeds ({r['prefill_tok_s']} prompt tokens/s, at best {best} tokens/s decoded), "
                   f"these tokens alone take at least {floor:.0f} s")
         bound = sum(r.wall_s / r.n * len(ds.select(lookup("method", r.method).challenge, "test")) for r in llm.itertuples())
-        print(f"a full 5.2 run's LLM methods at these seconds per sample on the whole test split: about {bound / 3600:.1f} h "
+        print(f"these {len(llm)} methods on the whole test split (a full 5.2 run) at these seconds per sample: about {bound / 3600:.1f} h "
               "(the full run's larger budgets and slower default model add to it; selector.llm_direct's one-time reading "
               "of the library, counted here in every sample's share, takes from it)")
 
