@@ -73,3 +73,20 @@ def test_card_reads_a_gate_report(v2, tmp_path):
     (tmp_path / "g.json").write_text(json.dumps(g))
     md = C.card_markdown(C.card_facts(v2, gates=tmp_path / "g.json", textgen_dir=tmp_path / "none"))
     assert "| timing_bow_lr | 0.500 [0.400, 0.600] | 10 | <= 0.85 | pass |" in md
+
+
+@pytest.mark.slow          # v2_text_specs regenerates the data set (about a minute on 2 cores)
+def test_the_reading_of_llm_rewrites_matches_the_pipeline():
+    """Every accepted LLM rewrite read beside its seed (textgen/review.jsonl) is a text spec of the v2 pipeline with that
+    seed, and a text the pipeline wrote and accepted for it (in the committed results, or before a later check)."""
+    from sage_bench.data import textgen as TG
+    rows = [json.loads(x) for x in (TG.v2_text_dir() / "review.jsonl").read_text().splitlines() if x.strip()]
+    specs = {s["id"]: s for _, s in TG.v2_text_specs()[0]}
+    results = {json.loads(x)["id"]: json.loads(x) for x in (TG.v2_text_dir() / "results.jsonl").read_text().splitlines() if x.strip()}
+    assert rows and len({r["id"] for r in rows}) == len(rows)
+    for r in rows:
+        assert r["verdict"] in C.VERDICTS and r["reason"] and r["reviewer"], r
+        assert specs[r["id"]]["seed"] == r["seed"] and specs[r["id"]]["kind"] == r["kind"], r["id"]
+        assert r["id"] in results, r["id"]
+    facts = C.text_review(TG.v2_text_dir() / "review.jsonl", [TG.TextResult(**x) for x in results.values()])
+    assert facts["n"] == len(rows) and 0 < facts["n_still"] <= facts["n"]
