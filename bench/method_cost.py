@@ -1,14 +1,14 @@
 """Where the LLM time of quick section 5.2 goes: each LLM method's quick plan (its quick configuration, its quick samples)
 run once against a llama-server with empty caches (a fresh store, no reply cache), with llama-server's own counters
-(/metrics) read before and after: requests made, prompt tokens evaluated and taken from the cache, tokens generated,
+(/metrics) read before and after: prompt tokens evaluated and taken from the cache, tokens generated, decode calls,
 and the wall time. Methods run one after another, so each row's counters are that method's alone.
 
     SAGE_BENCH_HOME=$(mktemp -d) .venv/bin/python bench/method_cost.py --url http://127.0.0.1:8901/v1 [--methods a,b]
 
 Prints a table and merges it into bench/results/method_cost.json under `--label`.
 
-`--rates` measures the server's own speeds on this machine instead (each alone, nothing else sent): prefill of a method's
-real prompt (~650 tokens, prompt cache off) and decode of 96 tokens with 1, 2 and 4 requests in flight (continuous
+`--rates` measures the server's own speeds on this machine instead (each alone, nothing else sent): prefill of a quick
+planner's prompt (planner.llm_based's messages with 10 candidate tools, prompt cache off) and decode of 96 tokens with 1, 2 and 4 requests in flight (continuous
 batching), kept under "rates". `--print` shows the saved rows, the LLM methods' total, and an estimate of a full 5.2 run:
 each method's quick seconds per sample times the size of the sage test split of its challenge (the full run's budgets are
 larger and its default model, 1.5B, is slower per token: the full run takes longer than this).
