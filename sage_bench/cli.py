@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse, json, math, os, signal, sys, threading, time
 from pathlib import Path
 from .core import RANDOM_SEED, CHALLENGES, DEFAULT_LLM_PORT, VLLM_GPU_MEMORY_UTILIZATION, RecordError, restores_env
+from .core import note_interrupt, check_interrupt, clear_interrupt
 from .registry import UnknownNameError, entries, lookup, dataset_names, get_dataset, method_ids
 from .store import ConfigMismatch, redact_url
 
@@ -342,6 +343,18 @@ def _signal_kernels(sig) -> bool:
         return bool(kids)
     except Exception: return False        # no psutil, a kernel gone meanwhile: let the interrupt stop this process
 
+def _note_sigint():
+    """While a command runs, Ctrl-C also notes the interrupt (`core.note_interrupt`) before raising KeyboardInterrupt; the
+    handler it replaced, or None where Ctrl-C is left as it is (not the main thread, or SIGINT ignored or handled by the
+    caller)."""
+    clear_interrupt()
+    def on_sigint(signum, frame):
+        note_interrupt(); raise KeyboardInterrupt
+    try:
+        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler: return None
+        return signal.signal(signal.SIGINT, on_sigint)
+    except ValueError: return None
+
 class _InterruptKernel:
     """While a section notebook runs, the first Ctrl-C interrupts its kernel (the kernel runs in a session of its own,
     so the terminal's Ctrl-C does not reach it): the cell stops with KeyboardInterrupt, papermill saves the executed
@@ -356,6 +369,7 @@ class _InterruptKernel:
         except ValueError: self.old = None              # not the main thread: leave Ctrl-C as it is
         return self
     def _on_sigint(self, signum, frame):
+        note_interrupt()
         self.hits += 1
         if self.hits == 1 and _signal_kernels(signal.SIGINT):
             threading.Thread(target=self._repeat, daemon=True).start(); return
@@ -543,8 +557,10 @@ def main(argv=None) -> int:
                 "report": cmd_report, "paper": cmd_paper, "interactive": cmd_interactive}
     root = _records_root(a)
     before = _records_sizes(root) if root else {}
+    old_int = _note_sigint()
     try:
         rc = handlers[a.cmd](a)
+        check_interrupt()          # a Ctrl-C whose KeyboardInterrupt a finalizer swallowed still ends as one
     except KeyboardInterrupt:
         try: old = signal.signal(signal.SIGINT, signal.SIG_IGN)     # a second Ctrl-C must not end in a traceback either
         except ValueError: old = None                               # not the main thread
@@ -557,5 +573,8 @@ def main(argv=None) -> int:
         print(f"sage-bench: {e}", file=sys.stderr); rc = 3
     except (RecordError, ConfigMismatch, OSError) as e:    # damaged records, changed configuration, a disk or folder
         print(f"sage-bench: error: {e}", file=sys.stderr); rc = 1
+    finally:
+        if old_int is not None: signal.signal(signal.SIGINT, old_int)
+        clear_interrupt()
     if argv is None: sys.exit(rc)
     return rc

@@ -4,7 +4,7 @@
 
 # %% ../nbs/api/00_core.ipynb #a5b3a1a3
 from __future__ import annotations
-import dataclasses, functools, hashlib, json, os, re, typing
+import dataclasses, functools, hashlib, json, os, re, threading, typing
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal, Optional, get_type_hints
@@ -16,7 +16,8 @@ __all__ = ['RANDOM_SEED', 'BENCHMARK_LLM_TEMPERATURE', 'DEFAULT_LLM_PORT', 'DEFA
            'checkout_root', 'sage_home', 'benchmark_dir', 'restores_env', 'cache_dir', 'resources_dir', 'RecordError',
            'Validated', 'Tool', 'PlanStep', 'Sample', 'TimingSample', 'PlanningSample', 'SelectionSample',
            'sample_from_dict', 'Record', 'gold_of', 'text_of', 'LoadReport', 'iter_jsonl', 'read_jsonl', 'dumps',
-           'write_jsonl', 'write_json', 'stable_hash', 'ToolLibrary', 'Dataset', 'split_of']
+           'write_jsonl', 'write_json', 'stable_hash', 'ToolLibrary', 'Dataset', 'split_of', 'note_interrupt',
+           'check_interrupt', 'clear_interrupt']
 
 # %% ../nbs/api/00_core.ipynb #6ddc6f57
 RANDOM_SEED = 42
@@ -517,3 +518,18 @@ def split_of(sample_id: str, seed: int = RANDOM_SEED, ratios: tuple = (0.7, 0.15
     "The split (train/dev/test) of a sample id, from a hash: deterministic and order-free."
     u = int(hashlib.sha256(f"{seed}:{sample_id}".encode()).hexdigest()[:12], 16) / 16**12
     return "train" if u < ratios[0] else "dev" if u < ratios[0] + ratios[1] else "test"
+
+# %% ../nbs/api/00_core.ipynb #2f0d49d5
+_INTERRUPTED = threading.Event()
+
+def note_interrupt() -> None:
+    "Note that the user asked to stop (Ctrl-C): `check_interrupt` raises from now on, until `clear_interrupt`."
+    _INTERRUPTED.set()
+
+def check_interrupt() -> None:
+    "Raise KeyboardInterrupt when an interrupt was noted (called between batches and when a CLI command returns)."
+    if _INTERRUPTED.is_set(): raise KeyboardInterrupt
+
+def clear_interrupt() -> None:
+    "Forget a noted interrupt (a CLI command starts and ends with this)."
+    _INTERRUPTED.clear()

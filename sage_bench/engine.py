@@ -8,7 +8,7 @@ import json, random, sys, time, traceback, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
-from .core import Record, Dataset, Sample, gold_of, RANDOM_SEED, benchmark_dir, write_json
+from .core import Record, Dataset, Sample, gold_of, RANDOM_SEED, benchmark_dir, write_json, check_interrupt
 from .registry import get_method, get_dataset
 from .methods.base import Method, Output, blind
 from .store import RecordStore, ConfigMismatch, now, provenance
@@ -233,6 +233,7 @@ def _predict_all(m: Method, fb: Method | None, fb_id: str | None, todo: list[Sam
             store.append(recs)
             for r in recs: done[r.sample_id] = r
             if bar: bar.update(len(batch))
+            check_interrupt()       # a Ctrl-C swallowed in a finalizer (core: Interrupts) stops here, this batch kept
     finally:
         if bar: bar.close()
 

@@ -319,3 +319,33 @@ def test_interrupt_reaches_a_kernel_that_was_between_two_cells():
         assert time.time() - t0 < 10
     finally:
         kid.kill(); kid.wait()
+
+
+def test_an_interrupt_swallowed_by_a_finalizer_still_ends_the_command(monkeypatch, capsys):
+    """A Ctrl-C whose KeyboardInterrupt lands in a finalizer is printed as "Exception ignored" and lost; the CLI's handler
+    noted it (core.note_interrupt), so the command still ends as interrupted (130), and the next command starts clean."""
+    from sage_bench import cli
+    from sage_bench.core import note_interrupt
+    monkeypatch.setitem(cli.__dict__, "cmd_list", lambda a: note_interrupt() or 0)
+    assert cli.main(["list", "methods"]) == 130 and "interrupted" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert cli.main(["list", "methods"]) == 0
+
+
+def test_the_engine_stops_after_the_batch_in_which_an_interrupt_was_noted(tmp_path):
+    "evaluate checks for a noted interrupt after each batch: the batch's records are kept, the rest is not predicted."
+    from sage_bench.core import note_interrupt, clear_interrupt
+    from sage_bench.engine import evaluate
+    from sage_bench.registry import get_method
+    m = get_method("selector.keyword")
+    real = m.predict_batch
+    def once(samples, libs):
+        note_interrupt(); return real(samples, libs)
+    m.predict_batch = once
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            evaluate(m, "sage", "test", samples=40, batch_size=16, output_dir=tmp_path, progress=False)
+    finally:
+        clear_interrupt()
+    recs = list((tmp_path / "records").rglob("*.jsonl"))
+    assert len(recs) == 1 and len(recs[0].read_text().splitlines()) == 16
