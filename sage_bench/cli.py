@@ -343,13 +343,22 @@ def _signal_kernels(sig) -> bool:
         return bool(kids)
     except Exception: return False        # no psutil, a kernel gone meanwhile: let the interrupt stop this process
 
+def _in_finalizer(frame) -> bool:
+    "Whether `frame` runs inside a `__del__` method (where Python prints a KeyboardInterrupt and goes on)."
+    while frame is not None:
+        if frame.f_code.co_name == "__del__": return True
+        frame = frame.f_back
+    return False
+
 def _note_sigint():
     """While a command runs, Ctrl-C also notes the interrupt (`core.note_interrupt`) before raising KeyboardInterrupt; the
     handler it replaced, or None where Ctrl-C is left as it is (not the main thread, or SIGINT ignored or handled by the
     caller)."""
     clear_interrupt()
     def on_sigint(signum, frame):
-        note_interrupt(); raise KeyboardInterrupt
+        note_interrupt()
+        if _in_finalizer(frame): return     # raised there it would be printed and lost: the engine's next check raises it
+        raise KeyboardInterrupt
     try:
         if signal.getsignal(signal.SIGINT) is not signal.default_int_handler: return None
         return signal.signal(signal.SIGINT, on_sigint)

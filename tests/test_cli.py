@@ -349,3 +349,19 @@ def test_the_engine_stops_after_the_batch_in_which_an_interrupt_was_noted(tmp_pa
         clear_interrupt()
     recs = list((tmp_path / "records").rglob("*.jsonl"))
     assert len(recs) == 1 and len(recs[0].read_text().splitlines()) == 16
+
+
+def test_a_ctrl_c_inside_a_finalizer_is_noted_not_raised_there(capfd):
+    "Ctrl-C while a __del__ runs: the CLI's handler notes it and returns (no 'Exception ignored' traceback); the next check raises."
+    import gc, signal
+    from sage_bench import cli
+    from sage_bench.core import check_interrupt, clear_interrupt
+    class Dies:
+        def __del__(self): signal.raise_signal(signal.SIGINT)
+    old = cli._note_sigint()
+    try:
+        d = Dies(); del d; gc.collect()
+        with pytest.raises(KeyboardInterrupt): check_interrupt()
+        assert "Exception ignored" not in capfd.readouterr().err
+    finally:
+        signal.signal(signal.SIGINT, old); clear_interrupt()
