@@ -228,13 +228,21 @@ def test_record_error_is_one_message_and_a_torn_tail_is_repaired(tmp_path):
     assert str(rec) in err and "invalid JSON" in err
 
 
+def _ctrl_c_as_in_a_terminal():
+    """In the child before exec: SIGINT as a terminal leaves it (default). A test runner started in the background of a
+    shell without job control ignores SIGINT, every child inherits that, and a Python child then never raises
+    KeyboardInterrupt (the cause of this test's failures in such runs)."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_keeps_the_records_and_exits_130(tmp_path):
     """SIGINT (what Ctrl-C sends) while `eval` runs: exit 130, how many records were kept, no traceback; the rerun
     resumes from them."""
     import signal, time
     args = ["eval", "--methods", "selector.keyword,planner.simple", "--split", "all", "--output-dir", str(tmp_path)]
-    p = subprocess.Popen([EXE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen([EXE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_as_in_a_terminal)
     rec = tmp_path / "records/sage/all/selector.keyword.jsonl"
     t0 = time.time()
     while p.poll() is None and not (rec.exists() and rec.stat().st_size) and time.time() - t0 < 300: time.sleep(0.05)
@@ -276,7 +284,7 @@ def test_ctrl_c_during_a_section_run_stops_its_notebook_cleanly(tmp_path):
     import signal, time
     out = tmp_path / "out"
     p = subprocess.Popen([EXE, "run", "--section", "5.2", "--quick", "--skip-llm", "--output-dir", str(out)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, preexec_fn=_ctrl_c_as_in_a_terminal)
     def n_records(): return sum(len(f.read_text().splitlines()) for f in out.rglob("*.jsonl") if "records" in f.parts)
     t0 = time.time()
     while p.poll() is None and not n_records() and time.time() - t0 < 600: time.sleep(0.1)
@@ -358,10 +366,11 @@ def test_a_ctrl_c_inside_a_finalizer_is_noted_not_raised_there(capfd):
     from sage_bench.core import check_interrupt, clear_interrupt
     class Dies:
         def __del__(self): signal.raise_signal(signal.SIGINT)
-    old = cli._note_sigint()
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)    # what a command starts with (the runner may differ)
     try:
+        assert cli._note_sigint() is signal.default_int_handler
         d = Dies(); del d; gc.collect()
         with pytest.raises(KeyboardInterrupt): check_interrupt()
         assert "Exception ignored" not in capfd.readouterr().err
     finally:
-        signal.signal(signal.SIGINT, old); clear_interrupt()
+        signal.signal(signal.SIGINT, before); clear_interrupt()
