@@ -290,11 +290,11 @@ def _shipping_block(t: dict, r: dict) -> list[tuple]:
     rv = t.get("review")
     if not rv or not rv["n_still"] or 2 * t["shipped_llm_texts"] >= t["acceptance"]["accepted"]: return []
     chs = sorted({KIND_CHALLENGE.get(k, k) for k in rv["kinds"]} & set(r["counts"]))
-    ok, n = (sum(r["counts"][ch][v] for ch in chs) for v in ("right",)), sum(sum(r["counts"][ch].values()) for ch in chs)
+    ok, n = sum(r["counts"][ch]["right"] for ch in chs), sum(sum(r["counts"][ch].values()) for ch in chs)
     return [("p", f"The shipped data keeps its hand-written seed texts (an accepted LLM rewrite equals {t['shipped_llm_texts']} of "
                   f"its {t['samples']} sample texts). Read beside their seeds, {_pct(rv['still_accepted']['right'], rv['n_still'])} of the "
                   f"accepted LLM texts that the current checks keep are right ({rv['still_accepted']['wrong']} of "
-                  f"{rv['n_still']} wrong), against {_pct(next(ok), n)} of the seed texts of the same challenges "
+                  f"{rv['n_still']} wrong), against {_pct(ok, n)} of the seed texts of the same challenges "
                   f"({', '.join(chs)}) in the review of the shipped samples below: every sample keeps its hand-written seed text "
                   "until a stronger model's rewrites read better (the pipeline runs unchanged against a GPU server).")]
 
