@@ -122,3 +122,14 @@ def section_5_3(bench_root, section_5_2):
 def section_5_4(bench_root):
     from sage_bench.report import run_section
     return run_section("5.4", quick=True, skip_llm=True, output_dir=bench_root)
+
+
+@pytest.fixture(autouse=True)
+def _no_interrupt_left_noted():
+    """A test that leaves an interrupt noted (core.note_interrupt, as the CLI's Ctrl-C handlers do) would stop the next
+    in-process evaluation with KeyboardInterrupt, far from its cause: such a test fails here, and the note is cleared."""
+    yield
+    from sage_bench.core import _INTERRUPTED
+    if _INTERRUPTED.is_set():
+        _INTERRUPTED.clear()
+        pytest.fail("the test left an interrupt noted (sage_bench.core.note_interrupt); clear it with clear_interrupt()")

@@ -304,6 +304,7 @@ def test_interrupt_reaches_a_kernel_that_was_between_two_cells():
     `give_up_s` stops itself. (A child process named like a kernel stands in for it.)"""
     import signal, time
     from sage_bench.cli import _InterruptKernel
+    from sage_bench.core import clear_interrupt
     code = ("import signal, sys, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep({}); "
             "signal.signal(signal.SIGINT, signal.default_int_handler); time.sleep(60)")
     kid = subprocess.Popen([sys.executable, "-c", code.format(1.5), "ipykernel_launcher"], stderr=subprocess.DEVNULL)
@@ -315,7 +316,7 @@ def test_interrupt_reaches_a_kernel_that_was_between_two_cells():
             assert kid.wait(timeout=15) != 0
         assert time.time() - t0 < 10
     finally:
-        kid.kill(); kid.wait()
+        kid.kill(); kid.wait(); clear_interrupt()       # what cmd_run's caller (main) does when the command ends
     kid = subprocess.Popen([sys.executable, "-c", code.format(600), "ipykernel_launcher"], stderr=subprocess.DEVNULL)
     try:
         time.sleep(0.5)
@@ -326,7 +327,7 @@ def test_interrupt_reaches_a_kernel_that_was_between_two_cells():
                 time.sleep(30)                           # (a wait like papermill's, woken by the signal)
         assert time.time() - t0 < 10
     finally:
-        kid.kill(); kid.wait()
+        kid.kill(); kid.wait(); clear_interrupt()
 
 
 def test_an_interrupt_swallowed_by_a_finalizer_still_ends_the_command(monkeypatch, capsys):
