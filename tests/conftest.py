@@ -127,9 +127,15 @@ def section_5_4(bench_root):
 @pytest.fixture(autouse=True)
 def _no_interrupt_left_noted():
     """A test that leaves an interrupt noted (core.note_interrupt, as the CLI's Ctrl-C handlers do) would stop the next
-    in-process evaluation with KeyboardInterrupt, far from its cause: such a test fails here, and the note is cleared."""
+    in-process evaluation with KeyboardInterrupt, far from its cause; one that leaves another SIGINT handler installed
+    changes what Ctrl-C does in every later test. Such a test fails here, and the state is put back."""
+    import signal
+    before = signal.getsignal(signal.SIGINT)
     yield
     from sage_bench.core import _INTERRUPTED
+    left = []
     if _INTERRUPTED.is_set():
-        _INTERRUPTED.clear()
-        pytest.fail("the test left an interrupt noted (sage_bench.core.note_interrupt); clear it with clear_interrupt()")
+        _INTERRUPTED.clear(); left.append("an interrupt noted (sage_bench.core.note_interrupt; clear it with clear_interrupt())")
+    if signal.getsignal(signal.SIGINT) is not before:
+        signal.signal(signal.SIGINT, before); left.append(f"another SIGINT handler installed (it found {before!r})")
+    if left: pytest.fail("the test left " + " and ".join(left))
